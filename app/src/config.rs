@@ -1,0 +1,118 @@
+//! Every option, as a CLI flag with an environment variable of the same meaning (DESIGN.md
+//! "Configuration contract"). `app --help` lists them all; so does the README's table.
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{ArgAction, Parser};
+
+#[derive(Parser, Debug, Clone)]
+#[command(name = "app", version, about = "A self-hosted chat web app over llama.cpp's llama-server")]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1:3000")]
+    pub bind_addr: SocketAddr,
+
+    /// `sqlite://...` or `postgres://...`. Default: an SQLite file in the data directory.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Where the default SQLite database and the generated session key live.
+    #[arg(long, env = "DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// Do not apply pending database migrations at start-up.
+    #[arg(long, env = "SKIP_MIGRATIONS", action = ArgAction::Set, default_value_t = false)]
+    pub skip_migrations: bool,
+
+    /// The OpenAI-compatible base URL of llama-server.
+    #[arg(long, env = "LM_API_URL", default_value = "http://127.0.0.1:8080/v1")]
+    pub lm_api_url: String,
+
+    /// Model name sent upstream. Default: whatever llama-server serves.
+    #[arg(long, env = "LM_MODEL")]
+    pub lm_model: Option<String>,
+
+    /// API key sent upstream as a bearer token, if the server wants one.
+    #[arg(long, env = "LM_API_KEY", hide_env_values = true)]
+    pub lm_api_key: Option<String>,
+
+    /// Upper bound on tokens generated for one reply.
+    #[arg(long, env = "LM_MAX_TOKENS", default_value_t = 1024)]
+    pub lm_max_tokens: u32,
+
+    /// Sampling temperature.
+    #[arg(long, env = "LM_TEMPERATURE", default_value_t = 0.7)]
+    pub lm_temperature: f32,
+
+    /// Context budget in tokens for the prompt sent upstream. Default: the server's `n_ctx`.
+    #[arg(long, env = "LM_CONTEXT_TOKENS")]
+    pub lm_context_tokens: Option<u32>,
+
+    /// How long to wait for the first token (llama-server queues requests when its slots are busy).
+    #[arg(long, env = "LM_FIRST_TOKEN_TIMEOUT", default_value = "120s", value_parser = humantime::parse_duration)]
+    pub lm_first_token_timeout: Duration,
+
+    /// How long the model may go silent between two tokens before the reply is an error.
+    #[arg(long, env = "LM_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub lm_idle_timeout: Duration,
+
+    /// Replies generated at once across all chats (match llama-server's `--parallel`).
+    #[arg(long, env = "MAX_CONCURRENT_GENERATIONS", default_value_t = 4)]
+    pub max_concurrent_generations: usize,
+
+    /// How often a streaming reply's text is saved to the database.
+    #[arg(long, env = "CHECKPOINT_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub checkpoint_interval: Duration,
+
+    /// Interval of SSE keep-alive comments.
+    #[arg(long, env = "SSE_KEEPALIVE", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub sse_keepalive: Duration,
+
+    /// How long in-flight replies may go on after SIGTERM before they are saved as interrupted.
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Cookie encryption key: base64 of at least 64 bytes (`openssl rand -base64 64`).
+    /// Default: generated once and kept in the data directory.
+    #[arg(long, env = "SESSION_KEY", hide_env_values = true)]
+    pub session_key: Option<String>,
+
+    /// Mark the session cookie `Secure` (set when served over HTTPS).
+    #[arg(long, env = "COOKIE_SECURE", action = ArgAction::Set, default_value_t = false)]
+    pub cookie_secure: bool,
+
+    /// The system prompt sent first in every chat.
+    #[arg(long, env = "SYSTEM_PROMPT", default_value = "You are a helpful assistant.")]
+    pub system_prompt: String,
+
+    /// The assistant message a new chat opens with (empty: none).
+    #[arg(long, env = "GREETING", default_value = "Hello! How can I help you today?")]
+    pub greeting: String,
+
+    /// Largest message a user may send, in bytes.
+    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 32 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// Where the minijinja templates are.
+    #[arg(long, env = "TEMPLATE_DIR", default_value = "templates")]
+    pub template_dir: PathBuf,
+
+    /// Where the static files (htmx, CSS, JS) are.
+    #[arg(long, env = "STATIC_DIR", default_value = "static")]
+    pub static_dir: PathBuf,
+}
+
+impl Config {
+    /// The database to use: `DATABASE_URL`, or an SQLite file in the data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}?mode=rwc", self.data_dir.join("app.db").display()),
+        }
+    }
+
+    /// The largest request body accepted: a message at the size limit, form-encoded (each byte
+    /// may become `%XX`), plus room for the other fields.
+    pub fn body_limit(&self) -> usize {
+        self.max_message_bytes * 3 + 16 * 1024
+    }
+}

@@ -1,0 +1,148 @@
+//! A self-hosted chat web app over llama.cpp's llama-server. `serve` connects the database,
+//! applies migrations, builds the state and the router (`routes::router`), and serves until
+//! SIGINT/SIGTERM.
+pub mod config;
+pub mod error;
+pub mod render;
+pub mod routes;
+pub mod session;
+pub mod store;
+
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use anyhow::Context;
+use axum::extract::FromRef;
+use axum_extra::extract::cookie::Key;
+use tokio::net::TcpListener;
+
+use crate::{config::Config, render::Templates, session::SessionConfig, store::Store};
+
+/// Everything a request handler may use; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub templates: Templates,
+    pub sessions: SessionConfig,
+}
+
+impl FromRef<AppState> for SessionConfig {
+    fn from_ref(state: &AppState) -> SessionConfig {
+        state.sessions.clone()
+    }
+}
+
+impl FromRef<AppState> for Key {
+    fn from_ref(state: &AppState) -> Key {
+        state.sessions.key.clone()
+    }
+}
+
+impl AppState {
+    /// Connects the database (applying migrations unless told not to), loads the session key
+    /// and the templates.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let database_url = config.database_url();
+        if database_url.starts_with("sqlite:") && config.database_url.is_none() {
+            std::fs::create_dir_all(&config.data_dir).with_context(|| {
+                format!("cannot create data directory {}", config.data_dir.display())
+            })?;
+        }
+        let store = Store::connect(&database_url)
+            .await
+            .with_context(|| format!("cannot connect to the database at {}", redact(&database_url)))?;
+        if !config.skip_migrations {
+            store.migrate().await.context("cannot apply database migrations")?;
+        }
+        let key = session::load_or_create_key(config.session_key.as_deref(), &config.data_dir)?;
+        let templates = Templates::load(&config.template_dir)?;
+        Ok(Self {
+            sessions: SessionConfig { key, secure: config.cookie_secure },
+            config: Arc::new(config),
+            store,
+            templates,
+        })
+    }
+}
+
+/// Binds `BIND_ADDR` and serves until SIGINT or SIGTERM.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let bind_addr = config.bind_addr;
+    let state = AppState::build(config).await?;
+    let listener = TcpListener::bind(bind_addr)
+        .await
+        .with_context(|| format!("cannot listen on {bind_addr}"))?;
+    tracing::info!("listening on http://{}", listener.local_addr()?);
+    serve_on(listener, state, shutdown_signal()).await
+}
+
+/// Serves the app on `listener` until `shutdown` completes. Tests call this with a listener on
+/// `127.0.0.1:0`.
+pub async fn serve_on(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    tracing::info!("server stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot listen for SIGINT: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown signal received");
+}
+
+/// `RUST_LOG` filter, default `info`.
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+}
+
+/// A database URL with its password hidden, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!("{}{}:***{}", &url[..scheme_end + 3], &userinfo[..colon], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redact_hides_passwords_only() {
+        assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(super::redact("sqlite://data/app.db"), "sqlite://data/app.db");
+    }
+}

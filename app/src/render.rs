@@ -1,0 +1,153 @@
+//! Templates (minijinja) and markdown -> sanitised HTML. Knows no database.
+use std::{path::Path, sync::Arc};
+
+use minijinja::Environment;
+use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
+
+/// The loaded templates. Every file under the template directory is a template named by its
+/// path relative to that directory (`chat.html`, `fragments/message.html`).
+#[derive(Clone)]
+pub struct Templates {
+    env: Arc<Environment<'static>>,
+}
+
+impl Templates {
+    pub fn load(dir: &Path) -> anyhow::Result<Self> {
+        let mut env = Environment::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(current) = stack.pop() {
+            let entries = std::fs::read_dir(&current)
+                .map_err(|e| anyhow::anyhow!("cannot read template directory {}: {e}", current.display()))?;
+            for entry in entries {
+                let path = entry?.path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let name = path
+                    .strip_prefix(dir)?
+                    .to_string_lossy()
+                    .replace(std::path::MAIN_SEPARATOR, "/");
+                let source = std::fs::read_to_string(&path)?;
+                env.add_template_owned(name, source)
+                    .map_err(|e| anyhow::anyhow!("template {}: {e}", path.display()))?;
+            }
+        }
+        env.add_filter("markdown", |text: &str| minijinja::Value::from_safe_string(markdown_to_html(text)));
+        env.add_filter("datetime", |value: String| {
+            // RFC 3339 from the database, shown as `2026-11-24 14:03 UTC`.
+            chrono::DateTime::parse_from_rfc3339(&value)
+                .map(|t| t.to_utc().format("%Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or(value)
+        });
+        Ok(Self { env: Arc::new(env) })
+    }
+
+    pub fn render(&self, name: &str, context: impl serde::Serialize) -> Result<String, minijinja::Error> {
+        self.env.get_template(name)?.render(minijinja::value::Value::from(minijinja::value::Serde(context)))
+    }
+}
+
+/// Markdown -> HTML that is safe to put in the page. Raw HTML the model wrote is shown as literal
+/// text (never executed, never silently dropped); images become links (no requests to URLs the
+/// model chose); links get `rel="noopener noreferrer nofollow"`; ammonia removes anything else.
+pub fn markdown_to_html(markdown: &str) -> String {
+    let mut options = Options::empty();
+    options.insert(Options::ENABLE_TABLES);
+    options.insert(Options::ENABLE_STRIKETHROUGH);
+    options.insert(Options::ENABLE_TASKLISTS);
+    let events = Parser::new_ext(markdown, options).map(|event| match event {
+        Event::Html(raw) | Event::InlineHtml(raw) => Event::Text(raw),
+        Event::Start(Tag::HtmlBlock) => Event::Start(Tag::Paragraph),
+        Event::End(TagEnd::HtmlBlock) => Event::End(TagEnd::Paragraph),
+        Event::Start(Tag::Image { dest_url, title, id, .. }) => Event::Start(Tag::Link {
+            link_type: pulldown_cmark::LinkType::Inline,
+            dest_url,
+            title,
+            id,
+        }),
+        Event::End(TagEnd::Image) => Event::End(TagEnd::Link),
+        other => other,
+    });
+    let mut html = String::with_capacity(markdown.len() * 3 / 2);
+    pulldown_cmark::html::push_html(&mut html, events);
+    sanitizer().clean(&html).to_string()
+}
+
+fn sanitizer() -> &'static ammonia::Builder<'static> {
+    static BUILDER: std::sync::OnceLock<ammonia::Builder<'static>> = std::sync::OnceLock::new();
+    BUILDER.get_or_init(|| {
+        let mut builder = ammonia::Builder::default();
+        builder
+            .link_rel(Some("noopener noreferrer nofollow"))
+            .url_schemes(["http", "https", "mailto"].into())
+            .rm_tags(["img"])
+            .add_tag_attributes("input", ["type", "checked", "disabled"])
+            .add_tags(["input"])
+            .add_allowed_classes("code", LANGUAGE_CLASSES);
+        builder
+    })
+}
+
+/// `language-x` classes pulldown-cmark puts on fenced code, for styling.
+const LANGUAGE_CLASSES: [&str; 16] = [
+    "language-rust", "language-python", "language-javascript", "language-typescript",
+    "language-bash", "language-sh", "language-json", "language-html", "language-css",
+    "language-sql", "language-c", "language-cpp", "language-go", "language-java",
+    "language-yaml", "language-toml",
+];
+
+/// Escapes text for HTML content and attributes. `\r` becomes a character reference as well:
+/// SSE cannot carry a bare carriage return in `data`.
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            '\r' => out.push_str("&#13;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markdown_renders_common_blocks() {
+        let html = markdown_to_html("# Title\n\n- a\n- b\n\n| x | y |\n|---|---|\n| 1 | 2 |\n\n```rust\nfn main() {}\n```\n");
+        assert!(html.contains("<h1>Title</h1>"), "{html}");
+        assert!(html.contains("<li>a</li>"), "{html}");
+        assert!(html.contains("<table>"), "{html}");
+        assert!(html.contains("<code class=\"language-rust\">fn main() {}"), "{html}");
+    }
+
+    #[test]
+    fn raw_html_is_shown_as_text() {
+        let html = markdown_to_html("Hi <script>alert(1)</script> <b onclick=\"x()\">b</b>");
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{html}");
+        assert!(html.contains("&lt;b onclick=\"x()\"&gt;") || html.contains("&lt;b onclick=&quot;x()&quot;&gt;"), "{html}");
+        assert!(!html.contains("<script"), "{html}");
+        assert!(!html.contains("<b "), "{html}");
+    }
+
+    #[test]
+    fn links_are_safe_and_images_become_links() {
+        let html = markdown_to_html("[x](https://example.com) [y](javascript:alert(1)) ![z](https://t.example/p.png)");
+        assert!(html.contains("rel=\"noopener noreferrer nofollow\""), "{html}");
+        assert!(!html.contains("javascript:"), "{html}");
+        assert!(!html.contains("<img"), "{html}");
+        assert!(html.contains(">z</a>"), "{html}");
+    }
+
+    #[test]
+    fn escape_covers_markup_and_carriage_returns() {
+        assert_eq!(escape_html("<a href='x'>&\"\r"), "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&#13;");
+    }
+}

@@ -1,0 +1,235 @@
+//! Chats: the home page, the chat page, create, rename, delete.
+use axum::{
+    Form,
+    extract::{Path, Query, State},
+    http::HeaderMap,
+    response::{Html, IntoResponse, Response},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    AppState,
+    error::{AppError, AppResult},
+    render::markdown_to_html,
+    session::Session,
+    store::{self, Role, Status, chat, message},
+};
+
+use super::{Htmx, parse_id, redirect, render, validate_message};
+
+/// Chats listed in the sidebar and on the home page.
+const CHATS_LISTED: u64 = 200;
+/// Messages shown at once on the chat page; older ones are a link away.
+const MESSAGES_PER_PAGE: u64 = 100;
+
+/// A message as the templates show it.
+#[derive(Serialize)]
+pub struct MessageView {
+    pub id: String,
+    pub role: Role,
+    pub status: Status,
+    /// Safe HTML: escaped text for user messages, sanitised markdown for replies.
+    pub html: String,
+    pub error: Option<String>,
+    pub created_at: String,
+}
+
+impl MessageView {
+    pub fn from_model(message: &message::Model) -> Self {
+        let html = match message.role {
+            Role::Assistant => markdown_to_html(&message.content),
+            _ => crate::render::escape_html(&message.content),
+        };
+        Self {
+            id: message.id.to_string(),
+            role: message.role,
+            status: message.status,
+            html,
+            error: message.error.clone(),
+            created_at: message.created_at.to_rfc3339(),
+        }
+    }
+}
+
+/// What every page shows around its content: the sidebar and the visitor's name.
+#[derive(Serialize)]
+pub struct Frame {
+    pub chats: Vec<chat::Model>,
+    pub display_name: Option<String>,
+}
+
+async fn frame(state: &AppState, session: &Session) -> AppResult<Frame> {
+    let (chats, display_name) = tokio::try_join!(
+        state.store.list_chats(&session.id, CHATS_LISTED),
+        state.store.display_name(&session.id),
+    )?;
+    Ok(Frame { chats, display_name })
+}
+
+#[derive(Serialize)]
+struct HomePage {
+    frame: Frame,
+    max_message_bytes: usize,
+}
+
+#[derive(Serialize)]
+struct ChatPage {
+    frame: Frame,
+    chat: chat::Model,
+    messages: Vec<MessageView>,
+    /// Position of the oldest message shown, when there are earlier ones.
+    earlier: Option<i64>,
+    paged: bool,
+    max_message_bytes: usize,
+}
+
+#[derive(Serialize)]
+struct ChatOnly {
+    chat: chat::Model,
+}
+
+#[derive(Serialize)]
+struct DeletePage {
+    frame: Frame,
+    chat: chat::Model,
+}
+
+pub async fn home(State(state): State<AppState>, session: Session) -> AppResult<Html<String>> {
+    let frame = frame(&state, &session).await?;
+    render(&state, "home.html", HomePage { frame, max_message_bytes: state.config.max_message_bytes })
+}
+
+#[derive(Deserialize)]
+pub struct ShowQuery {
+    before: Option<i64>,
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Query(query): Query<ShowQuery>,
+) -> AppResult<Html<String>> {
+    let chat_id = parse_id(&id, "chat")?;
+    let chat = state.store.find_chat(&session.id, chat_id).await?.ok_or(AppError::NotFound("chat"))?;
+    let (frame, mut messages) = tokio::try_join!(
+        frame(&state, &session),
+        async {
+            Ok::<_, AppError>(
+                state.store.list_messages(&session.id, chat_id, query.before, MESSAGES_PER_PAGE + 1).await?,
+            )
+        },
+    )?;
+    // One more than a page was asked for: its presence says there is earlier history.
+    let earlier = if messages.len() as u64 > MESSAGES_PER_PAGE {
+        messages.remove(0);
+        messages.first().map(|m| m.seq)
+    } else {
+        None
+    };
+    let messages: Vec<MessageView> = messages
+        .iter()
+        .filter(|m| m.role != Role::System)
+        .map(MessageView::from_model)
+        .collect();
+    let page = ChatPage {
+        frame,
+        chat,
+        messages,
+        earlier,
+        paged: query.before.is_some(),
+        max_message_bytes: state.config.max_message_bytes,
+    };
+    render(&state, "chat.html", page)
+}
+
+#[derive(Deserialize)]
+pub struct CreateForm {
+    /// An optional first message.
+    #[serde(default)]
+    content: String,
+}
+
+/// Starts a chat, optionally with a first message (blank means none).
+pub async fn create(
+    State(state): State<AppState>,
+    session: Session,
+    Htmx(htmx): Htmx,
+    Form(form): Form<CreateForm>,
+) -> AppResult<Response> {
+    let first_message = (!form.content.trim().is_empty()).then_some(form.content.as_str());
+    if let Some(content) = first_message {
+        validate_message(content, state.config.max_message_bytes)?;
+    }
+    let greeting = Some(state.config.greeting.as_str());
+    let new_chat = state.store.create_chat(&session.id, greeting, first_message).await?;
+    Ok(redirect(htmx, &format!("/chats/{}", new_chat.chat.id)))
+}
+
+#[derive(Deserialize)]
+pub struct RenameForm {
+    #[serde(default)]
+    title: String,
+}
+
+pub async fn rename(
+    State(state): State<AppState>,
+    session: Session,
+    Htmx(htmx): Htmx,
+    Path(id): Path<String>,
+    Form(form): Form<RenameForm>,
+) -> AppResult<Response> {
+    let chat_id = parse_id(&id, "chat")?;
+    let title = form.title.split_whitespace().collect::<Vec<_>>().join(" ");
+    if title.is_empty() {
+        return Err(AppError::Invalid("Please give the chat a title.".into()));
+    }
+    if title.chars().count() > store::MAX_TITLE_CHARS {
+        return Err(AppError::Invalid(format!(
+            "Please use a title of at most {} characters.",
+            store::MAX_TITLE_CHARS
+        )));
+    }
+    let chat = state
+        .store
+        .rename_chat(&session.id, chat_id, &title)
+        .await?
+        .ok_or(AppError::NotFound("chat"))?;
+    if htmx {
+        // The title form, and the sidebar entry out of band.
+        return Ok(render(&state, "fragments/renamed.html", ChatOnly { chat })?.into_response());
+    }
+    Ok(redirect(false, &format!("/chats/{chat_id}")))
+}
+
+/// Without JavaScript there is no `confirm()`: deleting goes through this page.
+pub async fn confirm_delete(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> AppResult<Html<String>> {
+    let chat_id = parse_id(&id, "chat")?;
+    let chat = state.store.find_chat(&session.id, chat_id).await?.ok_or(AppError::NotFound("chat"))?;
+    let frame = frame(&state, &session).await?;
+    render(&state, "delete.html", DeletePage { frame, chat })
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    session: Session,
+    Htmx(htmx): Htmx,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let chat_id = parse_id(&id, "chat")?;
+    if !state.store.delete_chat(&session.id, chat_id).await? {
+        return Err(AppError::NotFound("chat"));
+    }
+    // htmx from another page: the sidebar entry just disappears (empty swap). From the deleted
+    // chat's own page, or without JavaScript: go home.
+    let current = headers.get("hx-current-url").and_then(|v| v.to_str().ok()).unwrap_or("");
+    if htmx && !current.contains(&format!("/chats/{chat_id}")) {
+        return Ok(Html("").into_response());
+    }
+    Ok(redirect(htmx, "/"))
+}

@@ -1,0 +1,205 @@
+//! The HTTP layer: one module per resource, and `router`, the one place that assembles the routes
+//! and their middleware. Nothing outside this module speaks HTTP.
+mod chats;
+mod health;
+mod messages;
+mod profile;
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, FromRequestParts, Request, State},
+    http::{HeaderName, HeaderValue, StatusCode, header, request::Parts},
+    middleware::{self, Next},
+    response::{Html, IntoResponse, Response},
+    routing::{get, post},
+};
+use serde::Serialize;
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    services::ServeDir,
+    set_header::SetResponseHeaderLayer,
+    trace::TraceLayer,
+};
+use uuid::Uuid;
+
+use crate::{
+    AppState,
+    error::{AppError, ErrorInfo},
+    session,
+};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn router(state: AppState) -> Router {
+    let pages = Router::new()
+        .route("/", get(chats::home))
+        .route("/chats", post(chats::create))
+        .route("/chats/{id}", get(chats::show))
+        .route("/chats/{id}/rename", post(chats::rename))
+        .route("/chats/{id}/delete", get(chats::confirm_delete).post(chats::delete))
+        .route("/chats/{id}/messages", post(messages::create))
+        .route("/profile", post(profile::update))
+        .layer(middleware::from_fn_with_state(state.sessions.clone(), session::session_layer));
+
+    let static_files = Router::new()
+        .nest_service("/static", ServeDir::new(&state.config.static_dir))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=3600"),
+        ));
+
+    Router::new()
+        .merge(pages)
+        .merge(static_files)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(state.config.body_limit()))
+        .layer(middleware::from_fn_with_state(state.clone(), error_pages))
+        .layer(CatchPanicLayer::new())
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                let matched = request
+                    .extensions()
+                    .get::<axum::extract::MatchedPath>()
+                    .map(|p| p.as_str().to_owned());
+                let request_id = request
+                    .headers()
+                    .get(REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!(
+                    "request",
+                    method = %request.method(),
+                    path = matched.as_deref().unwrap_or(request.uri().path()),
+                    request_id,
+                )
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn not_found() -> AppError {
+    AppError::NotFound("page")
+}
+
+/// Whether the request came from htmx (`HX-Request: true`): such requests get fragments.
+pub struct Htmx(pub bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for Htmx {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Htmx(is_htmx(parts.headers.get("hx-request"))))
+    }
+}
+
+fn is_htmx(value: Option<&HeaderValue>) -> bool {
+    value.is_some_and(|v| v.as_bytes() == b"true")
+}
+
+/// Ids come from the URL as text: a malformed one is "not found", like an unknown one.
+pub fn parse_id(raw: &str, what: &'static str) -> Result<Uuid, AppError> {
+    Uuid::parse_str(raw).map_err(|_| AppError::NotFound(what))
+}
+
+/// Renders a template into an HTML response.
+pub fn render(state: &AppState, template: &str, context: impl Serialize) -> Result<Html<String>, AppError> {
+    state
+        .templates
+        .render(template, context)
+        .map(Html)
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("rendering {template}: {e:#}")))
+}
+
+/// After a form POST: `303 See Other` for browsers, `HX-Redirect` for htmx.
+pub fn redirect(htmx: bool, to: &str) -> Response {
+    if htmx {
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        if let Ok(value) = HeaderValue::from_str(to) {
+            response.headers_mut().insert("hx-redirect", value);
+        }
+        response
+    } else {
+        axum::response::Redirect::to(to).into_response()
+    }
+}
+
+/// Turns error responses into what the client can use: a fragment aimed at the page's `#flash`
+/// region for htmx, a full page for browsers, JSON under `/api`. Errors from axum's own
+/// extractors (bodies too large, unreadable forms) get the same treatment.
+async fn error_pages(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let htmx = is_htmx(request.headers().get("hx-request"));
+    let api = request.uri().path().starts_with("/api/");
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let info = match response.extensions().get::<ErrorInfo>() {
+        Some(info) => info.clone(),
+        None => ErrorInfo { status, message: default_message(status).to_owned() },
+    };
+    let request_id = response.headers().get(REQUEST_ID).cloned();
+    let mut rendered = if api {
+        (status, axum::Json(serde_json::json!({ "error": info.message }))).into_response()
+    } else {
+        let context = minijinja::context! {
+            status => status.as_u16(),
+            reason => status.canonical_reason().unwrap_or("Error"),
+            message => info.message.clone(),
+        };
+        let template = if htmx { "fragments/error.html" } else { "error.html" };
+        match state.templates.render(template, context) {
+            Ok(html) => (status, Html(html)).into_response(),
+            Err(e) => {
+                tracing::error!("rendering {template}: {e:#}");
+                (status, info.message).into_response()
+            }
+        }
+    };
+    if htmx && !api {
+        // htmx swaps error responses (see the htmx-config meta tag) into the flash region.
+        let headers = rendered.headers_mut();
+        headers.insert("hx-retarget", HeaderValue::from_static("#flash"));
+        headers.insert("hx-reswap", HeaderValue::from_static("innerHTML"));
+    }
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        rendered.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    if let Some(id) = request_id {
+        rendered.headers_mut().insert(REQUEST_ID, id);
+    }
+    rendered
+}
+
+fn default_message(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "That is too large to send. Please shorten it and try again.",
+        StatusCode::NOT_FOUND => "There is nothing here.",
+        StatusCode::METHOD_NOT_ALLOWED => "That action is not available here.",
+        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY | StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            "The form could not be read. Please reload the page and try again."
+        }
+        s if s.is_server_error() => "Something went wrong on our side. Please try again.",
+        _ => "The request could not be completed.",
+    }
+}
+
+/// Validates a user's message: not blank, within the size limit.
+pub fn validate_message(content: &str, max_bytes: usize) -> Result<(), AppError> {
+    if content.trim().is_empty() {
+        return Err(AppError::Invalid("Please write a message before sending.".into()));
+    }
+    if content.len() > max_bytes {
+        return Err(AppError::TooLarge(format!(
+            "That message is {} KiB; the limit is {} KiB. Please shorten it.",
+            content.len().div_ceil(1024),
+            max_bytes / 1024
+        )));
+    }
+    Ok(())
+}

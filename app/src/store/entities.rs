@@ -1,0 +1,127 @@
+//! sea-orm entities for the tables the `migration` crate creates.
+
+pub mod session {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "sessions")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub display_name: Option<String>,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod chat {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
+    #[sea_orm(table_name = "chats")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub session_id: String,
+        pub title: String,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {
+        #[sea_orm(has_many = "super::message::Entity")]
+        Message,
+    }
+
+    impl Related<super::message::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::Message.def()
+        }
+    }
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod message {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum, serde::Serialize)]
+    #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+    #[serde(rename_all = "lowercase")]
+    pub enum Role {
+        #[sea_orm(string_value = "system")]
+        System,
+        #[sea_orm(string_value = "user")]
+        User,
+        #[sea_orm(string_value = "assistant")]
+        Assistant,
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum, serde::Serialize)]
+    #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+    #[serde(rename_all = "lowercase")]
+    pub enum Status {
+        /// The reply ended normally (or the message is not a reply at all).
+        #[sea_orm(string_value = "complete")]
+        Complete,
+        /// Being generated now; `content` holds the last checkpoint.
+        #[sea_orm(string_value = "streaming")]
+        Streaming,
+        /// The user pressed Stop; `content` is what had arrived.
+        #[sea_orm(string_value = "stopped")]
+        Stopped,
+        /// The app stopped (crash, shutdown) while generating; `content` is the last checkpoint.
+        #[sea_orm(string_value = "interrupted")]
+        Interrupted,
+        /// Upstream failed; `error` says how.
+        #[sea_orm(string_value = "error")]
+        Error,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
+    #[sea_orm(table_name = "messages")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub chat_id: Uuid,
+        pub session_id: String,
+        /// Position in the chat; history is ordered by it.
+        pub seq: i64,
+        pub role: Role,
+        #[sea_orm(column_type = "Text")]
+        pub content: String,
+        pub status: Status,
+        #[sea_orm(column_type = "Text", nullable)]
+        pub error: Option<String>,
+        pub finish_reason: Option<String>,
+        pub prompt_tokens: Option<i32>,
+        pub completion_tokens: Option<i32>,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {
+        #[sea_orm(
+            belongs_to = "super::chat::Entity",
+            from = "Column::ChatId",
+            to = "super::chat::Column::Id",
+            on_delete = "Cascade"
+        )]
+        Chat,
+    }
+
+    impl Related<super::chat::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::Chat.def()
+        }
+    }
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

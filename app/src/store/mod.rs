@@ -1,0 +1,346 @@
+//! Every database query of the app. Each function that touches a visitor's data takes the session
+//! id and filters by it, so one session can never read or change another's rows. Knows no HTTP.
+pub mod entities;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
+    DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    sea_query::Expr,
+};
+use uuid::Uuid;
+
+pub use entities::{
+    chat,
+    message::{self, Role, Status},
+    session,
+};
+
+/// Title of a chat until its first message names it (or the user renames it).
+pub const DEFAULT_TITLE: &str = "New chat";
+/// Longest title kept, in characters.
+pub const MAX_TITLE_CHARS: usize = 120;
+
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+/// A newly created chat and the messages it opened with.
+pub struct NewChat {
+    pub chat: chat::Model,
+    pub messages: Vec<message::Model>,
+}
+
+impl Store {
+    /// Connects to SQLite or PostgreSQL. For SQLite: WAL so readers never wait for the writer, a
+    /// busy timeout instead of "database is locked", and enforced foreign keys (cascades).
+    pub async fn connect(url: &str) -> Result<Self, DbErr> {
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .sqlx_logging(false)
+            .connect_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(5))
+            .map_sqlx_sqlite_opts(|o| {
+                use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+                o.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true)
+            });
+        let db = Database::connect(options).await?;
+        Ok(Self { db })
+    }
+
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub async fn migrate(&self) -> Result<(), DbErr> {
+        Migrator::up(&self.db, None).await
+    }
+
+    /// Readiness: the database answers a query.
+    pub async fn ping(&self) -> Result<(), DbErr> {
+        self.db.ping().await
+    }
+
+    // ---- sessions -------------------------------------------------------------------------
+
+    pub async fn display_name(&self, session_id: &str) -> Result<Option<String>, DbErr> {
+        Ok(session::Entity::find_by_id(session_id.to_owned())
+            .one(&self.db)
+            .await?
+            .and_then(|s| s.display_name))
+    }
+
+    /// Sets (or with `None` clears) the name shown on this session's messages.
+    pub async fn set_display_name(&self, session_id: &str, name: Option<&str>) -> Result<(), DbErr> {
+        let now = Utc::now();
+        let txn = self.db.begin().await?;
+        let updated = session::Entity::update_many()
+            .col_expr(session::Column::DisplayName, Expr::value(name.map(str::to_owned)))
+            .col_expr(session::Column::UpdatedAt, Expr::value(now))
+            .filter(session::Column::Id.eq(session_id))
+            .exec(&txn)
+            .await?;
+        if updated.rows_affected == 0 {
+            session::ActiveModel {
+                id: Set(session_id.to_owned()),
+                display_name: Set(name.map(str::to_owned)),
+                created_at: Set(now),
+                updated_at: Set(now),
+            }
+            .insert(&txn)
+            .await?;
+        }
+        txn.commit().await
+    }
+
+    // ---- chats ----------------------------------------------------------------------------
+
+    /// This session's chats, most recently active first.
+    pub async fn list_chats(&self, session_id: &str, limit: u64) -> Result<Vec<chat::Model>, DbErr> {
+        chat::Entity::find()
+            .filter(chat::Column::SessionId.eq(session_id))
+            .order_by_desc(chat::Column::UpdatedAt)
+            .order_by_desc(chat::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await
+    }
+
+    pub async fn find_chat(&self, session_id: &str, chat_id: Uuid) -> Result<Option<chat::Model>, DbErr> {
+        chat::Entity::find_by_id(chat_id)
+            .filter(chat::Column::SessionId.eq(session_id))
+            .one(&self.db)
+            .await
+    }
+
+    /// Creates a chat that opens with `greeting` (an assistant message) when one is given, then
+    /// `first_message` from the user when one is given (which also names the chat).
+    pub async fn create_chat(
+        &self,
+        session_id: &str,
+        greeting: Option<&str>,
+        first_message: Option<&str>,
+    ) -> Result<NewChat, DbErr> {
+        let now = Utc::now();
+        let txn = self.db.begin().await?;
+        let chat = chat::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            session_id: Set(session_id.to_owned()),
+            title: Set(DEFAULT_TITLE.to_owned()),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&txn)
+        .await?;
+        let mut messages = Vec::new();
+        if let Some(greeting) = greeting.filter(|g| !g.trim().is_empty()) {
+            messages.push(
+                insert_message(&txn, &chat, 1, Role::Assistant, greeting, Status::Complete).await?,
+            );
+        }
+        let mut chat = chat;
+        if let Some(content) = first_message {
+            chat = name_chat_after_first_message(&txn, chat, content).await?;
+            let seq = messages.len() as i64 + 1;
+            messages.push(insert_message(&txn, &chat, seq, Role::User, content, Status::Complete).await?);
+        }
+        txn.commit().await?;
+        Ok(NewChat { chat, messages })
+    }
+
+    /// Renames a chat; `None` when this session has no such chat.
+    pub async fn rename_chat(
+        &self,
+        session_id: &str,
+        chat_id: Uuid,
+        title: &str,
+    ) -> Result<Option<chat::Model>, DbErr> {
+        let updated = chat::Entity::update_many()
+            .col_expr(chat::Column::Title, Expr::value(title.to_owned()))
+            .filter(chat::Column::Id.eq(chat_id))
+            .filter(chat::Column::SessionId.eq(session_id))
+            .exec(&self.db)
+            .await?;
+        if updated.rows_affected == 0 {
+            return Ok(None);
+        }
+        self.find_chat(session_id, chat_id).await
+    }
+
+    /// Deletes a chat and (by the cascading foreign key) its messages. `false`: no such chat.
+    pub async fn delete_chat(&self, session_id: &str, chat_id: Uuid) -> Result<bool, DbErr> {
+        let deleted = chat::Entity::delete_many()
+            .filter(chat::Column::Id.eq(chat_id))
+            .filter(chat::Column::SessionId.eq(session_id))
+            .exec(&self.db)
+            .await?;
+        Ok(deleted.rows_affected > 0)
+    }
+
+    // ---- messages -------------------------------------------------------------------------
+
+    /// The newest `limit` messages of a chat before position `before` (all when `None`), oldest
+    /// first. Empty when this session has no such chat.
+    pub async fn list_messages(
+        &self,
+        session_id: &str,
+        chat_id: Uuid,
+        before: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<message::Model>, DbErr> {
+        let mut query = message::Entity::find()
+            .filter(message::Column::ChatId.eq(chat_id))
+            .filter(message::Column::SessionId.eq(session_id));
+        if let Some(before) = before {
+            query = query.filter(message::Column::Seq.lt(before));
+        }
+        let mut newest_first = query
+            .order_by_desc(message::Column::Seq)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        newest_first.reverse();
+        Ok(newest_first)
+    }
+
+    /// Stores a user's message at the end of a chat, naming the chat after it when it is the first
+    /// one. `None` when this session has no such chat.
+    pub async fn add_user_message(
+        &self,
+        session_id: &str,
+        chat_id: Uuid,
+        content: &str,
+    ) -> Result<Option<message::Model>, DbErr> {
+        let txn = self.db.begin().await?;
+        let Some(chat) = lock_chat(&txn, session_id, chat_id).await? else {
+            return Ok(None);
+        };
+        let seq = next_seq(&txn, chat_id).await?;
+        let chat = name_chat_after_first_message(&txn, chat, content).await?;
+        let message = insert_message(&txn, &chat, seq, Role::User, content, Status::Complete).await?;
+        txn.commit().await?;
+        Ok(Some(message))
+    }
+}
+
+/// Marks the chat active now and returns it. Updating first takes the chat's row lock (PostgreSQL)
+/// or the write lock (SQLite), so writers to one chat are serialised and `next_seq` is safe.
+async fn lock_chat(
+    txn: &impl ConnectionTrait,
+    session_id: &str,
+    chat_id: Uuid,
+) -> Result<Option<chat::Model>, DbErr> {
+    let updated = chat::Entity::update_many()
+        .col_expr(chat::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(chat::Column::Id.eq(chat_id))
+        .filter(chat::Column::SessionId.eq(session_id))
+        .exec(txn)
+        .await?;
+    if updated.rows_affected == 0 {
+        return Ok(None);
+    }
+    chat::Entity::find_by_id(chat_id).one(txn).await
+}
+
+async fn next_seq(txn: &impl ConnectionTrait, chat_id: Uuid) -> Result<i64, DbErr> {
+    let max: Option<Option<i64>> = message::Entity::find()
+        .select_only()
+        .column_as(message::Column::Seq.max(), "max_seq")
+        .filter(message::Column::ChatId.eq(chat_id))
+        .into_tuple()
+        .one(txn)
+        .await?;
+    Ok(max.flatten().unwrap_or(0) + 1)
+}
+
+/// A chat still called [`DEFAULT_TITLE`] with no user message yet takes its title from the start
+/// of its first user message.
+async fn name_chat_after_first_message(
+    txn: &impl ConnectionTrait,
+    mut chat: chat::Model,
+    content: &str,
+) -> Result<chat::Model, DbErr> {
+    if chat.title != DEFAULT_TITLE {
+        return Ok(chat);
+    }
+    let earlier_user_message = message::Entity::find()
+        .filter(message::Column::ChatId.eq(chat.id))
+        .filter(message::Column::Role.eq(Role::User))
+        .one(txn)
+        .await?;
+    if earlier_user_message.is_none() {
+        chat.title = title_from(content);
+        chat::Entity::update_many()
+            .col_expr(chat::Column::Title, Expr::value(chat.title.clone()))
+            .filter(chat::Column::Id.eq(chat.id))
+            .exec(txn)
+            .await?;
+    }
+    Ok(chat)
+}
+
+async fn insert_message(
+    txn: &impl ConnectionTrait,
+    chat: &chat::Model,
+    seq: i64,
+    role: Role,
+    content: &str,
+    status: Status,
+) -> Result<message::Model, DbErr> {
+    let now = Utc::now();
+    message::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        chat_id: Set(chat.id),
+        session_id: Set(chat.session_id.clone()),
+        seq: Set(seq),
+        role: Set(role),
+        content: Set(content.to_owned()),
+        status: Set(status),
+        error: Set(None),
+        finish_reason: Set(None),
+        prompt_tokens: Set(None),
+        completion_tokens: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(txn)
+    .await
+}
+
+/// The first words of a message, on one line, at most about 60 characters.
+pub fn title_from(content: &str) -> String {
+    let one_line = content.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() <= 60 {
+        return one_line;
+    }
+    let cut: String = one_line.chars().take(60).collect();
+    let at_word = match cut.rfind(' ') {
+        Some(i) if i > 20 => &cut[..i],
+        _ => cut.as_str(),
+    };
+    format!("{at_word}…")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::title_from;
+
+    #[test]
+    fn titles_are_short_single_lines_cut_at_a_word() {
+        assert_eq!(title_from("  hello\n\tworld  "), "hello world");
+        let long = "word ".repeat(30);
+        let title = title_from(&long);
+        assert!(title.ends_with('…'));
+        assert!(title.chars().count() <= 61);
+        assert!(!title.contains("wor…"), "cut inside a word: {title}");
+        let cjk = "漢".repeat(100);
+        assert_eq!(title_from(&cjk).chars().count(), 61);
+    }
+}

@@ -1,0 +1,156 @@
+//! Test harness: the real router served on 127.0.0.1:0 with a fresh database per test (SQLite
+//! by default; PostgreSQL when `TEST_DATABASE_URL` names a server to create databases on).
+#![allow(dead_code)]
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use app::{AppState, config::Config, store::Store};
+use clap::Parser;
+use sea_orm::{ConnectionTrait, Statement};
+use tokio::sync::oneshot;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    /// A browser: keeps cookies, does not follow redirects.
+    pub client: reqwest::Client,
+    /// Direct database access for assertions.
+    pub store: Store,
+    pub config: Config,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pub data_dir: tempfile::TempDir,
+}
+
+pub fn repo_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
+}
+
+/// A config for tests: a fresh database and data directory, templates from the repo.
+pub async fn test_config(data_dir: &std::path::Path) -> Config {
+    let mut config = Config::parse_from(["app"]);
+    config.bind_addr = "127.0.0.1:0".parse().unwrap();
+    config.data_dir = data_dir.to_path_buf();
+    config.database_url = Some(fresh_database_url(data_dir).await);
+    config.template_dir = repo_path("templates");
+    config.static_dir = repo_path("static");
+    config.session_key = None;
+    config.cookie_secure = false;
+    config
+}
+
+/// SQLite in the test's own directory, or a new database on the PostgreSQL server named by
+/// `TEST_DATABASE_URL`.
+pub async fn fresh_database_url(data_dir: &std::path::Path) -> String {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(server_url) if !server_url.is_empty() => {
+            let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+            let admin = sea_orm::Database::connect(server_url.clone()).await.expect("connect TEST_DATABASE_URL");
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create test database");
+            admin.close().await.ok();
+            let (prefix, _) = server_url.rsplit_once('/').expect("TEST_DATABASE_URL has a database path");
+            format!("{prefix}/{name}")
+        }
+        _ => format!("sqlite://{}?mode=rwc", data_dir.join("test.db").display()),
+    }
+}
+
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> Self {
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(data_dir.path()).await;
+        configure(&mut config);
+        Self::start(config, data_dir).await
+    }
+
+    /// Starts the app on an existing configuration and data directory (a restart).
+    pub async fn start(config: Config, data_dir: tempfile::TempDir) -> Self {
+        let state = AppState::build(config.clone()).await.expect("app state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(app::serve_on(listener, state, async {
+            let _ = rx.await;
+        }));
+        let store = Store::connect(config.database_url.as_deref().unwrap()).await.unwrap();
+        TestApp {
+            addr,
+            base: format!("http://{addr}"),
+            client: browser(),
+            store,
+            config,
+            shutdown: Some(tx),
+            server: Some(server),
+            data_dir,
+        }
+    }
+
+    /// Stops the server and hands back what a restart needs.
+    pub async fn stop(mut self) -> (Config, tempfile::TempDir) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+        let data_dir = std::mem::replace(&mut self.data_dir, tempfile::tempdir().unwrap());
+        (self.config.clone(), data_dir)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        post_form(&self.client, &self.url(path), form, false).await
+    }
+
+    pub async fn post_htmx(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        post_form(&self.client, &self.url(path), form, true).await
+    }
+
+    /// Creates a chat through the no-JS form and returns its id.
+    pub async fn create_chat(&self, client: &reqwest::Client, first_message: &str) -> uuid::Uuid {
+        let response = post_form(client, &self.url("/chats"), &[("content", first_message)], false).await;
+        assert_eq!(response.status(), 303, "create chat");
+        let location = response.headers()["location"].to_str().unwrap().to_owned();
+        location.trim_start_matches("/chats/").parse().unwrap()
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        let db = self.store.connection();
+        let row = db
+            .query_one_raw(Statement::from_string(db.get_database_backend(), format!("SELECT COUNT(*) AS n FROM {table}")))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get::<i64>("", "n").unwrap()
+    }
+}
+
+pub async fn post_form(client: &reqwest::Client, url: &str, form: &[(&str, &str)], htmx: bool) -> reqwest::Response {
+    let mut request = client.post(url).form(form);
+    if htmx {
+        request = request.header("HX-Request", "true");
+    }
+    request.send().await.unwrap()
+}

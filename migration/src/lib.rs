@@ -1,0 +1,15 @@
+//! The database schema, as sea-orm-migration migrations. The app applies pending ones at start-up;
+//! `sea-orm-cli migrate up` (from the repo root) and this crate's own CLI (`cargo run -p migration --
+//! up|down|reset|status`) do the same by hand, on SQLite and PostgreSQL alike.
+pub use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_create_chats_and_messages;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_create_chats_and_messages::Migration)]
+    }
+}
