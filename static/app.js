@@ -7,7 +7,8 @@ document.addEventListener("keydown", (event) => {
   if (!(field instanceof HTMLTextAreaElement) || !field.hasAttribute("data-enter-sends")) return;
   if (event.key !== "Enter" || event.shiftKey || event.isComposing || event.keyCode === 229) return;
   event.preventDefault();
-  if (field.value.trim() === "") return;
+  const submit = field.form?.querySelector("button[type=submit]");
+  if (field.value.trim() === "" || submit?.disabled) return;
   field.form?.requestSubmit();
 });
 
@@ -35,4 +36,48 @@ window.chatScrollToEnd = scrollToEnd;
 
 document.addEventListener("DOMContentLoaded", () => {
   if (!location.hash) scrollToEnd(true);
+});
+
+// Streaming replies. A new EventSource (first connection, or htmx's reconnect after an error,
+// which sends no Last-Event-ID) replays the reply from its start, so clear what the bubble shows
+// first; the browser's own reconnects keep the same EventSource and resume where they were.
+const seenSources = new WeakSet();
+document.addEventListener("htmx:sseOpen", (event) => {
+  const source = event.detail.source;
+  if (seenSources.has(source)) return;
+  seenSources.add(source);
+  event.detail.elt.querySelector(".live")?.replaceChildren();
+});
+
+document.addEventListener("htmx:sseMessage", (event) => {
+  const bubble = event.target.closest(".message");
+  if (event.detail.type === "done" && bubble) {
+    bubble.classList.remove("status-streaming");
+    bubble.removeAttribute("sse-connect");
+    updateComposer();
+  }
+  scrollToEnd(false);
+});
+
+// One reply at a time per chat: Send waits while one is being written.
+function updateComposer() {
+  const button = document.querySelector("#composer button[type=submit]");
+  if (!button) return;
+  const busy = document.querySelector(".message.status-streaming") !== null;
+  button.disabled = busy;
+  button.title = busy ? "A reply is being written (Esc stops it)" : "";
+}
+document.addEventListener("htmx:afterSettle", () => {
+  updateComposer();
+  // A new reply was added: earlier Regenerate buttons no longer apply.
+  const actions = document.querySelectorAll(".reply-actions");
+  actions.forEach((form, i) => { if (i < actions.length - 1 || document.querySelector(".status-streaming")) form.remove(); });
+});
+document.addEventListener("DOMContentLoaded", updateComposer);
+
+// Esc stops the reply being written.
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "Escape") return;
+  const stop = document.querySelector(".status-streaming .stop-form");
+  if (stop) { event.preventDefault(); stop.requestSubmit(); }
 });

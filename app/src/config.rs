@@ -5,7 +5,11 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{ArgAction, Parser};
 
 #[derive(Parser, Debug, Clone)]
-#[command(name = "app", version, about = "A self-hosted chat web app over llama.cpp's llama-server")]
+#[command(
+    name = "app",
+    version,
+    about = "A self-hosted chat web app over llama.cpp's llama-server"
+)]
 pub struct Config {
     /// Address to listen on.
     #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1:3000")]
@@ -81,11 +85,19 @@ pub struct Config {
     pub cookie_secure: bool,
 
     /// The system prompt sent first in every chat.
-    #[arg(long, env = "SYSTEM_PROMPT", default_value = "You are a helpful assistant.")]
+    #[arg(
+        long,
+        env = "SYSTEM_PROMPT",
+        default_value = "You are a helpful assistant."
+    )]
     pub system_prompt: String,
 
     /// The assistant message a new chat opens with (empty: none).
-    #[arg(long, env = "GREETING", default_value = "Hello! How can I help you today?")]
+    #[arg(
+        long,
+        env = "GREETING",
+        default_value = "Hello! How can I help you today?"
+    )]
     pub greeting: String,
 
     /// Largest message a user may send, in bytes.
@@ -106,7 +118,10 @@ impl Config {
     pub fn database_url(&self) -> String {
         match &self.database_url {
             Some(url) => url.clone(),
-            None => format!("sqlite://{}?mode=rwc", self.data_dir.join("app.db").display()),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("app.db").display()
+            ),
         }
     }
 

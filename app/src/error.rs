@@ -19,6 +19,9 @@ pub enum AppError {
     TooLarge(String),
     #[error("{0}")]
     Conflict(String),
+    /// Temporarily unable (shutting down, ...): worth retrying.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("the database is not reachable right now")]
     DatabaseUnavailable(#[source] sea_orm::DbErr),
     #[error("database error")]
@@ -41,11 +44,12 @@ impl AppError {
             AppError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Conflict(_) => StatusCode::CONFLICT,
-            AppError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::DatabaseUnavailable(_) | AppError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             AppError::Database(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
-
 }
 
 impl From<sea_orm::DbErr> for AppError {
@@ -86,7 +90,9 @@ impl IntoResponse for AppError {
             }
         };
         let mut response = (status, message.clone()).into_response();
-        response.extensions_mut().insert(ErrorInfo { status, message });
+        response
+            .extensions_mut()
+            .insert(ErrorInfo { status, message });
         response
     }
 }

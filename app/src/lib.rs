@@ -3,6 +3,8 @@
 //! SIGINT/SIGTERM.
 pub mod config;
 pub mod error;
+pub mod generation;
+pub mod lm;
 pub mod render;
 pub mod routes;
 pub mod session;
@@ -14,8 +16,16 @@ use anyhow::Context;
 use axum::extract::FromRef;
 use axum_extra::extract::cookie::Key;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
-use crate::{config::Config, render::Templates, session::SessionConfig, store::Store};
+use crate::{
+    config::Config,
+    generation::{GenerationSettings, Generations},
+    lm::{LmClient, LmSettings},
+    render::Templates,
+    session::SessionConfig,
+    store::Store,
+};
 
 /// Everything a request handler may use; cheap to clone.
 #[derive(Clone)]
@@ -24,6 +34,10 @@ pub struct AppState {
     pub store: Store,
     pub templates: Templates,
     pub sessions: SessionConfig,
+    pub lm: LmClient,
+    pub generations: Generations,
+    /// Cancelled when in-flight replies have been saved at shutdown: open streams end then.
+    pub closing: CancellationToken,
 }
 
 impl FromRef<AppState> for SessionConfig {
@@ -48,19 +62,60 @@ impl AppState {
                 format!("cannot create data directory {}", config.data_dir.display())
             })?;
         }
-        let store = Store::connect(&database_url)
-            .await
-            .with_context(|| format!("cannot connect to the database at {}", redact(&database_url)))?;
+        let store = Store::connect(&database_url).await.with_context(|| {
+            format!(
+                "cannot connect to the database at {}",
+                redact(&database_url)
+            )
+        })?;
         if !config.skip_migrations {
-            store.migrate().await.context("cannot apply database migrations")?;
+            store
+                .migrate()
+                .await
+                .context("cannot apply database migrations")?;
+        }
+        let interrupted = store.interrupt_abandoned_replies().await?;
+        if interrupted > 0 {
+            tracing::warn!(
+                interrupted,
+                "replies left streaming by an earlier run are now interrupted"
+            );
         }
         let key = session::load_or_create_key(config.session_key.as_deref(), &config.data_dir)?;
         let templates = Templates::load(&config.template_dir)?;
+        let lm = LmClient::new(LmSettings {
+            api_url: config.lm_api_url.clone(),
+            api_key: config.lm_api_key.clone(),
+            model: config.lm_model.clone(),
+            max_tokens: config.lm_max_tokens,
+            temperature: config.lm_temperature,
+            context_tokens: config.lm_context_tokens,
+        })?;
+        let generations = Generations::new(
+            store.clone(),
+            lm.clone(),
+            GenerationSettings {
+                system_prompt: config.system_prompt.clone(),
+                max_tokens: config.lm_max_tokens,
+                temperature: config.lm_temperature,
+                first_token_timeout: config.lm_first_token_timeout,
+                idle_timeout: config.lm_idle_timeout,
+                checkpoint_interval: config.checkpoint_interval,
+                max_concurrent: config.max_concurrent_generations,
+                history_limit: 500,
+            },
+        );
         Ok(Self {
-            sessions: SessionConfig { key, secure: config.cookie_secure },
+            sessions: SessionConfig {
+                key,
+                secure: config.cookie_secure,
+            },
             config: Arc::new(config),
             store,
             templates,
+            lm,
+            generations,
+            closing: CancellationToken::new(),
         })
     }
 }
@@ -76,15 +131,36 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     serve_on(listener, state, shutdown_signal()).await
 }
 
-/// Serves the app on `listener` until `shutdown` completes. Tests call this with a listener on
-/// `127.0.0.1:0`.
+/// Serves the app on `listener` until `shutdown` completes, then shuts down gracefully: no new
+/// connections; replies in flight get `SHUTDOWN_GRACE` to finish, then are saved as
+/// `interrupted`; their open streams end (axum#2673: open SSE streams would otherwise keep the
+/// server waiting forever). Tests call this with a listener on `127.0.0.1:0`.
 pub async fn serve_on(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let stopping = CancellationToken::new();
+    let drain = {
+        let (stopping, generations, closing) = (
+            stopping.clone(),
+            state.generations.clone(),
+            state.closing.clone(),
+        );
+        let grace = state.config.shutdown_grace;
+        tokio::spawn(async move {
+            shutdown.await;
+            stopping.cancel();
+            generations.shutdown(grace).await;
+            closing.cancel();
+        })
+    };
     let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    let graceful = stopping.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { graceful.cancelled().await })
+        .await?;
+    drain.await?;
     tracing::info!("server stopped");
     Ok(())
 }
@@ -130,7 +206,12 @@ pub fn redact(url: &str) -> String {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let userinfo = &url[scheme_end + 3..at];
             match userinfo.find(':') {
-                Some(colon) => format!("{}{}:***{}", &url[..scheme_end + 3], &userinfo[..colon], &url[at..]),
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
                 None => url.to_owned(),
             }
         }
@@ -142,7 +223,13 @@ pub fn redact(url: &str) -> String {
 mod tests {
     #[test]
     fn redact_hides_passwords_only() {
-        assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
-        assert_eq!(super::redact("sqlite://data/app.db"), "sqlite://data/app.db");
+        assert_eq!(
+            super::redact("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(
+            super::redact("sqlite://data/app.db"),
+            "sqlite://data/app.db"
+        );
     }
 }

@@ -16,8 +16,9 @@ impl Templates {
         let mut env = Environment::new();
         let mut stack = vec![dir.to_path_buf()];
         while let Some(current) = stack.pop() {
-            let entries = std::fs::read_dir(&current)
-                .map_err(|e| anyhow::anyhow!("cannot read template directory {}: {e}", current.display()))?;
+            let entries = std::fs::read_dir(&current).map_err(|e| {
+                anyhow::anyhow!("cannot read template directory {}: {e}", current.display())
+            })?;
             for entry in entries {
                 let path = entry?.path();
                 if path.is_dir() {
@@ -33,7 +34,9 @@ impl Templates {
                     .map_err(|e| anyhow::anyhow!("template {}: {e}", path.display()))?;
             }
         }
-        env.add_filter("markdown", |text: &str| minijinja::Value::from_safe_string(markdown_to_html(text)));
+        env.add_filter("markdown", |text: &str| {
+            minijinja::Value::from_safe_string(markdown_to_html(text))
+        });
         env.add_filter("datetime", |value: String| {
             // RFC 3339 from the database, shown as `2026-11-24 14:03 UTC`.
             chrono::DateTime::parse_from_rfc3339(&value)
@@ -43,8 +46,16 @@ impl Templates {
         Ok(Self { env: Arc::new(env) })
     }
 
-    pub fn render(&self, name: &str, context: impl serde::Serialize) -> Result<String, minijinja::Error> {
-        self.env.get_template(name)?.render(minijinja::value::Value::from(minijinja::value::Serde(context)))
+    pub fn render(
+        &self,
+        name: &str,
+        context: impl serde::Serialize,
+    ) -> Result<String, minijinja::Error> {
+        self.env
+            .get_template(name)?
+            .render(minijinja::value::Value::from(minijinja::value::Serde(
+                context,
+            )))
     }
 }
 
@@ -56,22 +67,62 @@ pub fn markdown_to_html(markdown: &str) -> String {
     options.insert(Options::ENABLE_TABLES);
     options.insert(Options::ENABLE_STRIKETHROUGH);
     options.insert(Options::ENABLE_TASKLISTS);
-    let events = Parser::new_ext(markdown, options).map(|event| match event {
+    // Links whose scheme could run code (javascript:, data:, ...) are shown as text with their
+    // URL, instead of as links.
+    let mut unsafe_links: Vec<Option<String>> = Vec::new();
+    let events = Parser::new_ext(markdown, options).map(move |event| match event {
         Event::Html(raw) | Event::InlineHtml(raw) => Event::Text(raw),
         Event::Start(Tag::HtmlBlock) => Event::Start(Tag::Paragraph),
         Event::End(TagEnd::HtmlBlock) => Event::End(TagEnd::Paragraph),
-        Event::Start(Tag::Image { dest_url, title, id, .. }) => Event::Start(Tag::Link {
-            link_type: pulldown_cmark::LinkType::Inline,
+        Event::Start(Tag::Link {
             dest_url,
             title,
             id,
-        }),
-        Event::End(TagEnd::Image) => Event::End(TagEnd::Link),
+            link_type,
+        })
+        | Event::Start(Tag::Image {
+            dest_url,
+            title,
+            id,
+            link_type,
+        }) => {
+            if is_safe_url(&dest_url) {
+                unsafe_links.push(None);
+                // Images become links: no requests to URLs the model chose.
+                Event::Start(Tag::Link {
+                    link_type,
+                    dest_url,
+                    title,
+                    id,
+                })
+            } else {
+                unsafe_links.push(Some(dest_url.to_string()));
+                Event::Text("".into())
+            }
+        }
+        Event::End(TagEnd::Link) | Event::End(TagEnd::Image) => {
+            match unsafe_links.pop().flatten() {
+                Some(url) => Event::Text(format!(" ({url})").into()),
+                None => Event::End(TagEnd::Link),
+            }
+        }
         other => other,
     });
     let mut html = String::with_capacity(markdown.len() * 3 / 2);
     pulldown_cmark::html::push_html(&mut html, events);
     sanitizer().clean(&html).to_string()
+}
+
+/// http(s), mailto, or relative.
+fn is_safe_url(url: &str) -> bool {
+    let scheme_end = url.find([':', '/', '?', '#']);
+    match scheme_end {
+        Some(i) if url[i..].starts_with(':') => {
+            let scheme = url[..i].to_ascii_lowercase();
+            matches!(scheme.as_str(), "http" | "https" | "mailto")
+        }
+        _ => true,
+    }
 }
 
 fn sanitizer() -> &'static ammonia::Builder<'static> {
@@ -91,10 +142,22 @@ fn sanitizer() -> &'static ammonia::Builder<'static> {
 
 /// `language-x` classes pulldown-cmark puts on fenced code, for styling.
 const LANGUAGE_CLASSES: [&str; 16] = [
-    "language-rust", "language-python", "language-javascript", "language-typescript",
-    "language-bash", "language-sh", "language-json", "language-html", "language-css",
-    "language-sql", "language-c", "language-cpp", "language-go", "language-java",
-    "language-yaml", "language-toml",
+    "language-rust",
+    "language-python",
+    "language-javascript",
+    "language-typescript",
+    "language-bash",
+    "language-sh",
+    "language-json",
+    "language-html",
+    "language-css",
+    "language-sql",
+    "language-c",
+    "language-cpp",
+    "language-go",
+    "language-java",
+    "language-yaml",
+    "language-toml",
 ];
 
 /// Escapes text for HTML content and attributes. `\r` becomes a character reference as well:
@@ -121,33 +184,66 @@ mod tests {
 
     #[test]
     fn markdown_renders_common_blocks() {
-        let html = markdown_to_html("# Title\n\n- a\n- b\n\n| x | y |\n|---|---|\n| 1 | 2 |\n\n```rust\nfn main() {}\n```\n");
+        let html = markdown_to_html(
+            "# Title\n\n- a\n- b\n\n| x | y |\n|---|---|\n| 1 | 2 |\n\n```rust\nfn main() {}\n```\n",
+        );
         assert!(html.contains("<h1>Title</h1>"), "{html}");
         assert!(html.contains("<li>a</li>"), "{html}");
         assert!(html.contains("<table>"), "{html}");
-        assert!(html.contains("<code class=\"language-rust\">fn main() {}"), "{html}");
+        assert!(
+            html.contains("<code class=\"language-rust\">fn main() {}"),
+            "{html}"
+        );
     }
 
     #[test]
     fn raw_html_is_shown_as_text() {
         let html = markdown_to_html("Hi <script>alert(1)</script> <b onclick=\"x()\">b</b>");
-        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{html}");
-        assert!(html.contains("&lt;b onclick=\"x()\"&gt;") || html.contains("&lt;b onclick=&quot;x()&quot;&gt;"), "{html}");
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{html}"
+        );
+        assert!(
+            html.contains("&lt;b onclick=\"x()\"&gt;")
+                || html.contains("&lt;b onclick=&quot;x()&quot;&gt;"),
+            "{html}"
+        );
         assert!(!html.contains("<script"), "{html}");
         assert!(!html.contains("<b "), "{html}");
     }
 
     #[test]
     fn links_are_safe_and_images_become_links() {
-        let html = markdown_to_html("[x](https://example.com) [y](javascript:alert(1)) ![z](https://t.example/p.png)");
-        assert!(html.contains("rel=\"noopener noreferrer nofollow\""), "{html}");
-        assert!(!html.contains("javascript:"), "{html}");
+        let html = markdown_to_html(
+            "[x](https://example.com) [y](javascript:alert(1)) ![z](https://t.example/p.png)",
+        );
+        assert!(
+            html.contains("rel=\"noopener noreferrer nofollow\""),
+            "{html}"
+        );
+        assert!(!html.contains("href=\"javascript:"), "{html}");
         assert!(!html.contains("<img"), "{html}");
         assert!(html.contains(">z</a>"), "{html}");
     }
 
     #[test]
+    fn dangerous_links_are_shown_as_text() {
+        let html =
+            markdown_to_html("[x](javascript:alert(1)) [y](DATA:text/html,hi) [z](/relative)");
+        assert!(html.contains("x (javascript:alert(1))"), "{html}");
+        assert!(html.contains("y (DATA:text/html,hi)"), "{html}");
+        assert!(html.contains("href=\"/relative\""), "{html}");
+        assert!(
+            !html.contains("href=\"javascript") && !html.contains("href=\"DATA"),
+            "{html}"
+        );
+    }
+
+    #[test]
     fn escape_covers_markup_and_carriage_returns() {
-        assert_eq!(escape_html("<a href='x'>&\"\r"), "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&#13;");
+        assert_eq!(
+            escape_html("<a href='x'>&\"\r"),
+            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&#13;"
+        );
     }
 }

@@ -36,11 +36,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<Session>()
-            .cloned()
-            .ok_or_else(|| AppError::Internal(anyhow::anyhow!("session layer missing on this route")))
+        parts.extensions.get::<Session>().cloned().ok_or_else(|| {
+            AppError::Internal(anyhow::anyhow!("session layer missing on this route"))
+        })
     }
 }
 
@@ -85,7 +83,10 @@ fn new_session_id() -> String {
 }
 
 fn is_session_id(id: &str) -> bool {
-    id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Decodes `SESSION_KEY`: base64 (standard or URL-safe) of at least 64 bytes.
@@ -106,15 +107,17 @@ pub fn parse_key(encoded: &str) -> anyhow::Result<Key> {
 
 /// The key from `SESSION_KEY`, or else the one kept in `data_dir/session.key`, generated (mode
 /// 0600) on first start so that sessions survive restarts.
-pub fn load_or_create_key(configured: Option<&str>, data_dir: &std::path::Path) -> anyhow::Result<Key> {
+pub fn load_or_create_key(
+    configured: Option<&str>,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Key> {
     if let Some(encoded) = configured {
         return parse_key(encoded);
     }
     let path = data_dir.join("session.key");
     match std::fs::read_to_string(&path) {
         Ok(encoded) => {
-            return parse_key(&encoded)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
+            return parse_key(&encoded).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
@@ -156,7 +159,12 @@ mod tests {
     fn keys_must_be_base64_of_64_bytes() {
         assert!(parse_key("not base64!").is_err());
         let short = base64::engine::general_purpose::STANDARD.encode([1u8; 32]);
-        assert!(parse_key(&short).unwrap_err().to_string().contains("32 bytes"));
+        assert!(
+            parse_key(&short)
+                .unwrap_err()
+                .to_string()
+                .contains("32 bytes")
+        );
         let good = base64::engine::general_purpose::STANDARD.encode([7u8; 64]);
         assert!(parse_key(&good).is_ok());
     }
@@ -170,7 +178,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("session.key")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join("session.key"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

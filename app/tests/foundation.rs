@@ -27,8 +27,15 @@ async fn a_new_visitor_gets_a_private_session_cookie() {
     assert!(cookie.contains("Path=/"), "{cookie}");
     assert!(!cookie.contains("Secure"), "{cookie}");
     // The value is encrypted: the 32-hex-digit id is not readable in it.
-    let value = cookie.split(';').next().unwrap().trim_start_matches("chat_session=");
-    assert!(value.len() > 32 && !value.chars().all(|c| c.is_ascii_hexdigit()), "{value}");
+    let value = cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("chat_session=");
+    assert!(
+        value.len() > 32 && !value.chars().all(|c| c.is_ascii_hexdigit()),
+        "{value}"
+    );
 
     // A returning visitor keeps the session: no new cookie.
     let again = app.get("/").await;
@@ -45,7 +52,10 @@ async fn cookie_is_secure_when_configured() {
 #[tokio::test]
 async fn a_tampered_cookie_silently_starts_a_new_session() {
     let app = TestApp::spawn().await;
-    let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let first = plain.get(app.url("/")).send().await.unwrap();
     let cookie = session_cookie(&first).unwrap();
     let value = cookie.split(';').next().unwrap().to_owned();
@@ -58,7 +68,15 @@ async fn a_tampered_cookie_silently_starts_a_new_session() {
         .await
         .unwrap();
     assert_eq!(created.status(), 303);
-    let page = plain.get(app.url("/")).header("cookie", &value).send().await.unwrap().text().await.unwrap();
+    let page = plain
+        .get(app.url("/"))
+        .header("cookie", &value)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(page.contains("secret plans"));
 
     // Flip one character of the encrypted value.
@@ -66,32 +84,67 @@ async fn a_tampered_cookie_silently_starts_a_new_session() {
     let last = bytes.len() - 2;
     bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(bytes).unwrap();
-    let response = plain.get(app.url("/")).header("cookie", &tampered).send().await.unwrap();
+    let response = plain
+        .get(app.url("/"))
+        .header("cookie", &tampered)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
-    assert!(session_cookie(&response).is_some(), "a new session cookie is issued");
+    assert!(
+        session_cookie(&response).is_some(),
+        "a new session cookie is issued"
+    );
     let page = response.text().await.unwrap();
-    assert!(!page.contains("secret plans"), "the tampered cookie must not reach the old session");
+    assert!(
+        !page.contains("secret plans"),
+        "the tampered cookie must not reach the old session"
+    );
 }
 
 #[tokio::test]
 async fn create_shows_greeting_and_titles_the_chat_after_the_first_message() {
     let app = TestApp::spawn().await;
-    let id = app.create_chat(&app.client, "How do I bake   bread\nat home?").await;
+    let id = app
+        .create_chat(&app.client, "How do I bake   bread\nat home?")
+        .await;
     let page = app.get(&format!("/chats/{id}")).await;
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
-    assert!(html.contains("Hello! How can I help you today?"), "greeting shown");
-    assert!(html.contains("How do I bake   bread\nat home?"), "user text kept exactly");
-    assert!(html.contains("value=\"How do I bake bread at home?\""), "title from the first message");
-    assert!(html.contains("aria-current=\"page\""), "current chat marked in the sidebar");
+    assert!(
+        html.contains("Hello! How can I help you today?"),
+        "greeting shown"
+    );
+    assert!(
+        html.contains("How do I bake   bread\nat home?"),
+        "user text kept exactly"
+    );
+    assert!(
+        html.contains("value=\"How do I bake bread at home?\""),
+        "title from the first message"
+    );
+    assert!(
+        html.contains("aria-current=\"page\""),
+        "current chat marked in the sidebar"
+    );
 
     // An empty new chat is titled "New chat" until its first message.
     let empty = app.create_chat(&app.client, "   ").await;
-    let html = app.get(&format!("/chats/{empty}")).await.text().await.unwrap();
+    let html = app
+        .get(&format!("/chats/{empty}"))
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(html.contains("value=\"New chat\""));
-    let sent = app.post(&format!("/chats/{empty}/messages"), &[("content", "Second chat topic")]).await;
-    assert_eq!(sent.status(), 303);
-    let html = app.get(&format!("/chats/{empty}")).await.text().await.unwrap();
+    app.send_and_wait(&app.client, empty, "Second chat topic")
+        .await;
+    let html = app
+        .get(&format!("/chats/{empty}"))
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(html.contains("value=\"Second chat topic\""));
 }
 
@@ -107,7 +160,7 @@ async fn home_lists_chats_newest_first_and_has_an_empty_state() {
     let b = html.find("first topic").unwrap();
     assert!(a < b, "newest first");
     // Activity moves a chat to the top.
-    app.post(&format!("/chats/{first}/messages"), &[("content", "more")]).await;
+    app.send_and_wait(&app.client, first, "more").await;
     let html = app.get("/").await.text().await.unwrap();
     assert!(html.find("first topic").unwrap() < html.find("second topic").unwrap());
 }
@@ -116,7 +169,12 @@ async fn home_lists_chats_newest_first_and_has_an_empty_state() {
 async fn rename_and_delete_without_javascript() {
     let app = TestApp::spawn().await;
     let id = app.create_chat(&app.client, "to be renamed").await;
-    let response = app.post(&format!("/chats/{id}/rename"), &[("title", "  Renamed   chat ")]).await;
+    let response = app
+        .post(
+            &format!("/chats/{id}/rename"),
+            &[("title", "  Renamed   chat ")],
+        )
+        .await;
     assert_eq!(response.status(), 303);
     assert_eq!(response.headers()["location"], format!("/chats/{id}"));
     let html = app.get(&format!("/chats/{id}")).await.text().await.unwrap();
@@ -126,13 +184,17 @@ async fn rename_and_delete_without_javascript() {
     let confirm = app.get(&format!("/chats/{id}/delete")).await;
     assert_eq!(confirm.status(), 200);
     assert!(confirm.text().await.unwrap().contains("cannot be undone"));
-    assert_eq!(app.count("messages").await, 2);
+    assert_eq!(app.count("messages").await, 3, "greeting, message, reply");
     let response = app.post(&format!("/chats/{id}/delete"), &[]).await;
     assert_eq!(response.status(), 303);
     assert_eq!(response.headers()["location"], "/");
     assert_eq!(app.get(&format!("/chats/{id}")).await.status(), 404);
     assert_eq!(app.count("chats").await, 0);
-    assert_eq!(app.count("messages").await, 0, "messages cascade with their chat");
+    assert_eq!(
+        app.count("messages").await,
+        0,
+        "messages cascade with their chat"
+    );
 }
 
 #[tokio::test]
@@ -140,20 +202,33 @@ async fn htmx_requests_get_fragments_and_hx_redirect() {
     let app = TestApp::spawn().await;
     let response = app.post_htmx("/chats", &[("content", "")]).await;
     assert_eq!(response.status(), 204);
-    let location = response.headers()["hx-redirect"].to_str().unwrap().to_owned();
+    let location = response.headers()["hx-redirect"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(location.starts_with("/chats/"));
     let id = location.trim_start_matches("/chats/");
 
     // Sending returns the user's bubble, not a page.
-    let response = app.post_htmx(&format!("/chats/{id}/messages"), &[("content", "<b>hi</b> & bye")]).await;
+    let response = app
+        .post_htmx(
+            &format!("/chats/{id}/messages"),
+            &[("content", "<b>hi</b> & bye")],
+        )
+        .await;
     assert_eq!(response.status(), 200);
     let fragment = response.text().await.unwrap();
     assert!(!fragment.contains("<html"), "{fragment}");
     assert!(fragment.contains("class=\"message user"), "{fragment}");
-    assert!(fragment.contains("&lt;b&gt;hi&lt;/b&gt; &amp; bye"), "escaped: {fragment}");
+    assert!(
+        fragment.contains("&lt;b&gt;hi&lt;/b&gt; &amp; bye"),
+        "escaped: {fragment}"
+    );
 
     // Rename returns the title form and an out-of-band sidebar entry.
-    let response = app.post_htmx(&format!("/chats/{id}/rename"), &[("title", "Fresh title")]).await;
+    let response = app
+        .post_htmx(&format!("/chats/{id}/rename"), &[("title", "Fresh title")])
+        .await;
     assert_eq!(response.status(), 200);
     let fragment = response.text().await.unwrap();
     assert!(fragment.contains("id=\"title-form\""));
@@ -201,19 +276,64 @@ async fn another_sessions_chat_is_not_found_on_every_route_and_unchanged() {
     let checks = vec![
         ("GET chat", get(base.clone()).await),
         ("GET delete", get(format!("{base}/delete")).await),
-        ("POST rename", post_form(&intruder, &format!("{base}/rename"), &[("title", "pwned")], false).await),
-        ("POST rename htmx", post_form(&intruder, &format!("{base}/rename"), &[("title", "pwned")], true).await),
-        ("POST message", post_form(&intruder, &format!("{base}/messages"), &[("content", "pwned")], false).await),
-        ("POST message htmx", post_form(&intruder, &format!("{base}/messages"), &[("content", "pwned")], true).await),
-        ("POST delete", post_form(&intruder, &format!("{base}/delete"), &[], false).await),
-        ("POST delete htmx", post_form(&intruder, &format!("{base}/delete"), &[], true).await),
+        (
+            "POST rename",
+            post_form(
+                &intruder,
+                &format!("{base}/rename"),
+                &[("title", "pwned")],
+                false,
+            )
+            .await,
+        ),
+        (
+            "POST rename htmx",
+            post_form(
+                &intruder,
+                &format!("{base}/rename"),
+                &[("title", "pwned")],
+                true,
+            )
+            .await,
+        ),
+        (
+            "POST message",
+            post_form(
+                &intruder,
+                &format!("{base}/messages"),
+                &[("content", "pwned")],
+                false,
+            )
+            .await,
+        ),
+        (
+            "POST message htmx",
+            post_form(
+                &intruder,
+                &format!("{base}/messages"),
+                &[("content", "pwned")],
+                true,
+            )
+            .await,
+        ),
+        (
+            "POST delete",
+            post_form(&intruder, &format!("{base}/delete"), &[], false).await,
+        ),
+        (
+            "POST delete htmx",
+            post_form(&intruder, &format!("{base}/delete"), &[], true).await,
+        ),
     ];
     for (what, response) in checks {
         assert_eq!(response.status(), 404, "{what}");
         let body = response.text().await.unwrap();
         assert!(!body.contains("mine only"), "{what} leaks the title");
     }
-    assert_eq!((app.count("chats").await, app.count("messages").await), before);
+    assert_eq!(
+        (app.count("chats").await, app.count("messages").await),
+        before
+    );
     let html = app.get(&format!("/chats/{id}")).await.text().await.unwrap();
     assert!(html.contains("value=\"mine only\""), "title unchanged");
     assert!(!html.contains("pwned"));
@@ -232,10 +352,20 @@ async fn bad_input_gets_the_right_status_and_stores_nothing() {
     for blank in ["", "   ", "\n\t  \r\n"] {
         let response = app.post(&path, &[("content", blank)]).await;
         assert_eq!(response.status(), 422, "{blank:?}");
-        assert!(response.text().await.unwrap().contains("Please write a message"));
+        assert!(
+            response
+                .text()
+                .await
+                .unwrap()
+                .contains("Please write a message")
+        );
         let response = app.post_htmx(&path, &[("content", blank)]).await;
         assert_eq!(response.status(), 422);
-        assert_eq!(response.headers()["hx-retarget"], "#flash", "inline message for htmx");
+        assert_eq!(
+            response.headers()["hx-retarget"],
+            "#flash",
+            "inline message for htmx"
+        );
         let fragment = response.text().await.unwrap();
         assert!(fragment.contains("Please write a message") && !fragment.contains("<html"));
     }
@@ -243,7 +373,13 @@ async fn bad_input_gets_the_right_status_and_stores_nothing() {
     let big = "x".repeat(app.config.max_message_bytes + 1);
     let response = app.post(&path, &[("content", &big)]).await;
     assert_eq!(response.status(), 413);
-    assert!(response.text().await.unwrap().contains("the limit is 32 KiB"));
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("the limit is 32 KiB")
+    );
     // 1 MiB: refused by the body limit, still a readable 413.
     let huge = "y".repeat(1024 * 1024);
     let response = app.post(&path, &[("content", &huge)]).await;
@@ -255,17 +391,58 @@ async fn bad_input_gets_the_right_status_and_stores_nothing() {
 
     // Malformed and unknown ids are 404.
     for bad in ["not-a-uuid", "123", "00000000-0000-0000-0000-000000000000"] {
-        assert_eq!(app.get(&format!("/chats/{bad}")).await.status(), 404, "{bad}");
-        assert_eq!(app.post(&format!("/chats/{bad}/messages"), &[("content", "hi")]).await.status(), 404);
-        assert_eq!(app.post(&format!("/chats/{bad}/rename"), &[("title", "x")]).await.status(), 404);
-        assert_eq!(app.post(&format!("/chats/{bad}/delete"), &[]).await.status(), 404);
+        assert_eq!(
+            app.get(&format!("/chats/{bad}")).await.status(),
+            404,
+            "{bad}"
+        );
+        assert_eq!(
+            app.post(&format!("/chats/{bad}/messages"), &[("content", "hi")])
+                .await
+                .status(),
+            404
+        );
+        assert_eq!(
+            app.post(&format!("/chats/{bad}/rename"), &[("title", "x")])
+                .await
+                .status(),
+            404
+        );
+        assert_eq!(
+            app.post(&format!("/chats/{bad}/delete"), &[])
+                .await
+                .status(),
+            404
+        );
     }
     // Blank and overlong titles, overlong names.
-    assert_eq!(app.post(&format!("/chats/{id}/rename"), &[("title", "  ")]).await.status(), 422);
-    assert_eq!(app.post(&format!("/chats/{id}/rename"), &[("title", &"t".repeat(121))]).await.status(), 422);
-    assert_eq!(app.post("/profile", &[("display_name", &"n".repeat(41))]).await.status(), 422);
+    assert_eq!(
+        app.post(&format!("/chats/{id}/rename"), &[("title", "  ")])
+            .await
+            .status(),
+        422
+    );
+    assert_eq!(
+        app.post(
+            &format!("/chats/{id}/rename"),
+            &[("title", &"t".repeat(121))]
+        )
+        .await
+        .status(),
+        422
+    );
+    assert_eq!(
+        app.post("/profile", &[("display_name", &"n".repeat(41))])
+            .await
+            .status(),
+        422
+    );
 
-    assert_eq!(app.count("messages").await, stored, "nothing stored on any refused request");
+    assert_eq!(
+        app.count("messages").await,
+        stored,
+        "nothing stored on any refused request"
+    );
     assert_eq!(app.count("chats").await, 1);
     assert_eq!(app.count("sessions").await, 0);
 }
@@ -284,7 +461,11 @@ async fn unknown_pages_are_friendly_404s() {
 async fn display_name_is_kept_with_the_session_and_shown_on_messages() {
     let app = TestApp::spawn().await;
     let id = app.create_chat(&app.client, "hello there").await;
-    app.client.get(app.url(&format!("/chats/{id}"))).send().await.unwrap();
+    app.client
+        .get(app.url(&format!("/chats/{id}")))
+        .send()
+        .await
+        .unwrap();
     let response = app
         .client
         .post(app.url("/profile"))
@@ -296,7 +477,10 @@ async fn display_name_is_kept_with_the_session_and_shown_on_messages() {
     assert_eq!(response.status(), 303);
     assert_eq!(response.headers()["location"], format!("/chats/{id}"));
     let html = app.get(&format!("/chats/{id}")).await.text().await.unwrap();
-    assert!(html.contains("<div class=\"author\">Ada Lovelace</div>"), "{html}");
+    assert!(
+        html.contains("<div class=\"author\">Ada Lovelace</div>"),
+        "{html}"
+    );
     // htmx gets the form back; an empty name clears it.
     let response = app.post_htmx("/profile", &[("display_name", "")]).await;
     assert!(response.text().await.unwrap().contains("id=\"profile\""));
@@ -304,7 +488,14 @@ async fn display_name_is_kept_with_the_session_and_shown_on_messages() {
     assert!(html.contains("<div class=\"author\">You</div>"));
     // Another session does not see the name.
     let other = browser();
-    let home = other.get(app.url("/")).send().await.unwrap().text().await.unwrap();
+    let home = other
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(!home.contains("Ada"));
 }
 
@@ -313,31 +504,66 @@ async fn history_is_ordered_and_kept_across_restarts() {
     let app = TestApp::spawn().await;
     let id = app.create_chat(&app.client, "message 1").await;
     for n in 2..=5 {
-        app.post(&format!("/chats/{id}/messages"), &[("content", &format!("message {n}"))]).await;
+        app.send_and_wait(&app.client, id, &format!("message {n}"))
+            .await;
     }
     let client = app.client.clone();
     let (config, data_dir) = app.stop().await;
 
     // Same data directory: the generated session key is reused, so the cookie still works.
     let app = TestApp::start(config, data_dir).await;
-    let html = client.get(app.url(&format!("/chats/{id}"))).send().await.unwrap().text().await.unwrap();
-    let positions: Vec<usize> = (1..=5).map(|n| html.find(&format!("message {n}<")).unwrap()).collect();
-    assert!(positions.windows(2).all(|w| w[0] < w[1]), "in order: {positions:?}");
+    let html = client
+        .get(app.url(&format!("/chats/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let positions: Vec<usize> = (1..=5)
+        .map(|n| html.find(&format!("message {n}<")).unwrap())
+        .collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "in order: {positions:?}"
+    );
 }
 
 #[tokio::test]
 async fn long_histories_are_paged() {
     let app = TestApp::spawn().await;
     let id = app.create_chat(&app.client, "msg-000").await;
-    for n in 1..=120 {
-        app.post(&format!("/chats/{id}/messages"), &[("content", &format!("msg-{n:03}"))]).await;
+    for n in 1..=60 {
+        app.send_and_wait(&app.client, id, &format!("msg-{n:03}"))
+            .await;
     }
+    // 1 greeting + 61 messages + 61 replies = 123 (msg-n at position 2n + 2); a page shows the
+    // newest 100, positions 24 to 123.
     let html = app.get(&format!("/chats/{id}")).await.text().await.unwrap();
-    assert!(html.contains("msg-120<") && html.contains("msg-021<"));
-    assert!(!html.contains("msg-020<"));
-    let link = html.split("?before=").nth(1).unwrap().split('"').next().unwrap().to_owned();
-    let older = app.get(&format!("/chats/{id}?before={link}")).await.text().await.unwrap();
-    assert!(older.contains("msg-000<") && older.contains("msg-020<") && !older.contains("msg-021<"));
+    assert!(
+        html.contains("msg-060<") && html.contains("msg-011<"),
+        "newest shown"
+    );
+    assert!(!html.contains("msg-010<"), "older ones paged away");
+    let link = html
+        .split("?before=")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(link, "24");
+    let older = app
+        .get(&format!("/chats/{id}?before={link}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        older.contains("msg-000<") && older.contains("msg-010<") && !older.contains("msg-011<")
+    );
+    assert!(older.contains("Back to the latest messages"));
 }
 
 #[tokio::test]
@@ -355,9 +581,15 @@ async fn a_malformed_session_key_stops_start_up_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = common::test_config(dir.path()).await;
     config.session_key = Some("too-short".into());
-    let error = app::AppState::build(config).await.err().expect("start-up must fail");
+    let error = app::AppState::build(config)
+        .await
+        .err()
+        .expect("start-up must fail");
     let text = format!("{error:#}");
-    assert!(text.contains("SESSION_KEY") && text.contains("64"), "{text}");
+    assert!(
+        text.contains("SESSION_KEY") && text.contains("64"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -366,18 +598,36 @@ async fn migrations_go_up_down_and_up_again() {
     let url = common::fresh_database_url(dir.path()).await;
     let db = sea_orm::Database::connect(url).await.unwrap();
     Migrator::up(&db, None).await.unwrap();
-    assert!(Migrator::get_pending_migrations(&db).await.unwrap().is_empty());
+    assert!(
+        Migrator::get_pending_migrations(&db)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let tables = ["sessions", "chats", "messages"];
     for table in tables {
-        assert!(db.execute_unprepared(&format!("SELECT COUNT(*) FROM {table}")).await.is_ok(), "{table}");
+        assert!(
+            db.execute_unprepared(&format!("SELECT COUNT(*) FROM {table}"))
+                .await
+                .is_ok(),
+            "{table}"
+        );
     }
     Migrator::down(&db, None).await.unwrap();
     for table in tables {
-        assert!(db.execute_unprepared(&format!("SELECT COUNT(*) FROM {table}")).await.is_err(), "{table} dropped");
+        assert!(
+            db.execute_unprepared(&format!("SELECT COUNT(*) FROM {table}"))
+                .await
+                .is_err(),
+            "{table} dropped"
+        );
     }
     Migrator::up(&db, None).await.unwrap();
     Migrator::reset(&db).await.unwrap();
-    assert_eq!(Migrator::get_pending_migrations(&db).await.unwrap().len(), 1);
+    assert_eq!(
+        Migrator::get_pending_migrations(&db).await.unwrap().len(),
+        1
+    );
     Migrator::up(&db, None).await.unwrap();
     // Constraints hold: bad roles and statuses are refused, a message needs an existing chat,
     // and deleting a chat deletes its messages.
@@ -394,12 +644,33 @@ async fn migrations_go_up_down_and_up_again() {
              VALUES ('00000000-0000-0000-0000-0000000001{id:02}', {chat}, 's', {id}, '{role}', 'c', '{status}', {ts}, {ts})"
         )
     };
-    db.execute_unprepared(&message(1, chat, "user", "complete")).await.unwrap();
-    assert!(db.execute_unprepared(&message(2, chat, "robot", "complete")).await.is_err(), "role checked");
-    assert!(db.execute_unprepared(&message(3, chat, "user", "finished")).await.is_err(), "status checked");
+    db.execute_unprepared(&message(1, chat, "user", "complete"))
+        .await
+        .unwrap();
+    assert!(
+        db.execute_unprepared(&message(2, chat, "robot", "complete"))
+            .await
+            .is_err(),
+        "role checked"
+    );
+    assert!(
+        db.execute_unprepared(&message(3, chat, "user", "finished"))
+            .await
+            .is_err(),
+        "status checked"
+    );
     let missing = "'00000000-0000-0000-0000-000000000009'";
-    assert!(db.execute_unprepared(&message(4, missing, "user", "complete")).await.is_err(), "foreign key enforced");
+    assert!(
+        db.execute_unprepared(&message(4, missing, "user", "complete"))
+            .await
+            .is_err(),
+        "foreign key enforced"
+    );
     db.execute_unprepared("DELETE FROM chats").await.unwrap();
-    let left = db.execute_unprepared("DELETE FROM messages").await.unwrap().rows_affected();
+    let left = db
+        .execute_unprepared("DELETE FROM messages")
+        .await
+        .unwrap()
+        .rows_affected();
     assert_eq!(left, 0, "messages cascade");
 }

@@ -10,6 +10,8 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261124_000001_create_chats_and_messages::Migration)]
+        vec![Box::new(
+            m20261124_000001_create_chats_and_messages::Migration,
+        )]
     }
 }

@@ -51,10 +51,23 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Sessions::Table)
-                    .col(ColumnDef::new(Sessions::Id).string_len(64).not_null().primary_key())
+                    .col(
+                        ColumnDef::new(Sessions::Id)
+                            .string_len(64)
+                            .not_null()
+                            .primary_key(),
+                    )
                     .col(ColumnDef::new(Sessions::DisplayName).string_len(64).null())
-                    .col(ColumnDef::new(Sessions::CreatedAt).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(Sessions::UpdatedAt).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(Sessions::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Sessions::UpdatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -66,8 +79,16 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(Chats::Id).uuid().not_null().primary_key())
                     .col(ColumnDef::new(Chats::SessionId).string_len(64).not_null())
                     .col(ColumnDef::new(Chats::Title).text().not_null())
-                    .col(ColumnDef::new(Chats::CreatedAt).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(Chats::UpdatedAt).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(Chats::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Chats::UpdatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -89,7 +110,11 @@ impl MigrationTrait for Migration {
                     .table(Messages::Table)
                     .col(ColumnDef::new(Messages::Id).uuid().not_null().primary_key())
                     .col(ColumnDef::new(Messages::ChatId).uuid().not_null())
-                    .col(ColumnDef::new(Messages::SessionId).string_len(64).not_null())
+                    .col(
+                        ColumnDef::new(Messages::SessionId)
+                            .string_len(64)
+                            .not_null(),
+                    )
                     // Per-chat sequence number: history order never depends on insertion luck.
                     .col(ColumnDef::new(Messages::Seq).big_integer().not_null())
                     .col(
@@ -109,8 +134,16 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(Messages::FinishReason).string_len(32).null())
                     .col(ColumnDef::new(Messages::PromptTokens).integer().null())
                     .col(ColumnDef::new(Messages::CompletionTokens).integer().null())
-                    .col(ColumnDef::new(Messages::CreatedAt).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(Messages::UpdatedAt).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(Messages::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Messages::UpdatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_messages_chat")
@@ -133,13 +166,15 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        // Start-up recovery looks for replies left `streaming`.
+        // "Is a reply streaming in this chat?" on every send, and start-up recovery's "which
+        // replies were left streaming?": both find the few `streaming` rows at once.
         manager
             .create_index(
                 Index::create()
-                    .name("idx_messages_status")
+                    .name("idx_messages_status_chat")
                     .table(Messages::Table)
                     .col(Messages::Status)
+                    .col(Messages::ChatId)
                     .to_owned(),
             )
             .await?;
@@ -147,9 +182,15 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(Messages::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(Chats::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(Sessions::Table).to_owned()).await?;
+        manager
+            .drop_table(Table::drop().table(Messages::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(Chats::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(Sessions::Table).to_owned())
+            .await?;
         Ok(())
     }
 }

@@ -6,6 +6,7 @@ use axum::{
     response::{Html, IntoResponse, Response},
 };
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::{
     AppState,
@@ -26,27 +27,52 @@ const MESSAGES_PER_PAGE: u64 = 100;
 #[derive(Serialize)]
 pub struct MessageView {
     pub id: String,
+    pub chat_id: String,
     pub role: Role,
     pub status: Status,
-    /// Safe HTML: escaped text for user messages, sanitised markdown for replies.
+    /// Safe HTML: escaped text for user messages and for replies still being written (shown as
+    /// they stream), sanitised markdown for finished replies.
     pub html: String,
     pub error: Option<String>,
-    pub created_at: String,
+    /// Offer Regenerate/Retry (the last reply of a chat that has a user message).
+    pub can_regenerate: bool,
 }
 
 impl MessageView {
     pub fn from_model(message: &message::Model) -> Self {
-        let html = match message.role {
-            Role::Assistant => markdown_to_html(&message.content),
+        let html = match (message.role, message.status) {
+            (Role::Assistant, Status::Streaming) => crate::render::escape_html(&message.content),
+            (Role::Assistant, _) => markdown_to_html(&message.content),
             _ => crate::render::escape_html(&message.content),
         };
         Self {
             id: message.id.to_string(),
+            chat_id: message.chat_id.to_string(),
             role: message.role,
             status: message.status,
             html,
             error: message.error.clone(),
-            created_at: message.created_at.to_rfc3339(),
+            can_regenerate: false,
+        }
+    }
+
+    /// The body of a reply that just ended, for the stream's `done` event. It is the chat's
+    /// latest message, so it offers Regenerate/Retry.
+    pub fn final_reply(
+        chat_id: Uuid,
+        message_id: Uuid,
+        text: &str,
+        status: Status,
+        error: Option<&str>,
+    ) -> Self {
+        Self {
+            id: message_id.to_string(),
+            chat_id: chat_id.to_string(),
+            role: Role::Assistant,
+            status,
+            html: markdown_to_html(text),
+            error: error.map(str::to_owned),
+            can_regenerate: true,
         }
     }
 }
@@ -63,7 +89,10 @@ async fn frame(state: &AppState, session: &Session) -> AppResult<Frame> {
         state.store.list_chats(&session.id, CHATS_LISTED),
         state.store.display_name(&session.id),
     )?;
-    Ok(Frame { chats, display_name })
+    Ok(Frame {
+        chats,
+        display_name,
+    })
 }
 
 #[derive(Serialize)]
@@ -79,6 +108,8 @@ struct ChatPage {
     messages: Vec<MessageView>,
     /// Position of the oldest message shown, when there are earlier ones.
     earlier: Option<i64>,
+    /// A reply is being written (the page refreshes itself without JavaScript).
+    streaming: bool,
     paged: bool,
     max_message_bytes: usize,
 }
@@ -96,7 +127,14 @@ struct DeletePage {
 
 pub async fn home(State(state): State<AppState>, session: Session) -> AppResult<Html<String>> {
     let frame = frame(&state, &session).await?;
-    render(&state, "home.html", HomePage { frame, max_message_bytes: state.config.max_message_bytes })
+    render(
+        &state,
+        "home.html",
+        HomePage {
+            frame,
+            max_message_bytes: state.config.max_message_bytes,
+        },
+    )
 }
 
 #[derive(Deserialize)]
@@ -111,15 +149,19 @@ pub async fn show(
     Query(query): Query<ShowQuery>,
 ) -> AppResult<Html<String>> {
     let chat_id = parse_id(&id, "chat")?;
-    let chat = state.store.find_chat(&session.id, chat_id).await?.ok_or(AppError::NotFound("chat"))?;
-    let (frame, mut messages) = tokio::try_join!(
-        frame(&state, &session),
-        async {
-            Ok::<_, AppError>(
-                state.store.list_messages(&session.id, chat_id, query.before, MESSAGES_PER_PAGE + 1).await?,
-            )
-        },
-    )?;
+    let chat = state
+        .store
+        .find_chat(&session.id, chat_id)
+        .await?
+        .ok_or(AppError::NotFound("chat"))?;
+    let (frame, mut messages) = tokio::try_join!(frame(&state, &session), async {
+        Ok::<_, AppError>(
+            state
+                .store
+                .list_messages(&session.id, chat_id, query.before, MESSAGES_PER_PAGE + 1)
+                .await?,
+        )
+    },)?;
     // One more than a page was asked for: its presence says there is earlier history.
     let earlier = if messages.len() as u64 > MESSAGES_PER_PAGE {
         messages.remove(0);
@@ -127,16 +169,25 @@ pub async fn show(
     } else {
         None
     };
-    let messages: Vec<MessageView> = messages
+    let has_user_message = query.before.is_some() || messages.iter().any(|m| m.role == Role::User);
+    let mut messages: Vec<MessageView> = messages
         .iter()
         .filter(|m| m.role != Role::System)
         .map(MessageView::from_model)
         .collect();
+    let streaming = messages.iter().any(|m| m.status == Status::Streaming);
+    if let Some(last) = messages.last_mut() {
+        last.can_regenerate = query.before.is_none()
+            && has_user_message
+            && last.role == Role::Assistant
+            && !streaming;
+    }
     let page = ChatPage {
         frame,
         chat,
         messages,
         earlier,
+        streaming,
         paged: query.before.is_some(),
         max_message_bytes: state.config.max_message_bytes,
     };
@@ -162,7 +213,13 @@ pub async fn create(
         validate_message(content, state.config.max_message_bytes)?;
     }
     let greeting = Some(state.config.greeting.as_str());
-    let new_chat = state.store.create_chat(&session.id, greeting, first_message).await?;
+    let new_chat = state
+        .store
+        .create_chat(&session.id, greeting, first_message)
+        .await?;
+    if let Some(reply) = &new_chat.reply {
+        super::messages::start_reply(&state, reply).await?;
+    }
     Ok(redirect(htmx, &format!("/chats/{}", new_chat.chat.id)))
 }
 
@@ -209,7 +266,11 @@ pub async fn confirm_delete(
     Path(id): Path<String>,
 ) -> AppResult<Html<String>> {
     let chat_id = parse_id(&id, "chat")?;
-    let chat = state.store.find_chat(&session.id, chat_id).await?.ok_or(AppError::NotFound("chat"))?;
+    let chat = state
+        .store
+        .find_chat(&session.id, chat_id)
+        .await?
+        .ok_or(AppError::NotFound("chat"))?;
     let frame = frame(&state, &session).await?;
     render(&state, "delete.html", DeletePage { frame, chat })
 }
@@ -227,7 +288,10 @@ pub async fn delete(
     }
     // htmx from another page: the sidebar entry just disappears (empty swap). From the deleted
     // chat's own page, or without JavaScript: go home.
-    let current = headers.get("hx-current-url").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let current = headers
+        .get("hx-current-url")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if htmx && !current.contains(&format!("/chats/{chat_id}")) {
         return Ok(Html("").into_response());
     }

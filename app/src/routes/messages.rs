@@ -1,15 +1,29 @@
-//! Messages of a chat: sending one.
+//! Messages of a chat: sending one (which starts a reply), the reply's event stream, Stop, and
+//! Regenerate/Retry.
+use std::{collections::VecDeque, convert::Infallible, pin::Pin, sync::Arc, time::Duration};
+
 use axum::{
     Form,
     extract::{Path, State},
-    response::{IntoResponse, Response},
+    http::{HeaderMap, HeaderValue, StatusCode},
+    response::{
+        IntoResponse, Response,
+        sse::{Event, KeepAlive, Sse},
+    },
 };
+use futures::Stream;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::{
     AppState,
     error::{AppError, AppResult},
+    generation::{Phase, Reply, ReplyState},
+    render::escape_html,
     session::Session,
+    store::{NewReply, Status, message},
 };
 
 use super::{Htmx, chats::MessageView, parse_id, redirect, render, validate_message};
@@ -26,6 +40,10 @@ struct MessagesFragment {
     display_name: Option<String>,
 }
 
+const BUSY: &str = "A reply is still being written in this chat. Wait for it to finish or stop it, then send again.";
+
+/// Stores the user's message and an empty assistant reply in one transaction, then starts the
+/// reply. htmx gets both bubbles (the reply connected to its stream); browsers a 303.
 pub async fn create(
     State(state): State<AppState>,
     session: Session,
@@ -35,15 +53,372 @@ pub async fn create(
 ) -> AppResult<Response> {
     let chat_id = parse_id(&id, "chat")?;
     validate_message(&form.content, state.config.max_message_bytes)?;
+    // "A reply is in progress" is decided by the database, in the same transaction as the insert.
+    let outcome = state
+        .store
+        .add_exchange(&session.id, chat_id, &form.content)
+        .await?;
+    respond_with_reply(&state, &session, htmx, chat_id, outcome).await
+}
+
+/// A new reply to the latest user message (Regenerate, or Retry after a failure).
+pub async fn regenerate(
+    State(state): State<AppState>,
+    session: Session,
+    Htmx(htmx): Htmx,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let chat_id = parse_id(&id, "chat")?;
+    let outcome = state.store.add_reply(&session.id, chat_id).await?;
+    respond_with_reply(&state, &session, htmx, chat_id, outcome).await
+}
+
+async fn respond_with_reply(
+    state: &AppState,
+    session: &Session,
+    htmx: bool,
+    chat_id: Uuid,
+    outcome: NewReply,
+) -> AppResult<Response> {
+    let (user, reply) = match outcome {
+        NewReply::Started { user, reply } => (user, reply),
+        NewReply::NoSuchChat => return Err(AppError::NotFound("chat")),
+        NewReply::Busy => return Err(AppError::Conflict(BUSY.into())),
+        NewReply::NothingToAnswer => {
+            return Err(AppError::Invalid(
+                "There is no message to answer yet: send one first.".into(),
+            ));
+        }
+    };
+    start_reply(state, &reply).await?;
+    if !htmx {
+        return Ok(redirect(false, &format!("/chats/{chat_id}#m-{}", reply.id)));
+    }
+    let display_name = state.store.display_name(&session.id).await?;
+    let messages = user
+        .iter()
+        .chain([&reply])
+        .map(|m| MessageView::from_model(m))
+        .collect();
+    Ok(render(
+        state,
+        "fragments/messages.html",
+        MessagesFragment {
+            messages,
+            display_name,
+        },
+    )?
+    .into_response())
+}
+
+/// Hands a stored reply to the generation task; when the app is shutting down, the reply is
+/// saved as interrupted (the user's message stays) and the answer is 503.
+pub async fn start_reply(state: &AppState, reply: &message::Model) -> AppResult<()> {
+    if state.generations.start(reply).is_err() {
+        let end = crate::store::ReplyEnd {
+            status: Status::Interrupted,
+            error: Some("The app was restarting. You can retry.".into()),
+            finish_reason: None,
+            prompt_tokens: None,
+            completion_tokens: None,
+        };
+        state
+            .store
+            .finish_reply(&reply.session_id, reply.id, "", &end)
+            .await?;
+        return Err(AppError::Unavailable(
+            "The app is restarting; your message is saved. Please retry in a moment.".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Stops a reply: the upstream connection is dropped and the text so far is kept as `stopped`.
+pub async fn stop(
+    State(state): State<AppState>,
+    session: Session,
+    Htmx(htmx): Htmx,
+    Path((id, message_id)): Path<(String, String)>,
+) -> AppResult<Response> {
+    let chat_id = parse_id(&id, "chat")?;
+    let message_id = parse_id(&message_id, "message")?;
     let message = state
         .store
-        .add_user_message(&session.id, chat_id, &form.content)
+        .find_message(&session.id, chat_id, message_id)
         .await?
-        .ok_or(AppError::NotFound("chat"))?;
-    if htmx {
-        let display_name = state.store.display_name(&session.id).await?;
-        let fragment = MessagesFragment { messages: vec![MessageView::from_model(&message)], display_name };
-        return Ok(render(&state, "fragments/messages.html", fragment)?.into_response());
+        .ok_or(AppError::NotFound("message"))?;
+    if !state.generations.stop(&session.id, message_id).await && message.status == Status::Streaming
+    {
+        // Streaming in the database but generated by no one here (another process died): end it.
+        let end = crate::store::ReplyEnd {
+            status: Status::Stopped,
+            error: None,
+            finish_reason: None,
+            prompt_tokens: None,
+            completion_tokens: None,
+        };
+        state
+            .store
+            .finish_reply(&session.id, message_id, &message.content, &end)
+            .await?;
     }
-    Ok(redirect(false, &format!("/chats/{chat_id}#m-{}", message.id)))
+    if htmx {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    Ok(redirect(false, &format!("/chats/{chat_id}#m-{message_id}")))
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>>;
+
+/// The reply's events (DESIGN.md "The stream contract"): what was written so far, then live
+/// text, then `done` (after `error` when it failed). Attaches only; never starts a generation.
+/// `Last-Event-ID` resumes after that byte offset.
+pub async fn stream(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Path((id, message_id)): Path<(String, String)>,
+) -> AppResult<Response> {
+    let chat_id = parse_id(&id, "chat")?;
+    let message_id = parse_id(&message_id, "message")?;
+    let resume_from = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok());
+
+    let events: EventStream = match state.generations.attach(&session.id, message_id) {
+        Some(reply) if reply.chat_id == chat_id => live_events(&state, reply, resume_from),
+        _ => {
+            let message = state
+                .store
+                .find_message(&session.id, chat_id, message_id)
+                .await?
+                .ok_or(AppError::NotFound("message"))?;
+            if message.status == Status::Streaming {
+                stored_events_following(&state, session.id.clone(), message, resume_from)
+            } else {
+                let ids = (message.chat_id, message.id);
+                Box::pin(futures::stream::iter(final_events(
+                    &state,
+                    ids,
+                    &message.content,
+                    message.status,
+                    message.error.as_deref(),
+                )))
+            }
+        }
+    };
+    let mut response = Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(state.config.sse_keepalive))
+        .into_response();
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+        .headers_mut()
+        .insert("cache-control", HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+/// A valid resume point: within the text and on a character boundary; anything else replays all.
+fn resume_offset(text: &str, requested: Option<usize>) -> usize {
+    match requested {
+        Some(offset) if text.is_char_boundary(offset) => offset,
+        _ => 0,
+    }
+}
+
+/// A `token` event: the piece as escaped text in a `<span>` (so leading whitespace survives the
+/// swap), with the byte offset after it as id.
+fn token_event(offset: usize, piece: &str) -> Event {
+    Event::default()
+        .event("token")
+        .id(offset.to_string())
+        .data(format!("<span>{}</span>", escape_html(piece)))
+}
+
+fn status_event(text: &str) -> Event {
+    Event::default().event("status").data(escape_html(text))
+}
+
+/// The end of a stream: `error` first when the reply failed, then `done` with the final reply
+/// rendered as sanitised HTML (the browser closes on `done`).
+fn final_events(
+    state: &AppState,
+    (chat_id, message_id): (Uuid, Uuid),
+    text: &str,
+    status: Status,
+    error: Option<&str>,
+) -> Vec<Result<Event, Infallible>> {
+    let view = MessageView::final_reply(chat_id, message_id, text, status, error);
+    let html = match render(state, "fragments/reply_body.html", FinalReply { m: view }) {
+        Ok(html) => html.0,
+        Err(e) => {
+            tracing::error!("rendering a finished reply: {e}");
+            escape_html(text)
+        }
+    };
+    let mut events = Vec::with_capacity(2);
+    if let Some(error) = error.filter(|_| status == Status::Error) {
+        let fragment = format!("<p class=\"message-error\">{}</p>", escape_html(error));
+        events.push(Ok(Event::default().event("error").data(fragment)));
+    }
+    events.push(Ok(Event::default()
+        .event("done")
+        .id(text.len().to_string())
+        .data(html)));
+    events
+}
+
+#[derive(Serialize)]
+struct FinalReply {
+    m: MessageView,
+}
+
+struct LiveStream {
+    state: AppState,
+    reply: Arc<Reply>,
+    updates: watch::Receiver<ReplyState>,
+    offset: usize,
+    queued_shown: Option<bool>,
+    pending: VecDeque<Result<Event, Infallible>>,
+    finished: bool,
+    closing: CancellationToken,
+}
+
+fn live_events(state: &AppState, reply: Arc<Reply>, resume_from: Option<usize>) -> EventStream {
+    let updates = reply.subscribe();
+    let offset = resume_offset(&updates.borrow().text, resume_from);
+    let live = LiveStream {
+        state: state.clone(),
+        reply,
+        updates,
+        offset,
+        queued_shown: None,
+        pending: VecDeque::new(),
+        finished: false,
+        closing: state.closing.clone(),
+    };
+    Box::pin(futures::stream::unfold(live, |mut live| async move {
+        loop {
+            if let Some(event) = live.pending.pop_front() {
+                return Some((event, live));
+            }
+            if live.finished {
+                return None;
+            }
+            // Everything that arrived since the last event goes out as one: a fast model costs
+            // one event per write, not one per token, and the first token is never held back.
+            let (piece, phase) = {
+                let now = live.updates.borrow_and_update();
+                (
+                    now.text.get(live.offset..).unwrap_or_default().to_owned(),
+                    now.phase.clone(),
+                )
+            };
+            if !piece.is_empty() {
+                live.offset += piece.len();
+                return Some((Ok(token_event(live.offset, &piece)), live));
+            }
+            let queued = phase == Phase::Queued;
+            if live.queued_shown != Some(queued) {
+                live.queued_shown = Some(queued);
+                let text = if queued {
+                    "Waiting for the model: other replies are being written first…"
+                } else {
+                    ""
+                };
+                return Some((Ok(status_event(text)), live));
+            }
+            if let Phase::Finished { status, error } = phase {
+                let text = live.updates.borrow().text.clone();
+                let ids = (live.reply.chat_id, live.reply.message_id);
+                live.pending.extend(final_events(
+                    &live.state,
+                    ids,
+                    &text,
+                    status,
+                    error.as_deref(),
+                ));
+                live.finished = true;
+                continue;
+            }
+            tokio::select! {
+                changed = live.updates.changed() => {
+                    if changed.is_err() {
+                        // The reply is gone without a word (cannot happen: it always finishes).
+                        tracing::warn!(message_id = %live.reply.message_id, "reply vanished");
+                        return None;
+                    }
+                }
+                _ = live.closing.cancelled() => return None,
+            }
+        }
+    }))
+}
+
+/// A reply marked `streaming` that no task here is generating (another process is, or was):
+/// follow its checkpoints in the database until it ends.
+fn stored_events_following(
+    state: &AppState,
+    session_id: String,
+    message: message::Model,
+    resume_from: Option<usize>,
+) -> EventStream {
+    let offset = resume_offset(&message.content, resume_from);
+    let state = state.clone();
+    let start = (state, session_id, message, offset, VecDeque::new(), false);
+    Box::pin(futures::stream::unfold(
+        start,
+        |(state, session_id, mut message, mut offset, mut pending, mut finished)| async move {
+            loop {
+                if let Some(event) = pending.pop_front() {
+                    return Some((
+                        event,
+                        (state, session_id, message, offset, pending, finished),
+                    ));
+                }
+                if finished {
+                    return None;
+                }
+                if let Some(piece) = message
+                    .content
+                    .get(offset..)
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned)
+                {
+                    offset += piece.len();
+                    return Some((
+                        Ok(token_event(offset, &piece)),
+                        (state, session_id, message, offset, pending, finished),
+                    ));
+                }
+                if message.status != Status::Streaming {
+                    let ids = (message.chat_id, message.id);
+                    pending.extend(final_events(
+                        &state,
+                        ids,
+                        &message.content,
+                        message.status,
+                        message.error.as_deref(),
+                    ));
+                    finished = true;
+                    continue;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = state.closing.cancelled() => return None,
+                }
+                match state
+                    .store
+                    .find_message(&session_id, message.chat_id, message.id)
+                    .await
+                {
+                    Ok(Some(latest)) => message = latest,
+                    Ok(None) => return None,
+                    Err(e) => tracing::warn!(error = %e, "following a reply in the database"),
+                }
+            }
+        },
+    ))
 }

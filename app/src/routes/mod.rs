@@ -37,10 +37,25 @@ pub fn router(state: AppState) -> Router {
         .route("/chats", post(chats::create))
         .route("/chats/{id}", get(chats::show))
         .route("/chats/{id}/rename", post(chats::rename))
-        .route("/chats/{id}/delete", get(chats::confirm_delete).post(chats::delete))
+        .route(
+            "/chats/{id}/delete",
+            get(chats::confirm_delete).post(chats::delete),
+        )
         .route("/chats/{id}/messages", post(messages::create))
+        .route(
+            "/chats/{id}/messages/{message_id}/stream",
+            get(messages::stream),
+        )
+        .route(
+            "/chats/{id}/messages/{message_id}/stop",
+            post(messages::stop),
+        )
+        .route("/chats/{id}/regenerate", post(messages::regenerate))
         .route("/profile", post(profile::update))
-        .layer(middleware::from_fn_with_state(state.sessions.clone(), session::session_layer));
+        .layer(middleware::from_fn_with_state(
+            state.sessions.clone(),
+            session::session_layer,
+        ));
 
     let static_files = Router::new()
         .nest_service("/static", ServeDir::new(&state.config.static_dir))
@@ -54,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .merge(static_files)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/model/status", get(health::model_status))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.config.body_limit()))
         .layer(middleware::from_fn_with_state(state.clone(), error_pages))
@@ -107,7 +123,11 @@ pub fn parse_id(raw: &str, what: &'static str) -> Result<Uuid, AppError> {
 }
 
 /// Renders a template into an HTML response.
-pub fn render(state: &AppState, template: &str, context: impl Serialize) -> Result<Html<String>, AppError> {
+pub fn render(
+    state: &AppState,
+    template: &str,
+    context: impl Serialize,
+) -> Result<Html<String>, AppError> {
     state
         .templates
         .render(template, context)
@@ -141,18 +161,29 @@ async fn error_pages(State(state): State<AppState>, request: Request, next: Next
     }
     let info = match response.extensions().get::<ErrorInfo>() {
         Some(info) => info.clone(),
-        None => ErrorInfo { status, message: default_message(status).to_owned() },
+        None => ErrorInfo {
+            status,
+            message: default_message(status).to_owned(),
+        },
     };
     let request_id = response.headers().get(REQUEST_ID).cloned();
     let mut rendered = if api {
-        (status, axum::Json(serde_json::json!({ "error": info.message }))).into_response()
+        (
+            status,
+            axum::Json(serde_json::json!({ "error": info.message })),
+        )
+            .into_response()
     } else {
         let context = minijinja::context! {
             status => status.as_u16(),
             reason => status.canonical_reason().unwrap_or("Error"),
             message => info.message.clone(),
         };
-        let template = if htmx { "fragments/error.html" } else { "error.html" };
+        let template = if htmx {
+            "fragments/error.html"
+        } else {
+            "error.html"
+        };
         match state.templates.render(template, context) {
             Ok(html) => (status, Html(html)).into_response(),
             Err(e) => {
@@ -168,7 +199,9 @@ async fn error_pages(State(state): State<AppState>, request: Request, next: Next
         headers.insert("hx-reswap", HeaderValue::from_static("innerHTML"));
     }
     if status == StatusCode::SERVICE_UNAVAILABLE {
-        rendered.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        rendered
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     }
     if let Some(id) = request_id {
         rendered.headers_mut().insert(REQUEST_ID, id);
@@ -178,10 +211,14 @@ async fn error_pages(State(state): State<AppState>, request: Request, next: Next
 
 fn default_message(status: StatusCode) -> &'static str {
     match status {
-        StatusCode::PAYLOAD_TOO_LARGE => "That is too large to send. Please shorten it and try again.",
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            "That is too large to send. Please shorten it and try again."
+        }
         StatusCode::NOT_FOUND => "There is nothing here.",
         StatusCode::METHOD_NOT_ALLOWED => "That action is not available here.",
-        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY | StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+        StatusCode::BAD_REQUEST
+        | StatusCode::UNPROCESSABLE_ENTITY
+        | StatusCode::UNSUPPORTED_MEDIA_TYPE => {
             "The form could not be read. Please reload the page and try again."
         }
         s if s.is_server_error() => "Something went wrong on our side. Please try again.",
@@ -192,7 +229,9 @@ fn default_message(status: StatusCode) -> &'static str {
 /// Validates a user's message: not blank, within the size limit.
 pub fn validate_message(content: &str, max_bytes: usize) -> Result<(), AppError> {
     if content.trim().is_empty() {
-        return Err(AppError::Invalid("Please write a message before sending.".into()));
+        return Err(AppError::Invalid(
+            "Please write a message before sending.".into(),
+        ));
     }
     if content.len() > max_bytes {
         return Err(AppError::TooLarge(format!(

@@ -26,14 +26,27 @@ pub async fn update(
     headers: HeaderMap,
     Form(form): Form<ProfileForm>,
 ) -> Result<Response, AppError> {
-    let name = form.display_name.split_whitespace().collect::<Vec<_>>().join(" ");
+    let name = form
+        .display_name
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     if name.chars().count() > MAX_NAME_CHARS {
-        return Err(AppError::Invalid(format!("Please use a name of at most {MAX_NAME_CHARS} characters.")));
+        return Err(AppError::Invalid(format!(
+            "Please use a name of at most {MAX_NAME_CHARS} characters."
+        )));
     }
     let name = (!name.is_empty()).then_some(name);
-    state.store.set_display_name(&session.id, name.as_deref()).await?;
+    state
+        .store
+        .set_display_name(&session.id, name.as_deref())
+        .await?;
     if htmx {
-        let html = render(&state, "fragments/profile.html", minijinja::context! { display_name => name })?;
+        let html = render(
+            &state,
+            "fragments/profile.html",
+            minijinja::context! { display_name => name },
+        )?;
         return Ok(html.into_response());
     }
     Ok(redirect(false, &back_to(&headers)))
@@ -41,11 +54,21 @@ pub async fn update(
 
 /// Where to go back after a plain form: the page it came from when that is one of ours.
 fn back_to(headers: &HeaderMap) -> String {
-    let referer = headers.get("referer").and_then(|v| v.to_str().ok()).unwrap_or("/");
-    let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let referer = headers
+        .get("referer")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("/");
+    let host = headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let path = referer
         .split_once("://")
         .and_then(|(_, rest)| rest.strip_prefix(host))
         .unwrap_or("/");
-    if path.starts_with('/') && !path.starts_with("//") { path.to_owned() } else { "/".to_owned() }
+    if path.starts_with('/') && !path.starts_with("//") {
+        path.to_owned()
+    } else {
+        "/".to_owned()
+    }
 }

@@ -33,6 +33,32 @@ pub struct Store {
 pub struct NewChat {
     pub chat: chat::Model,
     pub messages: Vec<message::Model>,
+    /// The reply to start, when the chat was created with a first message.
+    pub reply: Option<message::Model>,
+}
+
+/// What asking for a new reply in a chat came to.
+pub enum NewReply {
+    /// Stored: the user's message (when one was sent) and the assistant message to generate.
+    Started {
+        user: Option<Box<message::Model>>,
+        reply: Box<message::Model>,
+    },
+    NoSuchChat,
+    /// A reply is still being written in this chat.
+    Busy,
+    /// Nothing to reply to (no user message yet).
+    NothingToAnswer,
+}
+
+/// How a reply ended, for [`Store::finish_reply`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReplyEnd {
+    pub status: Status,
+    pub error: Option<String>,
+    pub finish_reason: Option<String>,
+    pub prompt_tokens: Option<i32>,
+    pub completion_tokens: Option<i32>,
 }
 
 impl Store {
@@ -78,11 +104,18 @@ impl Store {
     }
 
     /// Sets (or with `None` clears) the name shown on this session's messages.
-    pub async fn set_display_name(&self, session_id: &str, name: Option<&str>) -> Result<(), DbErr> {
+    pub async fn set_display_name(
+        &self,
+        session_id: &str,
+        name: Option<&str>,
+    ) -> Result<(), DbErr> {
         let now = Utc::now();
         let txn = self.db.begin().await?;
         let updated = session::Entity::update_many()
-            .col_expr(session::Column::DisplayName, Expr::value(name.map(str::to_owned)))
+            .col_expr(
+                session::Column::DisplayName,
+                Expr::value(name.map(str::to_owned)),
+            )
             .col_expr(session::Column::UpdatedAt, Expr::value(now))
             .filter(session::Column::Id.eq(session_id))
             .exec(&txn)
@@ -103,7 +136,11 @@ impl Store {
     // ---- chats ----------------------------------------------------------------------------
 
     /// This session's chats, most recently active first.
-    pub async fn list_chats(&self, session_id: &str, limit: u64) -> Result<Vec<chat::Model>, DbErr> {
+    pub async fn list_chats(
+        &self,
+        session_id: &str,
+        limit: u64,
+    ) -> Result<Vec<chat::Model>, DbErr> {
         chat::Entity::find()
             .filter(chat::Column::SessionId.eq(session_id))
             .order_by_desc(chat::Column::UpdatedAt)
@@ -113,7 +150,11 @@ impl Store {
             .await
     }
 
-    pub async fn find_chat(&self, session_id: &str, chat_id: Uuid) -> Result<Option<chat::Model>, DbErr> {
+    pub async fn find_chat(
+        &self,
+        session_id: &str,
+        chat_id: Uuid,
+    ) -> Result<Option<chat::Model>, DbErr> {
         chat::Entity::find_by_id(chat_id)
             .filter(chat::Column::SessionId.eq(session_id))
             .one(&self.db)
@@ -146,13 +187,24 @@ impl Store {
             );
         }
         let mut chat = chat;
+        let mut reply = None;
         if let Some(content) = first_message {
             chat = name_chat_after_first_message(&txn, chat, content).await?;
             let seq = messages.len() as i64 + 1;
-            messages.push(insert_message(&txn, &chat, seq, Role::User, content, Status::Complete).await?);
+            messages.push(
+                insert_message(&txn, &chat, seq, Role::User, content, Status::Complete).await?,
+            );
+            reply = Some(
+                insert_message(&txn, &chat, seq + 1, Role::Assistant, "", Status::Streaming)
+                    .await?,
+            );
         }
         txn.commit().await?;
-        Ok(NewChat { chat, messages })
+        Ok(NewChat {
+            chat,
+            messages,
+            reply,
+        })
     }
 
     /// Renames a chat; `None` when this session has no such chat.
@@ -210,24 +262,157 @@ impl Store {
         Ok(newest_first)
     }
 
-    /// Stores a user's message at the end of a chat, naming the chat after it when it is the first
-    /// one. `None` when this session has no such chat.
-    pub async fn add_user_message(
+    /// Stores a user's message and the assistant message that will answer it (status
+    /// `streaming`), in one transaction: what the user typed is saved before anything else runs.
+    pub async fn add_exchange(
         &self,
         session_id: &str,
         chat_id: Uuid,
         content: &str,
-    ) -> Result<Option<message::Model>, DbErr> {
+    ) -> Result<NewReply, DbErr> {
         let txn = self.db.begin().await?;
         let Some(chat) = lock_chat(&txn, session_id, chat_id).await? else {
-            return Ok(None);
+            return Ok(NewReply::NoSuchChat);
         };
+        if reply_in_progress(&txn, chat_id).await? {
+            return Ok(NewReply::Busy);
+        }
         let seq = next_seq(&txn, chat_id).await?;
         let chat = name_chat_after_first_message(&txn, chat, content).await?;
-        let message = insert_message(&txn, &chat, seq, Role::User, content, Status::Complete).await?;
+        let user = insert_message(&txn, &chat, seq, Role::User, content, Status::Complete).await?;
+        let reply =
+            insert_message(&txn, &chat, seq + 1, Role::Assistant, "", Status::Streaming).await?;
         txn.commit().await?;
-        Ok(Some(message))
+        Ok(NewReply::Started {
+            user: Some(Box::new(user)),
+            reply: Box::new(reply),
+        })
     }
+
+    /// Adds a new reply to the latest user message (Regenerate, Retry). Earlier replies stay.
+    pub async fn add_reply(&self, session_id: &str, chat_id: Uuid) -> Result<NewReply, DbErr> {
+        let txn = self.db.begin().await?;
+        let Some(chat) = lock_chat(&txn, session_id, chat_id).await? else {
+            return Ok(NewReply::NoSuchChat);
+        };
+        if reply_in_progress(&txn, chat_id).await? {
+            return Ok(NewReply::Busy);
+        }
+        let has_user_message = message::Entity::find()
+            .filter(message::Column::ChatId.eq(chat_id))
+            .filter(message::Column::Role.eq(Role::User))
+            .one(&txn)
+            .await?
+            .is_some();
+        if !has_user_message {
+            return Ok(NewReply::NothingToAnswer);
+        }
+        let seq = next_seq(&txn, chat_id).await?;
+        let reply =
+            insert_message(&txn, &chat, seq, Role::Assistant, "", Status::Streaming).await?;
+        txn.commit().await?;
+        Ok(NewReply::Started {
+            user: None,
+            reply: Box::new(reply),
+        })
+    }
+
+    pub async fn find_message(
+        &self,
+        session_id: &str,
+        chat_id: Uuid,
+        message_id: Uuid,
+    ) -> Result<Option<message::Model>, DbErr> {
+        message::Entity::find_by_id(message_id)
+            .filter(message::Column::ChatId.eq(chat_id))
+            .filter(message::Column::SessionId.eq(session_id))
+            .one(&self.db)
+            .await
+    }
+
+    /// The conversation before position `before`, newest `limit` messages, oldest first: what a
+    /// prompt is built from.
+    pub async fn prompt_history(
+        &self,
+        session_id: &str,
+        chat_id: Uuid,
+        before: i64,
+        limit: u64,
+    ) -> Result<Vec<message::Model>, DbErr> {
+        self.list_messages(session_id, chat_id, Some(before), limit)
+            .await
+    }
+
+    /// Saves a streaming reply's text so far.
+    pub async fn checkpoint(
+        &self,
+        session_id: &str,
+        message_id: Uuid,
+        content: &str,
+    ) -> Result<(), DbErr> {
+        message::Entity::update_many()
+            .col_expr(message::Column::Content, Expr::value(content.to_owned()))
+            .col_expr(message::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(message::Column::Id.eq(message_id))
+            .filter(message::Column::SessionId.eq(session_id))
+            .filter(message::Column::Status.eq(Status::Streaming))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Saves how a reply ended, with its whole text.
+    pub async fn finish_reply(
+        &self,
+        session_id: &str,
+        message_id: Uuid,
+        content: &str,
+        end: &ReplyEnd,
+    ) -> Result<(), DbErr> {
+        message::Entity::update_many()
+            .col_expr(message::Column::Content, Expr::value(content.to_owned()))
+            .col_expr(message::Column::Status, Expr::value(end.status))
+            .col_expr(message::Column::Error, Expr::value(end.error.clone()))
+            .col_expr(
+                message::Column::FinishReason,
+                Expr::value(end.finish_reason.clone()),
+            )
+            .col_expr(
+                message::Column::PromptTokens,
+                Expr::value(end.prompt_tokens),
+            )
+            .col_expr(
+                message::Column::CompletionTokens,
+                Expr::value(end.completion_tokens),
+            )
+            .col_expr(message::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(message::Column::Id.eq(message_id))
+            .filter(message::Column::SessionId.eq(session_id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Start-up recovery, across all sessions: replies an earlier process left `streaming` are
+    /// `interrupted`, keeping their checkpointed text. Returns how many.
+    pub async fn interrupt_abandoned_replies(&self) -> Result<u64, DbErr> {
+        let updated = message::Entity::update_many()
+            .col_expr(message::Column::Status, Expr::value(Status::Interrupted))
+            .col_expr(message::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(message::Column::Status.eq(Status::Streaming))
+            .exec(&self.db)
+            .await?;
+        Ok(updated.rows_affected)
+    }
+}
+
+async fn reply_in_progress(txn: &impl ConnectionTrait, chat_id: Uuid) -> Result<bool, DbErr> {
+    Ok(message::Entity::find()
+        .filter(message::Column::ChatId.eq(chat_id))
+        .filter(message::Column::Status.eq(Status::Streaming))
+        .one(txn)
+        .await?
+        .is_some())
 }
 
 /// Marks the chat active now and returns it. Updating first takes the chat's row lock (PostgreSQL)

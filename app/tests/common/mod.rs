@@ -1,6 +1,8 @@
 //! Test harness: the real router served on 127.0.0.1:0 with a fresh database per test (SQLite
 //! by default; PostgreSQL when `TEST_DATABASE_URL` names a server to create databases on).
 #![allow(dead_code)]
+pub mod fake_lm;
+pub mod sse;
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -17,13 +19,19 @@ pub struct TestApp {
     /// Direct database access for assertions.
     pub store: Store,
     pub config: Config,
+    /// The running app's state (for its generation registry).
+    pub state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     pub data_dir: tempfile::TempDir,
+    /// The fake llama-server the app talks to (unless the test pointed it elsewhere).
+    pub fake_lm: fake_lm::FakeLm,
 }
 
 pub fn repo_path(relative: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative)
 }
 
 /// A config for tests: a fresh database and data directory, templates from the repo.
@@ -45,13 +53,17 @@ pub async fn fresh_database_url(data_dir: &std::path::Path) -> String {
     match std::env::var("TEST_DATABASE_URL") {
         Ok(server_url) if !server_url.is_empty() => {
             let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-            let admin = sea_orm::Database::connect(server_url.clone()).await.expect("connect TEST_DATABASE_URL");
+            let admin = sea_orm::Database::connect(server_url.clone())
+                .await
+                .expect("connect TEST_DATABASE_URL");
             admin
                 .execute_unprepared(&format!("CREATE DATABASE {name}"))
                 .await
                 .expect("create test database");
             admin.close().await.ok();
-            let (prefix, _) = server_url.rsplit_once('/').expect("TEST_DATABASE_URL has a database path");
+            let (prefix, _) = server_url
+                .rsplit_once('/')
+                .expect("TEST_DATABASE_URL has a database path");
             format!("{prefix}/{name}")
         }
         _ => format!("sqlite://{}?mode=rwc", data_dir.join("test.db").display()),
@@ -71,32 +83,49 @@ impl TestApp {
         Self::spawn_with(|_| {}).await
     }
 
+    /// An app whose model server is a fresh fake; `configure` may change anything, including
+    /// `lm_api_url`.
     pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> Self {
         let data_dir = tempfile::tempdir().unwrap();
         let mut config = test_config(data_dir.path()).await;
+        let fake = fake_lm::FakeLm::start(fake_lm::Knobs::default()).await;
+        config.lm_api_url = fake.url();
         configure(&mut config);
-        Self::start(config, data_dir).await
+        Self::start_with(config, data_dir, fake).await
     }
 
     /// Starts the app on an existing configuration and data directory (a restart).
     pub async fn start(config: Config, data_dir: tempfile::TempDir) -> Self {
+        let fake = fake_lm::FakeLm::start(fake_lm::Knobs::default()).await;
+        Self::start_with(config, data_dir, fake).await
+    }
+
+    async fn start_with(
+        config: Config,
+        data_dir: tempfile::TempDir,
+        fake_lm: fake_lm::FakeLm,
+    ) -> Self {
         let state = AppState::build(config.clone()).await.expect("app state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(app::serve_on(listener, state, async {
+        let server = tokio::spawn(app::serve_on(listener, state.clone(), async {
             let _ = rx.await;
         }));
-        let store = Store::connect(config.database_url.as_deref().unwrap()).await.unwrap();
+        let store = Store::connect(config.database_url.as_deref().unwrap())
+            .await
+            .unwrap();
         TestApp {
             addr,
             base: format!("http://{addr}"),
             client: browser(),
             store,
             config,
+            state,
             shutdown: Some(tx),
             server: Some(server),
             data_dir,
+            fake_lm,
         }
     }
 
@@ -128,18 +157,78 @@ impl TestApp {
         post_form(&self.client, &self.url(path), form, true).await
     }
 
-    /// Creates a chat through the no-JS form and returns its id.
+    /// Creates a chat through the no-JS form and returns its id, once the reply to the first
+    /// message (if any) has ended.
     pub async fn create_chat(&self, client: &reqwest::Client, first_message: &str) -> uuid::Uuid {
-        let response = post_form(client, &self.url("/chats"), &[("content", first_message)], false).await;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        let response = post_form(
+            client,
+            &self.url("/chats"),
+            &[("content", first_message)],
+            false,
+        )
+        .await;
         assert_eq!(response.status(), 303, "create chat");
         let location = response.headers()["location"].to_str().unwrap().to_owned();
-        location.trim_start_matches("/chats/").parse().unwrap()
+        let chat: uuid::Uuid = location.trim_start_matches("/chats/").parse().unwrap();
+        let replies = app::store::message::Entity::find()
+            .filter(app::store::message::Column::ChatId.eq(chat))
+            .filter(app::store::message::Column::Status.eq(app::store::Status::Streaming))
+            .all(self.store.connection())
+            .await
+            .unwrap();
+        for reply in replies {
+            self.finished(reply.id).await;
+        }
+        chat
+    }
+
+    /// Sends a message without JavaScript and waits until its reply has ended; returns the
+    /// reply's id.
+    pub async fn send_and_wait(
+        &self,
+        client: &reqwest::Client,
+        chat: uuid::Uuid,
+        content: &str,
+    ) -> uuid::Uuid {
+        let response = post_form(
+            client,
+            &self.url(&format!("/chats/{chat}/messages")),
+            &[("content", content)],
+            false,
+        )
+        .await;
+        assert_eq!(response.status(), 303, "send");
+        let location = response.headers()["location"].to_str().unwrap();
+        let reply: uuid::Uuid = location.split("#m-").nth(1).unwrap().parse().unwrap();
+        self.finished(reply).await;
+        reply
+    }
+
+    /// Waits until a reply is no longer `streaming` and returns it.
+    pub async fn finished(&self, id: uuid::Uuid) -> app::store::message::Model {
+        use sea_orm::EntityTrait;
+        for _ in 0..1000 {
+            let m = app::store::message::Entity::find_by_id(id)
+                .one(self.store.connection())
+                .await
+                .unwrap()
+                .unwrap();
+            if m.status != app::store::Status::Streaming {
+                return m;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("reply {id} still streaming after 10 s");
     }
 
     pub async fn count(&self, table: &str) -> i64 {
         let db = self.store.connection();
         let row = db
-            .query_one_raw(Statement::from_string(db.get_database_backend(), format!("SELECT COUNT(*) AS n FROM {table}")))
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                format!("SELECT COUNT(*) AS n FROM {table}"),
+            ))
             .await
             .unwrap()
             .unwrap();
@@ -147,7 +236,12 @@ impl TestApp {
     }
 }
 
-pub async fn post_form(client: &reqwest::Client, url: &str, form: &[(&str, &str)], htmx: bool) -> reqwest::Response {
+pub async fn post_form(
+    client: &reqwest::Client,
+    url: &str,
+    form: &[(&str, &str)],
+    htmx: bool,
+) -> reqwest::Response {
     let mut request = client.post(url).form(form);
     if htmx {
         request = request.header("HX-Request", "true");

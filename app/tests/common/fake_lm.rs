@@ -1,0 +1,304 @@
+//! A fake llama-server that replays the byte format recorded in
+//! ../shared/fixtures/llama-server/ (chunk shapes, headers, error bodies), with knobs: the tokens,
+//! a delay between them, a mid-stream error or a dropped connection after N tokens, HTTP errors,
+//! and hanging (before the headers, or after N tokens). It logs each request and whether the
+//! client went away before the end.
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{
+    Json, Router,
+    body::{Body, Bytes},
+    extract::State,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde_json::Value;
+
+#[derive(Clone, Debug)]
+pub struct Knobs {
+    pub tokens: Vec<String>,
+    pub token_delay: Duration,
+    /// Send `data: {"error": ...}` after this many tokens, then end without `[DONE]`.
+    pub error_after: Option<usize>,
+    /// Close the connection after this many tokens, with no finish chunk.
+    pub drop_after: Option<usize>,
+    /// Never answer (no headers), like a server whose slots are all busy.
+    pub hang: bool,
+    /// Go silent after this many tokens, keeping the connection open.
+    pub hang_after: Option<usize>,
+    /// Answer with this status and body instead of streaming.
+    pub http_error: Option<(u16, String)>,
+    pub finish_reason: String,
+    pub n_ctx: u32,
+    pub health_status: u16,
+}
+
+impl Default for Knobs {
+    fn default() -> Self {
+        Self {
+            tokens: fixture_tokens(),
+            token_delay: Duration::ZERO,
+            error_after: None,
+            drop_after: None,
+            hang: false,
+            hang_after: None,
+            http_error: None,
+            finish_reason: "stop".into(),
+            n_ctx: 4096,
+            health_status: 200,
+        }
+    }
+}
+
+#[derive(Default, Debug)]
+pub struct Log {
+    /// Request bodies of /v1/chat/completions, in order.
+    pub requests: Vec<Value>,
+    /// Streams whose client went away before the end.
+    pub disconnected: usize,
+    /// Streams sent to the end.
+    pub completed: usize,
+    /// Streams being sent now.
+    pub open: usize,
+}
+
+#[derive(Clone)]
+pub struct FakeLm {
+    pub addr: SocketAddr,
+    knobs: Arc<Mutex<Knobs>>,
+    log: Arc<Mutex<Log>>,
+}
+
+#[derive(Clone)]
+struct Shared {
+    knobs: Arc<Mutex<Knobs>>,
+    log: Arc<Mutex<Log>>,
+    fixtures: Arc<Fixtures>,
+}
+
+struct Fixtures {
+    role_chunk: String,
+    content_chunk: Value,
+    finish_chunk: Value,
+    usage_chunk: Value,
+    models: Value,
+}
+
+fn fixture_dir() -> std::path::PathBuf {
+    super::repo_path("../shared/fixtures/llama-server")
+}
+
+fn fixture_lines(name: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(fixture_dir().join(name)).expect("fixture");
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The content pieces of the recorded stream, in order.
+pub fn fixture_tokens() -> Vec<String> {
+    fixture_lines("stream-with-usage.sse")
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+fn load_fixtures() -> Fixtures {
+    let lines = fixture_lines("stream-with-usage.sse");
+    let parsed: Vec<Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let find = |pred: &dyn Fn(&Value) -> bool| {
+        parsed
+            .iter()
+            .find(|v| pred(v))
+            .cloned()
+            .expect("fixture chunk")
+    };
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("[DONE]"),
+        "the recording ends with [DONE]"
+    );
+    Fixtures {
+        role_chunk: lines[0].clone(),
+        content_chunk: find(&|v| v["choices"][0]["delta"]["content"].is_string()),
+        finish_chunk: find(&|v| v["choices"][0]["finish_reason"].is_string()),
+        usage_chunk: find(&|v| v["usage"].is_object()),
+        models: serde_json::from_str(
+            &std::fs::read_to_string(fixture_dir().join("models.json")).unwrap(),
+        )
+        .unwrap(),
+    }
+}
+
+/// The recorded error bodies.
+pub fn fixture_http_body(name: &str) -> (u16, String) {
+    let text = std::fs::read_to_string(fixture_dir().join(name)).unwrap();
+    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = text
+        .split("\r\n\r\n")
+        .nth(1)
+        .or_else(|| text.split("\n\n").nth(1))
+        .unwrap()
+        .trim()
+        .to_owned();
+    (status, body)
+}
+
+impl FakeLm {
+    pub async fn start(knobs: Knobs) -> Self {
+        let shared = Shared {
+            knobs: Arc::new(Mutex::new(knobs)),
+            log: Arc::new(Mutex::new(Log::default())),
+            fixtures: Arc::new(load_fixtures()),
+        };
+        let app = Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .route("/v1/models", get(models))
+            .route("/health", get(health))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        FakeLm {
+            addr,
+            knobs: shared.knobs,
+            log: shared.log,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    pub fn set(&self, change: impl FnOnce(&mut Knobs)) {
+        change(&mut self.knobs.lock().unwrap());
+    }
+
+    pub fn log<T>(&self, read: impl FnOnce(&Log) -> T) -> T {
+        read(&self.log.lock().unwrap())
+    }
+
+    /// Waits (up to `limit`) until `check` holds for the log.
+    pub async fn wait_for(&self, limit: Duration, check: impl Fn(&Log) -> bool) -> bool {
+        let end = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < end {
+            if self.log(&check) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.log(&check)
+    }
+}
+
+async fn models(State(shared): State<Shared>) -> Json<Value> {
+    let mut models = shared.fixtures.models.clone();
+    models["data"][0]["meta"]["n_ctx"] = shared.knobs.lock().unwrap().n_ctx.into();
+    Json(models)
+}
+
+async fn health(State(shared): State<Shared>) -> Response {
+    match shared.knobs.lock().unwrap().health_status {
+        200 => (StatusCode::OK, Json(serde_json::json!({"status": "ok"}))).into_response(),
+        status => (
+            StatusCode::from_u16(status).unwrap(),
+            Json(serde_json::json!({"error": {"code": status, "message": "Loading model", "type": "unavailable_error"}})),
+        )
+            .into_response(),
+    }
+}
+
+async fn chat(State(shared): State<Shared>, Json(request): Json<Value>) -> Response {
+    shared.log.lock().unwrap().requests.push(request);
+    let knobs = shared.knobs.lock().unwrap().clone();
+    if knobs.hang {
+        std::future::pending::<()>().await;
+    }
+    if let Some((status, body)) = knobs.http_error {
+        let mut response = (StatusCode::from_u16(status).unwrap(), body).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        return response;
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(1);
+    tokio::spawn(send_stream(shared.clone(), knobs, tx));
+    let mut response =
+        Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    headers.insert(header::SERVER, HeaderValue::from_static("llama.cpp"));
+    response
+}
+
+async fn send_stream(
+    shared: Shared,
+    knobs: Knobs,
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, Infallible>>,
+) {
+    shared.log.lock().unwrap().open += 1;
+    let fixtures = &shared.fixtures;
+    let frame = |json: &str| Ok(Bytes::from(format!("data: {json}\n\n")));
+    let sent_all = async {
+        tx.send(frame(&fixtures.role_chunk)).await.ok()?;
+        for (i, token) in knobs.tokens.iter().enumerate() {
+            if knobs.error_after == Some(i) {
+                let error = serde_json::json!({"error": {"code": 500, "message": "the model crashed mid-stream", "type": "server_error"}});
+                tx.send(frame(&error.to_string())).await.ok()?;
+                return Some(());
+            }
+            if knobs.drop_after == Some(i) {
+                return Some(());
+            }
+            if knobs.hang_after == Some(i) {
+                tx.closed().await;
+                return None;
+            }
+            if !knobs.token_delay.is_zero() {
+                tokio::select! {
+                    _ = tx.closed() => return None,
+                    _ = tokio::time::sleep(knobs.token_delay) => {}
+                }
+            }
+            let mut chunk = fixtures.content_chunk.clone();
+            chunk["choices"][0]["delta"]["content"] = token.as_str().into();
+            tx.send(frame(&chunk.to_string())).await.ok()?;
+        }
+        let mut finish = fixtures.finish_chunk.clone();
+        finish["choices"][0]["finish_reason"] = knobs.finish_reason.as_str().into();
+        tx.send(frame(&finish.to_string())).await.ok()?;
+        let mut usage = fixtures.usage_chunk.clone();
+        usage["usage"]["completion_tokens"] = knobs.tokens.len().into();
+        usage["usage"]["prompt_tokens"] = 21.into();
+        tx.send(frame(&usage.to_string())).await.ok()?;
+        tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await.ok()?;
+        Some(())
+    }
+    .await;
+    let mut log = shared.log.lock().unwrap();
+    log.open -= 1;
+    match sent_all {
+        Some(()) => log.completed += 1,
+        None => log.disconnected += 1,
+    }
+}
