@@ -108,6 +108,11 @@ pub struct Config {
     #[arg(long, env = "TEMPLATE_DIR", default_value = "templates")]
     pub template_dir: PathBuf,
 
+    /// Do not serve: check that the app listening on BIND_ADDR answers /healthz, exit 0 if so
+    /// (for container health checks).
+    #[arg(long)]
+    pub healthcheck: bool,
+
     /// Where the static files (htmx, CSS, JS) are.
     #[arg(long, env = "STATIC_DIR", default_value = "static")]
     pub static_dir: PathBuf,

@@ -193,6 +193,37 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
+/// Asks the app listening on `bind_addr` for `/healthz` (a wildcard address means this host).
+pub async fn healthcheck(bind_addr: SocketAddr) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut addr = bind_addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let check = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream
+            .write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        anyhow::Ok(response)
+    };
+    let response = tokio::time::timeout(std::time::Duration::from_secs(3), check)
+        .await
+        .context("no answer within 3 s")??;
+    let status_line = String::from_utf8_lossy(&response)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    anyhow::ensure!(
+        status_line.split_whitespace().nth(1) == Some("200"),
+        "answered {status_line:?}"
+    );
+    Ok(())
+}
+
 /// `RUST_LOG` filter, default `info`.
 pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;

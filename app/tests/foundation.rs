@@ -674,3 +674,19 @@ async fn migrations_go_up_down_and_up_again() {
         .rows_affected();
     assert_eq!(left, 0, "messages cascade");
 }
+
+#[tokio::test]
+async fn the_container_health_check_asks_healthz() {
+    let app = TestApp::spawn().await;
+    assert!(app::healthcheck(app.addr).await.is_ok());
+    let wildcard = std::net::SocketAddr::from(([0, 0, 0, 0], app.addr.port()));
+    assert!(
+        app::healthcheck(wildcard).await.is_ok(),
+        "0.0.0.0 means this host"
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    assert!(app::healthcheck(closed).await.is_err());
+}

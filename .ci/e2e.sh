@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# End-to-end suite: real llama-server (built from source, cached) serving the tiny test model,
+# real PostgreSQL, the release app, nginx with our nginx.conf (upstream pointed here), and
+# headless Chromium driven by Playwright. Screenshots go to e2e/artifacts/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/chat-app/target}"
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+need=()
+command -v nginx >/dev/null || need+=(nginx)
+command -v chromium >/dev/null || need+=(chromium)
+command -v cmake >/dev/null || need+=(cmake)
+command -v node >/dev/null || need+=(nodejs npm)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+llama=$(bash .ci/build-llama-server.sh)
+bash .ci/postgres.sh
+cargo build --release --locked -p app
+app_bin="$CARGO_TARGET_DIR/release/app"
+(cd e2e && npm ci --no-audit --no-fund --loglevel=error)
+
+wait_http() { # url, what
+  for _ in $(seq 1 100); do curl -fsS -o /dev/null "$1" && return 0; sleep 0.2; done
+  echo "$2 did not come up at $1" >&2
+  return 1
+}
+
+# llama-server with the tiny model: 2 slots of 4096 tokens (its training context; beyond it the
+# model slows down a hundredfold), one thread, so that a 3000-token reply lasts a few seconds.
+"$llama" -m "$root/../shared/models/llama-2-tiny-random.gguf" --alias llama-2-tiny-random \
+  -c 8192 --parallel 2 -t 1 --host 127.0.0.1 --port 18080 >"$work/llama.log" 2>&1 &
+pids+=($!)
+node e2e/slow-lm.mjs &
+pids+=($!)
+wait_http http://127.0.0.1:18080/health llama-server
+wait_http http://127.0.0.1:18090/health slow-lm
+
+PGPASSWORD=chat psql -h 127.0.0.1 -U chat -d postgres -qc "DROP DATABASE IF EXISTS chat_e2e" -c "CREATE DATABASE chat_e2e"
+start_app() { # port, model URL, database
+  DATABASE_URL="postgres://chat:chat@127.0.0.1:5432/$3" BIND_ADDR="127.0.0.1:$1" LM_API_URL="$2" \
+    LM_MAX_TOKENS=3000 MAX_CONCURRENT_GENERATIONS=2 DATA_DIR="$work/data-$1" RUST_LOG=warn \
+    "$app_bin" >"$work/app-$1.log" 2>&1 &
+  pids+=($!)
+  wait_http "http://127.0.0.1:$1/readyz" "app on $1"
+}
+start_app 13000 http://127.0.0.1:18080/v1 chat_e2e
+start_app 13001 http://127.0.0.1:18090/v1 chat_e2e
+
+# Our nginx.conf, as it is, but for the upstream address, the listen port and the pid file.
+start_nginx() { # listen port, app port
+  dir="$work/nginx-$1"
+  mkdir -p "$dir"
+  sed -e "s/server app:3000/server 127.0.0.1:$2/" \
+      -e "s/listen 80;/listen 127.0.0.1:$1;/" -e '/listen \[::\]:80;/d' \
+      -e "s|pid /tmp/nginx.pid;|pid $dir/nginx.pid;|" nginx.conf >"$dir/nginx.conf"
+  nginx -t -q -c "$dir/nginx.conf" -p "$dir"
+  nginx -c "$dir/nginx.conf" -p "$dir" -g 'daemon off;' >"$dir/nginx.log" 2>&1 &
+  pids+=($!)
+  wait_http "http://127.0.0.1:$1/healthz" "nginx on $1"
+}
+start_nginx 18088 13000
+start_nginx 18089 13001
+
+export E2E_BASE_URL=http://127.0.0.1:18088 E2E_SLOW_BASE_URL=http://127.0.0.1:18089 E2E_LLAMA_URL=http://127.0.0.1:18080
+if ! (cd e2e && npm test); then
+  for log in "$work"/*.log "$work"/nginx-*/nginx.log; do echo "--- $log"; tail -n 30 "$log"; done
+  exit 1
+fi

@@ -1,0 +1,139 @@
+// What a person sees, through nginx, with the real llama-server and PostgreSQL behind it.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { BASE, SLOW_BASE, LLAMA, launch, shot, startChat, watchReply, samples, waitForReplyEnd, newestReplyText } from "./helpers.mjs";
+
+let browser;
+before(async () => { browser = await launch(); });
+after(async () => { await browser?.close(); });
+
+test("a reply streams in over several moments, then shows rendered", async () => {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 760 } });
+  const page = await context.newPage();
+  await startChat(page, BASE, "Tell me a long story");
+  await waitForReplyEnd(page);
+  await page.fill("#content", "And another one, please");
+  await watchReply(page);
+  await page.locator("#content").press("Enter");
+  await page.waitForFunction(() => document.querySelectorAll(".message.assistant").length >= 3 || document.querySelector(".status-streaming .live")?.textContent.length > 0);
+  await shot(page, "01-streaming");
+  await waitForReplyEnd(page);
+  const seen = await samples(page);
+  const growing = new Set(seen.filter((s) => s.streaming && s.length > 0).map((s) => s.length));
+  assert.ok(growing.size >= 3, `text grew over ${growing.size} distinct moments: ${JSON.stringify(seen)}`);
+  const last = page.locator(".message.assistant").last();
+  assert.equal(await last.locator(".content p").count() > 0, true, "final reply rendered as HTML");
+  assert.ok(await last.locator(".reply-actions button").isVisible(), "Regenerate offered");
+  assert.equal(await page.locator(".stop-form").count(), 0, "Stop only while streaming");
+  await shot(page, "02-done");
+  await context.close();
+});
+
+// The tiny model writes ~1,500 tokens a second, so a reply lasts about two seconds: when one ends
+// before the scenario could act on it mid-stream, the scenario runs again on a new chat (at most
+// three times); the assertions are only made on a run that caught the reply mid-stream.
+async function midReply(scenario) {
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    try {
+      await startChat(page, BASE, `Write at length (attempt ${attempt})`);
+      const caught = await page.waitForFunction(
+        () => (document.querySelector(".status-streaming .live")?.textContent.length ?? 0) > 0, null, { timeout: 5000 },
+      ).then(() => true, () => false);
+      if (caught && await scenario(page)) return;
+    } finally {
+      await context.close();
+    }
+  }
+  assert.fail("no reply lasted long enough to act on it mid-stream in three attempts");
+}
+
+test("reloading mid-reply continues from where it was", async () => {
+  await midReply(async (page) => {
+    const before = await newestReplyText(page);
+    await page.reload();
+    const streaming = await page.locator(".message.assistant").last().evaluate((el) => el.classList.contains("status-streaming"));
+    if (!streaming) return false;
+    await page.waitForFunction((n) => (document.querySelector(".message.assistant:last-child .live, .message.assistant:last-child .content")?.textContent.length ?? 0) > n, before.length);
+    const after = await newestReplyText(page);
+    assert.ok(after.startsWith(before), "continues the same text, no gap and no duplicate");
+    await shot(page, "03-after-reload");
+    await waitForReplyEnd(page);
+    return true;
+  });
+});
+
+test("Stop stops the reply and frees llama-server's slot within a second", async () => {
+  await midReply(async (page) => {
+    const stop = page.locator(".status-streaming .stop");
+    if (!(await stop.isVisible())) return false;
+    await stop.click({ timeout: 1000 }).catch(() => {});
+    const stoppedAt = Date.now();
+    await waitForReplyEnd(page, 5000);
+    if (await page.getByText("Stopped.").count() === 0) return false; // it had already ended
+    let busy = true;
+    while (busy && Date.now() - stoppedAt < 1000) {
+      const slots = await (await fetch(`${LLAMA}/slots`)).json();
+      busy = slots.some((slot) => slot.is_processing);
+      if (busy) await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(busy, false, "no busy slot within a second of Stop");
+    const text = await newestReplyText(page);
+    await page.waitForTimeout(500);
+    assert.equal(await newestReplyText(page), text, "no more text after Stop");
+    await shot(page, "04-stopped");
+    return true;
+  });
+});
+
+test("another browser (another session) cannot see the first one's chats", async () => {
+  const alice = await browser.newContext();
+  const page = await alice.newPage();
+  await startChat(page, BASE, "Alice's private question");
+  await waitForReplyEnd(page);
+  const url = page.url();
+  const bob = await browser.newContext();
+  const other = await bob.newPage();
+  await other.goto(BASE + "/");
+  assert.equal(await other.getByText("Alice's private question").count(), 0);
+  const response = await other.goto(url);
+  assert.equal(response.status(), 404);
+  await shot(other, "05-other-session-404");
+  await alice.close();
+  await bob.close();
+});
+
+test("without JavaScript a message gets its reply after the redirect", async () => {
+  const context = await browser.newContext({ javaScriptEnabled: false });
+  const page = await context.newPage();
+  await page.goto(BASE + "/");
+  await page.fill("#content", "No scripts here");
+  await page.click("button:has-text('Start chat')");
+  await page.waitForURL(/\/chats\//);
+  // The page refreshes itself (noscript meta refresh) until the reply is complete.
+  await page.locator(".message.assistant.status-complete:nth-last-child(1) .content").waitFor({ timeout: 60_000 });
+  assert.ok((await newestReplyText(page)).length > 0);
+  await page.fill("#content", "And a second message");
+  await page.click("button:has-text('Send')");
+  await page.locator(".message.user:has-text('And a second message')").waitFor();
+  await page.locator(".message.assistant.status-complete:nth-last-child(1)").waitFor({ timeout: 60_000 });
+  await shot(page, "06-no-javascript");
+  await context.close();
+});
+
+test("through nginx the first text of a slow reply arrives long before its end (no buffering)", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await startChat(page, SLOW_BASE, "Slowly, please");
+  await page.goto(page.url()); // a fresh page that attaches to the reply in progress
+  await watchReply(page);
+  await waitForReplyEnd(page);
+  const seen = await samples(page);
+  const first = seen.find((s) => s.streaming && s.length > 0);
+  const end = seen.find((s) => !s.streaming);
+  assert.ok(first && end, JSON.stringify(seen));
+  // The slow model sends 20 pieces 100 ms apart: unbuffered, the first shows ~1.5 s before the end.
+  assert.ok(end.t - first.t > 1000, `first text ${Math.round(end.t - first.t)} ms before the end`);
+  await context.close();
+});

@@ -1,0 +1,59 @@
+import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+
+export const BASE = process.env.E2E_BASE_URL; // nginx in front of the app with llama-server
+export const SLOW_BASE = process.env.E2E_SLOW_BASE_URL; // nginx in front of an app with a slow model
+export const LLAMA = process.env.E2E_LLAMA_URL; // llama-server itself (for /slots)
+export const ARTIFACTS = new URL("../artifacts/", import.meta.url).pathname;
+mkdirSync(ARTIFACTS, { recursive: true });
+
+export async function launch() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+      "--no-first-run", "--disable-sync", "--disable-quic"],
+  });
+}
+
+export async function shot(page, name) {
+  await page.screenshot({ path: `${ARTIFACTS}${name}.png`, fullPage: true });
+}
+
+/** Starts a chat from the home page with a first message; resolves on the chat page. */
+export async function startChat(page, base, text) {
+  await page.goto(base + "/");
+  await page.fill("#content", text);
+  await page.keyboard.press("Enter");
+  await page.waitForURL(/\/chats\/[0-9a-f-]{36}$/);
+}
+
+/** Records (time, text length) of the newest reply whenever it changes, in the page. */
+export async function watchReply(page) {
+  await page.evaluate(() => {
+    window.__samples = [];
+    const record = () => {
+      const replies = document.querySelectorAll(".message.assistant");
+      const last = replies[replies.length - 1];
+      const text = last?.querySelector(".live, .content")?.textContent ?? "";
+      const streaming = last?.classList.contains("status-streaming") ?? false;
+      const prev = window.__samples[window.__samples.length - 1];
+      if (!prev || prev.length !== text.length || prev.streaming !== streaming) {
+        window.__samples.push({ t: performance.now(), length: text.length, streaming });
+      }
+    };
+    new MutationObserver(record).observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true });
+    record();
+  });
+}
+
+export async function samples(page) {
+  return page.evaluate(() => window.__samples);
+}
+
+export async function waitForReplyEnd(page, timeout = 60_000) {
+  await page.waitForFunction(() => document.querySelector(".message.status-streaming") === null, null, { timeout });
+}
+
+export async function newestReplyText(page) {
+  return page.locator(".message.assistant").last().locator(".live, .content").first().textContent();
+}
