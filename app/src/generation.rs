@@ -219,8 +219,8 @@ impl Generations {
 async fn run(inner: Arc<Inner>, reply: Arc<Reply>) {
     let end = tokio::select! {
         end = generate(&inner, &reply) => end,
-        _ = reply.stop.cancelled() => ended(Status::Stopped, None),
-        _ = inner.interrupt.cancelled() => ended(
+        _ = reply.stop.cancelled() => ReplyEnd::new(Status::Stopped, None),
+        _ = inner.interrupt.cancelled() => ReplyEnd::new(
             Status::Interrupted,
             Some("The app was restarted while this reply was being written. You can retry.".into()),
         ),
@@ -241,24 +241,14 @@ async fn run(inner: Arc<Inner>, reply: Arc<Reply>) {
     }
 }
 
-fn ended(status: Status, error: Option<String>) -> ReplyEnd {
-    ReplyEnd {
-        status,
-        error,
-        finish_reason: None,
-        prompt_tokens: None,
-        completion_tokens: None,
-    }
-}
-
 fn failed(error: LmError) -> ReplyEnd {
-    ended(Status::Error, Some(error.to_string()))
+    ReplyEnd::new(Status::Error, Some(error.to_string()))
 }
 
 async fn generate(inner: &Inner, reply: &Reply) -> ReplyEnd {
     let settings = &inner.settings;
     let Ok(_permit) = inner.permits.clone().acquire_owned().await else {
-        return ended(
+        return ReplyEnd::new(
             Status::Interrupted,
             Some("The app is shutting down.".into()),
         );
@@ -288,7 +278,7 @@ async fn generate(inner: &Inner, reply: &Reply) -> ReplyEnd {
     };
 
     let mut got_text = false;
-    let mut end = ended(Status::Complete, None);
+    let mut end = ReplyEnd::new(Status::Complete, None);
     let mut last_checkpoint = Instant::now();
     loop {
         let deadline = if got_text {
@@ -344,7 +334,7 @@ async fn build_prompt(inner: &Inner, reply: &Reply) -> Result<Vec<PromptMessage>
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "loading the conversation failed");
-            ended(
+            ReplyEnd::new(
                 Status::Error,
                 Some(
                     "The conversation could not be loaded from the database. Please retry.".into(),

@@ -157,6 +157,12 @@ pub async fn serve_on(
     };
     let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let graceful = stopping.clone();
+    // Small writes (a token event) go out at once instead of waiting for the previous one's ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!("cannot set TCP_NODELAY: {e}");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { graceful.cancelled().await })
         .await?;

@@ -61,6 +61,19 @@ pub struct ReplyEnd {
     pub completion_tokens: Option<i32>,
 }
 
+impl ReplyEnd {
+    /// An end without a finish reason or token counts (stopped, interrupted, failed).
+    pub fn new(status: Status, error: Option<String>) -> Self {
+        Self {
+            status,
+            error,
+            finish_reason: None,
+            prompt_tokens: None,
+            completion_tokens: None,
+        }
+    }
+}
+
 impl Store {
     /// Connects to SQLite or PostgreSQL. For SQLite: WAL so readers never wait for the writer, a
     /// busy timeout instead of "database is locked", and enforced foreign keys (cascades).

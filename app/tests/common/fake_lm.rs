@@ -58,8 +58,10 @@ impl Default for Knobs {
 
 #[derive(Default, Debug)]
 pub struct Log {
-    /// Request bodies of /v1/chat/completions, in order.
-    pub requests: Vec<Value>,
+    /// The latest request bodies of /v1/chat/completions (at most 50), oldest first.
+    pub requests: std::collections::VecDeque<Value>,
+    /// How many chat completion requests came in.
+    pub request_count: usize,
     /// Streams whose client went away before the end.
     pub disconnected: usize,
     /// Streams sent to the end.
@@ -173,6 +175,9 @@ impl FakeLm {
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         FakeLm {
             addr,
@@ -224,7 +229,14 @@ async fn health(State(shared): State<Shared>) -> Response {
 }
 
 async fn chat(State(shared): State<Shared>, Json(request): Json<Value>) -> Response {
-    shared.log.lock().unwrap().requests.push(request);
+    {
+        let mut log = shared.log.lock().unwrap();
+        log.request_count += 1;
+        if log.requests.len() == 50 {
+            log.requests.pop_front();
+        }
+        log.requests.push_back(request);
+    }
     let knobs = shared.knobs.lock().unwrap().clone();
     if knobs.hang {
         std::future::pending::<()>().await;
