@@ -1,0 +1,624 @@
+//! Benchmarks of the chat app, driven the way browsers use it (HTTP + SSE with cookies), against
+//! a configurable fake model server (or a real llama-server with `--model-url`). Prints a table
+//! and, with `--json FILE`, the same figures as JSON. See BENCHMARKS.md.
+mod app_process;
+mod fake_lm;
+
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail, ensure};
+use app_process::{AppOptions, AppProcess};
+use clap::{Parser, Subcommand};
+use eventsource_stream::Eventsource;
+use fake_lm::FakeModel;
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+#[command(about = "Benchmarks of the chat app (see BENCHMARKS.md)")]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+    /// The app binary (default: the release build in the target directory).
+    #[arg(long, global = true)]
+    app_bin: Option<PathBuf>,
+    /// A PostgreSQL server URL to create the benchmark's database on (default: SQLite).
+    #[arg(long, global = true)]
+    postgres: Option<String>,
+    /// Append the results as JSON lines to this file.
+    #[arg(long, global = true)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// N concurrent users send a message and read its stream to the end, through the app and
+    /// straight to the model server, in the same run.
+    Relay {
+        #[arg(long, default_value_t = 100)]
+        users: usize,
+        #[arg(long, default_value_t = 200)]
+        tokens: usize,
+        /// Model speed in tokens per second (0: as fast as it can).
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
+        /// A real model server's base URL (e.g. http://127.0.0.1:8080/v1) instead of the fake.
+        #[arg(long)]
+        model_url: Option<String>,
+    },
+    /// S concurrent slow streams held open: app memory per stream and CPU.
+    Streams {
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// The chat page of a chat with `messages` messages, under concurrency C.
+    Pages {
+        #[arg(long, default_value_t = 100)]
+        messages: usize,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Send latency (model excluded) and page render time as a chat grows.
+    Growth {
+        #[arg(long, value_delimiter = ',', default_value = "10,100,1000,10000")]
+        sizes: Vec<usize>,
+    },
+    /// Idle memory and time from start to ready.
+    Footprint,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()?;
+    let binary = cli
+        .app_bin
+        .clone()
+        .unwrap_or_else(|| app_process::default_binary(&repo));
+    let bench = Bench {
+        repo,
+        binary,
+        postgres: cli.postgres.clone(),
+    };
+    let result = match cli.scenario {
+        Scenario::Relay {
+            users,
+            tokens,
+            rate,
+            model_url,
+        } => bench.relay(users, tokens, rate, model_url).await?,
+        Scenario::Streams { count, seconds } => bench.streams(count, seconds).await?,
+        Scenario::Pages {
+            messages,
+            concurrency,
+            seconds,
+        } => bench.pages(messages, concurrency, seconds).await?,
+        Scenario::Growth { sizes } => bench.growth(&sizes).await?,
+        Scenario::Footprint => bench.footprint().await?,
+    };
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    if let Some(path) = cli.json {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        writeln!(file, "{result}")?;
+    }
+    Ok(())
+}
+
+struct Bench {
+    repo: PathBuf,
+    binary: PathBuf,
+    postgres: Option<String>,
+}
+
+impl Bench {
+    async fn app(&self, model_url: String, max_concurrent: usize) -> anyhow::Result<AppProcess> {
+        let database_url = match &self.postgres {
+            Some(server) => Some(fresh_postgres_database(server).await?),
+            None => None,
+        };
+        AppProcess::start(AppOptions {
+            binary: &self.binary,
+            repo: &self.repo,
+            model_url,
+            database_url,
+            max_concurrent,
+        })
+        .await
+    }
+
+    async fn relay(
+        &self,
+        users: usize,
+        tokens: usize,
+        rate: f64,
+        model_url: Option<String>,
+    ) -> anyhow::Result<Value> {
+        let model_url = match model_url {
+            Some(url) => url,
+            None => format!(
+                "http://{}/v1",
+                fake_lm::start(FakeModel { tokens, rate }).await?
+            ),
+        };
+        let expected = model_url_is_fake(&model_url, tokens);
+        let app = self.app(model_url.clone(), users).await?;
+
+        let direct = run_concurrently(users, |_| direct_stream(model_url.clone())).await?;
+        let via_app = run_concurrently(users, |_| app_stream(app.base.clone())).await?;
+        let lost_or_duplicated = match &expected {
+            Some(text) => via_app.iter().filter(|r| &r.text != text).count(),
+            None => via_app.iter().filter(|r| r.text.is_empty()).count(),
+        };
+        let summary = |runs: &[StreamRun]| {
+            let ttft: Vec<f64> = runs.iter().map(|r| ms(r.first_token)).collect();
+            let tps: Vec<f64> = runs.iter().map(StreamRun::tokens_per_second).collect();
+            json!({"ttft_p50_ms": percentile(&ttft, 50.0), "ttft_p99_ms": percentile(&ttft, 99.0),
+                   "tokens_per_s_p50": percentile(&tps, 50.0), "tokens_per_s_p99_low": percentile(&tps, 1.0)})
+        };
+        let (d, a) = (summary(&direct), summary(&via_app));
+        let overhead =
+            a["ttft_p50_ms"].as_f64().unwrap_or(0.0) - d["ttft_p50_ms"].as_f64().unwrap_or(0.0);
+        let ratio = a["tokens_per_s_p50"].as_f64().unwrap_or(0.0)
+            / d["tokens_per_s_p50"].as_f64().unwrap_or(1.0);
+        eprintln!("relay: {users} users, {tokens} tokens at {rate} tok/s");
+        eprintln!(
+            "  direct  ttft p50 {:>8.2} ms  p99 {:>8.2} ms  tok/s p50 {:>10.0}",
+            d["ttft_p50_ms"].as_f64().unwrap_or(0.0),
+            d["ttft_p99_ms"].as_f64().unwrap_or(0.0),
+            d["tokens_per_s_p50"].as_f64().unwrap_or(0.0)
+        );
+        eprintln!(
+            "  app     ttft p50 {:>8.2} ms  p99 {:>8.2} ms  tok/s p50 {:>10.0}",
+            a["ttft_p50_ms"].as_f64().unwrap_or(0.0),
+            a["ttft_p99_ms"].as_f64().unwrap_or(0.0),
+            a["tokens_per_s_p50"].as_f64().unwrap_or(0.0)
+        );
+        eprintln!(
+            "  overhead ttft p50 {overhead:.2} ms, tokens/s ratio {ratio:.3}, lost or duplicated: {lost_or_duplicated}"
+        );
+        ensure!(
+            lost_or_duplicated == 0,
+            "{lost_or_duplicated} replies arrived with lost or duplicated text"
+        );
+        Ok(
+            json!({"scenario": "relay", "users": users, "tokens": tokens, "rate": rate, "direct": d, "app": a,
+                  "ttft_overhead_p50_ms": overhead, "tokens_per_s_ratio": ratio, "lost_or_duplicated": lost_or_duplicated}),
+        )
+    }
+
+    async fn streams(&self, count: usize, seconds: u64) -> anyhow::Result<Value> {
+        // A model slow enough that every stream stays open for the whole measurement.
+        let fake = fake_lm::start(FakeModel {
+            tokens: 100_000,
+            rate: 1.0,
+        })
+        .await?;
+        let app = self.app(format!("http://{fake}/v1"), count).await?;
+        let idle = app.rss();
+        let mut open = Vec::with_capacity(count);
+        for _ in 0..count {
+            open.push(open_held_stream(&app.base).await?);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let loaded = app.rss();
+        let cpu_before = app.cpu_time();
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        let cpu = (app.cpu_time() - cpu_before).as_secs_f64() / started.elapsed().as_secs_f64();
+        let per_stream = loaded.saturating_sub(idle) / count.max(1) as u64;
+        drop(open);
+        eprintln!(
+            "streams: {count} open; RSS idle {} KiB, loaded {} KiB, {} B per stream; CPU {:.1}% of one core",
+            idle / 1024,
+            loaded / 1024,
+            per_stream,
+            cpu * 100.0
+        );
+        Ok(
+            json!({"scenario": "streams", "count": count, "rss_idle_bytes": idle, "rss_loaded_bytes": loaded,
+                  "rss_per_stream_bytes": per_stream, "cpu_cores": cpu}),
+        )
+    }
+
+    async fn pages(
+        &self,
+        messages: usize,
+        concurrency: usize,
+        seconds: u64,
+    ) -> anyhow::Result<Value> {
+        let fake = fake_lm::start(FakeModel {
+            tokens: 20,
+            rate: 0.0,
+        })
+        .await?;
+        let app = self.app(format!("http://{fake}/v1"), 4).await?;
+        let (client, chat) = seed_chat(&app.base, messages).await?;
+        let url = format!("{}/chats/{chat}", app.base);
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        let workers = (0..concurrency).map(|_| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline {
+                    let started = Instant::now();
+                    let response = client.get(&url).send().await?;
+                    ensure!(
+                        response.status().is_success(),
+                        "page answered {}",
+                        response.status()
+                    );
+                    response.bytes().await?;
+                    latencies.push(ms(started.elapsed()));
+                }
+                anyhow::Ok(latencies)
+            })
+        });
+        let mut latencies = Vec::new();
+        for worker in futures::future::join_all(workers).await {
+            latencies.extend(worker??);
+        }
+        let rps = latencies.len() as f64 / seconds as f64;
+        let (p50, p99) = (percentile(&latencies, 50.0), percentile(&latencies, 99.0));
+        let database = if self.postgres.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        };
+        eprintln!(
+            "pages: {messages}-message chat, concurrency {concurrency}, {database}: {rps:.0} req/s, p50 {p50:.2} ms, p99 {p99:.2} ms"
+        );
+        Ok(
+            json!({"scenario": "pages", "database": database, "messages": messages, "concurrency": concurrency,
+                  "requests_per_s": rps, "p50_ms": p50, "p99_ms": p99}),
+        )
+    }
+
+    async fn growth(&self, sizes: &[usize]) -> anyhow::Result<Value> {
+        let fake = fake_lm::start(FakeModel {
+            tokens: 5,
+            rate: 0.0,
+        })
+        .await?;
+        let app = self.app(format!("http://{fake}/v1"), 4).await?;
+        let mut rows = Vec::new();
+        for &size in sizes {
+            let (client, chat) = seed_chat(&app.base, size).await?;
+            let mut sends = Vec::new();
+            let mut pages = Vec::new();
+            for i in 0..20 {
+                let started = Instant::now();
+                let reply = send_message(&client, &app.base, &chat, &format!("probe {i}")).await?;
+                sends.push(ms(started.elapsed()));
+                wait_for_reply(&client, &app.base, &chat, &reply).await?;
+                let started = Instant::now();
+                let page = client
+                    .get(format!("{}/chats/{chat}", app.base))
+                    .send()
+                    .await?;
+                page.bytes().await?;
+                pages.push(ms(started.elapsed()));
+            }
+            let (send, page) = (percentile(&sends, 50.0), percentile(&pages, 50.0));
+            eprintln!("growth: {size:>6} messages: send p50 {send:.2} ms, page p50 {page:.2} ms");
+            rows.push(json!({"messages": size, "send_p50_ms": send, "page_p50_ms": page}));
+        }
+        Ok(json!({"scenario": "growth", "rows": rows}))
+    }
+
+    async fn footprint(&self) -> anyhow::Result<Value> {
+        let fake = fake_lm::start(FakeModel {
+            tokens: 5,
+            rate: 0.0,
+        })
+        .await?;
+        let app = self.app(format!("http://{fake}/v1"), 4).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let rss = app.rss();
+        eprintln!(
+            "footprint: idle RSS {} KiB, start to ready {:.1} ms",
+            rss / 1024,
+            ms(app.started_to_ready)
+        );
+        Ok(
+            json!({"scenario": "footprint", "rss_idle_bytes": rss, "start_to_ready_ms": ms(app.started_to_ready)}),
+        )
+    }
+}
+
+/// The text the fake model sends, when the URL is the fake's (a real model's text is unknown).
+fn model_url_is_fake(url: &str, tokens: usize) -> Option<String> {
+    url.starts_with("http://127.0.0.1:")
+        .then(|| fake_lm::reply_text(tokens))
+}
+
+struct StreamRun {
+    first_token: Duration,
+    total: Duration,
+    /// Model tokens received: content chunks straight from the model; through the app, where
+    /// several tokens share one event, the fake's `" t{i}"` pieces counted in the text (or the
+    /// events, for a real model).
+    tokens: usize,
+    text: String,
+}
+
+impl StreamRun {
+    fn tokens_per_second(&self) -> f64 {
+        let streaming = (self.total - self.first_token).as_secs_f64();
+        if streaming <= 0.0 {
+            f64::INFINITY
+        } else {
+            self.tokens.saturating_sub(1) as f64 / streaming
+        }
+    }
+}
+
+async fn run_concurrently<F, Fut>(n: usize, make: F) -> anyhow::Result<Vec<StreamRun>>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<StreamRun>> + Send + 'static,
+{
+    let handles: Vec<_> = (0..n).map(|i| tokio::spawn(make(i))).collect();
+    let mut runs = Vec::with_capacity(n);
+    for handle in handles {
+        runs.push(handle.await??);
+    }
+    Ok(runs)
+}
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .tcp_nodelay(true)
+        .build()
+        .unwrap_or_default()
+}
+
+/// A streamed completion straight from the model server, timed like a browser would see it.
+async fn direct_stream(model_url: String) -> anyhow::Result<StreamRun> {
+    let client = reqwest::Client::builder().tcp_nodelay(true).build()?;
+    let started = Instant::now();
+    let response = client
+        .post(format!("{model_url}/chat/completions"))
+        .json(&json!({"model": "bench", "messages": [{"role": "user", "content": "Hello"}], "stream": true,
+                      "stream_options": {"include_usage": true}}))
+        .send()
+        .await?;
+    ensure!(
+        response.status().is_success(),
+        "model answered {}",
+        response.status()
+    );
+    let mut events = response.bytes_stream().eventsource();
+    let (mut first, mut text, mut pieces) = (None, String::new(), 0);
+    while let Some(event) = events.next().await {
+        let event = event.map_err(|e| anyhow::anyhow!("{e}"))?;
+        if event.data == "[DONE]" {
+            break;
+        }
+        let chunk: Value = serde_json::from_str(&event.data)?;
+        if let Some(piece) = chunk["choices"][0]["delta"]["content"].as_str() {
+            first.get_or_insert_with(|| started.elapsed());
+            text.push_str(piece);
+            pieces += 1;
+        }
+    }
+    Ok(StreamRun {
+        first_token: first.context("no token")?,
+        total: started.elapsed(),
+        tokens: pieces,
+        text,
+    })
+}
+
+/// Through the app, as a browser without htmx would: create a chat, send a message, read its
+/// stream. The clock starts when the message is sent.
+async fn app_stream(base: String) -> anyhow::Result<StreamRun> {
+    let client = browser();
+    let chat = create_chat(&client, &base).await?;
+    let started = Instant::now();
+    let reply = send_message(&client, &base, &chat, "Hello").await?;
+    let response = client
+        .get(format!("{base}/chats/{chat}/messages/{reply}/stream"))
+        .send()
+        .await?;
+    ensure!(
+        response.status().is_success(),
+        "stream answered {}",
+        response.status()
+    );
+    let mut events = response.bytes_stream().eventsource();
+    let (mut first, mut text, mut pieces) = (None, String::new(), 0);
+    while let Some(event) = events.next().await {
+        let event = event.map_err(|e| anyhow::anyhow!("{e}"))?;
+        if std::env::var_os("BENCH_TRACE").is_some() {
+            eprintln!(
+                "{:>8.2} ms {} {}",
+                ms(started.elapsed()),
+                event.event,
+                event.data.len()
+            );
+        }
+        match event.event.as_str() {
+            "token" => {
+                first.get_or_insert_with(|| started.elapsed());
+                text.push_str(&unescape_token(&event.data));
+                pieces += 1;
+            }
+            "done" => break,
+            "error" => bail!("reply failed: {}", event.data),
+            _ => {}
+        }
+    }
+    let fake_pieces = text.matches(" t").count();
+    Ok(StreamRun {
+        first_token: first.context("no token")?,
+        total: started.elapsed(),
+        tokens: if fake_pieces > 0 { fake_pieces } else { pieces },
+        text,
+    })
+}
+
+fn unescape_token(data: &str) -> String {
+    let inner = data
+        .strip_prefix("<span>")
+        .and_then(|d| d.strip_suffix("</span>"))
+        .unwrap_or(data);
+    inner
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&#13;", "\r")
+        .replace("&amp;", "&")
+}
+
+async fn create_chat(client: &reqwest::Client, base: &str) -> anyhow::Result<String> {
+    let response = client
+        .post(format!("{base}/chats"))
+        .form(&[("content", "")])
+        .send()
+        .await?;
+    ensure!(
+        response.status() == 303,
+        "create chat answered {}",
+        response.status()
+    );
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .context("no location")?;
+    Ok(location.trim_start_matches("/chats/").to_owned())
+}
+
+/// Sends a message (no JavaScript: POST then 303) and returns the reply's id.
+async fn send_message(
+    client: &reqwest::Client,
+    base: &str,
+    chat: &str,
+    content: &str,
+) -> anyhow::Result<String> {
+    let response = client
+        .post(format!("{base}/chats/{chat}/messages"))
+        .form(&[("content", content)])
+        .send()
+        .await?;
+    ensure!(
+        response.status() == 303,
+        "send answered {}",
+        response.status()
+    );
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .context("no location")?;
+    Ok(location
+        .split("#m-")
+        .nth(1)
+        .context("no reply id")?
+        .to_owned())
+}
+
+async fn wait_for_reply(
+    client: &reqwest::Client,
+    base: &str,
+    chat: &str,
+    reply: &str,
+) -> anyhow::Result<()> {
+    let response = client
+        .get(format!("{base}/chats/{chat}/messages/{reply}/stream"))
+        .send()
+        .await?;
+    let mut events = response.bytes_stream().eventsource();
+    while let Some(event) = events.next().await {
+        if event.map_err(|e| anyhow::anyhow!("{e}"))?.event == "done" {
+            return Ok(());
+        }
+    }
+    bail!("the stream ended without done")
+}
+
+/// A chat with about `messages` messages (the greeting, then message/reply pairs).
+async fn seed_chat(base: &str, messages: usize) -> anyhow::Result<(reqwest::Client, String)> {
+    let client = browser();
+    let chat = create_chat(&client, base).await?;
+    for i in 0..messages.saturating_sub(1) / 2 {
+        let reply = send_message(&client, base, &chat, &format!("message {i}")).await?;
+        wait_for_reply(&client, base, &chat, &reply).await?;
+    }
+    Ok((client, chat))
+}
+
+/// Opens a chat whose reply streams slowly, and returns the open stream once its first token came.
+async fn open_held_stream(base: &str) -> anyhow::Result<HeldStream> {
+    let client = browser();
+    let chat = create_chat(&client, base).await?;
+    let reply = send_message(&client, base, &chat, "hold").await?;
+    let response = client
+        .get(format!("{base}/chats/{chat}/messages/{reply}/stream"))
+        .send()
+        .await?;
+    ensure!(
+        response.status().is_success(),
+        "stream answered {}",
+        response.status()
+    );
+    Ok(HeldStream {
+        _response: response,
+        _client: client,
+    })
+}
+
+/// An open stream; dropping it closes the connection.
+struct HeldStream {
+    _response: reqwest::Response,
+    _client: reqwest::Client,
+}
+
+async fn fresh_postgres_database(server: &str) -> anyhow::Result<String> {
+    let name = format!("bench_{}", std::process::id());
+    let (prefix, _) = server
+        .rsplit_once('/')
+        .context("the PostgreSQL URL needs a database path")?;
+    let status = std::process::Command::new("psql")
+        .arg(server)
+        .args([
+            "-qc",
+            &format!("DROP DATABASE IF EXISTS {name}"),
+            "-c",
+            &format!("CREATE DATABASE {name}"),
+        ])
+        .status()
+        .context("psql is needed to create the benchmark database")?;
+    ensure!(status.success(), "creating database {name} failed");
+    Ok(format!("{prefix}/{name}"))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn percentile(values: &[f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
