@@ -38,9 +38,11 @@ wait_http() { # url, what
 }
 
 # llama-server with the tiny model: 2 slots of 4096 tokens (its training context; beyond it the
-# model slows down a hundredfold), one thread, so that a 3000-token reply lasts a few seconds.
+# model slows down a hundredfold), one thread, and sampling over the whole vocabulary (top-k off,
+# top-p 0.99), which brings it from ~1,500 to ~280 tokens/s: a 1,500-token reply lasts about 5 s,
+# long enough for a browser to reload or press Stop in the middle of it.
 "$llama" -m "$root/../shared/models/llama-2-tiny-random.gguf" --alias llama-2-tiny-random \
-  -c 8192 --parallel 2 -t 1 --host 127.0.0.1 --port 18080 >"$work/llama.log" 2>&1 &
+  -c 8192 --parallel 2 -t 1 --top-k 0 --top-p 0.99 --host 127.0.0.1 --port 18080 >"$work/llama.log" 2>&1 &
 pids+=($!)
 node e2e/slow-lm.mjs &
 pids+=($!)
@@ -50,7 +52,7 @@ wait_http http://127.0.0.1:18090/health slow-lm
 PGPASSWORD=chat psql -h 127.0.0.1 -U chat -d postgres -qc "DROP DATABASE IF EXISTS chat_e2e" -c "CREATE DATABASE chat_e2e"
 start_app() { # port, model URL, database
   DATABASE_URL="postgres://chat:chat@127.0.0.1:5432/$3" BIND_ADDR="127.0.0.1:$1" LM_API_URL="$2" \
-    LM_MAX_TOKENS=3000 MAX_CONCURRENT_GENERATIONS=2 DATA_DIR="$work/data-$1" RUST_LOG=warn \
+    LM_MAX_TOKENS=1500 MAX_CONCURRENT_GENERATIONS=2 DATA_DIR="$work/data-$1" RUST_LOG=warn \
     "$app_bin" >"$work/app-$1.log" 2>&1 &
   pids+=($!)
   wait_http "http://127.0.0.1:$1/readyz" "app on $1"

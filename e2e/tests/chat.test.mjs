@@ -29,7 +29,7 @@ test("a reply streams in over several moments, then shows rendered", async () =>
   await context.close();
 });
 
-// The tiny model writes ~1,500 tokens a second, so a reply lasts about two seconds: when one ends
+// A reply of the tiny model lasts about five seconds here (see .ci/e2e.sh): when one ends
 // before the scenario could act on it mid-stream, the scenario runs again on a new chat (at most
 // three times); the assertions are only made on a run that caught the reply mid-stream.
 async function midReply(scenario) {
