@@ -74,8 +74,15 @@ impl Reply {
         self.state.subscribe()
     }
 
+    /// Adds model output. NUL becomes U+FFFD: PostgreSQL cannot store NUL in text, and the text
+    /// streamed must be the text saved.
     fn append(&self, piece: &str) {
-        self.state.send_modify(|s| s.text.push_str(piece));
+        if piece.contains('\0') {
+            let cleaned = piece.replace('\0', "\u{FFFD}");
+            self.state.send_modify(|s| s.text.push_str(&cleaned));
+        } else {
+            self.state.send_modify(|s| s.text.push_str(piece));
+        }
     }
 
     fn text(&self) -> String {
@@ -422,33 +429,48 @@ pub fn fit_to_context(
 }
 
 /// Saves how the reply ended. While the database is unreachable it keeps trying (the text is
-/// safe in memory meanwhile), for up to five minutes, or ten seconds once shutting down.
+/// safe in memory meanwhile), for up to five minutes, or ten seconds once shutting down. An error
+/// that retrying cannot mend ends in a last save that marks the reply as failed, so that the chat
+/// is never left blocked by a reply that stays `streaming`.
 async fn save_end(inner: &Inner, reply: &Reply, text: &str, end: &ReplyEnd) {
     let started = Instant::now();
     let mut wait = Duration::from_millis(100);
     loop {
-        match inner
+        let error = match inner
             .store
             .finish_reply(&reply.session_id, reply.message_id, text, end)
             .await
         {
             Ok(()) => return,
-            Err(e) => {
-                let limit =
-                    if inner.interrupt.is_cancelled() || !inner.accepting.load(Ordering::SeqCst) {
-                        Duration::from_secs(10)
-                    } else {
-                        Duration::from_secs(300)
-                    };
-                if started.elapsed() > limit {
-                    tracing::error!(error = %e, message_id = %reply.message_id, "could not save the end of a reply");
-                    return;
-                }
-                tracing::warn!(error = %e, message_id = %reply.message_id, "saving the reply failed; retrying");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(5));
+            Err(error) => error,
+        };
+        let unreachable = matches!(
+            error,
+            sea_orm::DbErr::Conn(_) | sea_orm::DbErr::ConnectionAcquire(_)
+        );
+        let limit = if inner.interrupt.is_cancelled() || !inner.accepting.load(Ordering::SeqCst) {
+            Duration::from_secs(10)
+        } else {
+            Duration::from_secs(300)
+        };
+        if !unreachable || started.elapsed() > limit {
+            tracing::error!(error = %error, message_id = %reply.message_id, "could not save the end of a reply");
+            let failed = ReplyEnd::new(
+                Status::Error,
+                Some("This reply could not be saved. Please retry.".into()),
+            );
+            if let Err(e) = inner
+                .store
+                .finish_reply(&reply.session_id, reply.message_id, "", &failed)
+                .await
+            {
+                tracing::error!(error = %e, message_id = %reply.message_id, "could not mark the reply as failed");
             }
+            return;
         }
+        tracing::warn!(error = %error, message_id = %reply.message_id, "saving the reply failed; retrying");
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -415,6 +415,28 @@ async fn bad_input_gets_the_right_status_and_stores_nothing() {
             404
         );
     }
+    // NUL cannot be stored (PostgreSQL refuses it): a clear 422, never a 500.
+    let response = app.post(&path, &[("content", "nul \0 here")]).await;
+    assert_eq!(response.status(), 422);
+    assert!(response.text().await.unwrap().contains("NUL character"));
+    assert_eq!(
+        app.post(&format!("/chats/{id}/rename"), &[("title", "a\0b")])
+            .await
+            .status(),
+        422
+    );
+    assert_eq!(
+        app.post("/profile", &[("display_name", "a\0b")])
+            .await
+            .status(),
+        422
+    );
+    assert_eq!(
+        app.post("/chats", &[("content", "first \0")])
+            .await
+            .status(),
+        422
+    );
     // Blank and overlong titles, overlong names.
     assert_eq!(
         app.post(&format!("/chats/{id}/rename"), &[("title", "  ")])

@@ -169,6 +169,22 @@ async fn streamed_and_stored_text_equal_exactly_what_the_model_sent() {
 }
 
 #[tokio::test]
+async fn a_nul_from_the_model_is_kept_as_a_replacement_character() {
+    // PostgreSQL cannot store NUL in text: before this, such a reply could never be saved.
+    let tokens: Vec<String> = ["before", "\0", " after\0"].map(str::to_owned).to_vec();
+    let (app, _fake) = spawn(paced(&tokens, 1), |_| {}).await;
+    let chat = new_chat(&app).await;
+    let reply = send(&app, &app.client, chat, "say nothing").await;
+    let (_, _, reader) = EventReader::open(&app.client, &stream_url(&app, chat, reply), None).await;
+    let events = reader.unwrap().all().await;
+    let expected = "before\u{FFFD} after\u{FFFD}";
+    assert_eq!(token_text(&events), expected);
+    let saved = finished(&app, reply).await;
+    assert_eq!(saved.status, Status::Complete);
+    assert_eq!(saved.content, expected, "streamed and saved alike");
+}
+
+#[tokio::test]
 async fn the_recorded_fixture_stream_replays_exactly() {
     let (app, _fake) = spawn(Knobs::default(), |_| {}).await;
     let chat = new_chat(&app).await;

@@ -237,6 +237,7 @@ pub async fn rename(
     Form(form): Form<RenameForm>,
 ) -> AppResult<Response> {
     let chat_id = parse_id(&id, "chat")?;
+    super::reject_nul(&form.title)?;
     let title = form.title.split_whitespace().collect::<Vec<_>>().join(" ");
     if title.is_empty() {
         return Err(AppError::Invalid("Please give the chat a title.".into()));

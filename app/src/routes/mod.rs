@@ -226,8 +226,19 @@ fn default_message(status: StatusCode) -> &'static str {
     }
 }
 
-/// Validates a user's message: not blank, within the size limit.
+/// Refuses text with NUL characters, which no database column can store.
+pub fn reject_nul(text: &str) -> Result<(), AppError> {
+    if text.contains('\0') {
+        return Err(AppError::Invalid(
+            "That text contains a NUL character, which cannot be saved. Please remove it.".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Validates a user's message: not blank, within the size limit, storable.
 pub fn validate_message(content: &str, max_bytes: usize) -> Result<(), AppError> {
+    reject_nul(content)?;
     if content.trim().is_empty() {
         return Err(AppError::Invalid(
             "Please write a message before sending.".into(),

@@ -26,6 +26,7 @@ pub async fn update(
     headers: HeaderMap,
     Form(form): Form<ProfileForm>,
 ) -> Result<Response, AppError> {
+    super::reject_nul(&form.display_name)?;
     let name = form
         .display_name
         .split_whitespace()
