@@ -8,7 +8,7 @@ use app::store::{Status, message};
 use common::{
     TestApp, browser,
     fake_lm::{FakeLm, Knobs, fixture_http_body, fixture_tokens},
-    post_form,
+    post_form, reply_id,
     sse::{EventReader, token_text, unescape_html},
 };
 use sea_orm::EntityTrait;
@@ -22,24 +22,6 @@ async fn spawn(
     app.fake_lm.set(|k| *k = knobs);
     let fake = app.fake_lm.clone();
     (app, fake)
-}
-
-/// Sends a message without JavaScript; returns the reply's id.
-async fn send(app: &TestApp, client: &reqwest::Client, chat: Uuid, content: &str) -> Uuid {
-    let response = post_form(
-        client,
-        &app.url(&format!("/chats/{chat}/messages")),
-        &[("content", content)],
-        false,
-    )
-    .await;
-    assert_eq!(response.status(), 303, "send");
-    reply_id(&response)
-}
-
-fn reply_id(response: &reqwest::Response) -> Uuid {
-    let location = response.headers()["location"].to_str().unwrap();
-    location.split("#m-").nth(1).unwrap().parse().unwrap()
 }
 
 async fn new_chat(app: &TestApp) -> Uuid {
@@ -56,10 +38,6 @@ async fn stored(app: &TestApp, id: Uuid) -> message::Model {
         .await
         .unwrap()
         .unwrap()
-}
-
-async fn finished(app: &TestApp, id: Uuid) -> message::Model {
-    app.finished(id).await
 }
 
 /// A model that sends `tokens` one every `delay_ms`.
@@ -109,7 +87,7 @@ async fn streamed_and_stored_text_equal_exactly_what_the_model_sent() {
     )
     .await;
     let chat = new_chat(&app).await;
-    let reply = send(&app, &app.client, chat, "Say tricky things").await;
+    let reply = app.send(&app.client, chat, "Say tricky things").await;
 
     let (status, headers, events) =
         EventReader::open(&app.client, &stream_url(&app, chat, reply), None).await;
@@ -141,7 +119,7 @@ async fn streamed_and_stored_text_equal_exactly_what_the_model_sent() {
     );
     assert!(!last.data.contains("<script"), "{}", last.data);
 
-    let saved = finished(&app, reply).await;
+    let saved = app.finished(reply).await;
     assert_eq!(saved.status, Status::Complete);
     assert_eq!(saved.content, expected);
     assert_eq!(saved.finish_reason.as_deref(), Some("stop"));
@@ -174,12 +152,12 @@ async fn a_nul_from_the_model_is_kept_as_a_replacement_character() {
     let tokens: Vec<String> = ["before", "\0", " after\0"].map(str::to_owned).to_vec();
     let (app, _fake) = spawn(paced(&tokens, 1), |_| {}).await;
     let chat = new_chat(&app).await;
-    let reply = send(&app, &app.client, chat, "say nothing").await;
+    let reply = app.send(&app.client, chat, "say nothing").await;
     let (_, _, reader) = EventReader::open(&app.client, &stream_url(&app, chat, reply), None).await;
     let events = reader.unwrap().all().await;
     let expected = "before\u{FFFD} after\u{FFFD}";
     assert_eq!(token_text(&events), expected);
-    let saved = finished(&app, reply).await;
+    let saved = app.finished(reply).await;
     assert_eq!(saved.status, Status::Complete);
     assert_eq!(saved.content, expected, "streamed and saved alike");
 }
@@ -188,8 +166,8 @@ async fn a_nul_from_the_model_is_kept_as_a_replacement_character() {
 async fn the_recorded_fixture_stream_replays_exactly() {
     let (app, _fake) = spawn(Knobs::default(), |_| {}).await;
     let chat = new_chat(&app).await;
-    let reply = send(&app, &app.client, chat, "hi").await;
-    let saved = finished(&app, reply).await;
+    let reply = app.send(&app.client, chat, "hi").await;
+    let saved = app.finished(reply).await;
     assert_eq!(saved.content, fixture_tokens().concat());
     assert_eq!(
         saved.content,
@@ -202,7 +180,7 @@ async fn last_event_id_resumes_with_no_gap_and_no_duplicate() {
     let tokens: Vec<String> = (0..40).map(|i| format!(" t{i}")).collect();
     let (app, _fake) = spawn(paced(&tokens, 15), |_| {}).await;
     let chat = new_chat(&app).await;
-    let reply = send(&app, &app.client, chat, "count").await;
+    let reply = app.send(&app.client, chat, "count").await;
     let url = stream_url(&app, chat, reply);
 
     let (_, _, reader) = EventReader::open(&app.client, &url, None).await;
@@ -227,7 +205,7 @@ async fn last_event_id_resumes_with_no_gap_and_no_duplicate() {
     );
 
     // Resuming a finished reply at its end: just `done`.
-    finished(&app, reply).await;
+    app.finished(reply).await;
     let end = tokens.concat().len().to_string();
     let (_, _, reader) = EventReader::open(&app.client, &url, Some(&end)).await;
     let events = reader.unwrap().all().await;
@@ -245,7 +223,7 @@ async fn two_subscribers_see_the_same_text() {
     let tokens: Vec<String> = (0..30).map(|i| format!("w{i} ")).collect();
     let (app, _fake) = spawn(paced(&tokens, 5), |_| {}).await;
     let chat = new_chat(&app).await;
-    let reply = send(&app, &app.client, chat, "hello").await;
+    let reply = app.send(&app.client, chat, "hello").await;
     let url = stream_url(&app, chat, reply);
     let (_, _, a) = EventReader::open(&app.client, &url, None).await;
     tokio::time::sleep(Duration::from_millis(40)).await;
@@ -262,12 +240,12 @@ async fn a_disconnected_browser_does_not_stop_the_reply() {
     let tokens: Vec<String> = (0..30).map(|i| format!("p{i} ")).collect();
     let (app, fake) = spawn(paced(&tokens, 10), |_| {}).await;
     let chat = new_chat(&app).await;
-    let reply = send(&app, &app.client, chat, "go").await;
+    let reply = app.send(&app.client, chat, "go").await;
     let (_, _, reader) = EventReader::open(&app.client, &stream_url(&app, chat, reply), None).await;
     let mut reader = reader.unwrap();
     reader.next().await.unwrap();
     drop(reader);
-    let saved = finished(&app, reply).await;
+    let saved = app.finished(reply).await;
     assert_eq!(saved.status, Status::Complete);
     assert_eq!(saved.content, tokens.concat());
     assert_eq!(fake.log(|l| (l.completed, l.disconnected)), (1, 0));
@@ -279,7 +257,7 @@ async fn stop_closes_the_upstream_connection_and_keeps_the_partial_text() {
     let tokens: Vec<String> = (0..500).map(|i| format!("s{i} ")).collect();
     let (app, fake) = spawn(paced(&tokens, 10), |_| {}).await;
     let chat = new_chat(&app).await;
-    let reply = send(&app, &app.client, chat, "long answer please").await;
+    let reply = app.send(&app.client, chat, "long answer please").await;
     let (_, _, reader) = EventReader::open(&app.client, &stream_url(&app, chat, reply), None).await;
     let mut reader = reader.unwrap();
     let mut seen = 0;
@@ -298,7 +276,7 @@ async fn stop_closes_the_upstream_connection_and_keeps_the_partial_text() {
             .await,
         "upstream closed"
     );
-    let saved = finished(&app, reply).await;
+    let saved = app.finished(reply).await;
     assert_eq!(saved.status, Status::Stopped);
     assert!(!saved.content.is_empty());
     assert!(tokens.concat().starts_with(&saved.content));
@@ -344,7 +322,7 @@ async fn every_upstream_failure_ends_in_a_readable_error_and_keeps_the_users_mes
         fake.set(|k| *k = case.knobs.clone());
         let chat = new_chat(&app).await;
         let text = format!("question for {}", case.name);
-        let reply = send(&app, &app.client, chat, &text).await;
+        let reply = app.send(&app.client, chat, &text).await;
         let (_, _, reader) =
             EventReader::open(&app.client, &stream_url(&app, chat, reply), None).await;
         let events = reader.unwrap().all().await;
@@ -366,7 +344,7 @@ async fn every_upstream_failure_ends_in_a_readable_error_and_keeps_the_users_mes
             case.name,
             error.data
         );
-        let saved = finished(&app, reply).await;
+        let saved = app.finished(reply).await;
         assert_eq!(saved.status, Status::Error, "{}", case.name);
         assert!(
             saved.error.as_deref().unwrap().contains(case.expect),
@@ -405,8 +383,8 @@ async fn an_unreachable_model_server_is_a_readable_error() {
     let url = format!("http://{closed}/v1");
     let app = TestApp::spawn_with(|c| c.lm_api_url = url.clone()).await;
     let chat = new_chat(&app).await;
-    let reply = send(&app, &app.client, chat, "anyone there?").await;
-    let saved = finished(&app, reply).await;
+    let reply = app.send(&app.client, chat, "anyone there?").await;
+    let saved = app.finished(reply).await;
     assert_eq!(saved.status, Status::Error);
     let error = saved.error.unwrap();
     assert!(
@@ -459,17 +437,17 @@ async fn the_prompt_is_trimmed_oldest_first_to_fit_the_context() {
     .await;
     let chat = new_chat(&app).await;
     for i in 0..6 {
-        let reply = send(
-            &app,
-            &app.client,
-            chat,
-            &format!("old message {i} {}", "x".repeat(120)),
-        )
-        .await;
-        finished(&app, reply).await;
+        let reply = app
+            .send(
+                &app.client,
+                chat,
+                &format!("old message {i} {}", "x".repeat(120)),
+            )
+            .await;
+        app.finished(reply).await;
     }
-    let reply = send(&app, &app.client, chat, "the newest question").await;
-    finished(&app, reply).await;
+    let reply = app.send(&app.client, chat, "the newest question").await;
+    app.finished(reply).await;
     let request = fake.log(|l| l.requests.back().unwrap().clone());
     let messages = request["messages"].as_array().unwrap();
     assert_eq!(messages[0]["role"], "system");
@@ -491,8 +469,8 @@ async fn the_prompt_is_trimmed_oldest_first_to_fit_the_context() {
 
     // One message too large for the context: a clear error, and the model is not called.
     let calls = fake.log(|l| l.request_count);
-    let reply = send(&app, &app.client, chat, &"word ".repeat(400)).await;
-    let saved = finished(&app, reply).await;
+    let reply = app.send(&app.client, chat, &"word ".repeat(400)).await;
+    let saved = app.finished(reply).await;
     assert_eq!(saved.status, Status::Error);
     assert!(
         saved
@@ -511,7 +489,7 @@ async fn one_reply_per_chat_and_a_global_limit_with_a_waiting_state() {
     })
     .await;
     let first_chat = new_chat(&app).await;
-    let first = send(&app, &app.client, first_chat, "first").await;
+    let first = app.send(&app.client, first_chat, "first").await;
 
     // A second send to the same chat while the reply is written: 409, nothing stored.
     let count = app.count("messages").await;
@@ -545,7 +523,7 @@ async fn one_reply_per_chat_and_a_global_limit_with_a_waiting_state() {
 
     // Another chat waits for the only slot, and says so.
     let second_chat = new_chat(&app).await;
-    let second = send(&app, &app.client, second_chat, "second").await;
+    let second = app.send(&app.client, second_chat, "second").await;
     let (_, _, reader) =
         EventReader::open(&app.client, &stream_url(&app, second_chat, second), None).await;
     let events = reader.unwrap().all().await;
@@ -555,8 +533,8 @@ async fn one_reply_per_chat_and_a_global_limit_with_a_waiting_state() {
         .expect("a waiting status");
     let first_token = events.iter().position(|e| e.event == "token").unwrap();
     assert!(waiting < first_token);
-    assert_eq!(finished(&app, first).await.status, Status::Complete);
-    assert_eq!(finished(&app, second).await.content, tokens.concat());
+    assert_eq!(app.finished(first).await.status, Status::Complete);
+    assert_eq!(app.finished(second).await.content, tokens.concat());
     assert_eq!(fake.log(|l| l.completed), 2);
 }
 
@@ -612,7 +590,7 @@ async fn replies_left_streaming_by_a_dead_process_become_interrupted_with_their_
     )
     .await;
     assert_eq!(response.status(), 303);
-    let retried = finished(&app, reply_id(&response)).await;
+    let retried = app.finished(reply_id(&response)).await;
     assert_eq!(retried.status, Status::Complete);
 }
 
@@ -627,8 +605,8 @@ async fn regenerate_answers_the_last_question_again_and_keeps_the_earlier_reply(
     )
     .await;
     let chat = new_chat(&app).await;
-    let first = send(&app, &app.client, chat, "the question").await;
-    finished(&app, first).await;
+    let first = app.send(&app.client, chat, "the question").await;
+    app.finished(first).await;
     fake.set(|k| k.tokens = vec!["second answer".into()]);
     let response = app
         .post_htmx(&format!("/chats/{chat}/regenerate"), &[])
@@ -639,7 +617,7 @@ async fn regenerate_answers_the_last_question_again_and_keeps_the_earlier_reply(
     let id: Uuid = fragment.split("id=\"m-").nth(1).unwrap()[..36]
         .parse()
         .unwrap();
-    assert_eq!(finished(&app, id).await.content, "second answer");
+    assert_eq!(app.finished(id).await.content, "second answer");
     let request = fake.log(|l| l.requests.back().unwrap().clone());
     let last = request["messages"]
         .as_array()
@@ -689,7 +667,7 @@ async fn model_output_cannot_inject_anything_executable() {
     let chat = new_chat(&app).await;
     for payload in corpus {
         fake.set(|k| k.tokens = vec![payload.to_owned()]);
-        let reply = send(&app, &app.client, chat, "show me").await;
+        let reply = app.send(&app.client, chat, "show me").await;
         let (_, _, reader) =
             EventReader::open(&app.client, &stream_url(&app, chat, reply), None).await;
         let events = reader.unwrap().all().await;
@@ -803,7 +781,7 @@ async fn streams_and_stops_of_another_session_are_not_found() {
     let tokens: Vec<String> = (0..100).map(|i| format!("z{i} ")).collect();
     let (app, _fake) = spawn(paced(&tokens, 5), |_| {}).await;
     let chat = new_chat(&app).await;
-    let reply = send(&app, &app.client, chat, "private").await;
+    let reply = app.send(&app.client, chat, "private").await;
     let intruder = browser();
     let (status, _, _) = EventReader::open(&intruder, &stream_url(&app, chat, reply), None).await;
     assert_eq!(status, 404);
@@ -824,7 +802,7 @@ async fn streams_and_stops_of_another_session_are_not_found() {
     .await;
     assert_eq!(response.status(), 404);
     assert_eq!(
-        finished(&app, reply).await.status,
+        app.finished(reply).await.status,
         Status::Complete,
         "not stopped by the intruder"
     );
@@ -856,7 +834,7 @@ async fn keep_alive_comments_flow_while_the_model_is_quiet() {
     )
     .await;
     let chat = new_chat(&app).await;
-    let reply = send(&app, &app.client, chat, "hello?").await;
+    let reply = app.send(&app.client, chat, "hello?").await;
     let mut response = app
         .client
         .get(stream_url(&app, chat, reply))
@@ -895,7 +873,7 @@ async fn without_javascript_the_page_refreshes_until_the_reply_is_there() {
         .into_iter()
         .find(|m| m.chat_id == chat && m.role == app::store::Role::Assistant && m.seq == 3)
         .unwrap();
-    finished(&app, reply.id).await;
+    app.finished(reply.id).await;
     let page = app.get(&location).await.text().await.unwrap();
     assert!(!page.contains("http-equiv=\"refresh\""));
     assert!(page.contains(tokens.concat().trim_end()));
@@ -910,7 +888,7 @@ async fn shutdown_saves_replies_in_flight_as_interrupted_and_ends_their_streams(
     })
     .await;
     let chat = new_chat(&app).await;
-    let reply = send(&app, &app.client, chat, "a long story").await;
+    let reply = app.send(&app.client, chat, "a long story").await;
     let (_, _, reader) = EventReader::open(&app.client, &stream_url(&app, chat, reply), None).await;
     let mut reader = reader.unwrap();
     reader.next().await.unwrap();
@@ -944,7 +922,7 @@ async fn checkpoints_save_the_text_while_it_streams() {
     })
     .await;
     let chat = new_chat(&app).await;
-    let reply = send(&app, &app.client, chat, "go on").await;
+    let reply = app.send(&app.client, chat, "go on").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let midway = stored(&app, reply).await;
     assert_eq!(midway.status, Status::Streaming);

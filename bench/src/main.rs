@@ -486,15 +486,16 @@ fn unescape_token(data: &str) -> String {
         .replace("&amp;", "&")
 }
 
-async fn create_chat(client: &reqwest::Client, base: &str) -> anyhow::Result<String> {
-    let response = client
-        .post(format!("{base}/chats"))
-        .form(&[("content", "")])
-        .send()
-        .await?;
+/// POSTs a form the way a browser without JavaScript does and returns the 303's `Location`.
+async fn post_for_location(
+    client: &reqwest::Client,
+    url: String,
+    form: &[(&str, &str)],
+) -> anyhow::Result<String> {
+    let response = client.post(&url).form(form).send().await?;
     ensure!(
         response.status() == 303,
-        "create chat answered {}",
+        "POST {url} answered {}",
         response.status()
     );
     let location = response
@@ -502,6 +503,11 @@ async fn create_chat(client: &reqwest::Client, base: &str) -> anyhow::Result<Str
         .get("location")
         .and_then(|v| v.to_str().ok())
         .context("no location")?;
+    Ok(location.to_owned())
+}
+
+async fn create_chat(client: &reqwest::Client, base: &str) -> anyhow::Result<String> {
+    let location = post_for_location(client, format!("{base}/chats"), &[("content", "")]).await?;
     Ok(location.trim_start_matches("/chats/").to_owned())
 }
 
@@ -512,21 +518,12 @@ async fn send_message(
     chat: &str,
     content: &str,
 ) -> anyhow::Result<String> {
-    let response = client
-        .post(format!("{base}/chats/{chat}/messages"))
-        .form(&[("content", content)])
-        .send()
-        .await?;
-    ensure!(
-        response.status() == 303,
-        "send answered {}",
-        response.status()
-    );
-    let location = response
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .context("no location")?;
+    let location = post_for_location(
+        client,
+        format!("{base}/chats/{chat}/messages"),
+        &[("content", content)],
+    )
+    .await?;
     Ok(location
         .split("#m-")
         .nth(1)

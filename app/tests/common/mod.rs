@@ -183,9 +183,8 @@ impl TestApp {
         chat
     }
 
-    /// Sends a message without JavaScript and waits until its reply has ended; returns the
-    /// reply's id.
-    pub async fn send_and_wait(
+    /// Sends a message without JavaScript (POST, then 303); returns the reply's id.
+    pub async fn send(
         &self,
         client: &reqwest::Client,
         chat: uuid::Uuid,
@@ -199,8 +198,18 @@ impl TestApp {
         )
         .await;
         assert_eq!(response.status(), 303, "send");
-        let location = response.headers()["location"].to_str().unwrap();
-        let reply: uuid::Uuid = location.split("#m-").nth(1).unwrap().parse().unwrap();
+        reply_id(&response)
+    }
+
+    /// Sends a message without JavaScript and waits until its reply has ended; returns the
+    /// reply's id.
+    pub async fn send_and_wait(
+        &self,
+        client: &reqwest::Client,
+        chat: uuid::Uuid,
+        content: &str,
+    ) -> uuid::Uuid {
+        let reply = self.send(client, chat, content).await;
         self.finished(reply).await;
         reply
     }
@@ -234,6 +243,12 @@ impl TestApp {
             .unwrap();
         row.try_get::<i64>("", "n").unwrap()
     }
+}
+
+/// The reply id in a 303's `Location: /chats/{chat}#m-{reply}`.
+pub fn reply_id(response: &reqwest::Response) -> uuid::Uuid {
+    let location = response.headers()["location"].to_str().unwrap();
+    location.split("#m-").nth(1).unwrap().parse().unwrap()
 }
 
 pub async fn post_form(
