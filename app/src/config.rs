@@ -23,6 +23,11 @@ pub struct Config {
     #[arg(long, env = "DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
 
+    /// Database connections in the pool. SQLite readers work in parallel beside its one writer
+    /// (WAL); without this, sea-orm gives SQLite a single connection.
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub db_max_connections: u32,
+
     /// Do not apply pending database migrations at start-up.
     #[arg(long, env = "SKIP_MIGRATIONS", action = ArgAction::Set, default_value_t = false)]
     pub skip_migrations: bool,

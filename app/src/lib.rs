@@ -62,12 +62,14 @@ impl AppState {
                 format!("cannot create data directory {}", config.data_dir.display())
             })?;
         }
-        let store = Store::connect(&database_url).await.with_context(|| {
-            format!(
-                "cannot connect to the database at {}",
-                redact(&database_url)
-            )
-        })?;
+        let store = Store::connect(&database_url, config.db_max_connections)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot connect to the database at {}",
+                    redact(&database_url)
+                )
+            })?;
         if !config.skip_migrations {
             store
                 .migrate()

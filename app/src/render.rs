@@ -1,15 +1,32 @@
 //! Templates (minijinja) and markdown -> sanitised HTML. Knows no database.
-use std::{path::Path, sync::Arc};
+use std::{
+    num::NonZeroUsize,
+    path::Path,
+    sync::{Arc, Mutex, PoisonError},
+};
 
+use lru::LruCache;
 use minijinja::Environment;
 use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
+use uuid::Uuid;
 
 /// The loaded templates. Every file under the template directory is a template named by its
 /// path relative to that directory (`chat.html`, `fragments/message.html`).
 #[derive(Clone)]
 pub struct Templates {
     env: Arc<Environment<'static>>,
+    finished_replies: Arc<Mutex<LruCache<Uuid, RenderedReply>>>,
 }
+
+/// A finished reply's HTML, with the length of the text it came from as a guard.
+struct RenderedReply {
+    text_len: usize,
+    html: Arc<str>,
+}
+
+/// How many finished replies' HTML is kept. A finished reply never changes, so a page view need
+/// not run markdown and the sanitiser over each of its replies again (see BENCHMARKS.md).
+const FINISHED_REPLIES_KEPT: NonZeroUsize = NonZeroUsize::new(4096).expect("non-zero");
 
 impl Templates {
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
@@ -43,7 +60,35 @@ impl Templates {
                 .map(|t| t.to_utc().format("%Y-%m-%d %H:%M UTC").to_string())
                 .unwrap_or(value)
         });
-        Ok(Self { env: Arc::new(env) })
+        Ok(Self {
+            env: Arc::new(env),
+            finished_replies: Arc::new(Mutex::new(LruCache::new(FINISHED_REPLIES_KEPT))),
+        })
+    }
+
+    /// The sanitised HTML of a finished reply (never of one still being written, whose text
+    /// changes), rendered once and then kept, least recently used out first.
+    pub fn finished_reply_html(&self, id: Uuid, text: &str) -> String {
+        let lock = || {
+            self.finished_replies
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        };
+        if let Some(kept) = lock().get(&id)
+            && kept.text_len == text.len()
+        {
+            return kept.html.to_string();
+        }
+        // Rendered outside the lock: other requests keep reading meanwhile.
+        let html = markdown_to_html(text);
+        lock().put(
+            id,
+            RenderedReply {
+                text_len: text.len(),
+                html: html.as_str().into(),
+            },
+        );
+        html
     }
 
     pub fn render(
@@ -181,6 +226,23 @@ pub fn escape_html(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finished_reply_html_is_rendered_once_and_follows_a_changed_text() {
+        let templates = Templates::load(Path::new("../templates")).expect("templates");
+        let id = Uuid::now_v7();
+        let first = templates.finished_reply_html(id, "**bold** <b>raw</b>");
+        assert_eq!(first, markdown_to_html("**bold** <b>raw</b>"));
+        assert_eq!(templates.finished_replies.lock().unwrap().len(), 1);
+        assert_eq!(
+            templates.finished_reply_html(id, "**bold** <b>raw</b>"),
+            first
+        );
+        // A different text under the same id (never expected) is rendered anew, not served stale.
+        let other = templates.finished_reply_html(id, "*other*");
+        assert_eq!(other, markdown_to_html("*other*"));
+        assert_eq!(templates.finished_replies.lock().unwrap().len(), 1);
+    }
 
     #[test]
     fn markdown_renders_common_blocks() {

@@ -11,7 +11,7 @@ use common::{
     post_form, reply_id,
     sse::{EventReader, token_text, unescape_html},
 };
-use sea_orm::EntityTrait;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
 async fn spawn(
@@ -993,4 +993,41 @@ async fn finished_replies_leave_nothing_behind() {
     }
     assert_eq!(app.state.generations.live_count(), 0);
     assert!(!app.state.generations.is_busy(chat));
+}
+
+/// Sends that race for one chat over several database connections: exactly one starts a reply,
+/// the others are told 409, and the chat holds one new exchange with consecutive positions.
+#[tokio::test]
+async fn simultaneous_sends_to_one_chat_start_exactly_one_reply() {
+    let tokens: Vec<String> = (0..20).map(|i| format!("r{i} ")).collect();
+    let (app, _fake) = spawn(paced(&tokens, 10), |c| c.db_max_connections = 8).await;
+    let chat = new_chat(&app).await;
+    let before = app.count("messages").await;
+    let sends = (0..12).map(|i| {
+        let (client, url) = (
+            app.client.clone(),
+            app.url(&format!("/chats/{chat}/messages")),
+        );
+        async move {
+            let content = format!("racer {i}");
+            common::post_form(&client, &url, &[("content", &content)], true)
+                .await
+                .status()
+        }
+    });
+    let statuses = futures::future::join_all(sends).await;
+    let started = statuses.iter().filter(|s| s.is_success()).count();
+    let refused = statuses.iter().filter(|s| s.as_u16() == 409).count();
+    assert_eq!((started, refused), (1, 11), "{statuses:?}");
+    assert_eq!(app.count("messages").await, before + 2);
+    let seqs: Vec<i64> = message::Entity::find()
+        .filter(message::Column::ChatId.eq(chat))
+        .order_by_asc(message::Column::Seq)
+        .all(app.store.connection())
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.seq)
+        .collect();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
 }

@@ -23,13 +23,18 @@ pub struct AppOptions<'a> {
     /// `None`: a fresh SQLite file.
     pub database_url: Option<String>,
     pub max_concurrent: usize,
+    /// LM_MAX_TOKENS: the same reply length as the direct requests ask for.
+    pub max_tokens: usize,
 }
 
-pub fn default_binary(repo: &Path) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo.join("target"));
-    target.join("release").join("app")
+/// The app built beside this bench binary (same target directory and profile), so a stale
+/// build elsewhere is never measured by mistake.
+pub fn default_binary() -> anyhow::Result<PathBuf> {
+    let bench = std::env::current_exe()?;
+    let dir = bench
+        .parent()
+        .context("the bench binary has no directory")?;
+    Ok(dir.join("app"))
 }
 
 impl AppProcess {
@@ -52,6 +57,7 @@ impl AppProcess {
                 "MAX_CONCURRENT_GENERATIONS",
                 options.max_concurrent.to_string(),
             )
+            .env("LM_MAX_TOKENS", options.max_tokens.to_string())
             .env("MAX_MESSAGE_BYTES", "32768")
             .env("RATE_LIMITS", "off")
             .env("TEMPLATE_DIR", options.repo.join("templates"))
@@ -122,7 +128,7 @@ impl AppProcess {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())

@@ -1,7 +1,8 @@
 //! A configurable model server in llama-server's streaming format (see
 //! ../shared/fixtures/llama-server/stream-with-usage.sse): `tokens` pieces per reply at `rate`
 //! tokens per second (0: as fast as possible). Pieces are `" t{i}"`, so a client can check that
-//! what arrived is exactly what was sent.
+//! what arrived is exactly what was sent, or, for page scenarios, words of a typical markdown
+//! answer (a paragraph, a list, a code block), which cost what real replies cost to render.
 use std::{convert::Infallible, net::SocketAddr, time::Duration};
 
 use axum::{
@@ -18,14 +19,36 @@ pub struct FakeModel {
     pub tokens: usize,
     /// Tokens per second; 0 means no delay at all.
     pub rate: f64,
+    pub text: Text,
 }
 
-pub fn piece(i: usize) -> String {
-    format!(" t{i}")
+#[derive(Clone, Copy, Debug)]
+pub enum Text {
+    /// `" t0 t1 t2 …"`: every piece different, so lost or repeated text shows.
+    Numbered,
+    /// The words of [`MARKDOWN_ANSWER`] over and over.
+    Markdown,
 }
 
-pub fn reply_text(tokens: usize) -> String {
-    (0..tokens).map(piece).collect()
+const MARKDOWN_ANSWER: &str = "Here is **one way** to do it, with [the docs](https://example.com/docs) \
+for details:\n\n1. Read the `input` line by line\n2. Parse each *field*\n3. Print the result\n\n\
+```rust\nfn main() {\n    let total: u32 = (1..=10).sum();\n    println!(\"{total}\");\n}\n```\n\n\
+| step | cost |\n| --- | --- |\n| parse | low |\n| print | lower |\n\n";
+
+impl Text {
+    pub fn piece(self, i: usize) -> String {
+        match self {
+            Text::Numbered => format!(" t{i}"),
+            Text::Markdown => {
+                let words: Vec<&str> = MARKDOWN_ANSWER.split_inclusive(' ').collect();
+                words[i % words.len()].to_owned()
+            }
+        }
+    }
+
+    pub fn reply(self, tokens: usize) -> String {
+        (0..tokens).map(|i| self.piece(i)).collect()
+    }
 }
 
 pub async fn start(model: FakeModel) -> anyhow::Result<SocketAddr> {
@@ -80,7 +103,10 @@ async fn chat(State(model): State<FakeModel>) -> Response {
                 tokio::time::sleep(pause).await;
             }
             if tx
-                .send(Ok(chunk(serde_json::json!({"content": piece(i)}), None)))
+                .send(Ok(chunk(
+                    serde_json::json!({"content": model.text.piece(i)}),
+                    None,
+                )))
                 .await
                 .is_err()
             {

@@ -3,26 +3,33 @@
 //! and, with `--json FILE`, the same figures as JSON. See BENCHMARKS.md.
 mod app_process;
 mod fake_lm;
+mod nginx;
 
 use std::{
     path::PathBuf,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, bail, ensure};
 use app_process::{AppOptions, AppProcess};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use eventsource_stream::Eventsource;
-use fake_lm::FakeModel;
+use fake_lm::{FakeModel, Text};
+
+/// Replies in the page and growth scenarios: about 1.5 KB of markdown, as a typical answer.
+const REALISTIC_REPLY_TOKENS: usize = 250;
 use futures::StreamExt;
+use nginx::Nginx;
 use serde_json::{Value, json};
+use tokio::sync::Barrier;
 
 #[derive(Parser)]
 #[command(about = "Benchmarks of the chat app (see BENCHMARKS.md)")]
 struct Cli {
     #[command(subcommand)]
     scenario: Scenario,
-    /// The app binary (default: the release build in the target directory).
+    /// The app binary (default: the `app` built beside this bench binary).
     #[arg(long, global = true)]
     app_bin: Option<PathBuf>,
     /// A PostgreSQL server URL to create the benchmark's database on (default: SQLite).
@@ -35,20 +42,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Scenario {
-    /// N concurrent users send a message and read its stream to the end, through the app and
-    /// straight to the model server, in the same run.
-    Relay {
-        #[arg(long, default_value_t = 100)]
-        users: usize,
-        #[arg(long, default_value_t = 200)]
-        tokens: usize,
-        /// Model speed in tokens per second (0: as fast as it can).
-        #[arg(long, default_value_t = 0.0)]
-        rate: f64,
-        /// A real model server's base URL (e.g. http://127.0.0.1:8080/v1) instead of the fake.
-        #[arg(long)]
-        model_url: Option<String>,
-    },
+    /// N concurrent users send a message and read its stream to the end, through the app (or
+    /// nginx in front of it) and straight to the model server, in the same run.
+    Relay(RelayArgs),
     /// S concurrent slow streams held open: app memory per stream and CPU.
     Streams {
         #[arg(long, default_value_t = 1000)]
@@ -74,28 +70,48 @@ enum Scenario {
     Footprint,
 }
 
+#[derive(Args)]
+struct RelayArgs {
+    #[arg(long, default_value_t = 100)]
+    users: usize,
+    #[arg(long, default_value_t = 200)]
+    tokens: usize,
+    /// Model speed in tokens per second (0: as fast as it can).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// A real model server's base URL (e.g. http://127.0.0.1:8080/v1) instead of the fake.
+    #[arg(long)]
+    model_url: Option<String>,
+    /// Start the users this many milliseconds apart instead of all at once: with a slow enough
+    /// model, each send then meets the streams already in flight rather than a burst of sends.
+    #[arg(long, default_value_t = 0.0)]
+    stagger_ms: f64,
+    /// Go through nginx running the repository's nginx.conf in front of the app.
+    #[arg(long)]
+    nginx: bool,
+    /// Alternate direct and through-the-app rounds this many times (a real model's speed
+    /// drifts; alternating spreads the drift over both sides).
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .canonicalize()?;
-    let binary = cli
-        .app_bin
-        .clone()
-        .unwrap_or_else(|| app_process::default_binary(&repo));
+    let binary = match cli.app_bin.clone() {
+        Some(path) => path,
+        None => app_process::default_binary()?,
+    };
     let bench = Bench {
         repo,
         binary,
         postgres: cli.postgres.clone(),
     };
     let result = match cli.scenario {
-        Scenario::Relay {
-            users,
-            tokens,
-            rate,
-            model_url,
-        } => bench.relay(users, tokens, rate, model_url).await?,
+        Scenario::Relay(args) => bench.relay(args).await?,
         Scenario::Streams { count, seconds } => bench.streams(count, seconds).await?,
         Scenario::Pages {
             messages,
@@ -124,7 +140,12 @@ struct Bench {
 }
 
 impl Bench {
-    async fn app(&self, model_url: String, max_concurrent: usize) -> anyhow::Result<AppProcess> {
+    async fn app(
+        &self,
+        model_url: String,
+        max_concurrent: usize,
+        max_tokens: usize,
+    ) -> anyhow::Result<AppProcess> {
         let database_url = match &self.postgres {
             Some(server) => Some(fresh_postgres_database(server).await?),
             None => None,
@@ -135,29 +156,62 @@ impl Bench {
             model_url,
             database_url,
             max_concurrent,
+            max_tokens,
         })
         .await
     }
 
-    async fn relay(
-        &self,
-        users: usize,
-        tokens: usize,
-        rate: f64,
-        model_url: Option<String>,
-    ) -> anyhow::Result<Value> {
-        let model_url = match model_url {
-            Some(url) => url,
-            None => format!(
-                "http://{}/v1",
-                fake_lm::start(FakeModel { tokens, rate }).await?
-            ),
+    async fn relay(&self, args: RelayArgs) -> anyhow::Result<Value> {
+        let RelayArgs {
+            users,
+            tokens,
+            rate,
+            model_url,
+            stagger_ms,
+            nginx,
+            rounds,
+        } = args;
+        let stagger = Duration::from_secs_f64(stagger_ms.max(0.0) / 1000.0);
+        // The fake's reply is known, so lost or duplicated text is checked exactly; a real model's
+        // text is checked for being non-empty, and its tokens are counted by its own tokenizer.
+        let (model_url, expected) = match model_url {
+            Some(url) => (url, None),
+            None => {
+                let fake = fake_lm::start(FakeModel {
+                    tokens,
+                    rate,
+                    text: Text::Numbered,
+                })
+                .await?;
+                (
+                    format!("http://{fake}/v1"),
+                    Some(Text::Numbered.reply(tokens)),
+                )
+            }
         };
-        let expected = model_url_is_fake(&model_url, tokens);
-        let app = self.app(model_url.clone(), users).await?;
+        let app = self.app(model_url.clone(), users, tokens).await?;
+        let proxy = match nginx {
+            true => Some(Nginx::start(&self.repo, &app.base).await?),
+            false => None,
+        };
+        let front = proxy.as_ref().map_or(&app.base, |p| &p.base).clone();
 
-        let direct = run_concurrently(users, |_| direct_stream(model_url.clone())).await?;
-        let via_app = run_concurrently(users, |_| app_stream(app.base.clone())).await?;
+        let (mut direct, mut via_app) = (Vec::new(), Vec::new());
+        for _ in 0..rounds.max(1) {
+            direct.extend(
+                run_concurrently(users, stagger, |start| {
+                    direct_stream(model_url.clone(), tokens, start)
+                })
+                .await?,
+            );
+            via_app.extend(
+                run_concurrently(users, stagger, |start| app_stream(front.clone(), start)).await?,
+            );
+        }
+        if expected.is_none() {
+            count_tokens_by_model(&model_url, &mut direct).await?;
+            count_tokens_by_model(&model_url, &mut via_app).await?;
+        }
         let lost_or_duplicated = match &expected {
             Some(text) => via_app.iter().filter(|r| &r.text != text).count(),
             None => via_app.iter().filter(|r| r.text.is_empty()).count(),
@@ -168,12 +222,22 @@ impl Bench {
             json!({"ttft_p50_ms": percentile(&ttft, 50.0), "ttft_p99_ms": percentile(&ttft, 99.0),
                    "tokens_per_s_p50": percentile(&tps, 50.0), "tokens_per_s_p99_low": percentile(&tps, 1.0)})
         };
-        let (d, a) = (summary(&direct), summary(&via_app));
+        let (d, mut a) = (summary(&direct), summary(&via_app));
+        let sent: Vec<f64> = via_app.iter().filter_map(|r| r.sent.map(ms)).collect();
+        a["send_p50_ms"] = json!(percentile(&sent, 50.0));
+        a["send_p99_ms"] = json!(percentile(&sent, 99.0));
         let overhead =
             a["ttft_p50_ms"].as_f64().unwrap_or(0.0) - d["ttft_p50_ms"].as_f64().unwrap_or(0.0);
         let ratio = a["tokens_per_s_p50"].as_f64().unwrap_or(0.0)
             / d["tokens_per_s_p50"].as_f64().unwrap_or(1.0);
-        eprintln!("relay: {users} users, {tokens} tokens at {rate} tok/s");
+        let path = if nginx {
+            "nginx and the app"
+        } else {
+            "the app"
+        };
+        eprintln!(
+            "relay: {users} users {stagger_ms} ms apart, {tokens} tokens at {rate} tok/s, through {path}"
+        );
         eprintln!(
             "  direct  ttft p50 {:>8.2} ms  p99 {:>8.2} ms  tok/s p50 {:>10.0}",
             d["ttft_p50_ms"].as_f64().unwrap_or(0.0),
@@ -187,6 +251,11 @@ impl Bench {
             a["tokens_per_s_p50"].as_f64().unwrap_or(0.0)
         );
         eprintln!(
+            "  app     send p50 {:>8.2} ms  p99 {:>8.2} ms (the POST answered)",
+            a["send_p50_ms"].as_f64().unwrap_or(0.0),
+            a["send_p99_ms"].as_f64().unwrap_or(0.0),
+        );
+        eprintln!(
             "  overhead ttft p50 {overhead:.2} ms, tokens/s ratio {ratio:.3}, lost or duplicated: {lost_or_duplicated}"
         );
         ensure!(
@@ -194,7 +263,7 @@ impl Bench {
             "{lost_or_duplicated} replies arrived with lost or duplicated text"
         );
         Ok(
-            json!({"scenario": "relay", "users": users, "tokens": tokens, "rate": rate, "direct": d, "app": a,
+            json!({"scenario": "relay", "users": users, "rounds": rounds, "tokens": tokens, "rate": rate, "stagger_ms": stagger_ms, "nginx": nginx, "direct": d, "app": a,
                   "ttft_overhead_p50_ms": overhead, "tokens_per_s_ratio": ratio, "lost_or_duplicated": lost_or_duplicated}),
         )
     }
@@ -204,9 +273,10 @@ impl Bench {
         let fake = fake_lm::start(FakeModel {
             tokens: 100_000,
             rate: 1.0,
+            text: Text::Numbered,
         })
         .await?;
-        let app = self.app(format!("http://{fake}/v1"), count).await?;
+        let app = self.app(format!("http://{fake}/v1"), count, 1000).await?;
         let idle = app.rss();
         let mut open = Vec::with_capacity(count);
         for _ in 0..count {
@@ -240,11 +310,12 @@ impl Bench {
         seconds: u64,
     ) -> anyhow::Result<Value> {
         let fake = fake_lm::start(FakeModel {
-            tokens: 20,
+            tokens: REALISTIC_REPLY_TOKENS,
             rate: 0.0,
+            text: Text::Markdown,
         })
         .await?;
-        let app = self.app(format!("http://{fake}/v1"), 4).await?;
+        let app = self.app(format!("http://{fake}/v1"), 4, 1000).await?;
         let (client, chat) = seed_chat(&app.base, messages).await?;
         let url = format!("{}/chats/{chat}", app.base);
         let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -288,11 +359,12 @@ impl Bench {
 
     async fn growth(&self, sizes: &[usize]) -> anyhow::Result<Value> {
         let fake = fake_lm::start(FakeModel {
-            tokens: 5,
+            tokens: REALISTIC_REPLY_TOKENS,
             rate: 0.0,
+            text: Text::Markdown,
         })
         .await?;
-        let app = self.app(format!("http://{fake}/v1"), 4).await?;
+        let app = self.app(format!("http://{fake}/v1"), 4, 1000).await?;
         let mut rows = Vec::new();
         for &size in sizes {
             let (client, chat) = seed_chat(&app.base, size).await?;
@@ -320,11 +392,12 @@ impl Bench {
 
     async fn footprint(&self) -> anyhow::Result<Value> {
         let fake = fake_lm::start(FakeModel {
-            tokens: 5,
+            tokens: REALISTIC_REPLY_TOKENS,
             rate: 0.0,
+            text: Text::Markdown,
         })
         .await?;
-        let app = self.app(format!("http://{fake}/v1"), 4).await?;
+        let app = self.app(format!("http://{fake}/v1"), 4, 1000).await?;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let rss = app.rss();
         eprintln!(
@@ -339,14 +412,35 @@ impl Bench {
 }
 
 /// The text the fake model sends, when the URL is the fake's (a real model's text is unknown).
-fn model_url_is_fake(url: &str, tokens: usize) -> Option<String> {
-    url.starts_with("http://127.0.0.1:")
-        .then(|| fake_lm::reply_text(tokens))
+/// Counts each run's tokens with the model server's own tokenizer (llama-server's `/tokenize`),
+/// the same way for both paths: events through the app carry several tokens each.
+async fn count_tokens_by_model(model_url: &str, runs: &mut [StreamRun]) -> anyhow::Result<()> {
+    let root = model_url.trim_end_matches('/').trim_end_matches("/v1");
+    let client = reqwest::Client::new();
+    for run in runs {
+        let answer: Value = client
+            .post(format!("{root}/tokenize"))
+            .json(&json!({"content": run.text}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        run.tokens = answer["tokens"]
+            .as_array()
+            .context("/tokenize answered without tokens")?
+            .len();
+    }
+    Ok(())
 }
 
 struct StreamRun {
+    /// Through the app: when the send (the form POST) was answered.
+    sent: Option<Duration>,
     first_token: Duration,
-    total: Duration,
+    /// When the last piece of text arrived (not the end of the stream: through the app, `done`
+    /// also waits for the reply to be saved).
+    last_token: Duration,
     /// Model tokens received: content chunks straight from the model; through the app, where
     /// several tokens share one event, the fake's `" t{i}"` pieces counted in the text (or the
     /// events, for a real model).
@@ -356,7 +450,7 @@ struct StreamRun {
 
 impl StreamRun {
     fn tokens_per_second(&self) -> f64 {
-        let streaming = (self.total - self.first_token).as_secs_f64();
+        let streaming = (self.last_token - self.first_token).as_secs_f64();
         if streaming <= 0.0 {
             f64::INFINITY
         } else {
@@ -365,12 +459,39 @@ impl StreamRun {
     }
 }
 
-async fn run_concurrently<F, Fut>(n: usize, make: F) -> anyhow::Result<Vec<StreamRun>>
+/// When a user starts: all together at a barrier (after each has prepared its client and chat),
+/// then after its own delay.
+struct Start {
+    barrier: Arc<Barrier>,
+    delay: Duration,
+}
+
+impl Start {
+    async fn wait(self) {
+        self.barrier.wait().await;
+        tokio::time::sleep(self.delay).await;
+    }
+}
+
+/// Runs `n` users, started as [`Start`] says, through the app or direct alike.
+async fn run_concurrently<F, Fut>(
+    n: usize,
+    stagger: Duration,
+    make: F,
+) -> anyhow::Result<Vec<StreamRun>>
 where
-    F: Fn(usize) -> Fut,
+    F: Fn(Start) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<StreamRun>> + Send + 'static,
 {
-    let handles: Vec<_> = (0..n).map(|i| tokio::spawn(make(i))).collect();
+    let barrier = Arc::new(Barrier::new(n));
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            tokio::spawn(make(Start {
+                barrier: barrier.clone(),
+                delay: stagger * i as u32,
+            }))
+        })
+        .collect();
     let mut runs = Vec::with_capacity(n);
     for handle in handles {
         runs.push(handle.await??);
@@ -388,12 +509,17 @@ fn browser() -> reqwest::Client {
 }
 
 /// A streamed completion straight from the model server, timed like a browser would see it.
-async fn direct_stream(model_url: String) -> anyhow::Result<StreamRun> {
+async fn direct_stream(
+    model_url: String,
+    max_tokens: usize,
+    start: Start,
+) -> anyhow::Result<StreamRun> {
     let client = reqwest::Client::builder().tcp_nodelay(true).build()?;
+    start.wait().await;
     let started = Instant::now();
     let response = client
         .post(format!("{model_url}/chat/completions"))
-        .json(&json!({"model": "bench", "messages": [{"role": "user", "content": "Hello"}], "stream": true,
+        .json(&json!({"model": "bench", "messages": [{"role": "user", "content": "Hello"}], "stream": true, "max_tokens": max_tokens,
                       "stream_options": {"include_usage": true}}))
         .send()
         .await?;
@@ -403,7 +529,7 @@ async fn direct_stream(model_url: String) -> anyhow::Result<StreamRun> {
         response.status()
     );
     let mut events = response.bytes_stream().eventsource();
-    let (mut first, mut text, mut pieces) = (None, String::new(), 0);
+    let (mut first, mut last, mut text, mut pieces) = (None, Duration::ZERO, String::new(), 0);
     while let Some(event) = events.next().await {
         let event = event.map_err(|e| anyhow::anyhow!("{e}"))?;
         if event.data == "[DONE]" {
@@ -412,13 +538,15 @@ async fn direct_stream(model_url: String) -> anyhow::Result<StreamRun> {
         let chunk: Value = serde_json::from_str(&event.data)?;
         if let Some(piece) = chunk["choices"][0]["delta"]["content"].as_str() {
             first.get_or_insert_with(|| started.elapsed());
+            last = started.elapsed();
             text.push_str(piece);
             pieces += 1;
         }
     }
     Ok(StreamRun {
+        sent: None,
         first_token: first.context("no token")?,
-        total: started.elapsed(),
+        last_token: last,
         tokens: pieces,
         text,
     })
@@ -426,11 +554,13 @@ async fn direct_stream(model_url: String) -> anyhow::Result<StreamRun> {
 
 /// Through the app, as a browser without htmx would: create a chat, send a message, read its
 /// stream. The clock starts when the message is sent.
-async fn app_stream(base: String) -> anyhow::Result<StreamRun> {
+async fn app_stream(base: String, start: Start) -> anyhow::Result<StreamRun> {
     let client = browser();
     let chat = create_chat(&client, &base).await?;
+    start.wait().await;
     let started = Instant::now();
     let reply = send_message(&client, &base, &chat, "Hello").await?;
+    let sent = started.elapsed();
     let response = client
         .get(format!("{base}/chats/{chat}/messages/{reply}/stream"))
         .send()
@@ -441,7 +571,7 @@ async fn app_stream(base: String) -> anyhow::Result<StreamRun> {
         response.status()
     );
     let mut events = response.bytes_stream().eventsource();
-    let (mut first, mut text, mut pieces) = (None, String::new(), 0);
+    let (mut first, mut last, mut text, mut pieces) = (None, Duration::ZERO, String::new(), 0);
     while let Some(event) = events.next().await {
         let event = event.map_err(|e| anyhow::anyhow!("{e}"))?;
         if std::env::var_os("BENCH_TRACE").is_some() {
@@ -455,6 +585,7 @@ async fn app_stream(base: String) -> anyhow::Result<StreamRun> {
         match event.event.as_str() {
             "token" => {
                 first.get_or_insert_with(|| started.elapsed());
+                last = started.elapsed();
                 text.push_str(&unescape_token(&event.data));
                 pieces += 1;
             }
@@ -465,8 +596,9 @@ async fn app_stream(base: String) -> anyhow::Result<StreamRun> {
     }
     let fake_pieces = text.matches(" t").count();
     Ok(StreamRun {
+        sent: Some(sent),
         first_token: first.context("no token")?,
-        total: started.elapsed(),
+        last_token: last,
         tokens: if fake_pieces > 0 { fake_pieces } else { pieces },
         text,
     })

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::{
     AppState,
     error::{AppError, AppResult},
-    render::markdown_to_html,
+    render::{Templates, escape_html},
     session::Session,
     store::{self, Role, Status, chat, message},
 };
@@ -39,11 +39,11 @@ pub struct MessageView {
 }
 
 impl MessageView {
-    pub fn from_model(message: &message::Model) -> Self {
+    pub fn from_model(templates: &Templates, message: &message::Model) -> Self {
         let html = match (message.role, message.status) {
-            (Role::Assistant, Status::Streaming) => crate::render::escape_html(&message.content),
-            (Role::Assistant, _) => markdown_to_html(&message.content),
-            _ => crate::render::escape_html(&message.content),
+            (Role::Assistant, Status::Streaming) => escape_html(&message.content),
+            (Role::Assistant, _) => templates.finished_reply_html(message.id, &message.content),
+            _ => escape_html(&message.content),
         };
         Self {
             id: message.id.to_string(),
@@ -59,6 +59,7 @@ impl MessageView {
     /// The body of a reply that just ended, for the stream's `done` event. It is the chat's
     /// latest message, so it offers Regenerate/Retry.
     pub fn final_reply(
+        templates: &Templates,
         chat_id: Uuid,
         message_id: Uuid,
         text: &str,
@@ -70,7 +71,7 @@ impl MessageView {
             chat_id: chat_id.to_string(),
             role: Role::Assistant,
             status,
-            html: markdown_to_html(text),
+            html: templates.finished_reply_html(message_id, text),
             error: error.map(str::to_owned),
             can_regenerate: true,
         }
@@ -173,7 +174,7 @@ pub async fn show(
     let mut messages: Vec<MessageView> = messages
         .iter()
         .filter(|m| m.role != Role::System)
-        .map(MessageView::from_model)
+        .map(|m| MessageView::from_model(&state.templates, m))
         .collect();
     let streaming = messages.iter().any(|m| m.status == Status::Streaming);
     if let Some(last) = messages.last_mut() {

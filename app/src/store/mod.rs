@@ -9,7 +9,7 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
     DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
-    sea_query::Expr,
+    sea_query::{Expr, Query},
 };
 use uuid::Uuid;
 
@@ -77,10 +77,11 @@ impl ReplyEnd {
 impl Store {
     /// Connects to SQLite or PostgreSQL. For SQLite: WAL so readers never wait for the writer, a
     /// busy timeout instead of "database is locked", and enforced foreign keys (cascades).
-    pub async fn connect(url: &str) -> Result<Self, DbErr> {
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, DbErr> {
         let mut options = ConnectOptions::new(url.to_owned());
         options
             .sqlx_logging(false)
+            .max_connections(max_connections)
             .connect_timeout(Duration::from_secs(5))
             .acquire_timeout(Duration::from_secs(5))
             .map_sqlx_sqlite_opts(|o| {
@@ -89,6 +90,9 @@ impl Store {
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true)
+                    // A page's rows reach the request in one hand-over instead of a thread
+                    // wake-up every 50 rows (the default), which dominated page renders.
+                    .row_buffer_size(256)
             });
         let db = Database::connect(options).await?;
         Ok(Self { db })
@@ -183,36 +187,50 @@ impl Store {
         first_message: Option<&str>,
     ) -> Result<NewChat, DbErr> {
         let now = Utc::now();
+        let title = first_message.map_or_else(|| DEFAULT_TITLE.to_owned(), title_from);
         let txn = self.db.begin().await?;
         let chat = chat::ActiveModel {
             id: Set(Uuid::now_v7()),
             session_id: Set(session_id.to_owned()),
-            title: Set(DEFAULT_TITLE.to_owned()),
+            title: Set(title),
             created_at: Set(now),
             updated_at: Set(now),
         }
         .insert(&txn)
         .await?;
-        let mut messages = Vec::new();
+        let mut rows = Vec::new();
         if let Some(greeting) = greeting.filter(|g| !g.trim().is_empty()) {
-            messages.push(
-                insert_message(&txn, &chat, 1, Role::Assistant, greeting, Status::Complete).await?,
-            );
+            rows.push(new_message(
+                &chat,
+                1,
+                Role::Assistant,
+                greeting,
+                Status::Complete,
+            ));
         }
-        let mut chat = chat;
-        let mut reply = None;
         if let Some(content) = first_message {
-            chat = name_chat_after_first_message(&txn, chat, content).await?;
-            let seq = messages.len() as i64 + 1;
-            messages.push(
-                insert_message(&txn, &chat, seq, Role::User, content, Status::Complete).await?,
-            );
-            reply = Some(
-                insert_message(&txn, &chat, seq + 1, Role::Assistant, "", Status::Streaming)
-                    .await?,
-            );
+            let seq = rows.len() as i64 + 1;
+            rows.push(new_message(
+                &chat,
+                seq,
+                Role::User,
+                content,
+                Status::Complete,
+            ));
+            rows.push(new_message(
+                &chat,
+                seq + 1,
+                Role::Assistant,
+                "",
+                Status::Streaming,
+            ));
         }
+        let mut messages = insert_messages(&txn, rows).await?;
         txn.commit().await?;
+        let reply = match first_message {
+            Some(_) => messages.pop(),
+            None => None,
+        };
         Ok(NewChat {
             chat,
             messages,
@@ -283,19 +301,37 @@ impl Store {
         chat_id: Uuid,
         content: &str,
     ) -> Result<NewReply, DbErr> {
+        // Few statements on purpose: SQLite holds its one write lock from the first UPDATE to the
+        // commit, so every round trip here delays every other send (see BENCHMARKS.md).
         let txn = self.db.begin().await?;
-        let Some(chat) = lock_chat(&txn, session_id, chat_id).await? else {
+        let Some(mut chat) = lock_chat(&txn, session_id, chat_id).await? else {
             return Ok(NewReply::NoSuchChat);
         };
-        if reply_in_progress(&txn, chat_id).await? {
+        let state = chat_state(&txn, chat_id).await?;
+        if state.reply_in_progress {
             return Ok(NewReply::Busy);
         }
-        let seq = next_seq(&txn, chat_id).await?;
-        let chat = name_chat_after_first_message(&txn, chat, content).await?;
-        let user = insert_message(&txn, &chat, seq, Role::User, content, Status::Complete).await?;
-        let reply =
-            insert_message(&txn, &chat, seq + 1, Role::Assistant, "", Status::Streaming).await?;
+        if chat.title == DEFAULT_TITLE && !state.has_user_message {
+            chat.title = title_from(content);
+            chat::Entity::update_many()
+                .col_expr(chat::Column::Title, Expr::value(chat.title.clone()))
+                .filter(chat::Column::Id.eq(chat.id))
+                .exec(&txn)
+                .await?;
+        }
+        let seq = state.last_seq + 1;
+        let mut inserted = insert_messages(
+            &txn,
+            vec![
+                new_message(&chat, seq, Role::User, content, Status::Complete),
+                new_message(&chat, seq + 1, Role::Assistant, "", Status::Streaming),
+            ],
+        )
+        .await?;
         txn.commit().await?;
+        let (Some(reply), Some(user)) = (inserted.pop(), inserted.pop()) else {
+            return Err(DbErr::RecordNotInserted);
+        };
         Ok(NewReply::Started {
             user: Some(Box::new(user)),
             reply: Box::new(reply),
@@ -308,21 +344,24 @@ impl Store {
         let Some(chat) = lock_chat(&txn, session_id, chat_id).await? else {
             return Ok(NewReply::NoSuchChat);
         };
-        if reply_in_progress(&txn, chat_id).await? {
+        let state = chat_state(&txn, chat_id).await?;
+        if state.reply_in_progress {
             return Ok(NewReply::Busy);
         }
-        let has_user_message = message::Entity::find()
-            .filter(message::Column::ChatId.eq(chat_id))
-            .filter(message::Column::Role.eq(Role::User))
-            .one(&txn)
-            .await?
-            .is_some();
-        if !has_user_message {
+        if !state.has_user_message {
             return Ok(NewReply::NothingToAnswer);
         }
-        let seq = next_seq(&txn, chat_id).await?;
-        let reply =
-            insert_message(&txn, &chat, seq, Role::Assistant, "", Status::Streaming).await?;
+        let row = new_message(
+            &chat,
+            state.last_seq + 1,
+            Role::Assistant,
+            "",
+            Status::Streaming,
+        );
+        let reply = insert_messages(&txn, vec![row])
+            .await?
+            .pop()
+            .ok_or(DbErr::RecordNotInserted)?;
         txn.commit().await?;
         Ok(NewReply::Started {
             user: None,
@@ -419,79 +458,76 @@ impl Store {
     }
 }
 
-async fn reply_in_progress(txn: &impl ConnectionTrait, chat_id: Uuid) -> Result<bool, DbErr> {
-    Ok(message::Entity::find()
-        .filter(message::Column::ChatId.eq(chat_id))
-        .filter(message::Column::Status.eq(Status::Streaming))
-        .one(txn)
-        .await?
-        .is_some())
-}
-
 /// Marks the chat active now and returns it. Updating first takes the chat's row lock (PostgreSQL)
-/// or the write lock (SQLite), so writers to one chat are serialised and `next_seq` is safe.
+/// or the write lock (SQLite), so writers to one chat are serialised and the next `seq` is safe.
 async fn lock_chat(
     txn: &impl ConnectionTrait,
     session_id: &str,
     chat_id: Uuid,
 ) -> Result<Option<chat::Model>, DbErr> {
-    let updated = chat::Entity::update_many()
+    Ok(chat::Entity::update_many()
         .col_expr(chat::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(chat::Column::Id.eq(chat_id))
         .filter(chat::Column::SessionId.eq(session_id))
-        .exec(txn)
-        .await?;
-    if updated.rows_affected == 0 {
-        return Ok(None);
-    }
-    chat::Entity::find_by_id(chat_id).one(txn).await
+        .exec_with_returning(txn)
+        .await?
+        .pop())
 }
 
-async fn next_seq(txn: &impl ConnectionTrait, chat_id: Uuid) -> Result<i64, DbErr> {
-    let max: Option<Option<i64>> = message::Entity::find()
-        .select_only()
-        .column_as(message::Column::Seq.max(), "max_seq")
-        .filter(message::Column::ChatId.eq(chat_id))
-        .into_tuple()
-        .one(txn)
-        .await?;
-    Ok(max.flatten().unwrap_or(0) + 1)
+/// What adding to a chat needs to know about its messages.
+struct ChatState {
+    last_seq: i64,
+    reply_in_progress: bool,
+    has_user_message: bool,
 }
 
-/// A chat still called [`DEFAULT_TITLE`] with no user message yet takes its title from the start
-/// of its first user message.
-async fn name_chat_after_first_message(
-    txn: &impl ConnectionTrait,
-    mut chat: chat::Model,
-    content: &str,
-) -> Result<chat::Model, DbErr> {
-    if chat.title != DEFAULT_TITLE {
-        return Ok(chat);
-    }
-    let earlier_user_message = message::Entity::find()
-        .filter(message::Column::ChatId.eq(chat.id))
-        .filter(message::Column::Role.eq(Role::User))
-        .one(txn)
-        .await?;
-    if earlier_user_message.is_none() {
-        chat.title = title_from(content);
-        chat::Entity::update_many()
-            .col_expr(chat::Column::Title, Expr::value(chat.title.clone()))
-            .filter(chat::Column::Id.eq(chat.id))
-            .exec(txn)
-            .await?;
-    }
-    Ok(chat)
+/// One statement of three sub-queries, each an index seek (`(chat_id, seq)`, `(status, chat_id)`),
+/// so its cost does not grow with the chat's history.
+async fn chat_state(txn: &impl ConnectionTrait, chat_id: Uuid) -> Result<ChatState, DbErr> {
+    let messages_where = |condition: sea_orm::sea_query::SimpleExpr| {
+        Query::select()
+            .expr(Expr::val(1))
+            .from(message::Entity)
+            .and_where(message::Column::ChatId.eq(chat_id))
+            .and_where(condition)
+            .to_owned()
+    };
+    let last_seq = Query::select()
+        .expr(message::Column::Seq.max())
+        .from(message::Entity)
+        .and_where(message::Column::ChatId.eq(chat_id))
+        .to_owned();
+    let query = Query::select()
+        .expr_as(Expr::SubQuery(None, Box::new(last_seq.into())), "last_seq")
+        .expr_as(
+            Expr::exists(messages_where(
+                message::Column::Status.eq(Status::Streaming),
+            )),
+            "reply_in_progress",
+        )
+        .expr_as(
+            Expr::exists(messages_where(message::Column::Role.eq(Role::User))),
+            "has_user_message",
+        )
+        .to_owned();
+    let row = txn
+        .query_one(&query)
+        .await?
+        .ok_or_else(|| DbErr::Custom("the chat state query returned no row".into()))?;
+    Ok(ChatState {
+        last_seq: row.try_get::<Option<i64>>("", "last_seq")?.unwrap_or(0),
+        reply_in_progress: row.try_get("", "reply_in_progress")?,
+        has_user_message: row.try_get("", "has_user_message")?,
+    })
 }
 
-async fn insert_message(
-    txn: &impl ConnectionTrait,
+fn new_message(
     chat: &chat::Model,
     seq: i64,
     role: Role,
     content: &str,
     status: Status,
-) -> Result<message::Model, DbErr> {
+) -> message::ActiveModel {
     let now = Utc::now();
     message::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -508,8 +544,22 @@ async fn insert_message(
         created_at: Set(now),
         updated_at: Set(now),
     }
-    .insert(txn)
-    .await
+}
+
+/// Inserts messages in one statement and returns them in `seq` order.
+async fn insert_messages(
+    txn: &impl ConnectionTrait,
+    rows: Vec<message::ActiveModel>,
+) -> Result<Vec<message::Model>, DbErr> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut inserted = message::Entity::insert_many(rows)
+        .exec_with_returning(txn)
+        .await?;
+    // RETURNING promises no order on SQLite.
+    inserted.sort_by_key(|m| m.seq);
+    Ok(inserted)
 }
 
 /// The first words of a message, on one line, at most about 60 characters.

@@ -112,7 +112,7 @@ impl TestApp {
         let server = tokio::spawn(app::serve_on(listener, state.clone(), async {
             let _ = rx.await;
         }));
-        let store = Store::connect(config.database_url.as_deref().unwrap())
+        let store = Store::connect(config.database_url.as_deref().unwrap(), 2)
             .await
             .unwrap();
         TestApp {
