@@ -4,6 +4,17 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{ArgAction, Parser};
 
+use crate::limits::{Rate, RateLimitSettings};
+
+/// `on`/`off` as well as `true`/`false`, as operators write it.
+fn parse_on_off(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" | "yes" => Ok(true),
+        "off" | "false" | "0" | "no" => Ok(false),
+        _ => Err(format!("`{text}` is not on or off")),
+    }
+}
+
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "app",
@@ -109,6 +120,36 @@ pub struct Config {
     #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 32 * 1024)]
     pub max_message_bytes: usize,
 
+    /// Rate limits on sends and chat creation (`off` turns them all off).
+    #[arg(long, env = "RATE_LIMITS", action = ArgAction::Set, default_value_t = true, value_parser = parse_on_off)]
+    pub rate_limits: bool,
+
+    /// Messages (and regenerations) one session may send: the whole amount at once, then evenly
+    /// over the period.
+    #[arg(long, env = "SEND_RATE_PER_SESSION", default_value = "20/min")]
+    pub send_rate_per_session: Rate,
+
+    /// Messages one client address may send, across its sessions.
+    #[arg(long, env = "SEND_RATE_PER_ADDRESS", default_value = "120/min")]
+    pub send_rate_per_address: Rate,
+
+    /// Chats one session may create.
+    #[arg(long, env = "CHAT_RATE_PER_SESSION", default_value = "10/min")]
+    pub chat_rate_per_session: Rate,
+
+    /// Chats one client address may create, across its sessions.
+    #[arg(long, env = "CHAT_RATE_PER_ADDRESS", default_value = "60/min")]
+    pub chat_rate_per_address: Rate,
+
+    /// Reply streams one session may hold open at once.
+    #[arg(long, env = "MAX_STREAMS_PER_SESSION", default_value_t = 8)]
+    pub max_streams_per_session: usize,
+
+    /// Take the client address from `X-Real-IP` (set by our nginx.conf). Only behind a proxy
+    /// that sets it: otherwise clients could choose their own address.
+    #[arg(long, env = "TRUST_PROXY_HEADERS", action = ArgAction::Set, default_value_t = false)]
+    pub trust_proxy_headers: bool,
+
     /// Where the minijinja templates are.
     #[arg(long, env = "TEMPLATE_DIR", default_value = "templates")]
     pub template_dir: PathBuf,
@@ -124,6 +165,14 @@ pub struct Config {
 }
 
 impl Config {
+    pub fn rate_limit_settings(&self) -> Option<RateLimitSettings> {
+        self.rate_limits.then_some(RateLimitSettings {
+            sends_per_session: self.send_rate_per_session,
+            sends_per_address: self.send_rate_per_address,
+            chats_per_session: self.chat_rate_per_session,
+            chats_per_address: self.chat_rate_per_address,
+        })
+    }
     /// The database to use: `DATABASE_URL`, or an SQLite file in the data directory.
     pub fn database_url(&self) -> String {
         match &self.database_url {

@@ -19,6 +19,15 @@ pub enum AppError {
     TooLarge(String),
     #[error("{0}")]
     Conflict(String),
+    /// Too many requests of one kind in a short time: 429 with `Retry-After`.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after: std::time::Duration,
+    },
+    /// A state-changing request from another site (CSRF).
+    #[error("{0}")]
+    Forbidden(String),
     /// Temporarily unable (shutting down, ...): worth retrying.
     #[error("{0}")]
     Unavailable(String),
@@ -44,6 +53,8 @@ impl AppError {
             AppError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::DatabaseUnavailable(_) | AppError::Unavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -90,6 +101,12 @@ impl IntoResponse for AppError {
             }
         };
         let mut response = (status, message.clone()).into_response();
+        if let AppError::RateLimited { retry_after, .. } = &self {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(retry_after.as_secs().max(1)),
+            );
+        }
         response
             .extensions_mut()
             .insert(ErrorInfo { status, message });

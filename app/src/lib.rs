@@ -4,6 +4,7 @@
 pub mod config;
 pub mod error;
 pub mod generation;
+pub mod limits;
 pub mod lm;
 pub mod render;
 pub mod routes;
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::Config,
     generation::{GenerationSettings, Generations},
+    limits::{RateLimits, StreamSlots},
     lm::{LmClient, LmSettings},
     render::Templates,
     session::SessionConfig,
@@ -38,6 +40,8 @@ pub struct AppState {
     pub generations: Generations,
     /// Cancelled when in-flight replies have been saved at shutdown: open streams end then.
     pub closing: CancellationToken,
+    pub rate_limits: RateLimits,
+    pub stream_slots: StreamSlots,
 }
 
 impl FromRef<AppState> for SessionConfig {
@@ -107,7 +111,11 @@ impl AppState {
                 history_limit: 500,
             },
         );
+        let rate_limits = RateLimits::new(config.rate_limit_settings());
+        let stream_slots = StreamSlots::new(config.max_streams_per_session);
         Ok(Self {
+            rate_limits,
+            stream_slots,
             sessions: SessionConfig {
                 key,
                 secure: config.cookie_secure,
@@ -157,6 +165,19 @@ pub async fn serve_on(
             closing.cancel();
         })
     };
+    // Rate-limit allowances that are full again are forgotten, so memory follows recent use.
+    let forget_idle = {
+        let (limits, stopping) = (state.rate_limits.clone(), stopping.clone());
+        tokio::spawn(async move {
+            let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = every_minute.tick() => limits.forget_idle(),
+                    _ = stopping.cancelled() => break,
+                }
+            }
+        })
+    };
     let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let graceful = stopping.clone();
     // Small writes (a token event) go out at once instead of waiting for the previous one's ACK.
@@ -169,6 +190,7 @@ pub async fn serve_on(
         .with_graceful_shutdown(async move { graceful.cancelled().await })
         .await?;
     drain.await?;
+    forget_idle.await?;
     tracing::info!("server stopped");
     Ok(())
 }

@@ -11,12 +11,13 @@ use uuid::Uuid;
 use crate::{
     AppState,
     error::{AppError, AppResult},
+    limits::Action,
     render::{Templates, escape_html},
     session::Session,
     store::{self, Role, Status, chat, message},
 };
 
-use super::{Htmx, parse_id, redirect, render, validate_message};
+use super::{ClientAddress, Htmx, parse_id, redirect, render, validate_message};
 
 /// Chats listed in the sidebar and on the home page.
 const CHATS_LISTED: u64 = 200;
@@ -206,12 +207,21 @@ pub struct CreateForm {
 pub async fn create(
     State(state): State<AppState>,
     session: Session,
+    ClientAddress(address): ClientAddress,
     Htmx(htmx): Htmx,
     Form(form): Form<CreateForm>,
 ) -> AppResult<Response> {
     let first_message = (!form.content.trim().is_empty()).then_some(form.content.as_str());
     if let Some(content) = first_message {
         validate_message(content, state.config.max_message_bytes)?;
+    }
+    state
+        .rate_limits
+        .check(Action::CreateChat, &session.id, address)?;
+    if first_message.is_some() {
+        state
+            .rate_limits
+            .check(Action::Send, &session.id, address)?;
     }
     let greeting = Some(state.config.greeting.as_str());
     let new_chat = state

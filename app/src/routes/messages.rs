@@ -11,7 +11,7 @@ use axum::{
         sse::{Event, KeepAlive, Sse},
     },
 };
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -21,12 +21,15 @@ use crate::{
     AppState,
     error::{AppError, AppResult},
     generation::{Phase, Reply, ReplyState},
+    limits::Action,
     render::escape_html,
     session::Session,
     store::{NewReply, ReplyEnd, Status, message},
 };
 
-use super::{Htmx, chats::MessageView, parse_id, redirect, render, validate_message};
+use super::{
+    ClientAddress, Htmx, chats::MessageView, parse_id, redirect, render, validate_message,
+};
 
 #[derive(Deserialize)]
 pub struct MessageForm {
@@ -47,12 +50,16 @@ const BUSY: &str = "A reply is still being written in this chat. Wait for it to 
 pub async fn create(
     State(state): State<AppState>,
     session: Session,
+    ClientAddress(address): ClientAddress,
     Htmx(htmx): Htmx,
     Path(id): Path<String>,
     Form(form): Form<MessageForm>,
 ) -> AppResult<Response> {
     let chat_id = parse_id(&id, "chat")?;
     validate_message(&form.content, state.config.max_message_bytes)?;
+    state
+        .rate_limits
+        .check(Action::Send, &session.id, address)?;
     // "A reply is in progress" is decided by the database, in the same transaction as the insert.
     // The name for the user's bubble is read meanwhile, not after: one round trip less per send.
     let (outcome, display_name) = tokio::try_join!(
@@ -80,10 +87,14 @@ async fn display_name_for(
 pub async fn regenerate(
     State(state): State<AppState>,
     session: Session,
+    ClientAddress(address): ClientAddress,
     Htmx(htmx): Htmx,
     Path(id): Path<String>,
 ) -> AppResult<Response> {
     let chat_id = parse_id(&id, "chat")?;
+    state
+        .rate_limits
+        .check(Action::Send, &session.id, address)?;
     let (outcome, display_name) = tokio::try_join!(
         state.store.add_reply(&session.id, chat_id),
         display_name_for(&state, &session, htmx),
@@ -189,6 +200,7 @@ pub async fn stream(
 ) -> AppResult<Response> {
     let chat_id = parse_id(&id, "chat")?;
     let message_id = parse_id(&message_id, "message")?;
+    let slot = state.stream_slots.acquire(&session.id)?;
     let resume_from = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -216,6 +228,11 @@ pub async fn stream(
             }
         }
     };
+    // The slot is given back when the stream is dropped: ended, or the browser went away.
+    let events: EventStream = Box::pin(events.map(move |event| {
+        let _held = &slot;
+        event
+    }));
     let mut response = Sse::new(events)
         .keep_alive(KeepAlive::new().interval(state.config.sse_keepalive))
         .into_response();

@@ -4,6 +4,9 @@ mod chats;
 mod health;
 mod messages;
 mod profile;
+mod security;
+
+pub use security::{CONTENT_SECURITY_POLICY, ClientAddress};
 
 use axum::{
     Router,
@@ -64,13 +67,15 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static("public, max-age=3600"),
         ));
 
-    Router::new()
+    let router = Router::new()
         .merge(pages)
         .merge(static_files)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/model/status", get(health::model_status))
         .fallback(not_found)
+        .layer(middleware::from_fn(security::same_origin_only));
+    let mut router = router
         .layer(DefaultBodyLimit::max(state.config.body_limit()))
         .layer(middleware::from_fn_with_state(state.clone(), error_pages))
         .layer(CatchPanicLayer::new())
@@ -94,8 +99,12 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .with_state(state)
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid));
+    // Outermost, so that error pages and even a caught panic carry them.
+    for (name, value) in security::security_headers() {
+        router = router.layer(SetResponseHeaderLayer::if_not_present(name, value));
+    }
+    router.with_state(state)
 }
 
 async fn not_found() -> AppError {
@@ -166,7 +175,13 @@ async fn error_pages(State(state): State<AppState>, request: Request, next: Next
             message: default_message(status).to_owned(),
         },
     };
-    let request_id = response.headers().get(REQUEST_ID).cloned();
+    // Headers the error's own response carried that the client still needs.
+    let kept: Vec<(HeaderName, HeaderValue)> = response
+        .headers()
+        .iter()
+        .filter(|(name, _)| [REQUEST_ID, header::RETRY_AFTER, header::SET_COOKIE].contains(name))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
     let mut rendered = if api {
         (
             status,
@@ -198,13 +213,14 @@ async fn error_pages(State(state): State<AppState>, request: Request, next: Next
         headers.insert("hx-retarget", HeaderValue::from_static("#flash"));
         headers.insert("hx-reswap", HeaderValue::from_static("innerHTML"));
     }
+    for (name, value) in kept {
+        rendered.headers_mut().append(name, value);
+    }
     if status == StatusCode::SERVICE_UNAVAILABLE {
         rendered
             .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-    }
-    if let Some(id) = request_id {
-        rendered.headers_mut().insert(REQUEST_ID, id);
+            .entry(header::RETRY_AFTER)
+            .or_insert(HeaderValue::from_static("5"));
     }
     rendered
 }

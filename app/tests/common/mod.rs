@@ -44,6 +44,8 @@ pub async fn test_config(data_dir: &std::path::Path) -> Config {
     config.static_dir = repo_path("static");
     config.session_key = None;
     config.cookie_secure = false;
+    // Tests send far faster than people; tests/security.rs turns the limits on where it checks them.
+    config.rate_limits = false;
     config
 }
 

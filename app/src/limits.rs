@@ -1,0 +1,302 @@
+//! Abuse limits: how fast a session and a client address may send messages and create chats,
+//! and how many reply streams one session may hold open.
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    num::NonZeroU32,
+    str::FromStr,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use governor::{
+    Quota, RateLimiter,
+    clock::{Clock, DefaultClock},
+    state::keyed::DefaultKeyedStateStore,
+};
+
+use crate::error::AppError;
+
+/// A rate as written in the configuration: `30/min`, `5/s`, `200/h`. The whole amount may be
+/// used at once; it then comes back evenly over the period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: NonZeroU32,
+    pub per: Duration,
+}
+
+impl FromStr for Rate {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let invalid = || format!("`{text}` is not a rate like 30/min, 5/s or 200/h");
+        let (count, unit) = text.trim().split_once('/').ok_or_else(invalid)?;
+        let count: NonZeroU32 = count.trim().parse().map_err(|_| invalid())?;
+        let per = match unit.trim() {
+            "s" | "sec" | "second" => Duration::from_secs(1),
+            "m" | "min" | "minute" => Duration::from_secs(60),
+            "h" | "hour" => Duration::from_secs(3600),
+            _ => return Err(invalid()),
+        };
+        Ok(Rate { count, per })
+    }
+}
+
+impl Rate {
+    fn quota(self) -> Quota {
+        let interval = self.per / self.count.get();
+        Quota::with_period(interval.max(Duration::from_nanos(1)))
+            .unwrap_or_else(|| Quota::per_second(self.count))
+            .allow_burst(self.count)
+    }
+}
+
+/// What is being limited.
+#[derive(Debug, Clone, Copy)]
+pub enum Action {
+    /// A message sent, or a reply asked for again (each costs a model call).
+    Send,
+    /// A chat created.
+    CreateChat,
+}
+
+type Limiter<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock>;
+
+struct Pair {
+    per_session: Limiter<String>,
+    per_address: Limiter<IpAddr>,
+}
+
+impl Pair {
+    fn new(session: Rate, address: Rate) -> Self {
+        Pair {
+            per_session: RateLimiter::keyed(session.quota()),
+            per_address: RateLimiter::keyed(address.quota()),
+        }
+    }
+}
+
+pub struct RateLimitSettings {
+    pub sends_per_session: Rate,
+    pub sends_per_address: Rate,
+    pub chats_per_session: Rate,
+    pub chats_per_address: Rate,
+}
+
+/// Per-session and per-address rate limits; `None` when turned off.
+#[derive(Clone)]
+pub struct RateLimits {
+    limits: Option<Arc<(Pair, Pair)>>,
+}
+
+impl RateLimits {
+    pub fn new(settings: Option<RateLimitSettings>) -> Self {
+        RateLimits {
+            limits: settings.map(|s| {
+                Arc::new((
+                    Pair::new(s.sends_per_session, s.sends_per_address),
+                    Pair::new(s.chats_per_session, s.chats_per_address),
+                ))
+            }),
+        }
+    }
+
+    /// Takes one `action` from the session's and the address's allowance, or says how long to
+    /// wait. The address limit is looser: several people can share one address.
+    pub fn check(&self, action: Action, session: &str, address: IpAddr) -> Result<(), AppError> {
+        let Some(limits) = &self.limits else {
+            return Ok(());
+        };
+        let pair = match action {
+            Action::Send => &limits.0,
+            Action::CreateChat => &limits.1,
+        };
+        let clock = DefaultClock::default();
+        // The address is asked only when the session may go on, so a session over its limit
+        // does not use up the allowance of others at its address.
+        let refused = pair
+            .per_session
+            .check_key(&session.to_owned())
+            .and_then(|()| pair.per_address.check_key(&address));
+        let wait = match refused {
+            Ok(()) => return Ok(()),
+            Err(not_until) => not_until.wait_time_from(clock.now()),
+        };
+        let what = match action {
+            Action::Send => "messages",
+            Action::CreateChat => "new chats",
+        };
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Err(AppError::RateLimited {
+            message: format!(
+                "Too many {what} in a short time. Please wait {seconds} s and try again; nothing you wrote was lost."
+            ),
+            retry_after: Duration::from_secs(seconds.max(1)),
+        })
+    }
+
+    /// Forgets keys whose allowance is full again, so memory follows recent activity only.
+    pub fn forget_idle(&self) {
+        if let Some(limits) = &self.limits {
+            for pair in [&limits.0, &limits.1] {
+                pair.per_session.retain_recent();
+                pair.per_address.retain_recent();
+            }
+        }
+    }
+}
+
+/// Open reply streams per session, bounded: each holds a connection and a task.
+#[derive(Clone)]
+pub struct StreamSlots {
+    max: usize,
+    open: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// One open stream; the slot is given back when it is dropped (the stream ended or the browser
+/// went away).
+pub struct StreamSlot {
+    session: String,
+    open: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl StreamSlots {
+    pub fn new(max: usize) -> Self {
+        StreamSlots {
+            max,
+            open: Arc::default(),
+        }
+    }
+
+    pub fn acquire(&self, session: &str) -> Result<StreamSlot, AppError> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(session.to_owned()).or_insert(0);
+        if *count >= self.max {
+            return Err(AppError::RateLimited {
+                message: format!(
+                    "Too many reply streams are open for you ({}). Close some tabs and reload.",
+                    self.max
+                ),
+                retry_after: Duration::from_secs(5),
+            });
+        }
+        *count += 1;
+        Ok(StreamSlot {
+            session: session.to_owned(),
+            open: self.open.clone(),
+        })
+    }
+
+    #[cfg(test)]
+    fn open_for(&self, session: &str) -> usize {
+        let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        open.get(session).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.session) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.session);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse_and_bad_ones_say_why() {
+        assert_eq!(
+            "30/min".parse::<Rate>().unwrap(),
+            Rate {
+                count: NonZeroU32::new(30).unwrap(),
+                per: Duration::from_secs(60)
+            }
+        );
+        assert_eq!("5/s".parse::<Rate>().unwrap().per, Duration::from_secs(1));
+        assert_eq!(
+            "200/h".parse::<Rate>().unwrap().per,
+            Duration::from_secs(3600)
+        );
+        for bad in ["", "30", "0/min", "x/min", "30/week", "-1/s"] {
+            let error = bad.parse::<Rate>().unwrap_err();
+            assert!(error.contains("is not a rate"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_session_gets_its_burst_then_waits_and_others_are_unaffected() {
+        let limits = RateLimits::new(Some(RateLimitSettings {
+            sends_per_session: "3/min".parse().unwrap(),
+            sends_per_address: "100/min".parse().unwrap(),
+            chats_per_session: "1/min".parse().unwrap(),
+            chats_per_address: "100/min".parse().unwrap(),
+        }));
+        let address: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..3 {
+            limits.check(Action::Send, "a", address).unwrap();
+        }
+        match limits.check(Action::Send, "a", address) {
+            Err(AppError::RateLimited {
+                retry_after,
+                message,
+            }) => {
+                assert!((1..=20).contains(&retry_after.as_secs()), "{retry_after:?}");
+                assert!(message.contains("Too many messages"), "{message}");
+            }
+            other => panic!("expected a rate limit, got {other:?}"),
+        }
+        // Another session, and another action of the same session, have their own allowance.
+        limits.check(Action::Send, "b", address).unwrap();
+        limits.check(Action::CreateChat, "a", address).unwrap();
+        assert!(limits.check(Action::CreateChat, "a", address).is_err());
+    }
+
+    #[test]
+    fn an_address_is_limited_across_sessions() {
+        let limits = RateLimits::new(Some(RateLimitSettings {
+            sends_per_session: "100/min".parse().unwrap(),
+            sends_per_address: "2/min".parse().unwrap(),
+            chats_per_session: "100/min".parse().unwrap(),
+            chats_per_address: "100/min".parse().unwrap(),
+        }));
+        let address: IpAddr = "192.0.2.7".parse().unwrap();
+        limits.check(Action::Send, "a", address).unwrap();
+        limits.check(Action::Send, "b", address).unwrap();
+        assert!(limits.check(Action::Send, "c", address).is_err());
+        limits
+            .check(Action::Send, "c", "192.0.2.8".parse().unwrap())
+            .unwrap();
+    }
+
+    #[test]
+    fn turned_off_limits_never_refuse() {
+        let limits = RateLimits::new(None);
+        for _ in 0..1000 {
+            limits
+                .check(Action::Send, "a", "192.0.2.1".parse().unwrap())
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn stream_slots_are_given_back_when_dropped() {
+        let slots = StreamSlots::new(2);
+        let first = slots.acquire("s").unwrap();
+        let _second = slots.acquire("s").unwrap();
+        assert!(matches!(
+            slots.acquire("s"),
+            Err(AppError::RateLimited { .. })
+        ));
+        let _other = slots.acquire("t").unwrap();
+        drop(first);
+        assert_eq!(slots.open_for("s"), 1);
+        let _third = slots.acquire("s").unwrap();
+    }
+}
