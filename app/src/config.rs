@@ -39,6 +39,10 @@ pub struct Config {
     #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     pub db_max_connections: u32,
 
+    /// How long start-up keeps retrying (with backoff) while the database is not reachable.
+    #[arg(long, env = "DB_STARTUP_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub db_startup_timeout: Duration,
+
     /// Do not apply pending database migrations at start-up.
     #[arg(long, env = "SKIP_MIGRATIONS", action = ArgAction::Set, default_value_t = false)]
     pub skip_migrations: bool,

@@ -66,10 +66,10 @@ impl AppError {
 impl From<sea_orm::DbErr> for AppError {
     /// Sorts database errors into "not reachable" (503, worth retrying) and the rest (500).
     fn from(err: sea_orm::DbErr) -> Self {
-        use sea_orm::DbErr;
-        match err {
-            DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => AppError::DatabaseUnavailable(err),
-            other => AppError::Database(other),
+        if crate::store::is_unreachable(&err) {
+            AppError::DatabaseUnavailable(err)
+        } else {
+            AppError::Database(err)
         }
     }
 }

@@ -444,10 +444,7 @@ async fn save_end(inner: &Inner, reply: &Reply, text: &str, end: &ReplyEnd) {
             Ok(()) => return,
             Err(error) => error,
         };
-        let unreachable = matches!(
-            error,
-            sea_orm::DbErr::Conn(_) | sea_orm::DbErr::ConnectionAcquire(_)
-        );
+        let unreachable = crate::store::is_unreachable(&error);
         let limit = if inner.interrupt.is_cancelled() || !inner.accepting.load(Ordering::SeqCst) {
             Duration::from_secs(10)
         } else {
@@ -459,12 +456,19 @@ async fn save_end(inner: &Inner, reply: &Reply, text: &str, end: &ReplyEnd) {
                 Status::Error,
                 Some("This reply could not be saved. Please retry.".into()),
             );
-            if let Err(e) = inner
-                .store
-                .finish_reply(&reply.session_id, reply.message_id, "", &failed)
-                .await
-            {
-                tracing::error!(error = %e, message_id = %reply.message_id, "could not mark the reply as failed");
+            // With its text if that can be stored; without it (e.g. text the database refuses)
+            // rather than leave the reply `streaming` and its chat blocked.
+            for text in [text, ""] {
+                match inner
+                    .store
+                    .finish_reply(&reply.session_id, reply.message_id, text, &failed)
+                    .await
+                {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::error!(error = %e, message_id = %reply.message_id, "could not mark the reply as failed")
+                    }
+                }
             }
             return;
         }

@@ -66,14 +66,12 @@ impl AppState {
                 format!("cannot create data directory {}", config.data_dir.display())
             })?;
         }
-        let store = Store::connect(&database_url, config.db_max_connections)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot connect to the database at {}",
-                    redact(&database_url)
-                )
-            })?;
+        let store = connect_with_retry(
+            &database_url,
+            config.db_max_connections,
+            config.db_startup_timeout,
+        )
+        .await?;
         if !config.skip_migrations {
             store
                 .migrate()
@@ -127,6 +125,40 @@ impl AppState {
             generations,
             closing: CancellationToken::new(),
         })
+    }
+}
+
+/// Connects to the database, retrying with backoff while it is not reachable (a database that
+/// starts after the app, as in compose), up to `timeout`.
+async fn connect_with_retry(
+    url: &str,
+    max_connections: u32,
+    timeout: std::time::Duration,
+) -> anyhow::Result<Store> {
+    let started = std::time::Instant::now();
+    let mut wait = std::time::Duration::from_millis(250);
+    loop {
+        let error = match Store::connect(url, max_connections).await {
+            Ok(store) => return Ok(store),
+            Err(error) => error,
+        };
+        // An SQLite file that cannot be opened will not start working by waiting.
+        if url.starts_with("sqlite:") || started.elapsed() + wait > timeout {
+            return Err(anyhow::Error::new(error).context(format!(
+                "cannot connect to the database at {} (tried for {})",
+                redact(url),
+                humantime::format_duration(std::time::Duration::from_secs(
+                    started.elapsed().as_secs()
+                ))
+            )));
+        }
+        tracing::warn!(
+            "the database at {} is not reachable yet ({error}); retrying in {}",
+            redact(url),
+            humantime::format_duration(wait)
+        );
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(std::time::Duration::from_secs(5));
     }
 }
 

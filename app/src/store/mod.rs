@@ -24,6 +24,31 @@ pub const DEFAULT_TITLE: &str = "New chat";
 /// Longest title kept, in characters.
 pub const MAX_TITLE_CHARS: usize = 120;
 
+/// Whether a database error means "not reachable right now" (the server is down, restarting, or
+/// the connection broke): worth retrying, and a 503 for the user, not a 500.
+pub fn is_unreachable(error: &DbErr) -> bool {
+    use sea_orm::{RuntimeErr, sqlx::Error};
+    match error {
+        DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            match &**e {
+                Error::Io(_)
+                | Error::Tls(_)
+                | Error::Protocol(_)
+                | Error::PoolTimedOut
+                | Error::PoolClosed
+                | Error::WorkerCrashed => true,
+                // PostgreSQL's connection exceptions (08…) and "shutting down" (57P01–57P03).
+                Error::Database(db) => db
+                    .code()
+                    .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,

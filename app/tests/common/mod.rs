@@ -2,6 +2,7 @@
 //! by default; PostgreSQL when `TEST_DATABASE_URL` names a server to create databases on).
 #![allow(dead_code)]
 pub mod fake_lm;
+pub mod proxy;
 pub mod sse;
 
 use std::{net::SocketAddr, path::PathBuf};
