@@ -13,6 +13,7 @@ pub struct AppProcess {
     child: Child,
     pub base: String,
     pub started_to_ready: Duration,
+    pub database_url: String,
     _data: tempfile::TempDir,
 }
 
@@ -50,7 +51,7 @@ impl AppProcess {
         let started = Instant::now();
         let child = Command::new(options.binary)
             .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-            .env("DATABASE_URL", database_url)
+            .env("DATABASE_URL", &database_url)
             .env("DATA_DIR", data.path())
             .env("LM_API_URL", options.model_url)
             .env(
@@ -91,6 +92,7 @@ impl AppProcess {
             child,
             base,
             started_to_ready: started.elapsed(),
+            database_url,
             _data: data,
         })
     }

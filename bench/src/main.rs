@@ -3,6 +3,7 @@
 //! and, with `--json FILE`, the same figures as JSON. See BENCHMARKS.md.
 mod app_process;
 mod fake_lm;
+mod load;
 mod nginx;
 
 use std::{
@@ -68,6 +69,19 @@ enum Scenario {
     },
     /// Idle memory and time from start to ready.
     Footprint,
+    /// Many users chatting at once against PostgreSQL; then every message and reply must be
+    /// stored exactly once with exactly its text, and no request may have failed with a 5xx.
+    Load {
+        #[arg(long, default_value_t = 500)]
+        users: usize,
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Pause between a reply's end and the user's next message.
+        #[arg(long, default_value_t = 500)]
+        think_ms: u64,
+        #[arg(long, default_value_t = 40)]
+        tokens: usize,
+    },
 }
 
 #[derive(Args)]
@@ -119,6 +133,16 @@ async fn main() -> anyhow::Result<()> {
             seconds,
         } => bench.pages(messages, concurrency, seconds).await?,
         Scenario::Growth { sizes } => bench.growth(&sizes).await?,
+        Scenario::Load {
+            users,
+            seconds,
+            think_ms,
+            tokens,
+        } => {
+            bench
+                .load(users, seconds, Duration::from_millis(think_ms), tokens)
+                .await?
+        }
         Scenario::Footprint => bench.footprint().await?,
     };
     println!("{}", serde_json::to_string_pretty(&result)?);
