@@ -22,9 +22,8 @@ pub struct LmSettings {
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LmError {
-    #[error(
-        "The language model server at {0} is not reachable. Check that it is running, then retry."
-    )]
+    /// Carries the server's address for the log; visitors are not told internal addresses.
+    #[error("The language model server is not reachable right now. Please retry in a moment.")]
     Unreachable(String),
     #[error("The language model is still loading. Please retry in a moment.")]
     Loading,
@@ -357,6 +356,7 @@ enum Origin {
 fn map_error(error: OpenAIError, api_url: &str, origin: Origin) -> LmError {
     match error {
         OpenAIError::Reqwest(e) if e.is_connect() || e.is_timeout() => {
+            tracing::warn!(api_url, error = %e, "the language model server is not reachable");
             LmError::Unreachable(api_url.to_owned())
         }
         OpenAIError::Reqwest(e) => LmError::Protocol(e.to_string()),
