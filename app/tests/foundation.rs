@@ -712,3 +712,66 @@ async fn the_container_health_check_asks_healthz() {
         .unwrap();
     assert!(app::healthcheck(closed).await.is_err());
 }
+
+/// The sidebar shows the newest chats; every chat stays reachable on /chats, a page at a time,
+/// each exactly once.
+#[tokio::test]
+async fn all_chats_are_reachable_a_page_at_a_time() {
+    let app = TestApp::spawn_with(|c| c.greeting = String::new()).await;
+    let mut created = Vec::new();
+    for _ in 0..120 {
+        created.push(app.create_chat(&app.client, "").await);
+    }
+    let home = app.get("/").await.text().await.unwrap();
+    assert!(home.contains("href=\"/chats\""), "a link to all chats");
+    let newest = created.last().unwrap();
+    let chat_page = app
+        .get(&format!("/chats/{newest}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let sidebar_links = created
+        .iter()
+        .filter(|id| chat_page.contains(&format!("/chats/{id}\"")))
+        .count();
+    assert_eq!(sidebar_links, 50, "the sidebar lists the newest 50");
+    assert!(chat_page.contains("All chats"));
+
+    let mut seen = Vec::new();
+    let mut url = "/chats".to_string();
+    for _ in 0..5 {
+        let html = app.get(&url).await.text().await.unwrap();
+        // The list itself, not the sidebar around it.
+        let page = html
+            .split("<section class=\"all-chats\">")
+            .nth(1)
+            .and_then(|rest| rest.split("</section>").next())
+            .expect("the list of all chats");
+        seen.extend(
+            created
+                .iter()
+                .filter(|id| page.contains(&format!("href=\"/chats/{id}\"")))
+                .copied(),
+        );
+        match page.split("href=\"/chats?after=").nth(1) {
+            Some(rest) => url = format!("/chats?after={}", &rest[..36]),
+            None => break,
+        }
+    }
+    let mut expected = created.clone();
+    expected.sort();
+    let mut seen_sorted = seen.clone();
+    seen_sorted.sort();
+    assert_eq!(seen.len(), 120, "every chat once, none twice");
+    assert!(seen_sorted == expected, "every chat once, none twice");
+
+    // Another session cannot page from (or learn about) these chats.
+    let other = browser();
+    let response = other
+        .get(app.url(&format!("/chats?after={newest}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+}

@@ -20,7 +20,9 @@ use crate::{
 use super::{ClientAddress, Htmx, parse_id, redirect, render, validate_message};
 
 /// Chats listed in the sidebar and on the home page.
-const CHATS_LISTED: u64 = 200;
+/// Chats in the sidebar; all of them are on `/chats`, a page of [`CHATS_PER_PAGE`] at a time.
+const CHATS_LISTED: u64 = 50;
+const CHATS_PER_PAGE: u64 = 100;
 /// Messages shown at once on the chat page; older ones are a link away.
 const MESSAGES_PER_PAGE: u64 = 100;
 
@@ -83,16 +85,21 @@ impl MessageView {
 #[derive(Serialize)]
 pub struct Frame {
     pub chats: Vec<chat::Model>,
+    /// There are more chats than the sidebar shows.
+    pub more_chats: bool,
     pub display_name: Option<String>,
 }
 
 async fn frame(state: &AppState, session: &Session) -> AppResult<Frame> {
-    let (chats, display_name) = tokio::try_join!(
-        state.store.list_chats(&session.id, CHATS_LISTED),
+    let (mut chats, display_name) = tokio::try_join!(
+        state.store.list_chats(&session.id, None, CHATS_LISTED + 1),
         state.store.display_name(&session.id),
     )?;
+    let more_chats = chats.len() as u64 > CHATS_LISTED;
+    chats.truncate(CHATS_LISTED as usize);
     Ok(Frame {
         chats,
+        more_chats,
         display_name,
     })
 }
@@ -135,6 +142,61 @@ pub async fn home(State(state): State<AppState>, session: Session) -> AppResult<
         HomePage {
             frame,
             max_message_bytes: state.config.max_message_bytes,
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    /// The id of the last chat of the previous page.
+    after: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ChatsPage {
+    frame: Frame,
+    page: Vec<chat::Model>,
+    /// The id to continue after, when there are older chats.
+    next: Option<String>,
+    first_page: bool,
+}
+
+/// Every chat of the session, a page at a time, most recently active first.
+pub async fn list(
+    State(state): State<AppState>,
+    session: Session,
+    Query(query): Query<ListQuery>,
+) -> AppResult<Html<String>> {
+    let after = match query.after.as_deref() {
+        Some(id) => Some(
+            state
+                .store
+                .find_chat(&session.id, parse_id(id, "chat")?)
+                .await?
+                .ok_or(AppError::NotFound("chat"))?,
+        ),
+        None => None,
+    };
+    let (frame, mut page) = tokio::try_join!(frame(&state, &session), async {
+        Ok::<_, AppError>(
+            state
+                .store
+                .list_chats(&session.id, after.as_ref(), CHATS_PER_PAGE + 1)
+                .await?,
+        )
+    })?;
+    let next = (page.len() as u64 > CHATS_PER_PAGE).then(|| {
+        page.truncate(CHATS_PER_PAGE as usize);
+        page.last().map(|c| c.id.to_string())
+    });
+    render(
+        &state,
+        "chats.html",
+        ChatsPage {
+            frame,
+            page,
+            next: next.flatten(),
+            first_page: after.is_none(),
         },
     )
 }

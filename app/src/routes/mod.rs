@@ -37,7 +37,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(state: AppState) -> Router {
     let pages = Router::new()
         .route("/", get(chats::home))
-        .route("/chats", post(chats::create))
+        .route("/chats", get(chats::list).post(chats::create))
         .route("/chats/{id}", get(chats::show))
         .route("/chats/{id}/rename", post(chats::rename))
         .route(

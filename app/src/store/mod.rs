@@ -178,13 +178,27 @@ impl Store {
     // ---- chats ----------------------------------------------------------------------------
 
     /// This session's chats, most recently active first.
+    /// The session's chats, most recently active first, `limit` of them from after `after` (the
+    /// last chat of the previous page: keyset paging, so pages do not shift as chats change).
     pub async fn list_chats(
         &self,
         session_id: &str,
+        after: Option<&chat::Model>,
         limit: u64,
     ) -> Result<Vec<chat::Model>, DbErr> {
-        chat::Entity::find()
-            .filter(chat::Column::SessionId.eq(session_id))
+        let mut query = chat::Entity::find().filter(chat::Column::SessionId.eq(session_id));
+        if let Some(last) = after {
+            query = query.filter(
+                sea_orm::Condition::any()
+                    .add(chat::Column::UpdatedAt.lt(last.updated_at))
+                    .add(
+                        sea_orm::Condition::all()
+                            .add(chat::Column::UpdatedAt.eq(last.updated_at))
+                            .add(chat::Column::Id.lt(last.id)),
+                    ),
+            );
+        }
+        query
             .order_by_desc(chat::Column::UpdatedAt)
             .order_by_desc(chat::Column::Id)
             .limit(limit)
