@@ -72,7 +72,10 @@ impl Bench {
         for log in &logs {
             for (message, streamed) in &log.exchanges {
                 if *streamed != expected_reply {
-                    problems.push(format!("chat {}: reply to {message:?} streamed wrong text", log.chat));
+                    problems.push(format!(
+                        "chat {}: reply to {message:?} streamed wrong text",
+                        log.chat
+                    ));
                 }
             }
         }
@@ -80,7 +83,10 @@ impl Bench {
         let stored = stored_messages(&app.database_url)?;
         let mut by_chat: HashMap<&str, Vec<&Value>> = HashMap::new();
         for row in &stored {
-            by_chat.entry(row["chat_id"].as_str().unwrap_or("")).or_default().push(row);
+            by_chat
+                .entry(row["chat_id"].as_str().unwrap_or(""))
+                .or_default()
+                .push(row);
         }
         for log in &logs {
             let rows = by_chat.remove(log.chat.as_str()).unwrap_or_default();
@@ -98,7 +104,10 @@ impl Bench {
             for (pair, (message, streamed)) in exchanges.chunks(2).zip(&log.exchanges) {
                 let (user, reply) = (pair[0], pair[1]);
                 if user["role"] != "user" || user["content"].as_str() != Some(message) {
-                    problems.push(format!("chat {}: user message {message:?} stored as {user}", log.chat));
+                    problems.push(format!(
+                        "chat {}: user message {message:?} stored as {user}",
+                        log.chat
+                    ));
                 }
                 if reply["role"] != "assistant"
                     || reply["status"] != "complete"
@@ -108,7 +117,11 @@ impl Bench {
                 }
             }
         }
-        problems.extend(by_chat.keys().map(|chat| format!("chat {chat} was stored but no user made it")));
+        problems.extend(
+            by_chat
+                .keys()
+                .map(|chat| format!("chat {chat} was stored but no user made it")),
+        );
         eprintln!(
             "load: {users} users for {seconds} s: {sent} messages sent and answered, {} stored rows, {errors} server errors, {} problems",
             stored.len(),
@@ -118,9 +131,15 @@ impl Bench {
             eprintln!("  {problem}");
         }
         ensure!(errors == 0, "{errors} requests failed with a server error");
-        ensure!(problems.is_empty(), "{} stored messages differ from what was sent", problems.len());
-        Ok(json!({"scenario": "load", "users": users, "seconds": seconds, "sent": sent,
-                  "stored_rows": stored.len(), "server_errors": errors, "problems": problems.len()}))
+        ensure!(
+            problems.is_empty(),
+            "{} stored messages differ from what was sent",
+            problems.len()
+        );
+        Ok(
+            json!({"scenario": "load", "users": users, "seconds": seconds, "sent": sent,
+                  "stored_rows": stored.len(), "server_errors": errors, "problems": problems.len()}),
+        )
     }
 }
 
@@ -151,7 +170,11 @@ async fn chat_until(
             server_errors.fetch_add(1, Ordering::SeqCst);
             bail!("user {user}: sending answered {}", response.status());
         }
-        ensure!(response.status() == 303, "user {user}: sending answered {}", response.status());
+        ensure!(
+            response.status() == 303,
+            "user {user}: sending answered {}",
+            response.status()
+        );
         let reply = response
             .headers()
             .get("location")
