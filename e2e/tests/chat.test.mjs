@@ -139,3 +139,43 @@ test("through nginx the first text of a slow reply arrives long before its end (
   assert.ok(end.t - first.t > 1000, `first text ${Math.round(end.t - first.t)} ms before the end`);
   await context.close();
 });
+
+test("the page works under its Content-Security-Policy, and a cross-site form post is refused", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const violations = [];
+  page.on("console", (message) => {
+    if (/Content Security Policy|Refused to/i.test(message.text())) violations.push(message.text());
+  });
+  await page.addInitScript(() => {
+    document.addEventListener("securitypolicyviolation", (e) => {
+      console.error(`Refused to ${e.effectiveDirective}: ${e.blockedURI}`);
+    });
+  });
+  await startChat(page, BASE, "Say something with **markdown** and `code`");
+  await waitForReplyEnd(page);
+  // htmx at work under the policy: a second message, swapped in and streamed.
+  await page.fill("#content", "One more");
+  await page.locator("#content").press("Enter");
+  // The greeting, the first reply, and the new one swapped in by htmx.
+  await page.waitForFunction(() => document.querySelectorAll(".message.assistant").length >= 3);
+  await waitForReplyEnd(page);
+  const response = await page.goto(page.url());
+  assert.match(response.headers()["content-security-policy"], /script-src 'self'/);
+  assert.deepEqual(violations, [], "no CSP violations while chatting");
+
+  // Another site's page that posts a form to our app, in the same browser (same cookie).
+  const chats = await page.locator("#chat-list li").count();
+  const evil = await context.newPage();
+  await evil.setContent(`<form method="post" action="${BASE}/chats"><input name="content" value="forged"></form>`);
+  const [refused] = await Promise.all([
+    evil.waitForNavigation(),
+    evil.evaluate(() => document.forms[0].submit()),
+  ]);
+  assert.equal(refused.status(), 403);
+  assert.match(await evil.content(), /another site/);
+  await page.reload();
+  assert.equal(await page.locator("#chat-list li").count(), chats, "no chat was created");
+  await shot(evil, "07-cross-site-refused");
+  await context.close();
+});
