@@ -533,6 +533,13 @@ async fn one_reply_per_chat_and_a_global_limit_with_a_waiting_state() {
         .expect("a waiting status");
     let first_token = events.iter().position(|e| e.event == "token").unwrap();
     assert!(waiting < first_token);
+    // Once the slot is free, the waiting line is cleared (an event with data, so that browsers
+    // dispatch it), before the text.
+    let cleared = events
+        .iter()
+        .position(|e| e.event == "status" && e.data == "<span></span>")
+        .expect("the waiting status is cleared");
+    assert!(waiting < cleared && cleared < first_token);
     assert_eq!(app.finished(first).await.status, Status::Complete);
     assert_eq!(app.finished(second).await.content, tokens.concat());
     assert_eq!(fake.log(|l| l.completed), 2);

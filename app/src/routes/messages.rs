@@ -262,8 +262,12 @@ fn token_event(offset: usize, piece: &str) -> Event {
         .data(format!("<span>{}</span>", escape_html(piece)))
 }
 
+/// A `status` event: the text in a `<span>`, so that even "no status" (clearing the waiting
+/// line) has data; an event without data is never dispatched by browsers.
 fn status_event(text: &str) -> Event {
-    Event::default().event("status").data(escape_html(text))
+    Event::default()
+        .event("status")
+        .data(format!("<span>{}</span>", escape_html(text)))
 }
 
 /// The end of a stream: `error` first when the reply failed, then `done` with the final reply
