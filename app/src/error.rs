@@ -12,6 +12,9 @@ pub enum AppError {
     /// existence is never leaked.
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// A request that cannot be read at all (malformed JSON, a missing content type).
+    #[error("{0}")]
+    BadRequest(String),
     /// Input that cannot be accepted as it is (blank, too long in a field, ...).
     #[error("{0}")]
     Invalid(String),
@@ -25,6 +28,9 @@ pub enum AppError {
         message: String,
         retry_after: std::time::Duration,
     },
+    /// A credential that is not valid (an API token).
+    #[error("{0}")]
+    Unauthorized(String),
     /// A state-changing request from another site (CSRF).
     #[error("{0}")]
     Forbidden(String),
@@ -50,11 +56,13 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             AppError::DatabaseUnavailable(_) | AppError::Unavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -101,6 +109,12 @@ impl IntoResponse for AppError {
             }
         };
         let mut response = (status, message.clone()).into_response();
+        if let AppError::Unauthorized(_) = &self {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
         if let AppError::RateLimited { retry_after, .. } = &self {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,

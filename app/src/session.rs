@@ -42,13 +42,55 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
     }
 }
 
-/// Finds the session in the cookie or starts a new one (and sets its cookie on the response).
+/// Name under which API tokens are encrypted: it is authenticated with the value, so a token is
+/// never accepted as a cookie, nor a cookie value as a token.
+const TOKEN_NAME: &str = "chat_api_token";
+
+/// An API token for a session: its id, encrypted and authenticated with the session key like the
+/// cookie. It is as good as the cookie, for clients without a cookie jar (`Authorization: Bearer`).
+pub fn issue_token(key: &Key, session_id: &str) -> String {
+    let mut jar = cookie::CookieJar::new();
+    jar.private_mut(key)
+        .add(cookie::Cookie::new(TOKEN_NAME, session_id.to_owned()));
+    jar.get(TOKEN_NAME)
+        .map(|c| c.value().to_owned())
+        .unwrap_or_default()
+}
+
+/// The session id inside a valid token.
+fn session_of_token(key: &Key, token: &str) -> Option<String> {
+    let mut jar = cookie::CookieJar::new();
+    jar.add_original(cookie::Cookie::new(TOKEN_NAME, token.to_owned()));
+    jar.private(key)
+        .get(TOKEN_NAME)
+        .map(|c| c.value().to_owned())
+        .filter(|id| is_session_id(id))
+}
+
+/// Finds the session: from `Authorization: Bearer <token>` when present (a bad token is a 401,
+/// never a new session), else from the cookie, else a new one (its cookie set on the response).
 pub async fn session_layer(
     State(config): State<SessionConfig>,
     jar: PrivateCookieJar,
     mut request: Request,
     next: Next,
 ) -> Response {
+    let bearer = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned());
+    if let Some(token) = bearer {
+        let Some(id) = session_of_token(&config.key, &token) else {
+            return AppError::Unauthorized(
+                "The API token is not valid. Get a new one with POST /api/v1/tokens.".into(),
+            )
+            .into_response();
+        };
+        request.extensions_mut().insert(Session { id });
+        return next.run(request).await;
+    }
     let existing = jar
         .get(COOKIE_NAME)
         .map(|c| c.value().to_owned())

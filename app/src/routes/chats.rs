@@ -302,16 +302,10 @@ pub struct RenameForm {
     title: String,
 }
 
-pub async fn rename(
-    State(state): State<AppState>,
-    session: Session,
-    Htmx(htmx): Htmx,
-    Path(id): Path<String>,
-    Form(form): Form<RenameForm>,
-) -> AppResult<Response> {
-    let chat_id = parse_id(&id, "chat")?;
-    super::reject_nul(&form.title)?;
-    let title = form.title.split_whitespace().collect::<Vec<_>>().join(" ");
+/// A title as typed, on one line with single spaces; blank or too long is refused.
+pub fn clean_title(raw: &str) -> AppResult<String> {
+    super::reject_nul(raw)?;
+    let title = raw.split_whitespace().collect::<Vec<_>>().join(" ");
     if title.is_empty() {
         return Err(AppError::Invalid("Please give the chat a title.".into()));
     }
@@ -321,6 +315,18 @@ pub async fn rename(
             store::MAX_TITLE_CHARS
         )));
     }
+    Ok(title)
+}
+
+pub async fn rename(
+    State(state): State<AppState>,
+    session: Session,
+    Htmx(htmx): Htmx,
+    Path(id): Path<String>,
+    Form(form): Form<RenameForm>,
+) -> AppResult<Response> {
+    let chat_id = parse_id(&id, "chat")?;
+    let title = clean_title(&form.title)?;
     let chat = state
         .store
         .rename_chat(&session.id, chat_id, &title)

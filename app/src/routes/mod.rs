@@ -1,5 +1,6 @@
 //! The HTTP layer: one module per resource, and `router`, the one place that assembles the routes
 //! and their middleware. Nothing outside this module speaks HTTP.
+mod api;
 mod chats;
 mod health;
 mod messages;
@@ -60,6 +61,22 @@ pub fn router(state: AppState) -> Router {
             session::session_layer,
         ));
 
+    let (api_v1, openapi) = api::router();
+    let openapi = std::sync::Arc::new(openapi);
+    let api = api_v1
+        .layer(middleware::from_fn_with_state(
+            state.sessions.clone(),
+            session::session_layer,
+        ))
+        .route(
+            "/api/openapi.json",
+            get(move || {
+                let openapi = openapi.clone();
+                async move { axum::Json((*openapi).clone()) }
+            }),
+        )
+        .route("/api/docs", get(api::docs));
+
     let static_files = Router::new()
         .nest_service("/static", ServeDir::new(&state.config.static_dir))
         .layer(SetResponseHeaderLayer::overriding(
@@ -69,6 +86,7 @@ pub fn router(state: AppState) -> Router {
 
     let router = Router::new()
         .merge(pages)
+        .merge(api)
         .merge(static_files)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -162,7 +180,7 @@ pub fn redirect(htmx: bool, to: &str) -> Response {
 /// extractors (bodies too large, unreadable forms) get the same treatment.
 async fn error_pages(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let htmx = is_htmx(request.headers().get("hx-request"));
-    let api = request.uri().path().starts_with("/api/");
+    let api = api::is_api_path(request.uri().path());
     let response = next.run(request).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
@@ -179,15 +197,19 @@ async fn error_pages(State(state): State<AppState>, request: Request, next: Next
     let kept: Vec<(HeaderName, HeaderValue)> = response
         .headers()
         .iter()
-        .filter(|(name, _)| [REQUEST_ID, header::RETRY_AFTER, header::SET_COOKIE].contains(name))
+        .filter(|(name, _)| {
+            [
+                REQUEST_ID,
+                header::RETRY_AFTER,
+                header::SET_COOKIE,
+                header::WWW_AUTHENTICATE,
+            ]
+            .contains(name)
+        })
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
     let mut rendered = if api {
-        (
-            status,
-            axum::Json(serde_json::json!({ "error": info.message })),
-        )
-            .into_response()
+        api::Problem::new(status, info.message.clone()).into_response()
     } else {
         let context = minijinja::context! {
             status => status.as_u16(),
@@ -253,6 +275,18 @@ pub fn reject_nul(text: &str) -> Result<(), AppError> {
 }
 
 /// Validates a user's message: not blank, within the size limit, storable.
+/// A size as people read it: bytes below 1 KiB, else whole KiB (rounded so that "over the limit"
+/// never reads as equal to it).
+fn size(bytes: usize) -> String {
+    if bytes < 1024 {
+        format!("{bytes} bytes")
+    } else if bytes.is_multiple_of(1024) {
+        format!("{} KiB", bytes / 1024)
+    } else {
+        format!("{:.1} KiB", bytes as f64 / 1024.0)
+    }
+}
+
 pub fn validate_message(content: &str, max_bytes: usize) -> Result<(), AppError> {
     reject_nul(content)?;
     if content.trim().is_empty() {
@@ -262,9 +296,9 @@ pub fn validate_message(content: &str, max_bytes: usize) -> Result<(), AppError>
     }
     if content.len() > max_bytes {
         return Err(AppError::TooLarge(format!(
-            "That message is {} KiB; the limit is {} KiB. Please shorten it.",
-            content.len().div_ceil(1024),
-            max_bytes / 1024
+            "That message is {}; the limit is {}. Please shorten it.",
+            size(content.len()),
+            size(max_bytes)
         )));
     }
     Ok(())

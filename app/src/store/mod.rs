@@ -421,6 +421,18 @@ impl Store {
             .await
     }
 
+    /// A message of this session, whatever its chat.
+    pub async fn find_session_message(
+        &self,
+        session_id: &str,
+        message_id: Uuid,
+    ) -> Result<Option<message::Model>, DbErr> {
+        message::Entity::find_by_id(message_id)
+            .filter(message::Column::SessionId.eq(session_id))
+            .one(&self.db)
+            .await
+    }
+
     /// The conversation before position `before`, newest `limit` messages, oldest first: what a
     /// prompt is built from.
     pub async fn prompt_history(
