@@ -149,8 +149,8 @@ pub struct Config {
     #[arg(long, env = "MAX_STREAMS_PER_SESSION", default_value_t = 8)]
     pub max_streams_per_session: usize,
 
-    /// Take the client address from `X-Real-IP` (set by our nginx.conf). Only behind a proxy
-    /// that sets it: otherwise clients could choose their own address.
+    /// Take the client address from `X-Real-IP` (set by our nginx.conf) when the request comes
+    /// from this host or a private network. Only behind a proxy that sets it.
     #[arg(long, env = "TRUST_PROXY_HEADERS", action = ArgAction::Set, default_value_t = false)]
     pub trust_proxy_headers: bool,
 

@@ -7,7 +7,7 @@ mod messages;
 mod profile;
 mod security;
 
-pub use security::{CONTENT_SECURITY_POLICY, ClientAddress};
+pub use security::ClientAddress;
 
 use axum::{
     Router,
@@ -274,7 +274,6 @@ pub fn reject_nul(text: &str) -> Result<(), AppError> {
     Ok(())
 }
 
-/// Validates a user's message: not blank, within the size limit, storable.
 /// A size as people read it: bytes below 1 KiB, else whole KiB (rounded so that "over the limit"
 /// never reads as equal to it).
 fn size(bytes: usize) -> String {
@@ -287,6 +286,7 @@ fn size(bytes: usize) -> String {
     }
 }
 
+/// Validates a user's message: not blank, within the size limit, storable.
 pub fn validate_message(content: &str, max_bytes: usize) -> Result<(), AppError> {
     reject_nul(content)?;
     if content.trim().is_empty() {

@@ -12,7 +12,7 @@ use axum::{
 use crate::{AppState, error::AppError};
 
 /// No inline script or style, nothing from other origins, no framing, forms post only here.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
     style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; \
     base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
@@ -94,9 +94,9 @@ impl FromRequestParts<AppState> for ClientAddress {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip())
             .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        let forwarded = state
-            .config
-            .trust_proxy_headers
+        // Only a proxy on this host or a private network (ours, in compose) may say who the
+        // client is; a client reaching the app directly cannot choose its own address.
+        let forwarded = (state.config.trust_proxy_headers && is_local_or_private(peer))
             .then(|| {
                 parts
                     .headers
@@ -109,6 +109,20 @@ impl FromRequestParts<AppState> for ClientAddress {
             })
             .flatten();
         Ok(ClientAddress(forwarded.unwrap_or(peer)))
+    }
+}
+
+fn is_local_or_private(address: IpAddr) -> bool {
+    match address {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unique_local()
+                || v6.is_unicast_link_local()
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| v4.is_loopback() || v4.is_private())
+        }
     }
 }
 
@@ -125,6 +139,23 @@ mod tests {
             );
         }
         map
+    }
+
+    #[test]
+    fn only_local_or_private_peers_may_name_the_client() {
+        for trusted in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.18.0.5",
+            "192.168.1.9",
+            "::1",
+            "fd00::7",
+        ] {
+            assert!(is_local_or_private(trusted.parse().unwrap()), "{trusted}");
+        }
+        for public in ["8.8.8.8", "203.0.113.9", "2001:db8::1", "172.32.0.1"] {
+            assert!(!is_local_or_private(public.parse().unwrap()), "{public}");
+        }
     }
 
     #[test]
