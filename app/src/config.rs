@@ -75,6 +75,11 @@ pub struct Config {
     #[arg(long, env = "LM_FIRST_TOKEN_TIMEOUT", default_value = "120s", value_parser = humantime::parse_duration)]
     pub lm_first_token_timeout: Duration,
 
+    /// How long a reply may wait for a generation slot (`MAX_CONCURRENT_GENERATIONS`) before it
+    /// ends with an error.
+    #[arg(long, env = "LM_QUEUE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub lm_queue_timeout: Duration,
+
     /// How long the model may go silent between two tokens before the reply is an error.
     #[arg(long, env = "LM_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub lm_idle_timeout: Duration,

@@ -31,6 +31,8 @@ pub struct GenerationSettings {
     pub max_tokens: u32,
     pub temperature: f32,
     pub first_token_timeout: Duration,
+    /// Longest wait for a generation slot; a reply still waiting then ends with an error.
+    pub queue_timeout: Duration,
     pub idle_timeout: Duration,
     pub checkpoint_interval: Duration,
     pub max_concurrent: usize,
@@ -254,11 +256,28 @@ fn failed(error: LmError) -> ReplyEnd {
 
 async fn generate(inner: &Inner, reply: &Reply) -> ReplyEnd {
     let settings = &inner.settings;
-    let Ok(_permit) = inner.permits.clone().acquire_owned().await else {
-        return ReplyEnd::new(
-            Status::Interrupted,
-            Some("The app is shutting down.".into()),
-        );
+    let permit = tokio::time::timeout(
+        settings.queue_timeout,
+        inner.permits.clone().acquire_owned(),
+    );
+    let _permit = match permit.await {
+        Ok(Ok(permit)) => permit,
+        Ok(Err(_)) => {
+            return ReplyEnd::new(
+                Status::Interrupted,
+                Some("The app is shutting down.".into()),
+            );
+        }
+        // Bounded, so that a flood of replies cannot keep everyone waiting for ever.
+        Err(_) => {
+            return ReplyEnd::new(
+                Status::Error,
+                Some(format!(
+                    "The model was busy with other replies for {}, so this one was not started. Please retry.",
+                    humantime::format_duration(settings.queue_timeout)
+                )),
+            );
+        }
     };
     reply.state.send_modify(|s| s.phase = Phase::Generating);
 

@@ -103,6 +103,7 @@ impl AppState {
                 max_tokens: config.lm_max_tokens,
                 temperature: config.lm_temperature,
                 first_token_timeout: config.lm_first_token_timeout,
+                queue_timeout: config.lm_queue_timeout,
                 idle_timeout: config.lm_idle_timeout,
                 checkpoint_interval: config.checkpoint_interval,
                 max_concurrent: config.max_concurrent_generations,

@@ -1038,3 +1038,58 @@ async fn simultaneous_sends_to_one_chat_start_exactly_one_reply() {
         .collect();
     assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
 }
+
+/// A reply that cannot get a generation slot in time ends with a readable error instead of
+/// waiting for ever; the user's message stays, and Retry works once the slot is free.
+#[tokio::test]
+async fn a_reply_that_waits_too_long_for_a_slot_ends_with_a_readable_error() {
+    let (app, fake) = spawn(
+        Knobs {
+            hang_after: Some(1),
+            ..Knobs::default()
+        },
+        |c| {
+            c.max_concurrent_generations = 1;
+            c.lm_queue_timeout = Duration::from_millis(300);
+        },
+    )
+    .await;
+    let first_chat = new_chat(&app).await;
+    let first = app.send(&app.client, first_chat, "takes the slot").await;
+    while fake.log(|l| l.request_count) < 1 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let second_chat = new_chat(&app).await;
+    let second = app.send(&app.client, second_chat, "waits").await;
+    let waited = app.finished(second).await;
+    assert_eq!(waited.status, Status::Error);
+    let error = waited.error.unwrap();
+    assert!(
+        error.contains("busy with other replies for 300ms"),
+        "{error}"
+    );
+    assert_eq!(
+        fake.log(|l| l.request_count),
+        1,
+        "the model was never asked"
+    );
+    let page = app
+        .get(&format!("/chats/{second_chat}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("waits"), "the user's message stays");
+
+    // Stop the first; Retry on the second now gets the slot and an answer.
+    let stop = app
+        .post(&format!("/chats/{first_chat}/messages/{first}/stop"), &[])
+        .await;
+    assert!(stop.status().is_redirection());
+    fake.set(|k| k.hang_after = None);
+    let retried = app
+        .post(&format!("/chats/{second_chat}/regenerate"), &[])
+        .await;
+    let retry = common::reply_id(&retried);
+    assert_eq!(app.finished(retry).await.status, Status::Complete);
+}
