@@ -253,27 +253,14 @@ async fn list_chats(
     ApiQuery(query): ApiQuery<ListChats>,
 ) -> AppResult<Json<ChatPage>> {
     let limit = page_size(query.limit, 50)?;
-    let after = match query.after {
-        Some(id) => Some(
-            state
-                .store
-                .find_chat(&session.id, id)
-                .await?
-                .ok_or(AppError::NotFound("chat"))?,
-        ),
-        None => None,
-    };
-    let mut chats = state
+    let page = state
         .store
-        .list_chats(&session.id, after.as_ref(), limit + 1)
-        .await?;
-    let next = (chats.len() as u64 > limit).then(|| {
-        chats.truncate(limit as usize);
-        chats.last().map(|c| c.id)
-    });
+        .page_of_chats(&session.id, query.after, limit)
+        .await?
+        .ok_or(AppError::NotFound("chat"))?;
     Ok(Json(ChatPage {
-        chats: chats.into_iter().map(ChatJson::from).collect(),
-        next: next.flatten(),
+        chats: page.chats.into_iter().map(ChatJson::from).collect(),
+        next: page.next,
     }))
 }
 

@@ -167,35 +167,25 @@ pub async fn list(
     session: Session,
     Query(query): Query<ListQuery>,
 ) -> AppResult<Html<String>> {
-    let after = match query.after.as_deref() {
-        Some(id) => Some(
-            state
-                .store
-                .find_chat(&session.id, parse_id(id, "chat")?)
-                .await?
-                .ok_or(AppError::NotFound("chat"))?,
-        ),
-        None => None,
-    };
-    let (frame, mut page) = tokio::try_join!(frame(&state, &session), async {
-        Ok::<_, AppError>(
-            state
-                .store
-                .list_chats(&session.id, after.as_ref(), CHATS_PER_PAGE + 1)
-                .await?,
-        )
+    let after = query
+        .after
+        .as_deref()
+        .map(|id| parse_id(id, "chat"))
+        .transpose()?;
+    let (frame, page) = tokio::try_join!(frame(&state, &session), async {
+        state
+            .store
+            .page_of_chats(&session.id, after, CHATS_PER_PAGE)
+            .await?
+            .ok_or(AppError::NotFound("chat"))
     })?;
-    let next = (page.len() as u64 > CHATS_PER_PAGE).then(|| {
-        page.truncate(CHATS_PER_PAGE as usize);
-        page.last().map(|c| c.id.to_string())
-    });
     render(
         &state,
         "chats.html",
         ChatsPage {
             frame,
-            page,
-            next: next.flatten(),
+            page: page.chats,
+            next: page.next.map(|id| id.to_string()),
             first_page: after.is_none(),
         },
     )

@@ -62,6 +62,12 @@ pub struct NewChat {
     pub reply: Option<message::Model>,
 }
 
+/// Chats, and the id to continue after when there are more.
+pub struct PageOfChats {
+    pub chats: Vec<chat::Model>,
+    pub next: Option<Uuid>,
+}
+
 /// What asking for a new reply in a chat came to.
 pub enum NewReply {
     /// Stored: the user's message (when one was sent) and the assistant message to generate.
@@ -178,6 +184,33 @@ impl Store {
     // ---- chats ----------------------------------------------------------------------------
 
     /// This session's chats, most recently active first.
+    /// A page of the session's chats, most recently active first, starting after the chat
+    /// `after` (the last of the previous page); `None` when `after` is not one of its chats.
+    pub async fn page_of_chats(
+        &self,
+        session_id: &str,
+        after: Option<Uuid>,
+        limit: u64,
+    ) -> Result<Option<PageOfChats>, DbErr> {
+        let after = match after {
+            Some(id) => match self.find_chat(session_id, id).await? {
+                Some(chat) => Some(chat),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        let mut chats = self
+            .list_chats(session_id, after.as_ref(), limit + 1)
+            .await?;
+        let next = if chats.len() as u64 > limit {
+            chats.truncate(limit as usize);
+            chats.last().map(|c| c.id)
+        } else {
+            None
+        };
+        Ok(Some(PageOfChats { chats, next }))
+    }
+
     /// The session's chats, most recently active first, `limit` of them from after `after` (the
     /// last chat of the previous page: keyset paging, so pages do not shift as chats change).
     pub async fn list_chats(
