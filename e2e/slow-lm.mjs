@@ -1,5 +1,5 @@
 // A deliberately slow OpenAI-compatible model server for the no-buffering test: it streams
-// TOKENS pieces DELAY_MS apart in llama-server's recorded chunk format
+// TOKENS pieces DELAY_MS apart, then a code block, in llama-server's recorded chunk format
 // (../shared/fixtures/llama-server/stream-plain.sse).
 import http from "node:http";
 
@@ -23,6 +23,8 @@ http.createServer((req, res) => {
       return;
     }
     clearInterval(timer);
+    // A code block at the end, for the copy buttons' test.
+    res.write(chunk({ content: "\n\n```js\nconst answer = 42; // <ok>\n```\n" }));
     res.write(chunk({}, "stop"));
     res.end("data: [DONE]\n\n");
   }, delayMs);

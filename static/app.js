@@ -81,3 +81,66 @@ document.addEventListener("keydown", (event) => {
   const stop = document.querySelector(".status-streaming .stop-form");
   if (stop) { event.preventDefault(); stop.requestSubmit(); }
 });
+
+// Copy buttons: on every finished message (its text as shown) and on every code block (the code
+// exactly). Added to the page as it changes; without JavaScript the text can still be selected.
+async function copyText(text) {
+  if (navigator.clipboard && window.isSecureContext) {
+    await navigator.clipboard.writeText(text);
+    return;
+  }
+  // Plain HTTP on another host has no Clipboard API: the older way still works there.
+  const area = document.createElement("textarea");
+  area.value = text;
+  area.setAttribute("readonly", "");
+  area.className = "offscreen";
+  document.body.append(area);
+  area.select();
+  document.execCommand("copy");
+  area.remove();
+}
+
+function copyButton(className, label, text) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = `copy ${className}`;
+  button.textContent = "Copy";
+  button.setAttribute("aria-label", label);
+  button.addEventListener("click", async () => {
+    try {
+      await copyText(text());
+      button.textContent = "Copied";
+    } catch {
+      button.textContent = "Copy failed";
+    }
+    setTimeout(() => { button.textContent = "Copy"; }, 1500);
+  });
+  return button;
+}
+
+// The text as shown (paragraphs and lines kept), without the code blocks' own Copy buttons:
+// innerText leaves out what is not displayed, and nothing is painted in between.
+function shownText(content) {
+  content.classList.add("copying");
+  const text = content.innerText.trim();
+  content.classList.remove("copying");
+  return text;
+}
+
+function addCopyButtons() {
+  document.querySelectorAll(".message:not(.status-streaming)").forEach((message) => {
+    const content = message.querySelector(".content");
+    if (!content || message.querySelector(".copy-message")) return;
+    content.after(copyButton("copy-message", "Copy this message", () => shownText(content)));
+  });
+  document.querySelectorAll(".message .content pre").forEach((pre) => {
+    if (pre.querySelector(".copy-code")) return;
+    const code = pre.querySelector("code") ?? pre;
+    pre.prepend(copyButton("copy-code", "Copy this code", () => code.textContent));
+  });
+}
+document.addEventListener("DOMContentLoaded", addCopyButtons);
+document.addEventListener("htmx:afterSettle", addCopyButtons);
+document.addEventListener("htmx:sseMessage", (event) => {
+  if (event.detail.type === "done") setTimeout(addCopyButtons, 0);
+});

@@ -179,3 +179,32 @@ test("the page works under its Content-Security-Policy, and a cross-site form po
   await shot(evil, "07-cross-site-refused");
   await context.close();
 });
+
+test("copy buttons copy a message and a code block exactly", async () => {
+  const context = await browser.newContext();
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: SLOW_BASE });
+  const page = await context.newPage();
+  await startChat(page, SLOW_BASE, "Show me <some> code & more");
+  await waitForReplyEnd(page);
+  const clipboard = () => page.evaluate(() => navigator.clipboard.readText());
+
+  const mine = page.locator(".message.user").last();
+  await mine.locator(".copy-message").click();
+  assert.equal(await clipboard(), "Show me <some> code & more");
+  await page.waitForFunction(() => document.querySelector(".message.user .copy-message")?.textContent === "Copied");
+
+  // The reply arrived by streaming; its code block gets its own button once it is rendered.
+  const reply = page.locator(".message.assistant").last();
+  await reply.locator(".copy-code").click();
+  assert.equal(await clipboard(), "const answer = 42; // <ok>\n");
+  await reply.locator(".copy-message").click();
+  const whole = await clipboard();
+  assert.match(whole, /^word0 word1[\s\S]*\n\s*const answer = 42; \/\/ <ok>$/);
+  assert.ok(!/Cop(y|ied)/.test(whole), `the code block's button is not part of the text: ${whole}`);
+  await shot(page, "08-copy-buttons");
+
+  // After a reload too (buttons are added to the page as served).
+  await page.reload();
+  assert.equal(await page.locator(".message.assistant").last().locator(".copy-code").count(), 1);
+  await context.close();
+});
