@@ -1,6 +1,9 @@
 // Small progressive enhancements; every page works without this file.
 "use strict";
 
+// Parts of the page that only work with this file show only with it.
+document.documentElement.classList.add("js");
+
 // Enter sends, Shift+Enter is a newline (not while an IME is composing).
 document.addEventListener("keydown", (event) => {
   const field = event.target;
@@ -143,4 +146,35 @@ document.addEventListener("DOMContentLoaded", addCopyButtons);
 document.addEventListener("htmx:afterSettle", addCopyButtons);
 document.addEventListener("htmx:sseMessage", (event) => {
   if (event.detail.type === "done") setTimeout(addCopyButtons, 0);
+});
+
+// Keyboard shortcuts (listed in the dialog that `?` opens): Ctrl+Shift+O new chat, `/` write a
+// message. Single keys only act when no text field has the focus.
+function typingIn(target) {
+  return target instanceof HTMLElement
+    && (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName));
+}
+
+function showShortcuts() {
+  const dialog = document.getElementById("shortcuts");
+  if (dialog && !dialog.open) dialog.showModal();
+}
+
+document.addEventListener("keydown", (event) => {
+  if ((event.ctrlKey || event.metaKey) && event.shiftKey && event.key.toLowerCase() === "o") {
+    event.preventDefault();
+    document.querySelector(".sidebar form[action='/chats']")?.requestSubmit();
+    return;
+  }
+  if (event.ctrlKey || event.metaKey || event.altKey || typingIn(event.target)) return;
+  if (event.key === "/") {
+    const composer = document.querySelector("#composer textarea, .composer textarea");
+    if (composer) { event.preventDefault(); composer.focus(); }
+  } else if (event.key === "?") {
+    event.preventDefault();
+    showShortcuts();
+  }
+});
+document.addEventListener("click", (event) => {
+  if (event.target instanceof Element && event.target.closest("#show-shortcuts")) showShortcuts();
 });

@@ -208,3 +208,38 @@ test("copy buttons copy a message and a code block exactly", async () => {
   assert.equal(await page.locator(".message.assistant").last().locator(".copy-code").count(), 1);
   await context.close();
 });
+
+test("keyboard shortcuts: ? lists them, / focuses the composer, Ctrl+Shift+O starts a new chat", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await startChat(page, SLOW_BASE, "First chat");
+  await waitForReplyEnd(page);
+  const firstUrl = page.url();
+  await page.locator("main").click({ position: { x: 5, y: 5 } }); // nothing focused that takes text
+
+  await page.keyboard.press("Shift+Slash"); // "?"
+  const dialog = page.locator("dialog#shortcuts");
+  assert.ok(await dialog.isVisible(), "the shortcuts dialog opens");
+  for (const words of ["New chat", "focus the composer", "Stop the reply"]) {
+    assert.ok((await dialog.textContent()).includes(words), words);
+  }
+  await shot(page, "09-shortcuts");
+  await page.keyboard.press("Escape");
+  assert.ok(!(await dialog.isVisible()), "Esc closes it");
+  // The sidebar offers the same list by click.
+  await page.click("#show-shortcuts");
+  assert.ok(await dialog.isVisible());
+  await dialog.getByRole("button", { name: "Close" }).click();
+
+  await page.keyboard.press("/");
+  assert.equal(await page.evaluate(() => document.activeElement?.id), "content");
+  // Typing "/" or "?" in the composer is text, not a shortcut.
+  await page.keyboard.type("a/b?");
+  assert.equal(await page.inputValue("#content"), "a/b?");
+  assert.ok(!(await dialog.isVisible()));
+
+  await page.keyboard.press("Control+Shift+O");
+  await page.waitForURL((url) => url.href !== firstUrl && /\/chats\/[0-9a-f-]{36}$/.test(url.pathname));
+  assert.equal(await page.locator(".message.user").count(), 0, "a new, empty chat");
+  await context.close();
+});
