@@ -49,7 +49,7 @@ document.addEventListener("htmx:sseOpen", (event) => {
   const source = event.detail.source;
   if (seenSources.has(source)) return;
   seenSources.add(source);
-  event.detail.elt.querySelector(".live")?.replaceChildren();
+  event.detail.elt.querySelectorAll(".live, .live-reasoning").forEach((e) => e.replaceChildren());
 });
 
 document.addEventListener("htmx:sseMessage", (event) => {
@@ -75,6 +75,9 @@ document.addEventListener("htmx:afterSettle", () => {
   // A new reply was added: earlier Regenerate buttons no longer apply.
   const actions = document.querySelectorAll(".reply-actions");
   actions.forEach((form, i) => { if (i < actions.length - 1 || document.querySelector(".status-streaming")) form.remove(); });
+  // Only the latest message can be edited.
+  const edits = document.querySelectorAll("#messages > .message.user .edit-message");
+  edits.forEach((edit, i) => { if (i < edits.length - 1) edit.remove(); });
 });
 document.addEventListener("DOMContentLoaded", updateComposer);
 

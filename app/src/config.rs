@@ -125,6 +125,15 @@ pub struct Config {
     )]
     pub greeting: String,
 
+    /// After a chat's first reply, ask the model for a short title in the background (`off`:
+    /// the first words of the first message stay the title).
+    #[arg(long, env = "TITLE_GENERATION", action = ArgAction::Set, default_value_t = true, value_parser = parse_on_off)]
+    pub title_generation: bool,
+
+    /// Largest chat export that can be imported, in bytes.
+    #[arg(long, env = "MAX_IMPORT_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_import_bytes: usize,
+
     /// Largest message a user may send, in bytes.
     #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 32 * 1024)]
     pub max_message_bytes: usize,
@@ -197,5 +206,10 @@ impl Config {
     /// may become `%XX`), plus room for the other fields.
     pub fn body_limit(&self) -> usize {
         self.max_message_bytes * 3 + 16 * 1024
+    }
+
+    /// The largest import request: the export plus room for the multipart framing.
+    pub fn import_body_limit(&self) -> usize {
+        self.max_import_bytes + 64 * 1024
     }
 }

@@ -5,7 +5,7 @@
 //! cannot lose data). The text is checkpointed to the database at a bounded interval, and its
 //! end is saved before subscribers are told. Uses lm and store; knows no HTTP.
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -21,8 +21,8 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use uuid::Uuid;
 
 use crate::{
-    lm::{LmClient, LmError, LmEvent, PromptMessage, estimate_tokens},
-    store::{ReplyEnd, Role, Status, Store, message},
+    lm::{LmClient, LmError, LmEvent, PromptMessage, ReplyOptions, estimate_tokens},
+    store::{ReplyEnd, Role, Status, Store, chat, message},
 };
 
 #[derive(Clone, Debug)]
@@ -38,6 +38,8 @@ pub struct GenerationSettings {
     pub max_concurrent: usize,
     /// Messages read from the database to build a prompt (before trimming to the context).
     pub history_limit: u64,
+    /// After a chat's first reply, ask the model for a short title (else the first words stay).
+    pub generate_titles: bool,
 }
 
 /// Where a reply is in its life.
@@ -56,7 +58,10 @@ pub enum Phase {
 
 #[derive(Clone, Debug)]
 pub struct ReplyState {
+    /// The answer so far.
     pub text: String,
+    /// What the model wrote while thinking, before (and apart from) the answer.
+    pub reasoning: String,
     pub phase: Phase,
 }
 
@@ -78,17 +83,21 @@ impl Reply {
 
     /// Adds model output. NUL becomes U+FFFD: PostgreSQL cannot store NUL in text, and the text
     /// streamed must be the text saved.
-    fn append(&self, piece: &str) {
-        if piece.contains('\0') {
-            let cleaned = piece.replace('\0', "\u{FFFD}");
-            self.state.send_modify(|s| s.text.push_str(&cleaned));
-        } else {
-            self.state.send_modify(|s| s.text.push_str(piece));
-        }
+    fn append(&self, piece: &str, reasoning: bool) {
+        let cleaned = match piece.contains('\0') {
+            true => std::borrow::Cow::Owned(piece.replace('\0', "\u{FFFD}")),
+            false => std::borrow::Cow::Borrowed(piece),
+        };
+        self.state.send_modify(|s| match reasoning {
+            true => s.reasoning.push_str(&cleaned),
+            false => s.text.push_str(&cleaned),
+        });
     }
 
-    fn text(&self) -> String {
-        self.state.borrow().text.clone()
+    /// The answer and the reasoning so far.
+    fn texts(&self) -> (String, String) {
+        let state = self.state.borrow();
+        (state.text.clone(), state.reasoning.clone())
     }
 }
 
@@ -114,6 +123,8 @@ struct Registry {
     replies: HashMap<Uuid, Arc<Reply>>,
     /// chat id -> the message id of its reply in progress.
     chats: HashMap<Uuid, Uuid>,
+    /// Chats whose title the model is writing now.
+    titles: HashSet<Uuid>,
 }
 
 /// The app is shutting down and starts no new replies.
@@ -151,6 +162,7 @@ impl Generations {
             seq: reply.seq,
             state: watch::Sender::new(ReplyState {
                 text: String::new(),
+                reasoning: String::new(),
                 phase: Phase::Queued,
             }),
             stop: CancellationToken::new(),
@@ -189,6 +201,11 @@ impl Generations {
         let finished = state.wait_for(|s| matches!(s.phase, Phase::Finished { .. }));
         let _ = tokio::time::timeout(Duration::from_secs(5), finished).await;
         true
+    }
+
+    /// Whether the model is writing this chat's title now.
+    pub fn title_pending(&self, chat_id: Uuid) -> bool {
+        self.lock().titles.contains(&chat_id)
     }
 
     /// Replies running now.
@@ -235,8 +252,11 @@ async fn run(inner: Arc<Inner>, reply: Arc<Reply>) {
         ),
     };
     // The upstream stream was dropped with `generate`: llama-server frees its slot now.
-    let text = reply.text();
-    save_end(&inner, &reply, &text, &end).await;
+    let (text, reasoning) = reply.texts();
+    save_end(&inner, &reply, &text, &reasoning, &end).await;
+    if end.status == Status::Complete && inner.settings.generate_titles {
+        start_title(&inner, &reply).await;
+    }
     reply.state.send_modify(|s| {
         s.phase = Phase::Finished {
             status: end.status,
@@ -281,17 +301,12 @@ async fn generate(inner: &Inner, reply: &Reply) -> ReplyEnd {
     };
     reply.state.send_modify(|s| s.phase = Phase::Generating);
 
-    let prompt = match build_prompt(inner, reply).await {
+    let (prompt, options) = match build_prompt(inner, reply).await {
         Ok(prompt) => prompt,
         Err(end) => return end,
     };
     let first_token_deadline = Instant::now() + settings.first_token_timeout;
-    let started = timeout_at(
-        first_token_deadline,
-        inner
-            .lm
-            .stream_chat(&prompt, settings.max_tokens, settings.temperature),
-    );
+    let started = timeout_at(first_token_deadline, inner.lm.stream_chat(&prompt, &options));
     let mut stream = match started.await {
         Err(_) => return failed(LmError::FirstTokenTimeout(settings.first_token_timeout)),
         Ok(Err(error)) => {
@@ -320,14 +335,19 @@ async fn generate(inner: &Inner, reply: &Reply) -> ReplyEnd {
             Ok(Ok(Some(event))) => event,
         };
         match event {
-            LmEvent::Text(piece) => {
+            LmEvent::Text(_) | LmEvent::Reasoning(_) => {
                 got_text = true;
-                reply.append(&piece);
+                match event {
+                    LmEvent::Text(piece) => reply.append(&piece, false),
+                    LmEvent::Reasoning(piece) => reply.append(&piece, true),
+                    _ => {}
+                }
                 if last_checkpoint.elapsed() >= settings.checkpoint_interval {
                     last_checkpoint = Instant::now();
+                    let (text, reasoning) = reply.texts();
                     if let Err(e) = inner
                         .store
-                        .checkpoint(&reply.session_id, reply.message_id, &reply.text())
+                        .checkpoint(&reply.session_id, reply.message_id, &text, &reasoning)
                         .await
                     {
                         tracing::warn!(error = %e, message_id = %reply.message_id, "checkpoint failed; will retry");
@@ -347,34 +367,154 @@ async fn generate(inner: &Inner, reply: &Reply) -> ReplyEnd {
     end
 }
 
-/// System prompt + as much recent history as fits the model's context.
-async fn build_prompt(inner: &Inner, reply: &Reply) -> Result<Vec<PromptMessage>, ReplyEnd> {
-    let history = inner
-        .store
-        .prompt_history(
+/// What a reply is generated with, from the chat's settings and the configured defaults.
+pub fn reply_options(settings: &GenerationSettings, chat: &chat::Model) -> ReplyOptions {
+    ReplyOptions {
+        model: chat.model.clone(),
+        max_tokens: chat
+            .max_tokens
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(settings.max_tokens),
+        temperature: chat.temperature.unwrap_or(settings.temperature),
+    }
+}
+
+/// System prompt + as much recent history as fits the model's context, and the chat's settings.
+async fn build_prompt(
+    inner: &Inner,
+    reply: &Reply,
+) -> Result<(Vec<PromptMessage>, ReplyOptions), ReplyEnd> {
+    let not_loaded = |e: sea_orm::DbErr| {
+        tracing::error!(error = %e, "loading the conversation failed");
+        ReplyEnd::new(
+            Status::Error,
+            Some("The conversation could not be loaded from the database. Please retry.".into()),
+        )
+    };
+    let (chat, history) = tokio::try_join!(
+        inner.store.find_chat(&reply.session_id, reply.chat_id),
+        inner.store.prompt_history(
             &reply.session_id,
             reply.chat_id,
             reply.seq,
             inner.settings.history_limit,
-        )
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "loading the conversation failed");
-            ReplyEnd::new(
-                Status::Error,
-                Some(
-                    "The conversation could not be loaded from the database. Please retry.".into(),
-                ),
-            )
-        })?;
-    let budget = inner.lm.context_tokens().await;
-    fit_to_context(
-        &inner.settings.system_prompt,
-        &history,
-        budget,
-        inner.settings.max_tokens,
+        ),
     )
-    .map_err(failed)
+    .map_err(not_loaded)?;
+    let chat = chat.ok_or_else(|| {
+        ReplyEnd::new(Status::Error, Some("This chat no longer exists.".into()))
+    })?;
+    let options = reply_options(&inner.settings, &chat);
+    let system_prompt = chat
+        .system_prompt
+        .as_deref()
+        .unwrap_or(&inner.settings.system_prompt);
+    let budget = inner.lm.context_tokens(options.model.as_deref()).await;
+    let prompt =
+        fit_to_context(system_prompt, &history, budget, options.max_tokens).map_err(failed)?;
+    Ok((prompt, options))
+}
+
+/// After a chat's first complete reply, while its title is still the first words of the first
+/// message: ask the model for a better one, in the background. The chat is marked as waiting
+/// for its title before the reply's end is announced, so the page knows to look for it.
+async fn start_title(inner: &Arc<Inner>, reply: &Reply) {
+    let candidate = match inner
+        .store
+        .title_candidate(&reply.session_id, reply.chat_id)
+        .await
+    {
+        Ok(Some(candidate)) => candidate,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "checking whether a chat needs a title");
+            return;
+        }
+    };
+    let chat_id = reply.chat_id;
+    let session_id = reply.session_id.clone();
+    inner
+        .registry
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .titles
+        .insert(chat_id);
+    let inner = inner.clone();
+    tokio::spawn(async move {
+        let prompt = title_prompt(&candidate.first_message, &candidate.first_reply);
+        let options = ReplyOptions {
+            model: candidate.model.clone(),
+            max_tokens: 24,
+            temperature: 0.2,
+        };
+        match inner
+            .lm
+            .complete(&prompt, &options, Duration::from_secs(30))
+            .await
+        {
+            Ok(answer) => match clean_generated_title(&answer) {
+                Some(title) => {
+                    if let Err(e) = inner
+                        .store
+                        .replace_automatic_title(&session_id, chat_id, &candidate.title, &title)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "saving a generated title");
+                    }
+                }
+                None => tracing::info!(%chat_id, "the model's title was unusable; the first words stay"),
+            },
+            Err(e) => tracing::info!(error = %e, %chat_id, "no generated title; the first words stay"),
+        }
+        inner
+            .registry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .titles
+            .remove(&chat_id);
+    });
+}
+
+/// The request for a title: the start of the conversation, clipped.
+fn title_prompt(first_message: &str, first_reply: &str) -> Vec<PromptMessage> {
+    let clip = |text: &str, n: usize| text.chars().take(n).collect::<String>();
+    vec![
+        PromptMessage {
+            role: "system",
+            content: "You name conversations. Answer with a title of at most six words for the conversation below: no quotes, no trailing punctuation, nothing else.".into(),
+        },
+        PromptMessage {
+            role: "user",
+            content: format!(
+                "User: {}\n\nAssistant: {}\n\nTitle:",
+                clip(first_message, 1000),
+                clip(first_reply, 1000)
+            ),
+        },
+    ]
+}
+
+/// The model's title on one line, without quotes, a "Title:" label or a trailing full stop;
+/// `None` when nothing usable is left.
+pub fn clean_generated_title(answer: &str) -> Option<String> {
+    let line = answer.lines().map(str::trim).find(|l| !l.is_empty())?;
+    let line = line
+        .strip_prefix("Title:")
+        .or_else(|| line.strip_prefix("title:"))
+        .unwrap_or(line);
+    let quotes: &[char] = &['"', '\'', '“', '”', '‘', '’', '*', '`', '#'];
+    let title = line
+        .trim()
+        .trim_matches(quotes)
+        .trim()
+        .trim_end_matches(['.', '!', ':', ';', ','])
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if title.is_empty() || title.contains('\0') {
+        return None;
+    }
+    Some(crate::store::title_from(&title))
 }
 
 /// Builds the prompt: the system prompt, then the history trimmed oldest-first so that it fits
@@ -394,6 +534,9 @@ pub fn fit_to_context(
             Role::Assistant => "assistant",
             Role::System => "system",
         };
+        if message.superseded {
+            continue;
+        }
         if message.role == Role::Assistant
             && (message.status == Status::Error
                 || message.status == Status::Streaming
@@ -451,13 +594,13 @@ pub fn fit_to_context(
 /// safe in memory meanwhile), for up to five minutes, or ten seconds once shutting down. An error
 /// that retrying cannot mend ends in a last save that marks the reply as failed, so that the chat
 /// is never left blocked by a reply that stays `streaming`.
-async fn save_end(inner: &Inner, reply: &Reply, text: &str, end: &ReplyEnd) {
+async fn save_end(inner: &Inner, reply: &Reply, text: &str, reasoning: &str, end: &ReplyEnd) {
     let started = Instant::now();
     let mut wait = Duration::from_millis(100);
     loop {
         let error = match inner
             .store
-            .finish_reply(&reply.session_id, reply.message_id, text, end)
+            .finish_reply(&reply.session_id, reply.message_id, text, reasoning, end)
             .await
         {
             Ok(()) => return,
@@ -477,10 +620,10 @@ async fn save_end(inner: &Inner, reply: &Reply, text: &str, end: &ReplyEnd) {
             );
             // With its text if that can be stored; without it (e.g. text the database refuses)
             // rather than leave the reply `streaming` and its chat blocked.
-            for text in [text, ""] {
+            for (text, reasoning) in [(text, reasoning), ("", "")] {
                 match inner
                     .store
-                    .finish_reply(&reply.session_id, reply.message_id, text, &failed)
+                    .finish_reply(&reply.session_id, reply.message_id, text, reasoning, &failed)
                     .await
                 {
                     Ok(()) => return,
@@ -517,6 +660,8 @@ mod tests {
             completion_tokens: None,
             created_at: Utc::now(),
             updated_at: Utc::now(),
+            reasoning: None,
+            superseded: false,
         }
     }
 

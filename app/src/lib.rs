@@ -108,6 +108,7 @@ impl AppState {
                 checkpoint_interval: config.checkpoint_interval,
                 max_concurrent: config.max_concurrent_generations,
                 history_limit: 500,
+                generate_titles: config.title_generation,
             },
         );
         let rate_limits = RateLimits::new(config.rate_limit_settings());

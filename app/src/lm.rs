@@ -78,6 +78,15 @@ struct StreamOptions {
     include_usage: bool,
 }
 
+/// How to generate one reply: the chat's settings, or the configured defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReplyOptions {
+    /// `None`: the configured `LM_MODEL`, else the first model the server lists.
+    pub model: Option<String>,
+    pub max_tokens: u32,
+    pub temperature: f32,
+}
+
 /// A streamed item: a chunk, or llama-server's mid-stream `{"error": {...}}`.
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -103,6 +112,8 @@ struct Choice {
 #[derive(Deserialize, Default)]
 struct Delta {
     content: Option<String>,
+    /// Thinking models (llama-server's default `--reasoning-format`) stream their reasoning here.
+    reasoning_content: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq)]
@@ -121,9 +132,11 @@ struct ErrorBody {
     n_ctx: Option<u64>,
 }
 
-/// What the stream yields, in order: text pieces, then a finish reason, then (maybe) usage.
+/// What the stream yields, in order: reasoning and text pieces, then a finish reason, then
+/// (maybe) usage.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LmEvent {
+    Reasoning(String),
     Text(String),
     Finish(String),
     Usage(Usage),
@@ -136,6 +149,7 @@ type ItemStream = Pin<Box<dyn Stream<Item = Result<StreamItem, OpenAIError>> + S
 pub struct LmStream {
     inner: ItemStream,
     pending: std::collections::VecDeque<LmEvent>,
+    think: ThinkSplitter,
 }
 
 impl LmStream {
@@ -146,17 +160,27 @@ impl LmStream {
                 return Ok(Some(event));
             }
             match self.inner.next().await {
-                None => return Ok(None),
+                None => {
+                    self.pending.extend(self.think.finish());
+                    if self.pending.is_empty() {
+                        return Ok(None);
+                    }
+                }
                 Some(Err(e)) => return Err(map_error(e, "", Origin::Stream)),
                 Some(Ok(StreamItem::Error { error })) => {
                     return Err(error_from_body(error, Origin::Stream));
                 }
                 Some(Ok(StreamItem::Chunk(chunk))) => {
                     for choice in chunk.choices {
+                        if let Some(text) = choice.delta.reasoning_content.filter(|t| !t.is_empty())
+                        {
+                            self.pending.push_back(LmEvent::Reasoning(text));
+                        }
                         if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
-                            self.pending.push_back(LmEvent::Text(text));
+                            self.pending.extend(self.think.push(&text));
                         }
                         if let Some(reason) = choice.finish_reason {
+                            self.pending.extend(self.think.finish());
                             self.pending.push_back(LmEvent::Finish(reason));
                         }
                     }
@@ -169,22 +193,134 @@ impl LmStream {
     }
 }
 
+/// Splits a `<think>…</think>` block at the start of a reply (models whose server does not
+/// separate reasoning itself) from the answer, as the text streams in: tags may be cut across
+/// pieces. Text that only might be the start of a tag is held back until the next piece.
+#[derive(Default)]
+pub struct ThinkSplitter {
+    state: ThinkState,
+    /// Text not yet given out: a possible start of `<think>` or `</think>`.
+    held: String,
+}
+
+#[derive(Default, PartialEq)]
+enum ThinkState {
+    /// Nothing but whitespace yet: the reply may still open with `<think>`.
+    #[default]
+    Start,
+    Thinking,
+    /// After `</think>`, before the answer's first visible character.
+    AnswerStart,
+    Answer,
+}
+
+const THINK_OPEN: &str = "<think>";
+const THINK_CLOSE: &str = "</think>";
+
+impl ThinkSplitter {
+    /// Events for a piece of the reply's content.
+    pub fn push(&mut self, piece: &str) -> Vec<LmEvent> {
+        let mut events = Vec::new();
+        self.held.push_str(piece);
+        loop {
+            match self.state {
+                ThinkState::Start => {
+                    let trimmed = self.held.trim_start();
+                    if let Some(rest) = trimmed.strip_prefix(THINK_OPEN) {
+                        self.held = rest.to_owned();
+                        self.state = ThinkState::Thinking;
+                        continue;
+                    }
+                    if !THINK_OPEN.starts_with(trimmed) {
+                        self.state = ThinkState::Answer;
+                        continue;
+                    }
+                    return events;
+                }
+                ThinkState::Thinking => {
+                    if let Some(at) = self.held.find(THINK_CLOSE) {
+                        let rest = self.held.split_off(at);
+                        push_piece(&mut events, LmEvent::Reasoning(std::mem::take(&mut self.held)));
+                        self.held = rest[THINK_CLOSE.len()..].to_owned();
+                        self.state = ThinkState::AnswerStart;
+                        continue;
+                    }
+                    // Keep back a tail that could be the start of `</think>`.
+                    let keep = (1..THINK_CLOSE.len())
+                        .rev()
+                        .find(|&n| {
+                            self.held.len() >= n
+                                && self.held.is_char_boundary(self.held.len() - n)
+                                && THINK_CLOSE.starts_with(&self.held[self.held.len() - n..])
+                        })
+                        .unwrap_or(0);
+                    let tail = self.held.split_off(self.held.len() - keep);
+                    push_piece(
+                        &mut events,
+                        LmEvent::Reasoning(std::mem::replace(&mut self.held, tail)),
+                    );
+                    return events;
+                }
+                ThinkState::AnswerStart => {
+                    // The blank lines between the reasoning and the answer are not the answer.
+                    let trimmed = self.held.trim_start();
+                    if trimmed.is_empty() {
+                        self.held.clear();
+                        return events;
+                    }
+                    self.held = trimmed.to_owned();
+                    self.state = ThinkState::Answer;
+                }
+                ThinkState::Answer => {
+                    push_piece(&mut events, LmEvent::Text(std::mem::take(&mut self.held)));
+                    return events;
+                }
+            }
+        }
+    }
+
+    /// The reply ended: whatever was held back, as what it turned out to be.
+    pub fn finish(&mut self) -> Vec<LmEvent> {
+        let held = std::mem::take(&mut self.held);
+        let mut events = Vec::new();
+        match self.state {
+            ThinkState::Thinking => push_piece(&mut events, LmEvent::Reasoning(held)),
+            ThinkState::AnswerStart => {}
+            ThinkState::Start | ThinkState::Answer => push_piece(&mut events, LmEvent::Text(held)),
+        }
+        events
+    }
+}
+
+fn push_piece(events: &mut Vec<LmEvent>, event: LmEvent) {
+    match &event {
+        LmEvent::Reasoning(t) | LmEvent::Text(t) if t.is_empty() => {}
+        _ => events.push(event),
+    }
+}
+
 #[derive(Clone)]
 pub struct LmClient {
     client: Client<OpenAIConfig>,
     http: reqwest::Client,
     settings: Arc<LmSettings>,
-    /// What the server told us about its model (`None` until it answered once).
-    model_info: Arc<Mutex<Option<ModelInfo>>>,
+    /// What the server said it serves, and when (`None` until it answered once).
+    models: Arc<Mutex<Option<(tokio::time::Instant, Vec<ModelInfo>)>>>,
     /// The last health answer, so that many open pages cost one upstream request.
     last_status: Arc<Mutex<Option<(tokio::time::Instant, ModelStatus)>>>,
 }
 
-#[derive(Clone, Debug)]
-struct ModelInfo {
-    id: String,
-    n_ctx: Option<u32>,
+/// A model the server serves.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ModelInfo {
+    /// The name to ask for it by.
+    pub id: String,
+    /// Its context size in tokens, when the server says.
+    pub n_ctx: Option<u32>,
 }
+
+/// How long the list of models is believed before it is asked for again.
+const MODELS_TTL: Duration = Duration::from_secs(30);
 
 /// The model server's state for the status indicator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -209,7 +345,7 @@ impl LmClient {
             client,
             http,
             settings: Arc::new(settings),
-            model_info: Arc::new(Mutex::new(None)),
+            models: Arc::new(Mutex::new(None)),
             last_status: Arc::new(Mutex::new(None)),
         })
     }
@@ -218,15 +354,23 @@ impl LmClient {
         &self.settings
     }
 
+    /// The configured defaults for a reply.
+    pub fn default_options(&self) -> ReplyOptions {
+        ReplyOptions {
+            model: None,
+            max_tokens: self.settings.max_tokens,
+            temperature: self.settings.temperature,
+        }
+    }
+
     /// Starts a streamed chat completion. Answers once llama-server sent its response headers
     /// (which it delays while every slot is busy).
     pub async fn stream_chat(
         &self,
         messages: &[PromptMessage],
-        max_tokens: u32,
-        temperature: f32,
+        options: &ReplyOptions,
     ) -> Result<LmStream, LmError> {
-        let model = self.model_name().await;
+        let model = self.model_name(options.model.as_deref()).await;
         let request = ChatRequest {
             model: &model,
             messages,
@@ -234,8 +378,8 @@ impl LmClient {
             stream_options: StreamOptions {
                 include_usage: true,
             },
-            max_tokens,
-            temperature,
+            max_tokens: options.max_tokens,
+            temperature: options.temperature,
         };
         let inner: ItemStream = self
             .client
@@ -246,42 +390,77 @@ impl LmClient {
         Ok(LmStream {
             inner,
             pending: Default::default(),
+            think: ThinkSplitter::default(),
         })
     }
 
-    /// The prompt budget in tokens: configured, or the server's `n_ctx`; `None` when unknown.
-    pub async fn context_tokens(&self) -> Option<u32> {
+    /// A short answer in one piece (the model's reasoning left out), e.g. a chat's title.
+    pub async fn complete(
+        &self,
+        messages: &[PromptMessage],
+        options: &ReplyOptions,
+        limit: Duration,
+    ) -> Result<String, LmError> {
+        let collect = async {
+            let mut stream = self.stream_chat(messages, options).await?;
+            let mut text = String::new();
+            while let Some(event) = stream.next().await? {
+                if let LmEvent::Text(piece) = event {
+                    text.push_str(&piece);
+                }
+            }
+            Ok(text)
+        };
+        tokio::time::timeout(limit, collect)
+            .await
+            .map_err(|_| LmError::FirstTokenTimeout(limit))?
+    }
+
+    /// The prompt budget in tokens for `model` (`None`: the default one): configured, or the
+    /// server's `n_ctx`; `None` when unknown.
+    pub async fn context_tokens(&self, model: Option<&str>) -> Option<u32> {
         if let Some(configured) = self.settings.context_tokens {
             return Some(configured);
         }
-        self.model_info().await.and_then(|info| info.n_ctx)
+        let models = self.models().await.ok()?;
+        let wanted = model.or(self.settings.model.as_deref());
+        match wanted {
+            Some(id) => models.iter().find(|m| m.id == id),
+            None => models.first(),
+        }
+        .and_then(|m| m.n_ctx)
     }
 
-    /// Forgets what the server said about its model (it may have restarted with another one).
+    /// Forgets what the server said about its models (it may have restarted with others).
     pub async fn forget_model_info(&self) {
-        *self.model_info.lock().await = None;
+        *self.models.lock().await = None;
     }
 
-    async fn model_name(&self) -> String {
-        if let Some(model) = &self.settings.model {
-            return model.clone();
+    async fn model_name(&self, chosen: Option<&str>) -> String {
+        if let Some(model) = chosen.or(self.settings.model.as_deref()) {
+            return model.to_owned();
         }
-        match self.model_info().await {
-            Some(info) => info.id,
-            None => "default".to_owned(),
+        match self.models().await {
+            Ok(models) if !models.is_empty() => models[0].id.clone(),
+            _ => "default".to_owned(),
         }
     }
 
-    async fn model_info(&self) -> Option<ModelInfo> {
-        let mut cached = self.model_info.lock().await;
-        if cached.is_none() {
-            *cached = self.fetch_model_info().await;
+    /// What the server serves (`GET /v1/models`), asked at most every 30 seconds.
+    pub async fn models(&self) -> Result<Vec<ModelInfo>, LmError> {
+        let mut cached = self.models.lock().await;
+        if let Some((at, models)) = &*cached
+            && at.elapsed() < MODELS_TTL
+        {
+            return Ok(models.clone());
         }
-        cached.clone()
+        let models = self.fetch_models().await?;
+        *cached = Some((tokio::time::Instant::now(), models.clone()));
+        Ok(models)
     }
 
-    /// `GET /v1/models`: llama-server lists its model with `meta.n_ctx`.
-    async fn fetch_model_info(&self) -> Option<ModelInfo> {
+    /// `GET /v1/models`: llama-server lists each model with `meta.n_ctx`.
+    async fn fetch_models(&self) -> Result<Vec<ModelInfo>, LmError> {
         #[derive(Deserialize)]
         struct Models {
             data: Vec<Model>,
@@ -300,13 +479,27 @@ impl LmClient {
         if let Some(key) = &self.settings.api_key {
             request = request.bearer_auth(key);
         }
-        let response = request.send().await.ok()?.error_for_status().ok()?;
-        let models: Models = response.json().await.ok()?;
-        let model = models.data.into_iter().next()?;
-        Some(ModelInfo {
-            id: model.id,
-            n_ctx: model.meta.and_then(|m| m.n_ctx),
-        })
+        let unreachable = |e: reqwest::Error| {
+            tracing::warn!(error = %e, "listing the models failed");
+            LmError::Unreachable(self.settings.api_url.clone())
+        };
+        let response = request.send().await.map_err(unreachable)?;
+        if response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+            return Err(LmError::Loading);
+        }
+        let response = response.error_for_status().map_err(unreachable)?;
+        let models: Models = response
+            .json()
+            .await
+            .map_err(|e| LmError::Protocol(short(&e.to_string())))?;
+        Ok(models
+            .data
+            .into_iter()
+            .map(|m| ModelInfo {
+                id: m.id,
+                n_ctx: m.meta.and_then(|m| m.n_ctx),
+            })
+            .collect())
     }
 
     /// [`Self::status`], at most once every two seconds.
@@ -471,5 +664,49 @@ mod tests {
     fn token_estimate_is_conservative() {
         assert!(estimate_tokens("hello world, how are you?") >= 6);
         assert_eq!(estimate_tokens(""), 4);
+    }
+
+    fn split(pieces: &[&str]) -> (String, String) {
+        let mut splitter = ThinkSplitter::default();
+        let mut events: Vec<LmEvent> = pieces.iter().flat_map(|p| splitter.push(p)).collect();
+        events.extend(splitter.finish());
+        let (mut reasoning, mut text) = (String::new(), String::new());
+        for event in events {
+            match event {
+                LmEvent::Reasoning(t) => reasoning.push_str(&t),
+                LmEvent::Text(t) => text.push_str(&t),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        (reasoning, text)
+    }
+
+    #[test]
+    fn a_think_block_is_reasoning_however_the_tags_are_cut() {
+        let whole = "\n<think>Let me see: 2 < 3.</think>\n\nThe answer is **yes**.";
+        for cut_a in 0..whole.len() {
+            for cut_b in cut_a..whole.len() {
+                let pieces = [&whole[..cut_a], &whole[cut_a..cut_b], &whole[cut_b..]];
+                assert_eq!(
+                    split(&pieces),
+                    ("Let me see: 2 < 3.".into(), "The answer is **yes**.".into()),
+                    "{pieces:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn text_without_a_think_block_passes_through_exactly() {
+        for whole in ["  <b>hi</b>", " <thin", "\n\n", "a <think> in the middle", "<"] {
+            for cut in 0..=whole.len() {
+                assert_eq!(
+                    split(&[&whole[..cut], &whole[cut..]]),
+                    (String::new(), whole.to_owned())
+                );
+            }
+        }
+        // An unfinished think block is all reasoning, even a partial closing tag.
+        assert_eq!(split(&["<think>hmm</thi"]), ("hmm</thi".into(), String::new()));
     }
 }

@@ -4,14 +4,16 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_create_chats_and_messages;
+mod m20261124_000002_chat_features;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(
-            m20261124_000001_create_chats_and_messages::Migration,
-        )]
+        vec![
+            Box::new(m20261124_000001_create_chats_and_messages::Migration),
+            Box::new(m20261124_000002_chat_features::Migration),
+        ]
     }
 }

@@ -21,19 +21,23 @@ use uuid::Uuid;
 use super::{
     ClientAddress,
     chats::clean_title,
-    messages::{Encoding, open_stream, start_reply, stop_reply},
+    messages::{Encoding, open_stream, start_reply, started, stop_reply},
+    search as search_pages,
+    transfer::{self, ChatExport},
     validate_message,
 };
 use crate::{
     AppState,
     error::{AppError, AppResult},
     limits::Action,
+    lm::ModelInfo,
     session::{self, Session},
-    store::{NewReply, chat, message},
+    store::{ChatSettings, NewReply, chat, message},
 };
 
 /// Most items one list request returns.
 const MAX_PAGE: u64 = 100;
+
 
 // ---- documents -------------------------------------------------------------------------------
 
@@ -43,6 +47,26 @@ pub struct ChatJson {
     title: String,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    settings: SettingsJson,
+}
+
+/// A chat's own settings; `null` means the server's configured default.
+#[derive(Serialize, Deserialize, ToSchema, Default)]
+pub struct SettingsJson {
+    /// The system prompt sent first.
+    #[serde(default)]
+    system_prompt: Option<String>,
+    /// Sampling temperature, 0–2.
+    #[serde(default)]
+    #[schema(minimum = 0.0, maximum = 2.0)]
+    temperature: Option<f32>,
+    /// Upper bound on tokens per reply, 1–65536.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 65536)]
+    max_tokens: Option<i32>,
+    /// One of `GET /api/v1/models`.
+    #[serde(default)]
+    model: Option<String>,
 }
 
 impl From<chat::Model> for ChatJson {
@@ -52,6 +76,12 @@ impl From<chat::Model> for ChatJson {
             title: c.title,
             created_at: c.created_at,
             updated_at: c.updated_at,
+            settings: SettingsJson {
+                system_prompt: c.system_prompt,
+                temperature: c.temperature,
+                max_tokens: c.max_tokens,
+                model: c.model,
+            },
         }
     }
 }
@@ -69,8 +99,13 @@ pub struct MessageJson {
     #[schema(example = "complete")]
     status: String,
     content: String,
+    /// A reply's reasoning (what a thinking model wrote before its answer), apart from it.
+    reasoning: Option<String>,
     /// Why a reply failed, for `status: error` (and `interrupted`).
     error: Option<String>,
+    /// An earlier version: a user message that was edited, or a reply to one. Left out of
+    /// prompts.
+    superseded: bool,
     created_at: DateTime<Utc>,
 }
 
@@ -91,7 +126,9 @@ impl From<message::Model> for MessageJson {
             role: name_of(m.role),
             status: name_of(m.status),
             content: m.content,
+            reasoning: m.reasoning,
             error: m.error,
+            superseded: m.superseded,
             created_at: m.created_at,
         }
     }
@@ -170,8 +207,10 @@ pub struct Problem {
 }
 
 /// One server-sent event of a reply stream. `delta`: `data` is `{"text": …}` and `id` the byte
-/// offset after it (send it back as `Last-Event-ID` to resume); `status`: `{"text": …}` (waiting
-/// for the model, or empty); `error`: `{"error": …}`; `done`: the reply as stored, last.
+/// offset after it (send it back as `Last-Event-ID` to resume); `reasoning`: `{"text": …}`, the
+/// model's thinking, before the answer (ids are then `<answer offset>:<reasoning offset>`);
+/// `status`: `{"text": …}` (waiting for the model, or empty); `error`: `{"error": …}`; `done`:
+/// the reply as stored, last.
 #[derive(Serialize, ToSchema)]
 pub struct StreamEvent {
     #[schema(example = "delta")]
@@ -431,17 +470,14 @@ async fn send_message(
         .store
         .add_exchange(&session.id, id, &body.content)
         .await?;
-    let (user, reply) = match outcome {
-        NewReply::Started {
-            user: Some(user),
-            reply,
-        } => (user, reply),
-        NewReply::Busy => return Err(AppError::Conflict(super::messages::BUSY.into())),
-        NewReply::NoSuchChat | NewReply::Started { user: None, .. } | NewReply::NothingToAnswer => {
-            return Err(AppError::NotFound("chat"));
-        }
-    };
-    start_reply(&state, &reply).await?;
+    sent(&state, outcome).await
+}
+
+/// The answer to a stored exchange: its reply started.
+async fn sent(state: &AppState, outcome: NewReply) -> AppResult<(StatusCode, Json<Sent>)> {
+    let (user, reply) = started(outcome)?;
+    let user = user.ok_or(AppError::NotFound("message"))?;
+    start_reply(state, &reply).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Sent {
@@ -450,6 +486,171 @@ async fn send_message(
             stream_url: format!("/api/v1/messages/{}/stream", reply.id),
         }),
     ))
+}
+
+/// Edit and resend: replaces the chat's latest user message with `content` and starts a new
+/// reply. The earlier version and its replies stay, marked `superseded`.
+#[utoipa::path(post, path = "/chats/{id}/messages/{message_id}/edit", tag = "messages",
+    params(("id" = Uuid, Path), ("message_id" = Uuid, Path)), request_body = NewMessage, security(("bearer" = []), ("session_cookie" = [])),
+    responses((status = 202, description = "Stored; the new reply is being written", body = Sent),
+              (status = "4XX", description = "No such chat or message, invalid or too large, not the latest user message or a reply in progress (409), or too many messages (429)", body = Problem, content_type = ERRORS),
+              (status = 503, description = "The app is restarting", body = Problem, content_type = ERRORS)))]
+async fn edit_message(
+    State(state): State<AppState>,
+    session: Session,
+    ClientAddress(address): ClientAddress,
+    ApiPath((id, message_id)): ApiPath<(Uuid, Uuid)>,
+    ApiJson(body): ApiJson<NewMessage>,
+) -> AppResult<(StatusCode, Json<Sent>)> {
+    validate_message(&body.content, state.config.max_message_bytes)?;
+    state
+        .rate_limits
+        .check(Action::Send, &session.id, address)?;
+    let outcome = state
+        .store
+        .edit_exchange(&session.id, id, message_id, &body.content)
+        .await?;
+    sent(&state, outcome).await
+}
+
+/// Sets a chat's settings. Absent or `null` fields go back to the server's defaults.
+#[utoipa::path(put, path = "/chats/{id}/settings", tag = "chats", params(("id" = Uuid, Path)), request_body = SettingsJson, security(("bearer" = []), ("session_cookie" = [])),
+    responses((status = 200, description = "The chat with its new settings", body = ChatJson),
+              (status = "4XX", description = "No such chat, or a setting out of range or a model not served", body = Problem, content_type = ERRORS),
+              (status = 503, description = "The model server cannot be asked whether it serves that model", body = Problem, content_type = ERRORS)))]
+async fn put_settings(
+    State(state): State<AppState>,
+    session: Session,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<SettingsJson>,
+) -> AppResult<Json<ChatJson>> {
+    let chat = chat_of_session(&state, &session, id).await?;
+    let requested = ChatSettings {
+        system_prompt: body.system_prompt,
+        temperature: body.temperature,
+        max_tokens: body.max_tokens,
+        model: body.model,
+    };
+    let settings = super::settings::validate(&state, &chat, requested).await?;
+    let chat = state
+        .store
+        .update_settings(&session.id, id, &settings)
+        .await?
+        .ok_or(AppError::NotFound("chat"))?;
+    Ok(Json(chat.into()))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Models {
+    /// What the model server serves; a chat may pick any of them.
+    models: Vec<ModelInfo>,
+}
+
+/// The models the language model server serves.
+#[utoipa::path(get, path = "/models", tag = "chats", security(("bearer" = []), ("session_cookie" = [])),
+    responses((status = 200, description = "The models", body = Models),
+              (status = 503, description = "The model server is not reachable or still loading", body = Problem, content_type = ERRORS)))]
+async fn list_models(State(state): State<AppState>, _session: Session) -> AppResult<Json<Models>> {
+    let models = state
+        .lm
+        .models()
+        .await
+        .map_err(|e| AppError::Unavailable(e.to_string()))?;
+    Ok(Json(Models { models }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// `md` (default) or `json`.
+    format: Option<String>,
+}
+
+/// A chat as a download: Markdown to read, or JSON to import again.
+#[utoipa::path(get, path = "/chats/{id}/export", tag = "chats", params(("id" = Uuid, Path), ExportQuery), security(("bearer" = []), ("session_cookie" = [])),
+    responses((status = 200, description = "The export (`text/markdown`, or `application/json` as ChatExport)", body = ChatExport),
+              (status = "4XX", description = "No such chat, or an unknown format", body = Problem, content_type = ERRORS)))]
+async fn export_chat(
+    State(state): State<AppState>,
+    session: Session,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<ExportQuery>,
+) -> AppResult<Response> {
+    transfer::export_response(&state, &session, id, query.format.as_deref()).await
+}
+
+/// Creates a chat from a JSON export (`GET /api/v1/chats/{id}/export?format=json`).
+#[utoipa::path(post, path = "/chats/import", tag = "chats", request_body = ChatExport, security(("bearer" = []), ("session_cookie" = [])),
+    responses((status = 201, description = "The new chat", body = ChatJson),
+              (status = "4XX", description = "Not an export this app can read, too large (413), or too many new chats (429)", body = Problem, content_type = ERRORS)))]
+async fn import_chat(
+    State(state): State<AppState>,
+    session: Session,
+    ClientAddress(address): ClientAddress,
+    ApiJson(export): ApiJson<ChatExport>,
+) -> AppResult<(StatusCode, Json<ChatJson>)> {
+    let chat = transfer::import(&state, &session, address, export).await?;
+    Ok((StatusCode::CREATED, Json(chat.into())))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchParams {
+    /// Text to find in titles and messages (1–200 characters; case is ignored).
+    q: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SearchResults {
+    /// Chats whose title contains the text.
+    chats: Vec<ChatJson>,
+    /// Messages that contain it, newest first.
+    messages: Vec<SearchMessage>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SearchMessage {
+    chat_title: String,
+    message: MessageJson,
+    /// The text around the first match, and the match as written.
+    snippet: Snippet,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Snippet {
+    before: String,
+    matched: String,
+    after: String,
+}
+
+/// Searches this session's chats by title and message text.
+#[utoipa::path(get, path = "/search", tag = "chats", params(SearchParams), security(("bearer" = []), ("session_cookie" = [])),
+    responses((status = 200, description = "What matched", body = SearchResults),
+              (status = "4XX", description = "An empty or too long query", body = Problem, content_type = ERRORS)))]
+async fn search(
+    State(state): State<AppState>,
+    session: Session,
+    ApiQuery(params): ApiQuery<SearchParams>,
+) -> AppResult<Json<SearchResults>> {
+    let query = search_pages::clean_query(&params.q)?
+        .ok_or_else(|| AppError::Invalid("Please give some text to search for.".into()))?;
+    let results = search_pages::search(&state, &session, &query).await?;
+    Ok(Json(SearchResults {
+        chats: results.chats.into_iter().map(ChatJson::from).collect(),
+        messages: results
+            .messages
+            .into_iter()
+            .map(|hit| SearchMessage {
+                chat_title: hit.chat_title,
+                snippet: Snippet {
+                    before: hit.before,
+                    matched: hit.matched,
+                    after: hit.after,
+                },
+                message: hit.hit.message.into(),
+            })
+            .collect(),
+    }))
 }
 
 /// The reply's text as server-sent events: what was written so far (after `Last-Event-ID`),
@@ -535,15 +736,26 @@ impl Modify for Security {
     }
 }
 
-/// The `/api/v1` routes and the OpenAPI document that describes them.
-pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+/// The `/api/v1` routes and the OpenAPI document that describes them. Imports may be as large
+/// as `import_body_limit`; other requests have the app's body limit.
+pub fn router(import_body_limit: usize) -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
     let v1 = OpenApiRouter::new()
         .routes(routes!(list_chats, create_chat))
         .routes(routes!(get_chat, rename_chat, delete_chat))
         .routes(routes!(list_messages, send_message))
+        .routes(routes!(edit_message))
+        .routes(routes!(put_settings))
+        .routes(routes!(export_chat))
+        .routes(routes!(search))
+        .routes(routes!(list_models))
         .routes(routes!(stream_message))
         .routes(routes!(stop_message))
         .routes(routes!(create_token));
+    // An export may be larger than a message.
+    let import = OpenApiRouter::new()
+        .routes(routes!(import_chat))
+        .layer(axum::extract::DefaultBodyLimit::max(import_body_limit));
+    let v1 = v1.merge(import);
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .split_for_parts()

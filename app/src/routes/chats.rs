@@ -19,12 +19,11 @@ use crate::{
 
 use super::{ClientAddress, Htmx, parse_id, redirect, render, validate_message};
 
-/// Chats listed in the sidebar and on the home page.
 /// Chats in the sidebar; all of them are on `/chats`, a page of [`CHATS_PER_PAGE`] at a time.
 const CHATS_LISTED: u64 = 50;
 const CHATS_PER_PAGE: u64 = 100;
 /// Messages shown at once on the chat page; older ones are a link away.
-const MESSAGES_PER_PAGE: u64 = 100;
+pub const MESSAGES_PER_PAGE: u64 = 100;
 
 /// A message as the templates show it.
 #[derive(Serialize)]
@@ -36,9 +35,31 @@ pub struct MessageView {
     /// Safe HTML: escaped text for user messages and for replies still being written (shown as
     /// they stream), sanitised markdown for finished replies.
     pub html: String,
+    /// The reply's reasoning as escaped text; empty when there is none.
+    pub reasoning_html: String,
+    /// The text as written (the edit form starts from it).
+    pub content: String,
     pub error: Option<String>,
     /// Offer Regenerate/Retry (the last reply of a chat that has a user message).
     pub can_regenerate: bool,
+    /// Offer Edit (the chat's latest user message).
+    pub can_edit: bool,
+    /// An earlier version (edited away, or a reply to one).
+    pub superseded: bool,
+    /// For an edited message: its earlier versions, each with the replies it had, oldest first.
+    pub earlier_versions: Vec<Vec<MessageView>>,
+    /// The model is still writing the chat's title: the page asks for it until it is there.
+    pub title_pending: bool,
+}
+
+/// A reply's text as it ended, for the stream's last events.
+pub struct FinishedReply<'a> {
+    pub chat_id: Uuid,
+    pub message_id: Uuid,
+    pub text: &'a str,
+    pub reasoning: &'a str,
+    pub status: Status,
+    pub error: Option<&'a str>,
 }
 
 impl MessageView {
@@ -54,31 +75,107 @@ impl MessageView {
             role: message.role,
             status: message.status,
             html,
+            reasoning_html: escape_html(message.reasoning.as_deref().unwrap_or_default()),
+            content: if message.role == Role::User {
+                message.content.clone()
+            } else {
+                String::new()
+            },
             error: message.error.clone(),
             can_regenerate: false,
+            can_edit: false,
+            superseded: message.superseded,
+            earlier_versions: Vec::new(),
+            title_pending: false,
         }
     }
 
     /// The body of a reply that just ended, for the stream's `done` event. It is the chat's
     /// latest message, so it offers Regenerate/Retry.
-    pub fn final_reply(
-        templates: &Templates,
-        chat_id: Uuid,
-        message_id: Uuid,
-        text: &str,
-        status: Status,
-        error: Option<&str>,
-    ) -> Self {
+    pub fn final_reply(templates: &Templates, reply: &FinishedReply) -> Self {
         Self {
-            id: message_id.to_string(),
-            chat_id: chat_id.to_string(),
+            id: reply.message_id.to_string(),
+            chat_id: reply.chat_id.to_string(),
             role: Role::Assistant,
-            status,
-            html: templates.finished_reply_html(message_id, text),
-            error: error.map(str::to_owned),
+            status: reply.status,
+            html: templates.finished_reply_html(reply.message_id, reply.text),
+            reasoning_html: escape_html(reply.reasoning),
+            content: String::new(),
+            error: reply.error.map(str::to_owned),
             can_regenerate: true,
+            can_edit: false,
+            superseded: false,
+            earlier_versions: Vec::new(),
+            title_pending: false,
         }
     }
+}
+
+/// What the chat page shows of its history.
+pub struct History {
+    pub messages: Vec<MessageView>,
+    /// Position of the oldest message shown, when there are earlier ones.
+    pub earlier: Option<i64>,
+    /// A reply is being written.
+    pub streaming: bool,
+}
+
+/// A page of a chat's history (the newest, or the one before `before`), as the page shows it:
+/// earlier versions of an edited message folded into it, Regenerate on the last reply and Edit
+/// on the last user message (on the newest page only).
+pub async fn history(
+    state: &AppState,
+    session: &Session,
+    chat_id: Uuid,
+    before: Option<i64>,
+) -> AppResult<History> {
+    let mut messages = state
+        .store
+        .list_messages(&session.id, chat_id, before, MESSAGES_PER_PAGE + 1)
+        .await?;
+    // One more than a page was asked for: its presence says there is earlier history.
+    let earlier = if messages.len() as u64 > MESSAGES_PER_PAGE {
+        messages.remove(0);
+        messages.first().map(|m| m.seq)
+    } else {
+        None
+    };
+    let newest_page = before.is_none();
+    let has_user_message = !newest_page || messages.iter().any(|m| m.role == Role::User);
+    let streaming = messages.iter().any(|m| m.status == Status::Streaming);
+    let mut views: Vec<MessageView> = Vec::with_capacity(messages.len());
+    let mut versions: Vec<Vec<MessageView>> = Vec::new();
+    for message in messages.iter().filter(|m| m.role != Role::System) {
+        let mut view = MessageView::from_model(&state.templates, message);
+        if message.superseded {
+            match versions.last_mut() {
+                Some(version) if message.role != Role::User => version.push(view),
+                _ => versions.push(vec![view]),
+            }
+            continue;
+        }
+        view.earlier_versions = std::mem::take(&mut versions);
+        views.push(view);
+    }
+    // Earlier versions with no newer one on this page stay visible, as earlier versions.
+    views.extend(versions.into_iter().flatten());
+    if newest_page && !streaming {
+        if let Some(last) = views.last_mut() {
+            last.can_regenerate = has_user_message && last.role == Role::Assistant;
+        }
+        if let Some(user) = views
+            .iter_mut()
+            .rev()
+            .find(|v| v.role == Role::User && !v.superseded)
+        {
+            user.can_edit = true;
+        }
+    }
+    Ok(History {
+        messages: views,
+        earlier,
+        streaming,
+    })
 }
 
 /// What every page shows around its content: the sidebar and the visitor's name.
@@ -90,7 +187,7 @@ pub struct Frame {
     pub display_name: Option<String>,
 }
 
-async fn frame(state: &AppState, session: &Session) -> AppResult<Frame> {
+pub async fn frame(state: &AppState, session: &Session) -> AppResult<Frame> {
     let (mut chats, display_name) = tokio::try_join!(
         state.store.list_chats(&session.id, None, CHATS_LISTED + 1),
         state.store.display_name(&session.id),
@@ -121,6 +218,7 @@ struct ChatPage {
     streaming: bool,
     paged: bool,
     max_message_bytes: usize,
+    settings: super::settings::SettingsView,
 }
 
 #[derive(Serialize)]
@@ -208,44 +306,52 @@ pub async fn show(
         .find_chat(&session.id, chat_id)
         .await?
         .ok_or(AppError::NotFound("chat"))?;
-    let (frame, mut messages) = tokio::try_join!(frame(&state, &session), async {
-        Ok::<_, AppError>(
-            state
-                .store
-                .list_messages(&session.id, chat_id, query.before, MESSAGES_PER_PAGE + 1)
-                .await?,
-        )
-    },)?;
-    // One more than a page was asked for: its presence says there is earlier history.
-    let earlier = if messages.len() as u64 > MESSAGES_PER_PAGE {
-        messages.remove(0);
-        messages.first().map(|m| m.seq)
-    } else {
-        None
+    // `before` past the newest message (a search result's link) is the newest page.
+    let before = match query.before {
+        Some(before) if state.store.has_messages_from(&session.id, chat_id, before).await? => {
+            Some(before)
+        }
+        _ => None,
     };
-    let has_user_message = query.before.is_some() || messages.iter().any(|m| m.role == Role::User);
-    let mut messages: Vec<MessageView> = messages
-        .iter()
-        .filter(|m| m.role != Role::System)
-        .map(|m| MessageView::from_model(&state.templates, m))
-        .collect();
-    let streaming = messages.iter().any(|m| m.status == Status::Streaming);
-    if let Some(last) = messages.last_mut() {
-        last.can_regenerate = query.before.is_none()
-            && has_user_message
-            && last.role == Role::Assistant
-            && !streaming;
-    }
+    let (frame, history, models) = tokio::try_join!(
+        frame(&state, &session),
+        history(&state, &session, chat_id, before),
+        async { Ok(super::settings::model_choices(&state).await) },
+    )?;
+    let settings = super::settings::SettingsView::new(&state, &chat, models, false);
     let page = ChatPage {
         frame,
         chat,
-        messages,
-        earlier,
-        streaming,
-        paged: query.before.is_some(),
+        messages: history.messages,
+        earlier: history.earlier,
+        streaming: history.streaming,
+        paged: before.is_some(),
         max_message_bytes: state.config.max_message_bytes,
+        settings,
     };
     render(&state, "chat.html", page)
+}
+
+/// The chat's title, for a page waiting for the model to write it: the title form and the
+/// sidebar entry (out of band). 204 while the model is still writing; 286 (htmx: stop asking)
+/// with the title once it is done, or when no title is being written.
+pub async fn title(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let chat_id = parse_id(&id, "chat")?;
+    let chat = state
+        .store
+        .find_chat(&session.id, chat_id)
+        .await?
+        .ok_or(AppError::NotFound("chat"))?;
+    if state.generations.title_pending(chat_id) {
+        return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
+    }
+    let html = render(&state, "fragments/title_ready.html", ChatOnly { chat })?;
+    let done = axum::http::StatusCode::from_u16(286).unwrap_or(axum::http::StatusCode::OK);
+    Ok((done, html).into_response())
 }
 
 #[derive(Deserialize)]

@@ -5,7 +5,10 @@ mod chats;
 mod health;
 mod messages;
 mod profile;
+mod search;
 mod security;
+mod settings;
+mod transfer;
 
 pub use security::ClientAddress;
 
@@ -55,13 +58,25 @@ pub fn router(state: AppState) -> Router {
             post(messages::stop),
         )
         .route("/chats/{id}/regenerate", post(messages::regenerate))
+        .route(
+            "/chats/{id}/messages/{message_id}/edit",
+            post(messages::edit),
+        )
+        .route("/chats/{id}/settings", post(settings::update))
+        .route("/chats/{id}/title", get(chats::title))
+        .route("/chats/{id}/export", get(transfer::export))
+        .route(
+            "/chats/import",
+            post(transfer::import_form).layer(DefaultBodyLimit::max(state.config.import_body_limit())),
+        )
+        .route("/search", get(search::page))
         .route("/profile", post(profile::update))
         .layer(middleware::from_fn_with_state(
             state.sessions.clone(),
             session::session_layer,
         ));
 
-    let (api_v1, openapi) = api::router();
+    let (api_v1, openapi) = api::router(state.config.import_body_limit());
     let openapi = std::sync::Arc::new(openapi);
     let api = api_v1
         .layer(middleware::from_fn_with_state(
@@ -276,7 +291,7 @@ pub fn reject_nul(text: &str) -> Result<(), AppError> {
 
 /// A size as people read it: bytes below 1 KiB, else whole KiB (rounded so that "over the limit"
 /// never reads as equal to it).
-fn size(bytes: usize) -> String {
+pub fn size(bytes: usize) -> String {
     if bytes < 1024 {
         format!("{bytes} bytes")
     } else if bytes.is_multiple_of(1024) {

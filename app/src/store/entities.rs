@@ -22,7 +22,7 @@ pub mod session {
 pub mod chat {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize)]
     #[sea_orm(table_name = "chats")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
@@ -31,6 +31,12 @@ pub mod chat {
         pub title: String,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
+        /// The chat's own settings; `None`: the configured default.
+        #[sea_orm(column_type = "Text", nullable)]
+        pub system_prompt: Option<String>,
+        pub temperature: Option<f32>,
+        pub max_tokens: Option<i32>,
+        pub model: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -104,6 +110,12 @@ pub mod message {
         pub completion_tokens: Option<i32>,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
+        /// What a thinking model wrote before its answer, kept apart from it.
+        #[sea_orm(column_type = "Text", nullable)]
+        pub reasoning: Option<String>,
+        /// An earlier version: a user message that was edited, or a reply to one. Shown apart,
+        /// left out of prompts.
+        pub superseded: bool,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -80,6 +80,53 @@ pub enum NewReply {
     Busy,
     /// Nothing to reply to (no user message yet).
     NothingToAnswer,
+    /// Edit: this chat has no such message.
+    NoSuchMessage,
+    /// Edit: only the chat's latest user message can be edited.
+    NotLatestUserMessage,
+}
+
+/// A chat's own settings; `None` fields use the configured defaults.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChatSettings {
+    pub system_prompt: Option<String>,
+    pub temperature: Option<f32>,
+    pub max_tokens: Option<i32>,
+    pub model: Option<String>,
+}
+
+/// A chat whose title is still the first words of its first message, with what a better title
+/// would be made from.
+pub struct TitleCandidate {
+    /// The title now (the one to replace).
+    pub title: String,
+    pub first_message: String,
+    pub first_reply: String,
+    pub model: Option<String>,
+}
+
+/// A message that matched a search, with its chat's title.
+#[derive(Clone, Debug)]
+pub struct SearchHit {
+    pub message: message::Model,
+    pub chat_title: String,
+}
+
+/// A chat to create from an export.
+pub struct ImportedChat {
+    pub title: String,
+    pub settings: ChatSettings,
+    pub messages: Vec<ImportedMessage>,
+}
+
+pub struct ImportedMessage {
+    pub role: Role,
+    pub content: String,
+    pub reasoning: Option<String>,
+    pub status: Status,
+    pub error: Option<String>,
+    pub superseded: bool,
+    pub created_at: chrono::DateTime<Utc>,
 }
 
 /// How a reply ended, for [`Store::finish_reply`].
@@ -267,6 +314,7 @@ impl Store {
             title: Set(title),
             created_at: Set(now),
             updated_at: Set(now),
+            ..Default::default()
         }
         .insert(&txn)
         .await?;
@@ -329,6 +377,90 @@ impl Store {
         self.find_chat(session_id, chat_id).await
     }
 
+    /// Saves a chat's settings; `None` when this session has no such chat.
+    pub async fn update_settings(
+        &self,
+        session_id: &str,
+        chat_id: Uuid,
+        settings: &ChatSettings,
+    ) -> Result<Option<chat::Model>, DbErr> {
+        let updated = chat::Entity::update_many()
+            .col_expr(
+                chat::Column::SystemPrompt,
+                Expr::value(settings.system_prompt.clone()),
+            )
+            .col_expr(chat::Column::Temperature, Expr::value(settings.temperature))
+            .col_expr(chat::Column::MaxTokens, Expr::value(settings.max_tokens))
+            .col_expr(chat::Column::Model, Expr::value(settings.model.clone()))
+            .filter(chat::Column::Id.eq(chat_id))
+            .filter(chat::Column::SessionId.eq(session_id))
+            .exec(&self.db)
+            .await?;
+        if updated.rows_affected == 0 {
+            return Ok(None);
+        }
+        self.find_chat(session_id, chat_id).await
+    }
+
+    /// A chat that should get a generated title: its title is still the one made from its first
+    /// message, and it has exactly one complete reply to a user message so far.
+    pub async fn title_candidate(
+        &self,
+        session_id: &str,
+        chat_id: Uuid,
+    ) -> Result<Option<TitleCandidate>, DbErr> {
+        let Some(chat) = self.find_chat(session_id, chat_id).await? else {
+            return Ok(None);
+        };
+        // The first few messages are enough to decide: a greeting, the first message, replies.
+        let first = message::Entity::find()
+            .filter(message::Column::ChatId.eq(chat_id))
+            .filter(message::Column::SessionId.eq(session_id))
+            .order_by_asc(message::Column::Seq)
+            .limit(8)
+            .all(&self.db)
+            .await?;
+        let Some(user_at) = first.iter().position(|m| m.role == Role::User) else {
+            return Ok(None);
+        };
+        let first_message = &first[user_at];
+        if chat.title != title_from(&first_message.content) {
+            return Ok(None);
+        }
+        let replies: Vec<&message::Model> = first[user_at + 1..]
+            .iter()
+            .take_while(|m| m.role == Role::Assistant)
+            .filter(|m| m.status == Status::Complete && !m.content.trim().is_empty())
+            .collect();
+        let ([reply], true) = (replies.as_slice(), first.len() <= user_at + 2) else {
+            return Ok(None);
+        };
+        Ok(Some(TitleCandidate {
+            title: chat.title.clone(),
+            first_message: first_message.content.clone(),
+            first_reply: reply.content.clone(),
+            model: chat.model.clone(),
+        }))
+    }
+
+    /// Sets a generated title, unless the title changed meanwhile (the user renamed the chat).
+    pub async fn replace_automatic_title(
+        &self,
+        session_id: &str,
+        chat_id: Uuid,
+        expected: &str,
+        title: &str,
+    ) -> Result<bool, DbErr> {
+        let updated = chat::Entity::update_many()
+            .col_expr(chat::Column::Title, Expr::value(title.to_owned()))
+            .filter(chat::Column::Id.eq(chat_id))
+            .filter(chat::Column::SessionId.eq(session_id))
+            .filter(chat::Column::Title.eq(expected))
+            .exec(&self.db)
+            .await?;
+        Ok(updated.rows_affected > 0)
+    }
+
     /// Deletes a chat and (by the cascading foreign key) its messages. `false`: no such chat.
     pub async fn delete_chat(&self, session_id: &str, chat_id: Uuid) -> Result<bool, DbErr> {
         let deleted = chat::Entity::delete_many()
@@ -363,6 +495,22 @@ impl Store {
             .await?;
         newest_first.reverse();
         Ok(newest_first)
+    }
+
+    /// Whether the chat has messages at position `seq` or later.
+    pub async fn has_messages_from(
+        &self,
+        session_id: &str,
+        chat_id: Uuid,
+        seq: i64,
+    ) -> Result<bool, DbErr> {
+        Ok(message::Entity::find()
+            .filter(message::Column::ChatId.eq(chat_id))
+            .filter(message::Column::SessionId.eq(session_id))
+            .filter(message::Column::Seq.gte(seq))
+            .one(&self.db)
+            .await?
+            .is_some())
     }
 
     /// Stores a user's message and the assistant message that will answer it (status
@@ -408,6 +556,177 @@ impl Store {
             user: Some(Box::new(user)),
             reply: Box::new(reply),
         })
+    }
+
+    /// Replaces the chat's latest user message with an edited one and starts a reply to it. The
+    /// earlier version and its replies stay, marked `superseded`: shown as an earlier version,
+    /// left out of prompts.
+    pub async fn edit_exchange(
+        &self,
+        session_id: &str,
+        chat_id: Uuid,
+        message_id: Uuid,
+        content: &str,
+    ) -> Result<NewReply, DbErr> {
+        let txn = self.db.begin().await?;
+        let Some(chat) = lock_chat(&txn, session_id, chat_id).await? else {
+            return Ok(NewReply::NoSuchChat);
+        };
+        let state = chat_state(&txn, chat_id).await?;
+        if state.reply_in_progress {
+            return Ok(NewReply::Busy);
+        }
+        let latest_user = message::Entity::find()
+            .filter(message::Column::ChatId.eq(chat_id))
+            .filter(message::Column::Role.eq(Role::User))
+            .order_by_desc(message::Column::Seq)
+            .one(&txn)
+            .await?;
+        let Some(latest_user) = latest_user else {
+            return Ok(NewReply::NoSuchMessage);
+        };
+        if latest_user.id != message_id {
+            let exists = message::Entity::find_by_id(message_id)
+                .filter(message::Column::ChatId.eq(chat_id))
+                .one(&txn)
+                .await?
+                .is_some();
+            return Ok(match exists {
+                true => NewReply::NotLatestUserMessage,
+                false => NewReply::NoSuchMessage,
+            });
+        }
+        message::Entity::update_many()
+            .col_expr(message::Column::Superseded, Expr::value(true))
+            .filter(message::Column::ChatId.eq(chat_id))
+            .filter(message::Column::Seq.gte(latest_user.seq))
+            .exec(&txn)
+            .await?;
+        let seq = state.last_seq + 1;
+        let mut inserted = insert_messages(
+            &txn,
+            vec![
+                new_message(&chat, seq, Role::User, content, Status::Complete),
+                new_message(&chat, seq + 1, Role::Assistant, "", Status::Streaming),
+            ],
+        )
+        .await?;
+        txn.commit().await?;
+        let (Some(reply), Some(user)) = (inserted.pop(), inserted.pop()) else {
+            return Err(DbErr::RecordNotInserted);
+        };
+        Ok(NewReply::Started {
+            user: Some(Box::new(user)),
+            reply: Box::new(reply),
+        })
+    }
+
+    /// Messages of this session whose text contains `query`, newest first, at most `limit`, each
+    /// with its chat's title. Case-insensitive (for letters beyond ASCII only on PostgreSQL).
+    pub async fn search_messages(
+        &self,
+        session_id: &str,
+        query: &str,
+        limit: u64,
+    ) -> Result<Vec<SearchHit>, DbErr> {
+        let found = message::Entity::find()
+            .filter(message::Column::SessionId.eq(session_id))
+            .filter(message::Column::Role.ne(Role::System))
+            .filter(self.contains((message::Entity, message::Column::Content), query))
+            .order_by_desc(message::Column::CreatedAt)
+            .order_by_desc(message::Column::Id)
+            .limit(limit)
+            .find_also_related(chat::Entity)
+            .all(&self.db)
+            .await?;
+        Ok(found
+            .into_iter()
+            .filter_map(|(message, chat)| {
+                chat.map(|chat| SearchHit {
+                    message,
+                    chat_title: chat.title,
+                })
+            })
+            .collect())
+    }
+
+    /// This session's chats whose title contains `query`, most recently active first.
+    pub async fn search_chats(
+        &self,
+        session_id: &str,
+        query: &str,
+        limit: u64,
+    ) -> Result<Vec<chat::Model>, DbErr> {
+        chat::Entity::find()
+            .filter(chat::Column::SessionId.eq(session_id))
+            .filter(self.contains((chat::Entity, chat::Column::Title), query))
+            .order_by_desc(chat::Column::UpdatedAt)
+            .limit(limit)
+            .all(&self.db)
+            .await
+    }
+
+    /// `column` contains `text`, ignoring case: ILIKE on PostgreSQL, LIKE (which ignores the
+    /// case of ASCII letters) on SQLite.
+    fn contains<C>(&self, column: C, text: &str) -> Expr
+    where
+        C: sea_orm::sea_query::IntoColumnRef,
+    {
+        let operator = match self.db.get_database_backend() {
+            sea_orm::DatabaseBackend::Postgres => "ILIKE",
+            _ => "LIKE",
+        };
+        Expr::cust_with_exprs(
+            format!("$1 {operator} $2 ESCAPE '\\'"),
+            [Expr::col(column), Expr::val(like_pattern(text))],
+        )
+    }
+
+    /// Creates a chat from an export, with its messages in their order. Replies that were being
+    /// written when it was exported are `interrupted`.
+    pub async fn import_chat(
+        &self,
+        session_id: &str,
+        imported: ImportedChat,
+    ) -> Result<chat::Model, DbErr> {
+        let now = Utc::now();
+        let txn = self.db.begin().await?;
+        let chat = chat::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            session_id: Set(session_id.to_owned()),
+            title: Set(imported.title),
+            created_at: Set(now),
+            updated_at: Set(now),
+            system_prompt: Set(imported.settings.system_prompt),
+            temperature: Set(imported.settings.temperature),
+            max_tokens: Set(imported.settings.max_tokens),
+            model: Set(imported.settings.model),
+        }
+        .insert(&txn)
+        .await?;
+        let rows: Vec<message::ActiveModel> = imported
+            .messages
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let status = match m.status {
+                    Status::Streaming => Status::Interrupted,
+                    other => other,
+                };
+                let mut row = new_message(&chat, i as i64 + 1, m.role, &m.content, status);
+                row.reasoning = Set(m.reasoning);
+                row.error = Set(m.error);
+                row.superseded = Set(m.superseded);
+                row.created_at = Set(m.created_at);
+                row
+            })
+            .collect();
+        // Bounded statements: SQLite allows at most 32,766 bound values in one.
+        for batch in rows.chunks(500) {
+            insert_messages(&txn, batch.to_vec()).await?;
+        }
+        txn.commit().await?;
+        Ok(chat)
     }
 
     /// Adds a new reply to the latest user message (Regenerate, Retry). Earlier replies stay.
@@ -479,15 +798,17 @@ impl Store {
             .await
     }
 
-    /// Saves a streaming reply's text so far.
+    /// Saves a streaming reply's text (and reasoning) so far.
     pub async fn checkpoint(
         &self,
         session_id: &str,
         message_id: Uuid,
         content: &str,
+        reasoning: &str,
     ) -> Result<(), DbErr> {
         message::Entity::update_many()
             .col_expr(message::Column::Content, Expr::value(content.to_owned()))
+            .col_expr(message::Column::Reasoning, Expr::value(non_empty(reasoning)))
             .col_expr(message::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(message::Column::Id.eq(message_id))
             .filter(message::Column::SessionId.eq(session_id))
@@ -497,16 +818,18 @@ impl Store {
         Ok(())
     }
 
-    /// Saves how a reply ended, with its whole text.
+    /// Saves how a reply ended, with its whole text and reasoning.
     pub async fn finish_reply(
         &self,
         session_id: &str,
         message_id: Uuid,
         content: &str,
+        reasoning: &str,
         end: &ReplyEnd,
     ) -> Result<(), DbErr> {
         message::Entity::update_many()
             .col_expr(message::Column::Content, Expr::value(content.to_owned()))
+            .col_expr(message::Column::Reasoning, Expr::value(non_empty(reasoning)))
             .col_expr(message::Column::Status, Expr::value(end.status))
             .col_expr(message::Column::Error, Expr::value(end.error.clone()))
             .col_expr(
@@ -627,7 +950,27 @@ fn new_message(
         completion_tokens: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
+        reasoning: Set(None),
+        superseded: Set(false),
     }
+}
+
+fn non_empty(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+/// `%text%` for LIKE, with LIKE's own characters (and the escape character) taken literally.
+fn like_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
 }
 
 /// Inserts messages in one statement and returns them in `seq` order.

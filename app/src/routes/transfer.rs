@@ -1,0 +1,414 @@
+//! Export a chat (Markdown to read, JSON to keep) and import a JSON export as a new chat.
+use axum::{
+    extract::{Multipart, Path, Query, State},
+    http::{HeaderValue, header},
+    response::{IntoResponse, Response},
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::{
+    AppState,
+    error::{AppError, AppResult},
+    limits::Action,
+    session::Session,
+    store::{ChatSettings, ImportedChat, ImportedMessage, Role, Status, chat, message},
+};
+
+use super::{ClientAddress, Htmx, chats::clean_title, parse_id, redirect, reject_nul};
+
+/// What `format` says in every export.
+pub const EXPORT_FORMAT: &str = "chat-export";
+pub const EXPORT_VERSION: u32 = 1;
+/// Every message of a chat goes into its export.
+const ALL_MESSAGES: u64 = 1_000_000;
+
+/// A chat as a JSON export: everything needed to import it again.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ChatExport {
+    /// Always `chat-export`.
+    #[schema(example = "chat-export")]
+    pub format: String,
+    /// Always 1.
+    #[schema(example = 1)]
+    pub version: u32,
+    pub title: String,
+    #[serde(default)]
+    pub created_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub exported_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub settings: ExportSettings,
+    pub messages: Vec<ExportMessage>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Default)]
+pub struct ExportSettings {
+    pub system_prompt: Option<String>,
+    pub temperature: Option<f32>,
+    pub max_tokens: Option<i32>,
+    pub model: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ExportMessage {
+    /// `system`, `user` or `assistant`.
+    #[schema(example = "user")]
+    pub role: String,
+    pub content: String,
+    /// A reply's reasoning (thinking), apart from its answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<String>,
+    /// `complete` (default), `stopped`, `interrupted` or `error`.
+    #[serde(default = "complete")]
+    #[schema(example = "complete")]
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// An earlier version of an edited message, or a reply to one.
+    #[serde(default)]
+    pub superseded: bool,
+    #[serde(default)]
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+fn complete() -> String {
+    "complete".into()
+}
+
+/// The export of a chat and its messages.
+pub fn export_document(chat: &chat::Model, messages: &[message::Model]) -> ChatExport {
+    ChatExport {
+        format: EXPORT_FORMAT.into(),
+        version: EXPORT_VERSION,
+        title: chat.title.clone(),
+        created_at: Some(chat.created_at),
+        exported_at: Some(Utc::now()),
+        settings: ExportSettings {
+            system_prompt: chat.system_prompt.clone(),
+            temperature: chat.temperature,
+            max_tokens: chat.max_tokens,
+            model: chat.model.clone(),
+        },
+        messages: messages
+            .iter()
+            .map(|m| ExportMessage {
+                role: enum_name(m.role),
+                content: m.content.clone(),
+                reasoning: m.reasoning.clone(),
+                status: enum_name(m.status),
+                error: m.error.clone(),
+                superseded: m.superseded,
+                created_at: Some(m.created_at),
+            })
+            .collect(),
+    }
+}
+
+fn enum_name(value: impl Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// A chat as Markdown, for people: the title, then each message under its author.
+pub fn export_markdown(chat: &chat::Model, messages: &[message::Model]) -> String {
+    let mut out = format!("# {}\n\n", chat.title.replace('\n', " "));
+    out.push_str(&format!(
+        "_Exported {}; the chat began {}._\n\n",
+        Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        chat.created_at.format("%Y-%m-%d %H:%M UTC")
+    ));
+    if let Some(prompt) = &chat.system_prompt {
+        out.push_str("**System prompt:**\n\n");
+        out.push_str(&quote(prompt));
+        out.push_str("\n\n");
+    }
+    for m in messages {
+        let author = match m.role {
+            Role::User => "You",
+            Role::Assistant => "Assistant",
+            Role::System => "System",
+        };
+        let note = if m.superseded {
+            " (earlier version, edited)"
+        } else {
+            ""
+        };
+        out.push_str(&format!("## {author}{note}\n\n"));
+        if let Some(reasoning) = m.reasoning.as_deref().filter(|r| !r.is_empty()) {
+            out.push_str("**Thinking:**\n\n");
+            out.push_str(&quote(reasoning));
+            out.push_str("\n\n");
+        }
+        out.push_str(m.content.trim_end());
+        out.push_str("\n\n");
+        match m.status {
+            Status::Stopped => out.push_str("_(Stopped.)_\n\n"),
+            Status::Interrupted => out.push_str("_(Interrupted.)_\n\n"),
+            Status::Streaming => out.push_str("_(Still being written when exported.)_\n\n"),
+            Status::Error => out.push_str(&format!(
+                "_(Failed: {}.)_\n\n",
+                m.error.as_deref().unwrap_or("unknown error")
+            )),
+            Status::Complete => {}
+        }
+    }
+    out
+}
+
+/// Every line as a Markdown quote.
+fn quote(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("> {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Turns an export into a chat to create, or says what is wrong with it.
+pub async fn parse_export(state: &AppState, export: ChatExport) -> AppResult<ImportedChat> {
+    if export.format != EXPORT_FORMAT || export.version != EXPORT_VERSION {
+        return Err(AppError::Invalid(format!(
+            "This is not a chat export this app can read (format “{}”, version {}; expected “{EXPORT_FORMAT}”, version {EXPORT_VERSION}).",
+            export.format, export.version
+        )));
+    }
+    let title = match clean_title(&export.title) {
+        Ok(title) => title,
+        Err(_) if export.title.trim().is_empty() => "Imported chat".to_owned(),
+        Err(e) => return Err(e),
+    };
+    let now = Utc::now();
+    let mut messages = Vec::with_capacity(export.messages.len());
+    for (i, m) in export.messages.into_iter().enumerate() {
+        let at = |what: String| AppError::Invalid(format!("Message {}: {what}", i + 1));
+        let role = match m.role.as_str() {
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            "system" => Role::System,
+            other => {
+                return Err(at(format!(
+                    "the role “{other}” is not one of user, assistant, system."
+                )));
+            }
+        };
+        let status = match m.status.as_str() {
+            "complete" => Status::Complete,
+            "stopped" => Status::Stopped,
+            "interrupted" | "streaming" => Status::Interrupted,
+            "error" => Status::Error,
+            other => {
+                return Err(at(format!(
+                    "the status “{other}” is not one of complete, stopped, interrupted, error."
+                )));
+            }
+        };
+        for text in [Some(&m.content), m.reasoning.as_ref(), m.error.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            reject_nul(text).map_err(|e| at(e.to_string()))?;
+        }
+        messages.push(ImportedMessage {
+            role,
+            content: m.content,
+            reasoning: m.reasoning.filter(|r| !r.is_empty()),
+            status,
+            error: m.error,
+            superseded: m.superseded,
+            created_at: m.created_at.unwrap_or(now),
+        });
+    }
+    // The settings are checked like the settings form's; a model this server does not serve
+    // falls back to the default rather than making the chat unusable.
+    let mut requested = ChatSettings {
+        system_prompt: export.settings.system_prompt,
+        temperature: export.settings.temperature,
+        max_tokens: export.settings.max_tokens,
+        model: export.settings.model,
+    };
+    let served = match &requested.model {
+        Some(model) => state
+            .lm
+            .models()
+            .await
+            .is_ok_and(|models| models.iter().any(|m| &m.id == model)),
+        None => true,
+    };
+    if !served {
+        requested.model = None;
+    }
+    let blank = chat::Model {
+        id: uuid::Uuid::nil(),
+        session_id: String::new(),
+        title: String::new(),
+        created_at: now,
+        updated_at: now,
+        system_prompt: None,
+        temperature: None,
+        max_tokens: None,
+        model: requested.model.clone(),
+    };
+    let settings = super::settings::validate(state, &blank, requested).await?;
+    Ok(ImportedChat {
+        title,
+        settings,
+        messages,
+    })
+}
+
+/// Creates a chat from an export (counts as creating a chat for the rate limits).
+pub async fn import(
+    state: &AppState,
+    session: &Session,
+    address: std::net::IpAddr,
+    export: ChatExport,
+) -> AppResult<chat::Model> {
+    let imported = parse_export(state, export).await?;
+    state
+        .rate_limits
+        .check(Action::CreateChat, &session.id, address)?;
+    Ok(state.store.import_chat(&session.id, imported).await?)
+}
+
+#[derive(Deserialize)]
+pub struct ExportQuery {
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// `GET /chats/{id}/export?format=md|json`: a download.
+pub async fn export(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Query(query): Query<ExportQuery>,
+) -> AppResult<Response> {
+    let chat_id = parse_id(&id, "chat")?;
+    export_response(&state, &session, chat_id, query.format.as_deref()).await
+}
+
+/// A chat's export as a download, in the format asked for (`md` or `json`; default `md`).
+pub async fn export_response(
+    state: &AppState,
+    session: &Session,
+    chat_id: uuid::Uuid,
+    format: Option<&str>,
+) -> AppResult<Response> {
+    let markdown = match format.unwrap_or("md") {
+        "md" | "markdown" => true,
+        "json" => false,
+        other => {
+            return Err(AppError::Invalid(format!(
+                "Exports come as md or json, not “{other}”."
+            )));
+        }
+    };
+    let chat = state
+        .store
+        .find_chat(&session.id, chat_id)
+        .await?
+        .ok_or(AppError::NotFound("chat"))?;
+    let messages = state
+        .store
+        .list_messages(&session.id, chat_id, None, ALL_MESSAGES)
+        .await?;
+    let (body, content_type, extension) = if markdown {
+        (
+            export_markdown(&chat, &messages),
+            "text/markdown; charset=utf-8",
+            "md",
+        )
+    } else {
+        let document = export_document(&chat, &messages);
+        let json = serde_json::to_string_pretty(&document)
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("writing an export: {e}")))?;
+        (json, "application/json", "json")
+    };
+    let disposition = format!(
+        "attachment; filename=\"{}.{extension}\"",
+        file_name(&chat.title)
+    );
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// A file name from a title: ASCII letters, digits and dashes, at most 60; `chat` if none.
+pub fn file_name(title: &str) -> String {
+    let mut name = String::new();
+    for c in title.chars() {
+        if c.is_ascii_alphanumeric() {
+            name.push(c.to_ascii_lowercase());
+        } else if !name.ends_with('-') && !name.is_empty() {
+            name.push('-');
+        }
+        if name.len() >= 60 {
+            break;
+        }
+    }
+    let name = name.trim_matches('-');
+    if name.is_empty() {
+        "chat".into()
+    } else {
+        name.to_owned()
+    }
+}
+
+/// `POST /chats/import` (multipart, field `file`): the new chat, or what is wrong with the file.
+pub async fn import_form(
+    State(state): State<AppState>,
+    session: Session,
+    ClientAddress(address): ClientAddress,
+    Htmx(htmx): Htmx,
+    mut multipart: Multipart,
+) -> AppResult<Response> {
+    let mut file = None;
+    while let Some(field) = multipart.next_field().await.map_err(|e| {
+        AppError::BadRequest(format!("The upload could not be read: {}", e.body_text()))
+    })? {
+        if field.name() == Some("file") {
+            let bytes = field.bytes().await.map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    AppError::TooLarge(format!(
+                        "That file is too large to import; the limit is {}.",
+                        super::size(state.config.max_import_bytes)
+                    ))
+                } else {
+                    AppError::BadRequest(format!("The upload could not be read: {}", e.body_text()))
+                }
+            })?;
+            file = Some(bytes);
+        }
+    }
+    let file = file
+        .filter(|f| !f.is_empty())
+        .ok_or_else(|| AppError::Invalid("Please choose a chat export (a .json file) to import.".into()))?;
+    let export: ChatExport = serde_json::from_slice(&file).map_err(|e| {
+        AppError::Invalid(format!(
+            "That file is not a chat export this app can read: {e}. Export a chat as JSON and import that file."
+        ))
+    })?;
+    let chat = import(&state, &session, address, export).await?;
+    Ok(redirect(htmx, &format!("/chats/{}", chat.id)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::file_name;
+
+    #[test]
+    fn file_names_are_plain_ascii() {
+        assert_eq!(file_name("Hello, World! Ça va?"), "hello-world-a-va");
+        assert_eq!(file_name("漢字"), "chat");
+        assert_eq!(file_name("\"; rm -rf /"), "rm-rf");
+        assert!(file_name(&"x".repeat(500)).len() <= 60);
+    }
+}
