@@ -1,32 +1,105 @@
-// A deliberately slow OpenAI-compatible model server for the no-buffering test: it streams
-// TOKENS pieces DELAY_MS apart, then a code block, in llama-server's recorded chunk format
-// (../shared/fixtures/llama-server/stream-plain.sse).
+// A deliberately slow OpenAI-compatible model server for the end-to-end tests: it streams
+// TOKENS pieces DELAY_MS apart (` word0 word1 …`), then a code block, in llama-server's recorded
+// chunk format (../shared/fixtures/llama-server/stream-plain.sse).
+// - `/v1/models` lists two models ("slow", the default, and "slow-b"), so the app offers a picker.
+// - When the newest user message has the word "think", REASONING pieces of `reasoning_content`
+//   ("Step N of my reasoning. ") come first, at the same pace.
+// - A request for a chat's title (its system message starts "You name conversations") is answered
+//   at once with `"Slow Test Title."`.
+// - `GET /last-request` answers the JSON body of the latest chat completion request that was not
+//   for a title (`null` before the first), so that tests can check what the app sent upstream.
 import http from "node:http";
 
 const port = Number(process.env.PORT ?? 18090);
 const tokens = Number(process.env.TOKENS ?? 20);
 const delayMs = Number(process.env.DELAY_MS ?? 100);
-const chunk = (delta, finish = null) =>
-  `data: ${JSON.stringify({ choices: [{ finish_reason: finish, index: 0, delta }], created: 1795487765, id: "chatcmpl-slow", model: "slow", system_fingerprint: "b1-0c1e570", object: "chat.completion.chunk" })}\n\n`;
+const reasoningPieces = Number(process.env.REASONING ?? 5);
+const TITLE_ANSWER = '"Slow Test Title."';
+const models = ["slow", "slow-b"];
 
-http.createServer((req, res) => {
-  if (req.url === "/health") return res.end('{"status":"ok"}');
-  if (req.url === "/v1/models") return res.end(JSON.stringify({ object: "list", data: [{ id: "slow", object: "model", meta: { n_ctx: 4096 } }] }));
-  req.resume();
+const chunk = (delta, finish = null, model = "slow") =>
+  `data: ${JSON.stringify({ choices: [{ finish_reason: finish, index: 0, delta }], created: 1795487765, id: "chatcmpl-slow", model, system_fingerprint: "b1-0c1e570", object: "chat.completion.chunk" })}\n\n`;
+
+let lastRequest = null;
+
+const isTitleRequest = (body) => {
+  const first = body?.messages?.[0];
+  return first?.role === "system" && typeof first.content === "string" && first.content.startsWith("You name conversations");
+};
+
+const wantsThinking = (body) => {
+  const users = (body?.messages ?? []).filter((m) => m.role === "user");
+  const newest = users[users.length - 1]?.content;
+  return typeof newest === "string" && /\bthink\b/i.test(newest);
+};
+
+function answerTitle(body, res) {
+  const model = body?.model ?? "slow";
+  if (body?.stream === false) {
+    res.writeHead(200, { "Content-Type": "application/json" });
+    return res.end(JSON.stringify({
+      choices: [{ finish_reason: "stop", index: 0, message: { role: "assistant", content: TITLE_ANSWER } }],
+      created: 1795487765, id: "chatcmpl-slow-title", model, object: "chat.completion",
+      usage: { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 },
+    }));
+  }
   res.writeHead(200, { "Content-Type": "text/event-stream", "X-Accel-Buffering": "no" });
-  res.write(chunk({ role: "assistant", content: null }));
+  res.write(chunk({ role: "assistant", content: null }, null, model));
+  res.write(chunk({ content: TITLE_ANSWER }, null, model));
+  res.write(chunk({}, "stop", model));
+  res.end("data: [DONE]\n\n");
+}
+
+function answerSlowly(body, res) {
+  const model = body?.model ?? "slow";
+  const thinking = wantsThinking(body) ? reasoningPieces : 0;
+  res.writeHead(200, { "Content-Type": "text/event-stream", "X-Accel-Buffering": "no" });
+  res.write(chunk({ role: "assistant", content: null }, null, model));
+  let thought = 0;
   let sent = 0;
   const timer = setInterval(() => {
+    if (thought < thinking) {
+      thought += 1;
+      res.write(chunk({ reasoning_content: `Step ${thought} of my reasoning. ` }, null, model));
+      return;
+    }
     if (sent < tokens) {
-      res.write(chunk({ content: ` word${sent}` }));
+      res.write(chunk({ content: ` word${sent}` }, null, model));
       sent += 1;
       return;
     }
     clearInterval(timer);
     // A code block at the end, for the copy buttons' test.
-    res.write(chunk({ content: "\n\n```js\nconst answer = 42; // <ok>\n```\n" }));
-    res.write(chunk({}, "stop"));
+    res.write(chunk({ content: "\n\n```js\nconst answer = 42; // <ok>\n```\n" }, null, model));
+    res.write(chunk({}, "stop", model));
     res.end("data: [DONE]\n\n");
   }, delayMs);
   res.on("close", () => clearInterval(timer));
+}
+
+http.createServer((req, res) => {
+  const path = req.url.split("?")[0];
+  if (path === "/health") return res.end('{"status":"ok"}');
+  if (path === "/v1/models") {
+    res.setHeader("Content-Type", "application/json");
+    return res.end(JSON.stringify({ object: "list", data: models.map((id) => ({ id, object: "model", meta: { n_ctx: 4096 } })) }));
+  }
+  if (path === "/last-request") {
+    res.setHeader("Content-Type", "application/json");
+    return res.end(JSON.stringify(lastRequest));
+  }
+  // Everything else is a chat completion.
+  const parts = [];
+  req.on("data", (part) => parts.push(part));
+  req.on("end", () => {
+    let body = null;
+    try {
+      body = JSON.parse(Buffer.concat(parts).toString("utf8"));
+    } catch {
+      // Not JSON: answered like any other request, as before.
+    }
+    if (isTitleRequest(body)) return answerTitle(body, res);
+    lastRequest = body;
+    answerSlowly(body, res);
+  });
 }).listen(port, "127.0.0.1");

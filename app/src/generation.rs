@@ -306,7 +306,10 @@ async fn generate(inner: &Inner, reply: &Reply) -> ReplyEnd {
         Err(end) => return end,
     };
     let first_token_deadline = Instant::now() + settings.first_token_timeout;
-    let started = timeout_at(first_token_deadline, inner.lm.stream_chat(&prompt, &options));
+    let started = timeout_at(
+        first_token_deadline,
+        inner.lm.stream_chat(&prompt, &options),
+    );
     let mut stream = match started.await {
         Err(_) => return failed(LmError::FirstTokenTimeout(settings.first_token_timeout)),
         Ok(Err(error)) => {
@@ -401,9 +404,8 @@ async fn build_prompt(
         ),
     )
     .map_err(not_loaded)?;
-    let chat = chat.ok_or_else(|| {
-        ReplyEnd::new(Status::Error, Some("This chat no longer exists.".into()))
-    })?;
+    let chat = chat
+        .ok_or_else(|| ReplyEnd::new(Status::Error, Some("This chat no longer exists.".into())))?;
     let options = reply_options(&inner.settings, &chat);
     let system_prompt = chat
         .system_prompt
@@ -462,9 +464,13 @@ async fn start_title(inner: &Arc<Inner>, reply: &Reply) {
                         tracing::warn!(error = %e, "saving a generated title");
                     }
                 }
-                None => tracing::info!(%chat_id, "the model's title was unusable; the first words stay"),
+                None => {
+                    tracing::info!(%chat_id, "the model's title was unusable; the first words stay")
+                }
             },
-            Err(e) => tracing::info!(error = %e, %chat_id, "no generated title; the first words stay"),
+            Err(e) => {
+                tracing::info!(error = %e, %chat_id, "no generated title; the first words stay")
+            }
         }
         inner
             .registry
@@ -623,7 +629,13 @@ async fn save_end(inner: &Inner, reply: &Reply, text: &str, reasoning: &str, end
             for (text, reasoning) in [(text, reasoning), ("", "")] {
                 match inner
                     .store
-                    .finish_reply(&reply.session_id, reply.message_id, text, reasoning, &failed)
+                    .finish_reply(
+                        &reply.session_id,
+                        reply.message_id,
+                        text,
+                        reasoning,
+                        &failed,
+                    )
                     .await
                 {
                     Ok(()) => return,

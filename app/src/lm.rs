@@ -240,7 +240,10 @@ impl ThinkSplitter {
                 ThinkState::Thinking => {
                     if let Some(at) = self.held.find(THINK_CLOSE) {
                         let rest = self.held.split_off(at);
-                        push_piece(&mut events, LmEvent::Reasoning(std::mem::take(&mut self.held)));
+                        push_piece(
+                            &mut events,
+                            LmEvent::Reasoning(std::mem::take(&mut self.held)),
+                        );
                         self.held = rest[THINK_CLOSE.len()..].to_owned();
                         self.state = ThinkState::AnswerStart;
                         continue;
@@ -305,7 +308,7 @@ pub struct LmClient {
     http: reqwest::Client,
     settings: Arc<LmSettings>,
     /// What the server said it serves, and when (`None` until it answered once).
-    models: Arc<Mutex<Option<(tokio::time::Instant, Vec<ModelInfo>)>>>,
+    models: Arc<Mutex<Option<ListedModels>>>,
     /// The last health answer, so that many open pages cost one upstream request.
     last_status: Arc<Mutex<Option<(tokio::time::Instant, ModelStatus)>>>,
 }
@@ -318,6 +321,9 @@ pub struct ModelInfo {
     /// Its context size in tokens, when the server says.
     pub n_ctx: Option<u32>,
 }
+
+/// The models the server listed, and when.
+type ListedModels = (tokio::time::Instant, Vec<ModelInfo>);
 
 /// How long the list of models is believed before it is asked for again.
 const MODELS_TTL: Duration = Duration::from_secs(30);
@@ -698,7 +704,13 @@ mod tests {
 
     #[test]
     fn text_without_a_think_block_passes_through_exactly() {
-        for whole in ["  <b>hi</b>", " <thin", "\n\n", "a <think> in the middle", "<"] {
+        for whole in [
+            "  <b>hi</b>",
+            " <thin",
+            "\n\n",
+            "a <think> in the middle",
+            "<",
+        ] {
             for cut in 0..=whole.len() {
                 assert_eq!(
                     split(&[&whole[..cut], &whole[cut..]]),
@@ -707,6 +719,9 @@ mod tests {
             }
         }
         // An unfinished think block is all reasoning, even a partial closing tag.
-        assert_eq!(split(&["<think>hmm</thi"]), ("hmm</thi".into(), String::new()));
+        assert_eq!(
+            split(&["<think>hmm</thi"]),
+            ("hmm</thi".into(), String::new())
+        );
     }
 }

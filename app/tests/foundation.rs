@@ -648,9 +648,23 @@ async fn migrations_go_up_down_and_up_again() {
     Migrator::reset(&db).await.unwrap();
     assert_eq!(
         Migrator::get_pending_migrations(&db).await.unwrap().len(),
-        1
+        Migrator::migrations().len()
     );
     Migrator::up(&db, None).await.unwrap();
+    // The latest migration alone goes down (its columns go) and up again.
+    Migrator::down(&db, Some(1)).await.unwrap();
+    assert!(
+        db.execute_unprepared("SELECT reasoning FROM messages")
+            .await
+            .is_err()
+    );
+    assert!(db.execute_unprepared("SELECT seq FROM messages").await.is_ok());
+    Migrator::up(&db, None).await.unwrap();
+    assert!(
+        db.execute_unprepared("SELECT reasoning, superseded FROM messages")
+            .await
+            .is_ok()
+    );
     // Constraints hold: bad roles and statuses are refused, a message needs an existing chat,
     // and deleting a chat deletes its messages.
     let chat = "'00000000-0000-0000-0000-000000000001'";

@@ -32,7 +32,10 @@ impl MigrationTrait for Migration {
             ColumnDef::new(Chats::SystemPrompt).text().null().to_owned(),
             ColumnDef::new(Chats::Temperature).float().null().to_owned(),
             ColumnDef::new(Chats::MaxTokens).integer().null().to_owned(),
-            ColumnDef::new(Chats::Model).string_len(200).null().to_owned(),
+            ColumnDef::new(Chats::Model)
+                .string_len(200)
+                .null()
+                .to_owned(),
         ];
         for mut column in chat_columns {
             manager

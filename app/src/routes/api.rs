@@ -38,7 +38,6 @@ use crate::{
 /// Most items one list request returns.
 const MAX_PAGE: u64 = 100;
 
-
 // ---- documents -------------------------------------------------------------------------------
 
 #[derive(Serialize, ToSchema)]

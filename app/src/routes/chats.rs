@@ -308,7 +308,12 @@ pub async fn show(
         .ok_or(AppError::NotFound("chat"))?;
     // `before` past the newest message (a search result's link) is the newest page.
     let before = match query.before {
-        Some(before) if state.store.has_messages_from(&session.id, chat_id, before).await? => {
+        Some(before)
+            if state
+                .store
+                .has_messages_from(&session.id, chat_id, before)
+                .await? =>
+        {
             Some(before)
         }
         _ => None,

@@ -152,9 +152,7 @@ pub async fn edit(
 }
 
 /// The messages a new reply was stored with, or why there is none.
-pub fn started(
-    outcome: NewReply,
-) -> AppResult<(Option<Box<message::Model>>, Box<message::Model>)> {
+pub fn started(outcome: NewReply) -> AppResult<(Option<Box<message::Model>>, Box<message::Model>)> {
     match outcome {
         NewReply::Started { user, reply } => Ok((user, reply)),
         NewReply::NoSuchChat => Err(AppError::NotFound("chat")),
@@ -374,7 +372,9 @@ impl Offsets {
     /// anything else replays all.
     fn resume(text: &str, reasoning: &str, requested: Option<Self>) -> Self {
         match requested {
-            Some(o) if text.is_char_boundary(o.text) && reasoning.is_char_boundary(o.reasoning) => o,
+            Some(o) if text.is_char_boundary(o.text) && reasoning.is_char_boundary(o.reasoning) => {
+                o
+            }
             _ => Self::default(),
         }
     }

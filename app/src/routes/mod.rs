@@ -67,7 +67,8 @@ pub fn router(state: AppState) -> Router {
         .route("/chats/{id}/export", get(transfer::export))
         .route(
             "/chats/import",
-            post(transfer::import_form).layer(DefaultBodyLimit::max(state.config.import_body_limit())),
+            post(transfer::import_form)
+                .layer(DefaultBodyLimit::max(state.config.import_body_limit())),
         )
         .route("/search", get(search::page))
         .route("/profile", post(profile::update))

@@ -36,8 +36,9 @@ pub struct MessageHit {
     pub chat_title: String,
     pub message_id: String,
     pub role: crate::store::Role,
-    /// Where the message is shown: its chat, at the page that holds it.
-    pub url: String,
+    /// The `before` of the chat page that holds the message, whatever its age (the chat page
+    /// shows the newest page when it is past the end).
+    pub page_before: i64,
     pub before: String,
     pub matched: String,
     pub after: String,
@@ -82,14 +83,7 @@ pub async fn search(state: &AppState, session: &Session, query: &str) -> AppResu
                 chat_title: hit.chat_title.clone(),
                 message_id: m.id.to_string(),
                 role: m.role,
-                // A page of history that holds the message, whatever its age (the chat page
-                // shows the newest page when `before` is past the end).
-                url: format!(
-                    "/chats/{}?before={}#m-{}",
-                    m.chat_id,
-                    m.seq + MESSAGES_PER_PAGE as i64 / 2,
-                    m.id
-                ),
+                page_before: m.seq + MESSAGES_PER_PAGE as i64 / 2,
                 before,
                 matched,
                 after,
@@ -132,7 +126,11 @@ pub fn snippet(text: &str, query: &str) -> (String, String, String) {
         .collect();
     let after: String = text[end..].chars().take(CONTEXT_CHARS).collect();
     let ellipsis_before = if before.len() < start { "…" } else { "" };
-    let ellipsis_after = if after.len() < text.len() - end { "…" } else { "" };
+    let ellipsis_after = if after.len() < text.len() - end {
+        "…"
+    } else {
+        ""
+    };
     (
         format!("{ellipsis_before}{}", before.trim_start()),
         text[start..end].to_owned(),
@@ -196,6 +194,9 @@ mod tests {
         assert!(after.ends_with('…') && after.chars().count() == 81);
         // No visible match (a case rule only the database knows): the start of the text.
         let (before, matched, after) = snippet("short text", "zzz");
-        assert_eq!((before.as_str(), matched.as_str(), after.as_str()), ("", "", "short text"));
+        assert_eq!(
+            (before.as_str(), matched.as_str(), after.as_str()),
+            ("", "", "short text")
+        );
     }
 }

@@ -118,14 +118,16 @@ pub async fn validate(
         && chat.model.as_ref() != Some(model)
     {
         let models = state.lm.models().await.map_err(|e| {
-            AppError::Unavailable(format!(
-                "The model cannot be changed right now: {e}"
-            ))
+            AppError::Unavailable(format!("The model cannot be changed right now: {e}"))
         })?;
         if !models.iter().any(|m| &m.id == model) {
             return Err(AppError::Invalid(format!(
                 "The model server does not serve “{model}”. Pick one of: {}.",
-                models.iter().map(|m| m.id.as_str()).collect::<Vec<_>>().join(", ")
+                models
+                    .iter()
+                    .map(|m| m.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
     }
@@ -200,5 +202,10 @@ pub async fn update(
     }
     let models = model_choices(&state).await;
     let view = SettingsView::new(&state, &chat, models, true);
-    Ok(render(&state, "fragments/settings.html", SettingsFragment { settings: view })?.into_response())
+    Ok(render(
+        &state,
+        "fragments/settings.html",
+        SettingsFragment { settings: view },
+    )?
+    .into_response())
 }

@@ -388,9 +388,9 @@ pub async fn import_form(
             file = Some(bytes);
         }
     }
-    let file = file
-        .filter(|f| !f.is_empty())
-        .ok_or_else(|| AppError::Invalid("Please choose a chat export (a .json file) to import.".into()))?;
+    let file = file.filter(|f| !f.is_empty()).ok_or_else(|| {
+        AppError::Invalid("Please choose a chat export (a .json file) to import.".into())
+    })?;
     let export: ChatExport = serde_json::from_slice(&file).map_err(|e| {
         AppError::Invalid(format!(
             "That file is not a chat export this app can read: {e}. Export a chat as JSON and import that file."

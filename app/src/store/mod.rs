@@ -672,14 +672,12 @@ impl Store {
     where
         C: sea_orm::sea_query::IntoColumnRef,
     {
-        let operator = match self.db.get_database_backend() {
-            sea_orm::DatabaseBackend::Postgres => "ILIKE",
-            _ => "LIKE",
-        };
-        Expr::cust_with_exprs(
-            format!("$1 {operator} $2 ESCAPE '\\'"),
-            [Expr::col(column), Expr::val(like_pattern(text))],
-        )
+        use sea_orm::sea_query::{ExprTrait, LikeExpr, extension::postgres::PgExpr};
+        let pattern = LikeExpr::new(like_pattern(text)).escape('\\');
+        match self.db.get_database_backend() {
+            sea_orm::DatabaseBackend::Postgres => Expr::col(column).ilike(pattern),
+            _ => Expr::col(column).like(pattern),
+        }
     }
 
     /// Creates a chat from an export, with its messages in their order. Replies that were being
@@ -808,7 +806,10 @@ impl Store {
     ) -> Result<(), DbErr> {
         message::Entity::update_many()
             .col_expr(message::Column::Content, Expr::value(content.to_owned()))
-            .col_expr(message::Column::Reasoning, Expr::value(non_empty(reasoning)))
+            .col_expr(
+                message::Column::Reasoning,
+                Expr::value(non_empty(reasoning)),
+            )
             .col_expr(message::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(message::Column::Id.eq(message_id))
             .filter(message::Column::SessionId.eq(session_id))
@@ -829,7 +830,10 @@ impl Store {
     ) -> Result<(), DbErr> {
         message::Entity::update_many()
             .col_expr(message::Column::Content, Expr::value(content.to_owned()))
-            .col_expr(message::Column::Reasoning, Expr::value(non_empty(reasoning)))
+            .col_expr(
+                message::Column::Reasoning,
+                Expr::value(non_empty(reasoning)),
+            )
             .col_expr(message::Column::Status, Expr::value(end.status))
             .col_expr(message::Column::Error, Expr::value(end.error.clone()))
             .col_expr(

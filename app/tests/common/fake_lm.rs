@@ -37,6 +37,15 @@ pub struct Knobs {
     pub finish_reason: String,
     pub n_ctx: u32,
     pub health_status: u16,
+    /// `reasoning_content` pieces streamed before the tokens (a thinking model).
+    pub reasoning: Vec<String>,
+    /// Models listed by `/v1/models` besides the recorded one (each with `n_ctx`).
+    pub extra_models: Vec<String>,
+    /// What a title request (system prompt "You name conversations…") is answered with;
+    /// `None`: an HTTP 500.
+    pub title_reply: Option<String>,
+    /// Delay before a title request is answered.
+    pub title_delay: Duration,
 }
 
 impl Default for Knobs {
@@ -52,14 +61,20 @@ impl Default for Knobs {
             finish_reason: "stop".into(),
             n_ctx: 4096,
             health_status: 200,
+            reasoning: Vec::new(),
+            extra_models: Vec::new(),
+            title_reply: Some("\"Greetings, Numbers and More.\"".into()),
+            title_delay: Duration::ZERO,
         }
     }
 }
 
 #[derive(Default, Debug)]
 pub struct Log {
-    /// The latest request bodies of /v1/chat/completions (at most 50), oldest first.
+    /// The latest request bodies of /v1/chat/completions (at most 50), oldest first; title
+    /// requests are in `title_requests` instead.
     pub requests: std::collections::VecDeque<Value>,
+    pub title_requests: Vec<Value>,
     /// How many chat completion requests came in.
     pub request_count: usize,
     /// Streams whose client went away before the end.
@@ -213,8 +228,21 @@ impl FakeLm {
 
 async fn models(State(shared): State<Shared>) -> Json<Value> {
     let mut models = shared.fixtures.models.clone();
-    models["data"][0]["meta"]["n_ctx"] = shared.knobs.lock().unwrap().n_ctx.into();
+    let knobs = shared.knobs.lock().unwrap().clone();
+    models["data"][0]["meta"]["n_ctx"] = knobs.n_ctx.into();
+    let recorded = models["data"][0].clone();
+    for id in knobs.extra_models {
+        let mut model = recorded.clone();
+        model["id"] = id.into();
+        models["data"].as_array_mut().unwrap().push(model);
+    }
     Json(models)
+}
+
+fn is_title_request(request: &Value) -> bool {
+    request["messages"][0]["content"]
+        .as_str()
+        .is_some_and(|c| c.starts_with("You name conversations"))
 }
 
 async fn health(State(shared): State<Shared>) -> Response {
@@ -229,6 +257,22 @@ async fn health(State(shared): State<Shared>) -> Response {
 }
 
 async fn chat(State(shared): State<Shared>, Json(request): Json<Value>) -> Response {
+    if is_title_request(&request) {
+        let knobs = shared.knobs.lock().unwrap().clone();
+        shared.log.lock().unwrap().title_requests.push(request);
+        tokio::time::sleep(knobs.title_delay).await;
+        let Some(title) = knobs.title_reply.clone() else {
+            return (StatusCode::INTERNAL_SERVER_ERROR, "title failed").into_response();
+        };
+        let knobs = Knobs {
+            tokens: vec![title],
+            reasoning: Vec::new(),
+            ..knobs
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(1);
+        tokio::spawn(send_stream(shared.clone(), knobs, tx));
+        return Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)).into_response();
+    }
     {
         let mut log = shared.log.lock().unwrap();
         log.request_count += 1;
@@ -273,6 +317,14 @@ async fn send_stream(
     let frame = |json: &str| Ok(Bytes::from(format!("data: {json}\n\n")));
     let sent_all = async {
         tx.send(frame(&fixtures.role_chunk)).await.ok()?;
+        for piece in &knobs.reasoning {
+            if !knobs.token_delay.is_zero() {
+                tokio::time::sleep(knobs.token_delay).await;
+            }
+            let mut chunk = fixtures.content_chunk.clone();
+            chunk["choices"][0]["delta"] = serde_json::json!({ "reasoning_content": piece });
+            tx.send(frame(&chunk.to_string())).await.ok()?;
+        }
         for (i, token) in knobs.tokens.iter().enumerate() {
             if knobs.error_after == Some(i) {
                 let error = serde_json::json!({"error": {"code": 500, "message": "the model crashed mid-stream", "type": "server_error"}});

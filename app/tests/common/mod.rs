@@ -47,6 +47,8 @@ pub async fn test_config(data_dir: &std::path::Path) -> Config {
     config.cookie_secure = false;
     // Tests send far faster than people; tests/security.rs turns the limits on where it checks them.
     config.rate_limits = false;
+    // Title requests would be extra upstream requests in tests that count them.
+    config.title_generation = false;
     config
 }
 

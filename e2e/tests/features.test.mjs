@@ -1,0 +1,401 @@
+// The chat features, as a person meets them in a browser: per-chat settings, edit and resend,
+// export and import, search, generated titles and a model's reasoning. Mostly on the app in front
+// of the slow model (e2e/slow-lm.mjs), whose replies are known: ` word0 word1 …` then a code
+// block, reasoning first when the message says "think", and the title "Slow Test Title".
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { BASE, SLOW_BASE, ARTIFACTS, launch, shot, startChat, watchReply, samples, waitForReplyEnd } from "./helpers.mjs";
+
+// The slow model server itself: what the app sent it last (title requests aside).
+const SLOW_LM = process.env.E2E_SLOW_LM_URL ?? "http://127.0.0.1:18090";
+const GENERATED_TITLE = "Slow Test Title";
+
+let browser;
+before(async () => { browser = await launch(); });
+after(async () => { await browser?.close(); });
+
+async function lastRequest() {
+  const response = await fetch(`${SLOW_LM}/last-request`);
+  assert.equal(response.status, 200);
+  return response.json();
+}
+
+const chatIdOf = (page) => new URL(page.url()).pathname.split("/")[2];
+
+/** Sends a message from the composer and waits until its reply is complete. */
+async function send(page, text) {
+  const replies = await page.locator(".message.assistant").count();
+  await page.fill("#content", text);
+  await page.locator("#content").press("Enter");
+  await page.waitForFunction((n) => document.querySelectorAll(".message.assistant").length > n, replies);
+  await waitForReplyEnd(page);
+}
+
+/** Opens the chat's settings (a click on the summary toggles them). */
+async function openSettings(page) {
+  if (await page.locator("#chat-settings").getAttribute("open") === null) await page.locator("#chat-settings summary").click();
+  assert.ok(await page.locator("#system_prompt").isVisible(), "the settings are open");
+}
+
+/** Waits for a condition in the page; on timeout fails with what the page shows instead. */
+async function waitInPage(page, condition, arg, describe, timeout = 15_000) {
+  try {
+    await page.waitForFunction(condition, arg, { timeout });
+  } catch {
+    assert.fail(`${describe}; the page shows: ${JSON.stringify(await page.evaluate(
+      () => ({ url: location.href, title: document.getElementById("title")?.value, sidebar: [...document.querySelectorAll(".chat-link")].map((a) => a.textContent.trim()), flash: document.getElementById("flash")?.textContent.trim() }),
+    ))}`);
+  }
+}
+
+/** Waits for the generated title in the title field and the chat's sidebar entry (no reload). */
+async function waitForGeneratedTitle(page, chatId) {
+  await waitInPage(page, ({ id, title }) =>
+    document.querySelector(`#chat-item-${id} .chat-link`)?.textContent.trim() === title
+      && document.getElementById("title")?.value === title,
+  { id: chatId, title: GENERATED_TITLE }, `the title becomes "${GENERATED_TITLE}" in the sidebar and the title field`);
+}
+
+/** The messages of the chat as shown: role and text (without the Copy buttons' labels). */
+async function shownMessages(page) {
+  return page.locator("#messages > .message").evaluateAll((items) => items.map((item) => {
+    const content = item.querySelector(".content").cloneNode(true);
+    content.querySelectorAll(".copy").forEach((button) => button.remove());
+    return { role: item.classList.contains("user") ? "user" : "assistant", text: content.textContent.trim() };
+  }));
+}
+
+test("per-chat settings: saved in place, refused when invalid, sent with the next reply", async () => {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
+  const page = await context.newPage();
+  await startChat(page, SLOW_BASE, "Settings, please");
+  await waitForReplyEnd(page);
+
+  const settings = page.locator("#chat-settings");
+  assert.equal(await settings.getAttribute("open"), null, "folded at first");
+  await settings.locator("summary", { hasText: "Settings" }).click();
+  assert.ok(await page.locator("#system_prompt").isVisible());
+  // The slow model server lists two models, so there is a picker, "Default" first.
+  const options = await page.locator("#model option").evaluateAll((os) => os.map((o) => [o.value, o.textContent.trim()]));
+  assert.deepEqual(options, [["", "Default"], ["slow", "slow"], ["slow-b", "slow-b"]]);
+
+  const prompt = "Speak like a lighthouse keeper.";
+  await page.fill("#system_prompt", prompt);
+  await page.fill("#temperature", "0.3");
+  await page.fill("#max_tokens", "77");
+  await page.selectOption("#model", "slow-b");
+  await settings.getByRole("button", { name: "Save settings" }).click();
+  await page.locator("#chat-settings .saved").waitFor();
+  assert.equal(await page.locator("#chat-settings .saved").textContent(), "Saved.");
+  assert.notEqual(await settings.getAttribute("open"), null, "still open after saving");
+  assert.equal(await page.inputValue("#system_prompt"), prompt);
+  assert.equal(await page.inputValue("#temperature"), "0.3");
+  assert.equal(await page.inputValue("#max_tokens"), "77");
+  assert.equal(await page.inputValue("#model"), "slow-b");
+  await shot(page, "10-settings-saved");
+
+  // A temperature out of range: the browser's own check stops it first...
+  await page.fill("#temperature", "5");
+  assert.equal(await page.locator("#temperature").evaluate((el) => el.validity.rangeOverflow), true);
+  // ...and without that check (an older browser), the app refuses it with a readable error.
+  await settings.locator("form").evaluate((form) => { form.noValidate = true; });
+  await settings.getByRole("button", { name: "Save settings" }).click();
+  await waitInPage(page, () => /temperature/i.test(document.getElementById("flash")?.textContent ?? ""), null,
+    "an error about the temperature in #flash");
+  assert.match(await page.locator("#flash").textContent(), /temperature must be a number from 0 to 2/i);
+  await shot(page, "11-settings-refused");
+  await page.reload();
+  await openSettings(page);
+  assert.equal(await page.inputValue("#temperature"), "0.3", "the saved temperature stays");
+  assert.equal(await page.inputValue("#system_prompt"), prompt);
+  assert.equal(await page.locator("#chat-settings summary .badge").textContent(), "custom");
+
+  // The next reply is asked for with these settings.
+  await send(page, "What do you see tonight?");
+  let sent = await lastRequest();
+  assert.deepEqual(sent.messages[0], { role: "system", content: prompt }, "the system prompt comes first");
+  assert.deepEqual(sent.messages.at(-1), { role: "user", content: "What do you see tonight?" });
+  assert.ok(Math.abs(sent.temperature - 0.3) < 1e-6, `temperature ${sent.temperature}`);
+  assert.equal(sent.max_tokens, 77);
+  assert.equal(sent.model, "slow-b");
+
+  // Blank fields mean the defaults again.
+  await openSettings(page);
+  await page.fill("#system_prompt", "");
+  await page.fill("#temperature", "");
+  await page.fill("#max_tokens", "");
+  await page.selectOption("#model", "");
+  await page.getByRole("button", { name: "Save settings" }).click();
+  await page.locator("#chat-settings .saved").waitFor();
+  assert.equal(await page.locator("#chat-settings summary .badge").count(), 0, "no longer marked custom");
+  await send(page, "And now?");
+  sent = await lastRequest();
+  assert.ok(!sent.messages.some((m) => m.content === prompt), "the chat's system prompt is gone");
+  assert.equal(sent.model, "slow", "the default model (the first listed)");
+  assert.notEqual(sent.max_tokens, 77);
+  assert.ok(Math.abs(sent.temperature - 0.3) > 1e-6, `default temperature, not 0.3: ${sent.temperature}`);
+  await context.close();
+
+  // llama-server serves one model: no picker there.
+  const single = await browser.newContext();
+  const other = await single.newPage();
+  await other.goto(BASE + "/");
+  await other.click("button.new-chat");
+  await other.waitForURL(/\/chats\/[0-9a-f-]{36}$/);
+  await openSettings(other);
+  assert.equal(await other.locator("#model").count(), 0, "no model picker with a single model");
+  await single.close();
+});
+
+test("edit and resend: the edited message gets a new reply, the earlier version stays folded", async () => {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
+  const page = await context.newPage();
+  const original = "Tell me about apples";
+  const edited = "Tell me about pears instead";
+  await startChat(page, SLOW_BASE, original);
+  await waitForReplyEnd(page);
+
+  const mine = page.locator("#messages > .message.user").last();
+  await mine.locator("details.edit-message summary", { hasText: "Edit" }).click();
+  const field = mine.locator("details.edit-message textarea[name=content]");
+  assert.equal(await field.inputValue(), original, "prefilled with the message");
+  await field.fill(edited);
+  await watchReply(page);
+  await mine.getByRole("button", { name: "Save and resend" }).click();
+  await page.locator("#messages > li.earlier-versions").waitFor();
+  await waitForReplyEnd(page);
+
+  const seen = await samples(page);
+  const growing = new Set(seen.filter((s) => s.streaming && s.length > 0).map((s) => s.length));
+  assert.ok(growing.size >= 3, `the new reply streamed over ${growing.size} distinct moments: ${JSON.stringify(seen)}`);
+
+  const check = async () => {
+    const current = page.locator("#messages > .message.user");
+    assert.equal(await current.count(), 1, "one current user message");
+    assert.equal((await current.locator(".content").textContent()).trim(), edited);
+    assert.equal((await current.locator(".author .edited").textContent()).trim(), "(edited)");
+    const reply = page.locator("#messages > .message.assistant").last();
+    assert.ok(await reply.evaluate((el) => el.classList.contains("status-complete")));
+    assert.match(await reply.locator(".content").textContent(), /word0 word1/);
+
+    const earlier = page.locator("#messages > li.earlier-versions");
+    assert.equal(await earlier.count(), 1);
+    assert.equal((await earlier.locator("summary").textContent()).trim(),
+      "Earlier versions of the next message (1), with their replies");
+    // It sits between the edited message's predecessor and the edited message.
+    assert.equal(await earlier.evaluate((li) => li.nextElementSibling?.classList.contains("user")), true);
+    await earlier.locator("summary").click();
+    const oldMessage = earlier.locator(".message.user.superseded");
+    const oldReply = earlier.locator(".message.assistant.superseded");
+    assert.ok(await oldMessage.isVisible());
+    assert.equal((await oldMessage.locator(".content").textContent()).trim(), original);
+    assert.match(await oldReply.locator(".content").textContent(), /word0 word1/);
+  };
+  await check();
+  await shot(page, "12-edited");
+
+  const sent = await lastRequest();
+  const upstream = JSON.stringify(sent.messages);
+  assert.deepEqual(sent.messages.at(-1), { role: "user", content: edited });
+  assert.ok(!upstream.includes("apples"), `the old text is not sent: ${upstream}`);
+
+  await page.reload();
+  await check();
+  await context.close();
+});
+
+test("export as Markdown and JSON, import the JSON as a new chat, refuse a broken file", async () => {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
+  const page = await context.newPage();
+  const question = "Export me: bananas & <cherries>";
+  await startChat(page, SLOW_BASE, question);
+  const chatId = chatIdOf(page);
+  await waitForReplyEnd(page);
+  await waitForGeneratedTitle(page, chatId);
+  const messages = await shownMessages(page);
+  assert.deepEqual(messages.filter((m) => m.role === "user").map((m) => m.text), [question]);
+
+  const download = async (name, file) => {
+    const link = page.locator(".chat-header a", { hasText: name });
+    assert.notEqual(await link.getAttribute("download"), null, `${name} is a download link`);
+    const response = await page.request.get(new URL(await link.getAttribute("href"), page.url()).href);
+    assert.equal(response.status(), 200);
+    assert.match(response.headers()["content-disposition"] ?? "", /^attachment/, `${name}: Content-Disposition`);
+    const [event] = await Promise.all([page.waitForEvent("download"), link.click()]);
+    const path = ARTIFACTS + file;
+    await event.saveAs(path);
+    return { name: event.suggestedFilename(), text: readFileSync(path, "utf8"), path };
+  };
+
+  const md = await download("Export .md", "export.md");
+  assert.match(md.name, /\.md$/);
+  assert.ok(md.text.startsWith(`# ${GENERATED_TITLE}\n`), md.text.slice(0, 200));
+  assert.ok(md.text.includes(`## You\n\n${question}\n`), md.text);
+  assert.ok(md.text.includes("## Assistant"), md.text);
+  assert.match(md.text, /word0 word1[\s\S]*const answer = 42;/);
+
+  const json = await download(".json", "export.json");
+  assert.match(json.name, /\.json$/);
+  const exported = JSON.parse(json.text);
+  assert.equal(exported.format, "chat-export");
+  assert.equal(exported.version, 1);
+  assert.equal(exported.title, GENERATED_TITLE);
+  assert.equal(exported.messages.length, messages.length, "every message");
+  assert.deepEqual(exported.messages.map((m) => m.role), messages.map((m) => m.role));
+  assert.ok(exported.messages.some((m) => m.role === "user" && m.content === question));
+  assert.ok(exported.messages.some((m) => m.role === "assistant" && /word0 word1[\s\S]*const answer = 42;/.test(m.content)));
+
+  // Import it from the home page: a new chat with the same messages.
+  await page.goto(SLOW_BASE + "/");
+  const chats = await page.locator("#chat-list li").count();
+  await page.setInputFiles("#import-file", json.path);
+  await page.locator(".import-form").getByRole("button", { name: "Import" }).click();
+  await page.waitForURL((url) => /^\/chats\/[0-9a-f-]{36}$/.test(url.pathname) && !url.pathname.includes(chatId));
+  assert.equal(await page.inputValue("#title"), GENERATED_TITLE);
+  assert.deepEqual(await shownMessages(page), messages, "the same messages as the exported chat");
+  assert.equal(await page.locator("#chat-list li").count(), chats + 1, "one more chat in the sidebar");
+  await shot(page, "13-imported");
+
+  // A JSON file that is not an export: a readable error, and no chat.
+  await page.goto(SLOW_BASE + "/");
+  await page.setInputFiles("#import-file", { name: "broken.json", mimeType: "application/json", buffer: Buffer.from('{"nope":1}') });
+  await page.locator(".import-form").getByRole("button", { name: "Import" }).click();
+  await page.waitForLoadState();
+  const error = page.getByText(/not a chat export/i);
+  await error.first().waitFor({ timeout: 10_000 }).catch(() => {});
+  assert.ok(await error.first().isVisible(), `a readable error; the page says: ${(await page.locator("body").innerText()).slice(0, 500)}`);
+  await shot(page, "14-import-refused");
+  await page.goto(SLOW_BASE + "/");
+  assert.equal(await page.locator("#chat-list li").count(), chats + 1, "no chat was added");
+  await context.close();
+});
+
+test("search from the sidebar finds chats and messages, and a result opens at the message", async () => {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
+  const page = await context.newPage();
+  const word = `quixotrel${Math.random().toString(36).replace(/[^a-z]/g, "").slice(0, 5)}`;
+  await startChat(page, SLOW_BASE, `Tell me about the ${word} lighthouse at dusk`);
+  const chatId = chatIdOf(page);
+  await waitForReplyEnd(page);
+  // The generated title replaces the first words; then the chat is named after the word.
+  await waitForGeneratedTitle(page, chatId);
+  const title = `Notes on ${word}`;
+  await page.fill("#title", title);
+  await page.locator("#title-form").getByRole("button", { name: "Rename" }).click();
+  await waitInPage(page, ({ id, title }) => document.querySelector(`#chat-item-${id} .chat-link`)?.textContent.trim() === title,
+    { id: chatId, title }, "the sidebar shows the new title");
+
+  await page.fill("#sidebar-q", word);
+  await page.locator("#sidebar-q").press("Enter");
+  await page.waitForURL((url) => url.pathname === "/search" && url.searchParams.get("q") === word);
+  assert.equal(await page.inputValue("#search-q"), word);
+  const chatHits = page.locator("ul.search-chats a", { hasText: title });
+  assert.equal(await chatHits.count(), 1, "the chat, by its title");
+  assert.equal(await chatHits.getAttribute("href"), `/chats/${chatId}`);
+
+  const hits = page.locator("ol.search-results li").filter({ has: page.locator(`a[href^="/chats/${chatId}?"]`) });
+  assert.equal(await hits.count(), 1, "the one message with the word");
+  assert.equal(await hits.locator("p.snippet mark").textContent(), word);
+  assert.match(await hits.locator("p.snippet").textContent(), new RegExp(`Tell me about the ${word} lighthouse`));
+  const href = await hits.locator("a").first().getAttribute("href");
+  const [, messageId] = href.match(new RegExp(`^/chats/${chatId}\\?before=\\d+#m-([0-9a-f-]{36})$`)) ?? [];
+  assert.ok(messageId, `a link to the message: ${href}`);
+  await shot(page, "15-search");
+
+  await hits.locator("a").first().click();
+  await page.waitForURL((url) => url.pathname === `/chats/${chatId}` && url.hash === `#m-${messageId}`);
+  const target = page.locator(`#m-${messageId}`);
+  assert.ok(await target.isVisible(), "the message is on the page");
+  assert.ok(await target.evaluate((el) => el.classList.contains("user")));
+  assert.match(await target.locator(".content").textContent(), new RegExp(word));
+  await shot(page, "16-search-result-opened");
+
+  // A word that is nowhere says so.
+  await page.fill("#sidebar-q", `${word}zzz`);
+  await page.locator("#sidebar-q").press("Enter");
+  await page.waitForURL((url) => url.pathname === "/search" && url.searchParams.get("q") === `${word}zzz`);
+  assert.ok(await page.getByText(`Nothing in your chats matches “${word}zzz”`).isVisible());
+  await context.close();
+});
+
+test("after the first reply the model's title shows in the sidebar and the title field, without a reload", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await startChat(page, SLOW_BASE, "Name this little chat");
+  const chatId = chatIdOf(page);
+  await page.evaluate(() => { window.__samePage = true; });
+  const link = page.locator(`#chat-item-${chatId} .chat-link`);
+  // Until the reply is complete the chat is named after its first words.
+  assert.equal((await link.textContent()).trim(), "Name this little chat");
+  assert.equal(await page.inputValue("#title"), "Name this little chat");
+  await waitForReplyEnd(page);
+  await waitForGeneratedTitle(page, chatId);
+  assert.equal(await page.evaluate(() => window.__samePage), true, "the page was not reloaded");
+  await shot(page, "17-generated-title");
+  await page.reload();
+  assert.equal((await link.textContent()).trim(), GENERATED_TITLE, "kept");
+  await context.close();
+});
+
+test("a model's reasoning streams live under Thinking, then folds away apart from the answer", async () => {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
+  const page = await context.newPage();
+  await startChat(page, SLOW_BASE, "Hello there");
+  await waitForReplyEnd(page);
+  // What the newest reply shows, whenever it changes.
+  await page.evaluate(() => {
+    window.__thinking = [];
+    const record = () => {
+      const replies = document.querySelectorAll(".message.assistant");
+      const last = replies[replies.length - 1];
+      const details = last?.querySelector(".thinking");
+      const sample = {
+        streaming: last?.classList.contains("status-streaming") ?? false,
+        reasoning: details?.querySelector(".reasoning")?.textContent.length ?? 0,
+        visible: details?.checkVisibility() ?? false,
+        open: details?.open ?? false,
+        answer: last?.querySelector(".live, .content")?.textContent ?? "",
+      };
+      const prev = window.__thinking[window.__thinking.length - 1];
+      if (!prev || JSON.stringify(prev) !== JSON.stringify(sample)) window.__thinking.push(sample);
+    };
+    new MutationObserver(record).observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true });
+  });
+  const replies = await page.locator(".message.assistant").count();
+  await page.fill("#content", "Please think it over first");
+  await page.locator("#content").press("Enter");
+  await page.waitForFunction((n) => document.querySelectorAll(".message.assistant").length > n, replies);
+  await page.waitForFunction(() => (document.querySelector(".status-streaming .live-reasoning")?.textContent.length ?? 0) > 0, null, { timeout: 10_000 })
+    .then(() => shot(page, "18-thinking-live"), () => {});
+  await waitForReplyEnd(page);
+
+  const seen = await page.evaluate(() => window.__thinking);
+  const live = seen.filter((s) => s.streaming && s.reasoning > 0 && s.visible && s.open);
+  assert.ok(new Set(live.map((s) => s.reasoning)).size >= 3,
+    `the reasoning grew, open and visible, over several moments: ${JSON.stringify(seen)}`);
+  assert.ok(seen.every((s) => !s.answer.includes("reasoning")), "the reasoning never shows as the answer");
+
+  const check = async () => {
+    const reply = page.locator(".message.assistant").last();
+    const thinking = reply.locator("details.thinking");
+    assert.equal(await thinking.count(), 1);
+    assert.equal(await thinking.getAttribute("open"), null, "folded once the reply is complete");
+    assert.equal((await thinking.locator("summary").textContent()).trim(), "Thinking");
+    assert.ok(await thinking.locator("summary").isVisible());
+    const reasoning = thinking.locator(".reasoning");
+    assert.equal(await reasoning.isVisible(), false, "the reasoning is folded away");
+    const text = await reasoning.textContent();
+    for (let n = 1; n <= 5; n++) assert.ok(text.includes(`Step ${n} of my reasoning.`), text);
+    const answer = await reply.locator(".content").textContent();
+    assert.match(answer, /word0 word1/);
+    assert.ok(!answer.includes("reasoning"), `the answer is apart from the reasoning: ${answer}`);
+    await thinking.locator("summary").click();
+    assert.ok(await reasoning.isVisible(), "opens on a click");
+  };
+  await check();
+  await shot(page, "19-thinking-done");
+  await page.reload();
+  await check();
+  await context.close();
+});
