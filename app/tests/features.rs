@@ -945,6 +945,11 @@ async fn search_finds_titles_and_messages_of_this_session_only_and_links_to_the_
     );
     let (_, page) = text(app.get("/search?q=%25").await).await;
     assert!(page.contains("<mark>%</mark>"), "{page}");
+    let (_, page) = text(app.get("/search?q=n!o").await).await;
+    assert!(
+        page.contains("Nothing in your chats matches"),
+        "! is not special: {page}"
+    );
 
     // The link opens the chat at a page that holds the message.
     let hit = messages_of(&app, chat)

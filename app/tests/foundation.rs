@@ -658,7 +658,11 @@ async fn migrations_go_up_down_and_up_again() {
             .await
             .is_err()
     );
-    assert!(db.execute_unprepared("SELECT seq FROM messages").await.is_ok());
+    assert!(
+        db.execute_unprepared("SELECT seq FROM messages")
+            .await
+            .is_ok()
+    );
     Migrator::up(&db, None).await.unwrap();
     assert!(
         db.execute_unprepared("SELECT reasoning, superseded FROM messages")

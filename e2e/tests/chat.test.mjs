@@ -117,7 +117,7 @@ test("without JavaScript a message gets its reply after the redirect", async () 
   await page.locator(".message.assistant.status-complete:nth-last-child(1) .content").waitFor({ timeout: 60_000 });
   assert.ok((await newestReplyText(page)).length > 0);
   await page.fill("#content", "And a second message");
-  await page.click("button:has-text('Send')");
+  await page.click("#composer button:has-text('Send')");
   await page.locator(".message.user:has-text('And a second message')").waitFor();
   await page.locator(".message.assistant.status-complete:nth-last-child(1)").waitFor({ timeout: 60_000 });
   await shot(page, "06-no-javascript");

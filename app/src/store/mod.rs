@@ -667,17 +667,18 @@ impl Store {
     }
 
     /// `column` contains `text`, ignoring case: ILIKE on PostgreSQL, LIKE (which ignores the
-    /// case of ASCII letters) on SQLite.
+    /// case of ASCII letters) on SQLite. Written out because sea-query's `ilike` with an escape
+    /// character produces SQL that PostgreSQL refuses.
     fn contains<C>(&self, column: C, text: &str) -> Expr
     where
         C: sea_orm::sea_query::IntoColumnRef,
     {
-        use sea_orm::sea_query::{ExprTrait, LikeExpr, extension::postgres::PgExpr};
-        let pattern = LikeExpr::new(like_pattern(text)).escape('\\');
-        match self.db.get_database_backend() {
-            sea_orm::DatabaseBackend::Postgres => Expr::col(column).ilike(pattern),
-            _ => Expr::col(column).like(pattern),
-        }
+        // Each backend's own placeholders: `$n` on PostgreSQL, `?` on SQLite.
+        let sql = match self.db.get_database_backend() {
+            sea_orm::DatabaseBackend::Postgres => format!("$1 ILIKE $2 ESCAPE '{LIKE_ESCAPE}'"),
+            _ => format!("? LIKE ? ESCAPE '{LIKE_ESCAPE}'"),
+        };
+        Expr::cust_with_exprs(sql, [Expr::col(column), Expr::val(like_pattern(text))])
     }
 
     /// Creates a chat from an export, with its messages in their order. Replies that were being
@@ -963,13 +964,17 @@ fn non_empty(text: &str) -> Option<String> {
     (!text.is_empty()).then(|| text.to_owned())
 }
 
+/// LIKE's escape character: not a backslash, whose meaning differs between databases and
+/// string settings.
+const LIKE_ESCAPE: char = '!';
+
 /// `%text%` for LIKE, with LIKE's own characters (and the escape character) taken literally.
 fn like_pattern(text: &str) -> String {
     let mut pattern = String::with_capacity(text.len() + 2);
     pattern.push('%');
     for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
+        if matches!(c, '%' | '_' | LIKE_ESCAPE) {
+            pattern.push(LIKE_ESCAPE);
         }
         pattern.push(c);
     }
