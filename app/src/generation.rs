@@ -730,6 +730,42 @@ mod tests {
     }
 
     #[test]
+    fn earlier_versions_of_an_edited_message_are_left_out() {
+        let mut old_question = msg(3, Role::User, Status::Complete, "old question");
+        old_question.superseded = true;
+        let mut old_answer = msg(4, Role::Assistant, Status::Complete, "old answer");
+        old_answer.superseded = true;
+        let history = [
+            msg(1, Role::User, Status::Complete, "q"),
+            msg(2, Role::Assistant, Status::Complete, "a"),
+            old_question,
+            old_answer,
+            msg(5, Role::User, Status::Complete, "edited question"),
+        ];
+        let prompt = fit_to_context("", &history, None, 10).unwrap();
+        assert_eq!(
+            roles(&prompt),
+            [("user", "q"), ("assistant", "a"), ("user", "edited question")]
+        );
+    }
+
+    #[test]
+    fn generated_titles_are_cleaned_or_refused() {
+        assert_eq!(
+            clean_generated_title("\"Rust ownership, explained.\"\nMore text").as_deref(),
+            Some("Rust ownership, explained")
+        );
+        assert_eq!(
+            clean_generated_title("  Title: **Trip   planning**  ").as_deref(),
+            Some("Trip planning")
+        );
+        assert_eq!(clean_generated_title("\n\n  \"\"  "), None);
+        assert_eq!(clean_generated_title(""), None);
+        let long = clean_generated_title(&"word ".repeat(40)).unwrap();
+        assert!(long.chars().count() <= 61, "{long}");
+    }
+
+    #[test]
     fn failed_and_superseded_replies_are_left_out() {
         let history = [
             msg(1, Role::User, Status::Complete, "q"),

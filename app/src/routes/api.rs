@@ -567,7 +567,7 @@ pub struct ExportQuery {
 
 /// A chat as a download: Markdown to read, or JSON to import again.
 #[utoipa::path(get, path = "/chats/{id}/export", tag = "chats", params(("id" = Uuid, Path), ExportQuery), security(("bearer" = []), ("session_cookie" = [])),
-    responses((status = 200, description = "The export (`text/markdown`, or `application/json` as ChatExport)", body = ChatExport),
+    responses((status = 200, description = "The export: Markdown, or JSON to import again", content((ChatExport = "application/json"), (String = "text/markdown"))),
               (status = "4XX", description = "No such chat, or an unknown format", body = Problem, content_type = ERRORS)))]
 async fn export_chat(
     State(state): State<AppState>,
