@@ -5,7 +5,7 @@
 // - When the newest user message has the word "think", REASONING pieces of `reasoning_content`
 //   ("Step N of my reasoning. ") come first, at the same pace.
 // - A request for a chat's title (its system message starts "You name conversations") is answered
-//   at once with `"Slow Test Title."`.
+//   at once (after TITLE_DELAY_MS, 0 by default) with `"Slow Test Title."`.
 // - `GET /last-request` answers the JSON body of the latest chat completion request that was not
 //   for a title (`null` before the first), so that tests can check what the app sent upstream.
 import http from "node:http";
@@ -14,6 +14,7 @@ const port = Number(process.env.PORT ?? 18090);
 const tokens = Number(process.env.TOKENS ?? 20);
 const delayMs = Number(process.env.DELAY_MS ?? 100);
 const reasoningPieces = Number(process.env.REASONING ?? 5);
+const titleDelayMs = Number(process.env.TITLE_DELAY_MS ?? 0);
 const TITLE_ANSWER = '"Slow Test Title."';
 const models = ["slow", "slow-b"];
 
@@ -98,7 +99,7 @@ http.createServer((req, res) => {
     } catch {
       // Not JSON: answered like any other request, as before.
     }
-    if (isTitleRequest(body)) return answerTitle(body, res);
+    if (isTitleRequest(body)) return setTimeout(() => answerTitle(body, res), titleDelayMs);
     lastRequest = body;
     answerSlowly(body, res);
   });

@@ -562,6 +562,7 @@ async fn list_models(State(state): State<AppState>, _session: Session) -> AppRes
 #[into_params(parameter_in = Query)]
 pub struct ExportQuery {
     /// `md` (default) or `json`.
+    #[param(pattern = "^(md|json)$")]
     format: Option<String>,
 }
 
@@ -596,6 +597,7 @@ async fn import_chat(
 #[into_params(parameter_in = Query)]
 pub struct SearchParams {
     /// Text to find in titles and messages (1–200 characters; case is ignored).
+    #[param(min_length = 1, max_length = 200, pattern = "\\S")]
     q: String,
 }
 

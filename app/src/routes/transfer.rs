@@ -28,10 +28,10 @@ const ALL_MESSAGES: u64 = 1_000_000;
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct ChatExport {
     /// Always `chat-export`.
-    #[schema(example = "chat-export")]
+    #[schema(example = "chat-export", pattern = "^chat-export$")]
     pub format: String,
     /// Always 1.
-    #[schema(example = 1)]
+    #[schema(example = 1, minimum = 1, maximum = 1)]
     pub version: u32,
     pub title: String,
     #[serde(default)]
@@ -54,7 +54,7 @@ pub struct ExportSettings {
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct ExportMessage {
     /// `system`, `user` or `assistant`.
-    #[schema(example = "user")]
+    #[schema(example = "user", pattern = "^(system|user|assistant)$")]
     pub role: String,
     pub content: String,
     /// A reply's reasoning (thinking), apart from its answer.
@@ -62,7 +62,7 @@ pub struct ExportMessage {
     pub reasoning: Option<String>,
     /// `complete` (default), `stopped`, `interrupted` or `error`.
     #[serde(default = "complete")]
-    #[schema(example = "complete")]
+    #[schema(example = "complete", pattern = "^(complete|stopped|interrupted|streaming|error)$")]
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
