@@ -181,3 +181,10 @@ document.addEventListener("keydown", (event) => {
 document.addEventListener("click", (event) => {
   if (event.target instanceof Element && event.target.closest("#show-shortcuts")) showShortcuts();
 });
+
+// A new save of the chat settings: the last one's "Saved." no longer applies.
+document.addEventListener("htmx:beforeRequest", (event) => {
+  if (event.detail.elt instanceof Element && event.detail.elt.closest("#chat-settings")) {
+    document.querySelector("#chat-settings .saved")?.remove();
+  }
+});

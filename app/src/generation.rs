@@ -53,6 +53,9 @@ pub enum Phase {
     Finished {
         status: Status,
         error: Option<String>,
+        /// The model was asked for the chat's title: the page should look for it (it may even
+        /// be there already).
+        title_started: bool,
     },
 }
 
@@ -254,13 +257,14 @@ async fn run(inner: Arc<Inner>, reply: Arc<Reply>) {
     // The upstream stream was dropped with `generate`: llama-server frees its slot now.
     let (text, reasoning) = reply.texts();
     save_end(&inner, &reply, &text, &reasoning, &end).await;
-    if end.status == Status::Complete && inner.settings.generate_titles {
-        start_title(&inner, &reply).await;
-    }
+    let title_started = end.status == Status::Complete
+        && inner.settings.generate_titles
+        && start_title(&inner, &reply).await;
     reply.state.send_modify(|s| {
         s.phase = Phase::Finished {
             status: end.status,
             error: end.error.clone(),
+            title_started,
         }
     });
     let mut registry = inner.registry.lock().unwrap_or_else(|p| p.into_inner());
@@ -420,17 +424,18 @@ async fn build_prompt(
 /// After a chat's first complete reply, while its title is still the first words of the first
 /// message: ask the model for a better one, in the background. The chat is marked as waiting
 /// for its title before the reply's end is announced, so the page knows to look for it.
-async fn start_title(inner: &Arc<Inner>, reply: &Reply) {
+/// Returns whether a title is being written.
+async fn start_title(inner: &Arc<Inner>, reply: &Reply) -> bool {
     let candidate = match inner
         .store
         .title_candidate(&reply.session_id, reply.chat_id)
         .await
     {
         Ok(Some(candidate)) => candidate,
-        Ok(None) => return,
+        Ok(None) => return false,
         Err(e) => {
             tracing::warn!(error = %e, "checking whether a chat needs a title");
-            return;
+            return false;
         }
     };
     let chat_id = reply.chat_id;
@@ -479,6 +484,7 @@ async fn start_title(inner: &Arc<Inner>, reply: &Reply) {
             .titles
             .remove(&chat_id);
     });
+    true
 }
 
 /// The request for a title: the start of the conversation, clipped.
@@ -745,7 +751,11 @@ mod tests {
         let prompt = fit_to_context("", &history, None, 10).unwrap();
         assert_eq!(
             roles(&prompt),
-            [("user", "q"), ("assistant", "a"), ("user", "edited question")]
+            [
+                ("user", "q"),
+                ("assistant", "a"),
+                ("user", "edited question")
+            ]
         );
     }
 

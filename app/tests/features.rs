@@ -363,6 +363,18 @@ async fn editing_the_latest_message_keeps_the_earlier_version_and_its_replies() 
         "refused edits change nothing"
     );
 
+    // The page offers Edit on the latest message, even while its reply is being written.
+    app.fake_lm
+        .set(|k| k.token_delay = Duration::from_millis(20));
+    let streaming = app.post("/chats", &[("content", "edit me later")]).await;
+    let (_, page) = text(
+        app.get(streaming.headers()["location"].to_str().unwrap())
+            .await,
+    )
+    .await;
+    assert!(page.contains("status-streaming"), "{page}");
+    assert_eq!(page.matches("class=\"edit-message\"").count(), 1, "{page}");
+
     // htmx: the whole history comes back, the earlier version folded in, the new reply streaming.
     app.fake_lm
         .set(|k| k.token_delay = Duration::from_millis(20));
@@ -1108,6 +1120,39 @@ async fn after_the_first_reply_the_model_names_the_chat_in_the_background() {
         done.data
     );
 
+    // Even when the title is written before the reply's end goes out, the end asks for it.
+    app.fake_lm.set(|k| k.title_delay = Duration::ZERO);
+    let third = app.post("/chats", &[("content", "a quick one")]).await;
+    let third_chat: Uuid = third.headers()["location"]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("/chats/")
+        .parse()
+        .unwrap();
+    let reply = messages_of(&app, third_chat).await.last().unwrap().id;
+    let url = app.url(&format!("/chats/{third_chat}/messages/{reply}/stream"));
+    let (_, _, reader) = EventReader::open(&app.client, &url, None).await;
+    let events = reader.unwrap().all().await;
+    let done = events.iter().find(|e| e.event == "done").unwrap();
+    assert!(
+        done.data
+            .contains(&format!("hx-get=\"/chats/{third_chat}/title\"")),
+        "{}",
+        done.data
+    );
+    title_settled(&app, third_chat).await;
+    app.fake_lm
+        .set(|k| k.title_delay = Duration::from_millis(300));
+
+    // A page opened while the model writes the title looks for it too.
+    let fourth = app.create_chat(&app.client, "one more chat").await;
+    let (_, page) = text(app.get(&format!("/chats/{fourth}")).await).await;
+    assert!(
+        page.contains(&format!("hx-get=\"/chats/{fourth}/title\"")),
+        "{page}"
+    );
+    title_settled(&app, fourth).await;
+
     // A rename by the user while the model writes is not overwritten.
     app.post(
         &format!("/chats/{second_chat}/rename"),
@@ -1115,7 +1160,7 @@ async fn after_the_first_reply_the_model_names_the_chat_in_the_background() {
     )
     .await;
     title_settled(&app, second_chat).await;
-    assert_eq!(app.fake_lm.log(|l| l.title_requests.len()), 2);
+    assert_eq!(app.fake_lm.log(|l| l.title_requests.len()), 4);
     assert_eq!(chat_row(&app, second_chat).await.title, "My own title");
 }
 

@@ -159,16 +159,19 @@ pub async fn history(
     }
     // Earlier versions with no newer one on this page stay visible, as earlier versions.
     views.extend(versions.into_iter().flatten());
-    if newest_page && !streaming {
-        if let Some(last) = views.last_mut() {
-            last.can_regenerate = has_user_message && last.role == Role::Assistant;
-        }
+    if newest_page {
+        // Edit is offered at once; while the reply is written it is hidden (CSS) and refused.
         if let Some(user) = views
             .iter_mut()
             .rev()
             .find(|v| v.role == Role::User && !v.superseded)
         {
             user.can_edit = true;
+        }
+        if let Some(last) = views.last_mut().filter(|_| !streaming) {
+            last.can_regenerate = has_user_message && last.role == Role::Assistant;
+            // The model is writing the chat's title: the page looks for it.
+            last.title_pending = state.generations.title_pending(chat_id);
         }
     }
     Ok(History {

@@ -322,6 +322,7 @@ pub async fn open_stream(
                     state,
                     encoding,
                     &finished_reply(&message),
+                    false,
                 )))
             }
         }
@@ -438,6 +439,7 @@ fn final_events(
     state: &AppState,
     encoding: Encoding,
     reply: &FinishedReply,
+    title_started: bool,
 ) -> Vec<Result<Event, Infallible>> {
     let offsets = Offsets {
         text: reply.text.len(),
@@ -447,7 +449,7 @@ fn final_events(
         return json_final_events(reply, offsets);
     }
     let mut view = MessageView::final_reply(&state.templates, reply);
-    view.title_pending = state.generations.title_pending(reply.chat_id);
+    view.title_pending = title_started || state.generations.title_pending(reply.chat_id);
     let html = match render(state, "fragments/reply_body.html", FinalReply { m: view }) {
         Ok(html) => html.0,
         Err(e) => {
@@ -570,7 +572,12 @@ fn live_events(
                 };
                 return Some((Ok(status_event(live.encoding, text)), live));
             }
-            if let Phase::Finished { status, error } = phase {
+            if let Phase::Finished {
+                status,
+                error,
+                title_started,
+            } = phase
+            {
                 let (text, reasoning) = {
                     let now = live.updates.borrow();
                     (now.text.clone(), now.reasoning.clone())
@@ -583,8 +590,12 @@ fn live_events(
                     status,
                     error: error.as_deref(),
                 };
-                live.pending
-                    .extend(final_events(&live.state, live.encoding, &reply));
+                live.pending.extend(final_events(
+                    &live.state,
+                    live.encoding,
+                    &reply,
+                    title_started,
+                ));
                 live.finished = true;
                 continue;
             }
@@ -652,7 +663,7 @@ fn stored_events_following(
                 return Some((Ok(event), f));
             }
             if f.message.status != Status::Streaming {
-                let events = final_events(&f.state, encoding, &finished_reply(&f.message));
+                let events = final_events(&f.state, encoding, &finished_reply(&f.message), false);
                 f.pending.extend(events);
                 f.finished = true;
                 continue;

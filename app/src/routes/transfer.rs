@@ -62,7 +62,10 @@ pub struct ExportMessage {
     pub reasoning: Option<String>,
     /// `complete` (default), `stopped`, `interrupted` or `error`.
     #[serde(default = "complete")]
-    #[schema(example = "complete", pattern = "^(complete|stopped|interrupted|streaming|error)$")]
+    #[schema(
+        example = "complete",
+        pattern = "^(complete|stopped|interrupted|streaming|error)$"
+    )]
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
