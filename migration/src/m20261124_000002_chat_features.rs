@@ -18,6 +18,7 @@ enum Chats {
 enum Messages {
     Table,
     SessionId,
+    CreatedAt,
     Reasoning,
     Superseded,
 }
@@ -68,13 +69,14 @@ impl MigrationTrait for Migration {
                 )
                 .await?;
         }
-        // Search reads one session's messages.
+        // Search reads one session's messages, newest first, until it has enough matches.
         manager
             .create_index(
                 Index::create()
-                    .name("idx_messages_session")
+                    .name("idx_messages_session_created")
                     .table(Messages::Table)
                     .col(Messages::SessionId)
+                    .col(Messages::CreatedAt)
                     .to_owned(),
             )
             .await
@@ -84,7 +86,7 @@ impl MigrationTrait for Migration {
         manager
             .drop_index(
                 Index::drop()
-                    .name("idx_messages_session")
+                    .name("idx_messages_session_created")
                     .table(Messages::Table)
                     .to_owned(),
             )
