@@ -92,6 +92,17 @@ pub struct Config {
     #[arg(long, env = "CHECKPOINT_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub checkpoint_interval: Duration,
 
+    /// This replica's name among the app's replicas (it owns the replies it writes). Default:
+    /// the host name and the port of `BIND_ADDR`, stable across restarts of one instance.
+    #[arg(long, env = "REPLICA_NAME")]
+    pub replica_name: Option<String>,
+
+    /// How long a replica's claim on a reply it writes lasts without renewal (it renews every
+    /// third of it). A reply whose replica died is marked interrupted by a survivor within
+    /// about this long.
+    #[arg(long, env = "REPLY_LEASE", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub reply_lease: std::time::Duration,
+
     /// Interval of SSE keep-alive comments.
     #[arg(long, env = "SSE_KEEPALIVE", default_value = "15s", value_parser = humantime::parse_duration)]
     pub sse_keepalive: Duration,
@@ -191,6 +202,24 @@ impl Config {
             chats_per_address: self.chat_rate_per_address,
         })
     }
+    /// This replica's name: `REPLICA_NAME`, or `<host name>:<port>`.
+    pub fn replica_name(&self) -> String {
+        if let Some(name) = self
+            .replica_name
+            .as_deref()
+            .filter(|n| !n.trim().is_empty())
+        {
+            return name.trim().to_owned();
+        }
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "app".into());
+        format!("{host}:{}", self.bind_addr.port())
+    }
+
     /// The database to use: `DATABASE_URL`, or an SQLite file in the data directory.
     pub fn database_url(&self) -> String {
         match &self.database_url {

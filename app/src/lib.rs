@@ -78,7 +78,11 @@ impl AppState {
                 .await
                 .context("cannot apply database migrations")?;
         }
-        let interrupted = store.interrupt_abandoned_replies().await?;
+        let store = store.for_replica(store::Replica {
+            name: config.replica_name(),
+            lease: config.reply_lease,
+        });
+        let interrupted = store.recover_replies().await?;
         if interrupted > 0 {
             tracing::warn!(
                 interrupted,
@@ -212,6 +216,14 @@ pub async fn serve_on(
             }
         })
     };
+    // Leases on the replies written here, Stop asked for on other replicas, and replies whose
+    // replica died; until the replies in flight are saved at shutdown.
+    let leases = tokio::spawn(
+        state
+            .generations
+            .clone()
+            .watch_leases(state.closing.clone()),
+    );
     let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let graceful = stopping.clone();
     // Small writes (a token event) go out at once instead of waiting for the previous one's ACK.
@@ -225,6 +237,7 @@ pub async fn serve_on(
         .await?;
     drain.await?;
     forget_idle.await?;
+    leases.await?;
     tracing::info!("server stopped");
     Ok(())
 }

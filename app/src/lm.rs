@@ -159,7 +159,20 @@ impl LmStream {
             if let Some(event) = self.pending.pop_front() {
                 return Ok(Some(event));
             }
-            match self.inner.next().await {
+            // Text held back because it might open a `<think>` block goes out as text when the
+            // model pauses: the start of a reply is never held for long.
+            let next = if self.think.holding() {
+                match tokio::time::timeout(THINK_HOLD, self.inner.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        self.pending.extend(self.think.give_up());
+                        continue;
+                    }
+                }
+            } else {
+                self.inner.next().await
+            };
+            match next {
                 None => {
                     self.pending.extend(self.think.finish());
                     if self.pending.is_empty() {
@@ -215,6 +228,8 @@ enum ThinkState {
 }
 
 const THINK_OPEN: &str = "<think>";
+/// Longest a possible `<think>` at the start of a reply is held back while the model is silent.
+const THINK_HOLD: Duration = Duration::from_millis(250);
 const THINK_CLOSE: &str = "</think>";
 
 impl ThinkSplitter {
@@ -280,6 +295,22 @@ impl ThinkSplitter {
                 }
             }
         }
+    }
+
+    /// Whether text is held back because it might still open a `<think>` block.
+    pub fn holding(&self) -> bool {
+        self.state == ThinkState::Start && !self.held.is_empty()
+    }
+
+    /// The reply did not go on to open a `<think>` block: what was held back is answer text.
+    pub fn give_up(&mut self) -> Vec<LmEvent> {
+        if self.state != ThinkState::Start {
+            return Vec::new();
+        }
+        self.state = ThinkState::Answer;
+        let mut events = Vec::new();
+        push_piece(&mut events, LmEvent::Text(std::mem::take(&mut self.held)));
+        events
     }
 
     /// The reply ended: whatever was held back, as what it turned out to be.
@@ -723,5 +754,16 @@ mod tests {
             split(&["<think>hmm</thi"]),
             ("hmm</thi".into(), String::new())
         );
+    }
+
+    #[test]
+    fn text_held_for_a_possible_think_block_is_given_up_as_text() {
+        let mut splitter = ThinkSplitter::default();
+        assert!(splitter.push("\n <th").is_empty());
+        assert!(splitter.holding());
+        assert_eq!(splitter.give_up(), [LmEvent::Text("\n <th".into())]);
+        assert!(!splitter.holding());
+        // From then on it is all answer, even a late `<think>`.
+        assert_eq!(splitter.push("ink>x"), [LmEvent::Text("ink>x".into())]);
     }
 }

@@ -2,23 +2,18 @@
 //! killed with SIGKILL mid-reply, and SIGTERM. The process tests run the real `app` binary.
 mod common;
 
-use std::{
-    path::Path,
-    process::Stdio,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use app::store::{Status, Store, message};
 use common::{
     TestApp, browser,
     fake_lm::{FakeLm, Knobs},
     fresh_database_url,
+    process::AppProcess,
     proxy::Proxy,
-    repo_path,
     sse::EventReader,
 };
 use sea_orm::EntityTrait;
-use tokio::process::{Child, Command};
 use uuid::Uuid;
 
 /// The PostgreSQL server the suite runs against, or `None` on SQLite (these faults are about a
@@ -45,81 +40,6 @@ fn paced(count: usize, delay_ms: u64) -> Knobs {
         tokens: (0..count).map(|i| format!("w{i} ")).collect(),
         token_delay: Duration::from_millis(delay_ms),
         ..Knobs::default()
-    }
-}
-
-/// The release-like `app` binary as a child process, with its own data directory.
-struct AppProcess {
-    child: Child,
-    base: String,
-    log: std::path::PathBuf,
-}
-
-fn append(path: &Path) -> std::fs::File {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap()
-}
-
-impl AppProcess {
-    async fn spawn(data_dir: &Path, envs: &[(&str, String)]) -> AppProcess {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = data_dir.join(format!("app-{port}.log"));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_app"));
-        command
-            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-            .env("DATA_DIR", data_dir)
-            .env("TEMPLATE_DIR", repo_path("templates"))
-            .env("STATIC_DIR", repo_path("static"))
-            .env("RATE_LIMITS", "off")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            // The log goes to stdout, fatal errors also to stderr: both into one file.
-            .stdout(append(&log))
-            .stderr(append(&log))
-            .kill_on_drop(true);
-        for (name, value) in envs {
-            command.env(name, value);
-        }
-        AppProcess {
-            child: command.spawn().unwrap(),
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn is_ready(&self) -> bool {
-        matches!(reqwest::get(format!("{}/readyz", self.base)).await, Ok(r) if r.status() == 200)
-    }
-
-    async fn wait_ready(&self, within: Duration) {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if self.is_ready().await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the app was not ready within {within:?}:\n{}", self.log());
-    }
-
-    fn signal(&self, name: &str) {
-        let pid = self.child.id().expect("running").to_string();
-        let status = std::process::Command::new("kill")
-            .args([&format!("-{name}"), &pid])
-            .status()
-            .unwrap();
-        assert!(status.success());
     }
 }
 
@@ -311,6 +231,8 @@ async fn killed_mid_reply_then_restarted_the_reply_is_interrupted_with_its_check
         ("DATABASE_URL", database.clone()),
         ("LM_API_URL", fake.url()),
         ("CHECKPOINT_INTERVAL", "1s".to_owned()),
+        // The same instance restarted (on another port here): it knows its own replies.
+        ("REPLICA_NAME", "the-only-replica".to_owned()),
     ];
     let mut app = AppProcess::spawn(data.path(), &envs).await;
     app.wait_ready(Duration::from_secs(10)).await;

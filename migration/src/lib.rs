@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_create_chats_and_messages;
 mod m20261124_000002_chat_features;
+mod m20261124_000003_reply_leases;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_create_chats_and_messages::Migration),
             Box::new(m20261124_000002_chat_features::Migration),
+            Box::new(m20261124_000003_reply_leases::Migration),
         ]
     }
 }

@@ -116,6 +116,12 @@ pub mod message {
         /// An earlier version: a user message that was edited, or a reply to one. Shown apart,
         /// left out of prompts.
         pub superseded: bool,
+        /// The replica writing this reply (while `streaming`).
+        pub owner: Option<String>,
+        /// The owner renews this while it writes; past it, the owner is taken for dead.
+        pub lease_expires_at: Option<DateTimeUtc>,
+        /// Stop was asked for on a replica other than the owner, which watches this.
+        pub stop_requested: bool,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -52,6 +52,15 @@ pub fn is_unreachable(error: &DbErr) -> bool {
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    replica: std::sync::Arc<Replica>,
+}
+
+/// Who this process is among the app's replicas, and how long its claim on a reply it writes
+/// lasts without renewal.
+#[derive(Clone, Debug)]
+pub struct Replica {
+    pub name: String,
+    pub lease: Duration,
 }
 
 /// A newly created chat and the messages it opened with.
@@ -173,7 +182,37 @@ impl Store {
                     .row_buffer_size(256)
             });
         let db = Database::connect(options).await?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            replica: std::sync::Arc::new(Replica {
+                name: "local".into(),
+                lease: Duration::from_secs(15),
+            }),
+        })
+    }
+
+    /// The same database, acting as the replica `replica` (the owner of the replies it starts).
+    pub fn for_replica(mut self, replica: Replica) -> Self {
+        self.replica = std::sync::Arc::new(replica);
+        self
+    }
+
+    pub fn replica(&self) -> &Replica {
+        &self.replica
+    }
+
+    fn lease_until(&self) -> chrono::DateTime<Utc> {
+        let lease = chrono::Duration::from_std(self.replica.lease)
+            .unwrap_or_else(|_| chrono::Duration::seconds(15));
+        Utc::now() + lease
+    }
+
+    /// A new reply to write, claimed by this replica.
+    fn claimed_reply(&self, chat: &chat::Model, seq: i64) -> message::ActiveModel {
+        let mut row = new_message(chat, seq, Role::Assistant, "", Status::Streaming);
+        row.owner = Set(Some(self.replica.name.clone()));
+        row.lease_expires_at = Set(Some(self.lease_until()));
+        row
     }
 
     pub fn connection(&self) -> &DatabaseConnection {
@@ -337,13 +376,7 @@ impl Store {
                 content,
                 Status::Complete,
             ));
-            rows.push(new_message(
-                &chat,
-                seq + 1,
-                Role::Assistant,
-                "",
-                Status::Streaming,
-            ));
+            rows.push(self.claimed_reply(&chat, seq + 1));
         }
         let mut messages = insert_messages(&txn, rows).await?;
         txn.commit().await?;
@@ -544,7 +577,7 @@ impl Store {
             &txn,
             vec![
                 new_message(&chat, seq, Role::User, content, Status::Complete),
-                new_message(&chat, seq + 1, Role::Assistant, "", Status::Streaming),
+                self.claimed_reply(&chat, seq + 1),
             ],
         )
         .await?;
@@ -607,7 +640,7 @@ impl Store {
             &txn,
             vec![
                 new_message(&chat, seq, Role::User, content, Status::Complete),
-                new_message(&chat, seq + 1, Role::Assistant, "", Status::Streaming),
+                self.claimed_reply(&chat, seq + 1),
             ],
         )
         .await?;
@@ -741,13 +774,7 @@ impl Store {
         if !state.has_user_message {
             return Ok(NewReply::NothingToAnswer);
         }
-        let row = new_message(
-            &chat,
-            state.last_seq + 1,
-            Role::Assistant,
-            "",
-            Status::Streaming,
-        );
+        let row = self.claimed_reply(&chat, state.last_seq + 1);
         let reply = insert_messages(&txn, vec![row])
             .await?
             .pop()
@@ -811,6 +838,10 @@ impl Store {
                 message::Column::Reasoning,
                 Expr::value(non_empty(reasoning)),
             )
+            .col_expr(
+                message::Column::LeaseExpiresAt,
+                Expr::value(self.lease_until()),
+            )
             .col_expr(message::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(message::Column::Id.eq(message_id))
             .filter(message::Column::SessionId.eq(session_id))
@@ -857,17 +888,115 @@ impl Store {
         Ok(())
     }
 
-    /// Start-up recovery, across all sessions: replies an earlier process left `streaming` are
-    /// `interrupted`, keeping their checkpointed text. Returns how many.
-    pub async fn interrupt_abandoned_replies(&self) -> Result<u64, DbErr> {
+    /// Start-up recovery, across all sessions: replies this replica was writing when it
+    /// stopped, replies from before leases existed, and replies whose owner's lease ran out are
+    /// `interrupted`, keeping their checkpointed text. Replies other live replicas are writing
+    /// are left alone. Returns how many.
+    pub async fn recover_replies(&self) -> Result<u64, DbErr> {
+        let mine_or_abandoned = sea_orm::Condition::any()
+            .add(message::Column::Owner.eq(self.replica.name.clone()))
+            .add(message::Column::Owner.is_null())
+            .add(lease_expired());
+        self.interrupt_where(mine_or_abandoned).await
+    }
+
+    /// Replies whose owner stopped renewing its lease (its replica died) become `interrupted`,
+    /// keeping their checkpointed text. Returns how many.
+    pub async fn interrupt_expired_replies(&self) -> Result<u64, DbErr> {
+        self.interrupt_where(lease_expired()).await
+    }
+
+    async fn interrupt_where(&self, condition: sea_orm::Condition) -> Result<u64, DbErr> {
         let updated = message::Entity::update_many()
             .col_expr(message::Column::Status, Expr::value(Status::Interrupted))
+            .col_expr(
+                message::Column::Error,
+                Expr::value(Some(
+                    "The app stopped while this reply was being written. You can retry.".to_owned(),
+                )),
+            )
             .col_expr(message::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(message::Column::Status.eq(Status::Streaming))
+            .filter(condition)
             .exec(&self.db)
             .await?;
         Ok(updated.rows_affected)
     }
+
+    /// Renews this replica's lease on the replies it is writing.
+    pub async fn renew_leases(&self, message_ids: &[Uuid]) -> Result<(), DbErr> {
+        if message_ids.is_empty() {
+            return Ok(());
+        }
+        message::Entity::update_many()
+            .col_expr(
+                message::Column::LeaseExpiresAt,
+                Expr::value(self.lease_until()),
+            )
+            .col_expr(
+                message::Column::Owner,
+                Expr::value(Some(self.replica.name.clone())),
+            )
+            .filter(message::Column::Id.is_in(message_ids.iter().copied()))
+            .filter(message::Column::Status.eq(Status::Streaming))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Of these replies, the ones Stop was asked for on another replica.
+    pub async fn stops_requested(&self, message_ids: &[Uuid]) -> Result<Vec<Uuid>, DbErr> {
+        if message_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        message::Entity::find()
+            .select_only()
+            .column(message::Column::Id)
+            .filter(message::Column::Id.is_in(message_ids.iter().copied()))
+            .filter(message::Column::StopRequested.eq(true))
+            .into_tuple::<Uuid>()
+            .all(&self.db)
+            .await
+    }
+
+    /// Asks the replica writing a reply to stop it (it watches the flag). `false`: the reply is
+    /// not being written.
+    pub async fn request_stop(&self, session_id: &str, message_id: Uuid) -> Result<bool, DbErr> {
+        let updated = message::Entity::update_many()
+            .col_expr(message::Column::StopRequested, Expr::value(true))
+            .filter(message::Column::Id.eq(message_id))
+            .filter(message::Column::SessionId.eq(session_id))
+            .filter(message::Column::Status.eq(Status::Streaming))
+            .exec(&self.db)
+            .await?;
+        Ok(updated.rows_affected > 0)
+    }
+
+    /// Stops a reply whose owner is gone (its lease ran out), keeping its saved text. `false`:
+    /// it is no longer being written, or its owner is still alive.
+    pub async fn stop_abandoned_reply(
+        &self,
+        session_id: &str,
+        message_id: Uuid,
+    ) -> Result<bool, DbErr> {
+        let updated = message::Entity::update_many()
+            .col_expr(message::Column::Status, Expr::value(Status::Stopped))
+            .col_expr(message::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(message::Column::Id.eq(message_id))
+            .filter(message::Column::SessionId.eq(session_id))
+            .filter(message::Column::Status.eq(Status::Streaming))
+            .filter(lease_expired())
+            .exec(&self.db)
+            .await?;
+        Ok(updated.rows_affected > 0)
+    }
+}
+
+/// A claim on a reply that nobody holds: no lease (rows from before leases) or a lapsed one.
+fn lease_expired() -> sea_orm::Condition {
+    sea_orm::Condition::any()
+        .add(message::Column::LeaseExpiresAt.is_null())
+        .add(message::Column::LeaseExpiresAt.lt(Utc::now()))
 }
 
 /// Marks the chat active now and returns it. Updating first takes the chat's row lock (PostgreSQL)
@@ -957,6 +1086,9 @@ fn new_message(
         updated_at: Set(now),
         reasoning: Set(None),
         superseded: Set(false),
+        owner: Set(None),
+        lease_expires_at: Set(None),
+        stop_requested: Set(false),
     }
 }
 

@@ -2,6 +2,7 @@
 //! by default; PostgreSQL when `TEST_DATABASE_URL` names a server to create databases on).
 #![allow(dead_code)]
 pub mod fake_lm;
+pub mod process;
 pub mod proxy;
 pub mod sse;
 
@@ -49,6 +50,8 @@ pub async fn test_config(data_dir: &std::path::Path) -> Config {
     config.rate_limits = false;
     // Title requests would be extra upstream requests in tests that count them.
     config.title_generation = false;
+    // One name across restarts, as one instance keeps its host name and port.
+    config.replica_name = Some("test-app".into());
     config
 }
 
@@ -117,9 +120,14 @@ impl TestApp {
         let server = tokio::spawn(app::serve_on(listener, state.clone(), async {
             let _ = rx.await;
         }));
+        // Acting as the app's replica: what it stores is the app's own.
         let store = Store::connect(config.database_url.as_deref().unwrap(), 2)
             .await
-            .unwrap();
+            .unwrap()
+            .for_replica(app::store::Replica {
+                name: config.replica_name(),
+                lease: config.reply_lease,
+            });
         TestApp {
             addr,
             base: format!("http://{addr}"),

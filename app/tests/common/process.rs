@@ -1,0 +1,85 @@
+//! The real `app` binary as a child process (start-up, signals, several replicas).
+use std::{
+    path::Path,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use tokio::process::{Child, Command};
+
+use super::repo_path;
+
+/// The release-like `app` binary as a child process, with its own data directory.
+pub struct AppProcess {
+    pub child: Child,
+    pub base: String,
+    pub log: std::path::PathBuf,
+}
+
+fn append(path: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+}
+
+impl AppProcess {
+    pub async fn spawn(data_dir: &Path, envs: &[(&str, String)]) -> AppProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = data_dir.join(format!("app-{port}.log"));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_app"));
+        command
+            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("DATA_DIR", data_dir)
+            .env("TEMPLATE_DIR", repo_path("templates"))
+            .env("STATIC_DIR", repo_path("static"))
+            .env("RATE_LIMITS", "off")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            // The log goes to stdout, fatal errors also to stderr: both into one file.
+            .stdout(append(&log))
+            .stderr(append(&log))
+            .kill_on_drop(true);
+        for (name, value) in envs {
+            command.env(name, value);
+        }
+        AppProcess {
+            child: command.spawn().unwrap(),
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn is_ready(&self) -> bool {
+        matches!(reqwest::get(format!("{}/readyz", self.base)).await, Ok(r) if r.status() == 200)
+    }
+
+    pub async fn wait_ready(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.is_ready().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the app was not ready within {within:?}:\n{}", self.log());
+    }
+
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
