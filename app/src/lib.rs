@@ -82,12 +82,22 @@ impl AppState {
             name: config.replica_name(),
             lease: config.reply_lease,
         });
-        let interrupted = store.recover_replies().await?;
-        if interrupted > 0 {
-            tracing::warn!(
-                interrupted,
-                "replies left streaming by an earlier run are now interrupted"
-            );
+        // With SKIP_MIGRATIONS the schema may still be on its way (a migration Job): serve,
+        // but not ready (/readyz), and recover once it is there (the lease watcher's sweep).
+        match store.pending_migrations().await? {
+            0 => {
+                let interrupted = store.recover_replies().await?;
+                if interrupted > 0 {
+                    tracing::warn!(
+                        interrupted,
+                        "replies left streaming by an earlier run are now interrupted"
+                    );
+                }
+            }
+            pending => tracing::warn!(
+                pending,
+                "database migrations are pending (run `migration up`); not ready until they are applied"
+            ),
         }
         let key = session::load_or_create_key(config.session_key.as_deref(), &config.data_dir)?;
         let templates = Templates::load(&config.template_dir)?;

@@ -599,6 +599,26 @@ async fn health_and_readiness() {
 }
 
 #[tokio::test]
+async fn with_skip_migrations_the_app_is_not_ready_until_the_schema_is_there() {
+    // As with a migration Job: the app starts on an empty database and waits for it.
+    let app = TestApp::spawn_with(|c| c.skip_migrations = true).await;
+    assert_eq!(app.get("/healthz").await.status(), 200, "alive");
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 503);
+    assert!(
+        ready
+            .text()
+            .await
+            .unwrap()
+            .contains("the database migrations are still pending")
+    );
+    app.store.migrate().await.unwrap();
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    let chat = app.create_chat(&app.client, "works now").await;
+    assert_eq!(app.get(&format!("/chats/{chat}")).await.status(), 200);
+}
+
+#[tokio::test]
 async fn a_malformed_session_key_stops_start_up_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = common::test_config(dir.path()).await;

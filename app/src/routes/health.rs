@@ -1,20 +1,26 @@
 //! Liveness and readiness for load balancers and orchestrators.
-use axum::{extract::State, http::StatusCode, response::IntoResponse};
+use axum::{extract::State, response::IntoResponse};
 
-use crate::{AppState, lm::ModelStatus};
+use crate::{AppState, error::AppError, lm::ModelStatus};
 
 /// The process is up and serving.
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// The app can do its work: the database answers.
-pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ready"),
+/// The app can do its work: the database answers, and its schema is up to date (with
+/// `SKIP_MIGRATIONS`, a migration Job may still be applying it).
+pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, AppError> {
+    match state.store.pending_migrations().await {
+        Ok(0) => Ok("ready"),
+        Ok(_) => Err(AppError::Unavailable(
+            "Not ready: the database migrations are still pending.".into(),
+        )),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
+            Err(AppError::Unavailable(
+                "Not ready: the database is not reachable.".into(),
+            ))
         }
     }
 }

@@ -223,6 +223,12 @@ impl Store {
         Migrator::up(&self.db, None).await
     }
 
+    /// Migrations the database still lacks (another process, e.g. a migration Job, applies
+    /// them when the app runs with `SKIP_MIGRATIONS`).
+    pub async fn pending_migrations(&self) -> Result<usize, DbErr> {
+        Ok(Migrator::get_pending_migrations(&self.db).await?.len())
+    }
+
     /// Readiness: the database answers a query.
     pub async fn ping(&self) -> Result<(), DbErr> {
         self.db.ping().await
