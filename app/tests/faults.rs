@@ -87,7 +87,7 @@ async fn database_down_at_start_up_is_retried_with_backoff_until_it_returns() {
     let proxy = Proxy::reserve(target).await;
     let (proxied, _) = through(&database, proxy.addr);
     let fake = FakeLm::start(Knobs::default()).await;
-    let app = AppProcess::spawn(
+    let mut app = AppProcess::spawn(
         data.path(),
         &[
             ("DATABASE_URL", proxied.clone()),

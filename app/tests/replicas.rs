@@ -76,7 +76,7 @@ impl Cluster {
         std::fs::create_dir_all(&dir).unwrap();
         let mut envs = self.envs.clone();
         envs.push(("REPLICA_NAME", name.to_owned()));
-        let app = AppProcess::spawn(&dir, &envs).await;
+        let mut app = AppProcess::spawn(&dir, &envs).await;
         app.wait_ready(Duration::from_secs(15)).await;
         app
     }
@@ -233,6 +233,10 @@ async fn stop_through_another_replica_stops_the_writer() {
     assert_eq!(stop.status(), 303);
     let stopped = cluster.ended(reply, Duration::from_secs(5)).await;
     assert_eq!(stopped.status, Status::Stopped);
+    eprintln!(
+        "stop through the other replica: stopped {:?} after asking",
+        asked.elapsed()
+    );
     assert!(
         asked.elapsed() < Duration::from_secs(3),
         "stopped in {:?}",
@@ -290,6 +294,10 @@ async fn when_a_replica_dies_a_survivor_interrupts_its_replies_and_retry_works()
     let (more, done) = read_to_end(&mut reader).await;
     let interrupted = cluster.message(reply).await;
     assert_eq!(interrupted.status, Status::Interrupted);
+    eprintln!(
+        "a replica killed: its reply interrupted and its follower told {:?} later (lease {LEASE:?})",
+        killed.elapsed()
+    );
     assert!(
         killed.elapsed() < LEASE * 2 + Duration::from_secs(2),
         "interrupted after {:?}",

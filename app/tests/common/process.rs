@@ -26,15 +26,11 @@ fn append(path: &Path) -> std::fs::File {
 
 impl AppProcess {
     pub async fn spawn(data_dir: &Path, envs: &[(&str, String)]) -> AppProcess {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = data_dir.join(format!("app-{port}.log"));
+        // The app picks its own port (so parallel tests never race for one) and logs it.
+        let log = data_dir.join(format!("app-{}.log", uuid::Uuid::new_v4().simple()));
         let mut command = Command::new(env!("CARGO_BIN_EXE_app"));
         command
-            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("BIND_ADDR", "127.0.0.1:0")
             .env("DATA_DIR", data_dir)
             .env("TEMPLATE_DIR", repo_path("templates"))
             .env("STATIC_DIR", repo_path("static"))
@@ -50,7 +46,7 @@ impl AppProcess {
         }
         AppProcess {
             child: command.spawn().unwrap(),
-            base: format!("http://127.0.0.1:{port}"),
+            base: String::new(),
             log,
         }
     }
@@ -59,14 +55,30 @@ impl AppProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    pub async fn is_ready(&self) -> bool {
-        matches!(reqwest::get(format!("{}/readyz", self.base)).await, Ok(r) if r.status() == 200)
+    /// Where this process listens, once it said so in its log.
+    pub fn listening(&self) -> Option<String> {
+        let log = self.log();
+        let at = log.find("listening on http://")? + "listening on ".len();
+        let address: String = log[at..]
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != '\u{1b}')
+            .collect();
+        Some(address)
     }
 
-    pub async fn wait_ready(&self, within: Duration) {
+    pub async fn is_ready(&self) -> bool {
+        let Some(base) = self.listening() else {
+            return false;
+        };
+        matches!(reqwest::get(format!("{base}/readyz")).await, Ok(r) if r.status() == 200)
+    }
+
+    /// Waits until the app answers `/readyz`, and sets `base`.
+    pub async fn wait_ready(&mut self, within: Duration) {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if self.is_ready().await {
+                self.base = self.listening().unwrap_or_default();
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
