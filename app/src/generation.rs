@@ -473,6 +473,10 @@ async fn build_prompt(
 /// for its title before the reply's end is announced, so the page knows to look for it.
 /// Returns whether a title is being written.
 async fn start_title(inner: &Arc<Inner>, reply: &Reply) -> bool {
+    // Only a chat's first replies can be its first complete one: later replies cost no query.
+    if reply.seq > crate::store::TITLE_LOOKAHEAD as i64 {
+        return false;
+    }
     let candidate = match inner
         .store
         .title_candidate(&reply.session_id, reply.chat_id)

@@ -22,7 +22,7 @@ use super::{
     ClientAddress,
     chats::clean_title,
     messages::{Encoding, open_stream, start_reply, started, stop_reply},
-    search as search_pages,
+    search as search_pages, serde_name,
     transfer::{self, ChatExport},
     validate_message,
 };
@@ -108,22 +108,14 @@ pub struct MessageJson {
     created_at: DateTime<Utc>,
 }
 
-/// An enum of the entities as the API writes it (its serde name).
-fn name_of(value: impl Serialize) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 impl From<message::Model> for MessageJson {
     fn from(m: message::Model) -> Self {
         MessageJson {
             id: m.id,
             chat_id: m.chat_id,
             seq: m.seq,
-            role: name_of(m.role),
-            status: name_of(m.status),
+            role: serde_name(m.role),
+            status: serde_name(m.status),
             content: m.content,
             reasoning: m.reasoning,
             error: m.error,
@@ -530,7 +522,7 @@ async fn put_settings(
         max_tokens: body.max_tokens,
         model: body.model,
     };
-    let settings = super::settings::validate(&state, &chat, requested).await?;
+    let settings = super::settings::validate(&state, chat.model.as_deref(), requested).await?;
     let chat = state
         .store
         .update_settings(&session.id, id, &settings)

@@ -280,6 +280,14 @@ fn default_message(status: StatusCode) -> &'static str {
     }
 }
 
+/// An entity enum as the API and exports write it: its serde name (`user`, `complete`, ...).
+pub fn serde_name(value: impl Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 /// Refuses text with NUL characters, which no database column can store.
 pub fn reject_nul(text: &str) -> Result<(), AppError> {
     if text.contains('\0') {

@@ -78,11 +78,11 @@ pub async fn model_choices(state: &AppState) -> Vec<String> {
     }
 }
 
-/// Checks settings a user asked for. A model must be one the server serves (the chat's current
-/// model stays acceptable while the server cannot be asked).
+/// Checks settings a user asked for. A model must be one the server serves (`current_model`, the
+/// chat's model now, stays acceptable while the server cannot be asked).
 pub async fn validate(
     state: &AppState,
-    chat: &chat::Model,
+    current_model: Option<&str>,
     mut settings: ChatSettings,
 ) -> AppResult<ChatSettings> {
     settings.system_prompt = settings
@@ -115,7 +115,7 @@ pub async fn validate(
     }
     settings.model = settings.model.filter(|m| !m.trim().is_empty());
     if let Some(model) = &settings.model
-        && chat.model.as_ref() != Some(model)
+        && current_model != Some(model.as_str())
     {
         let models = state.lm.models().await.map_err(|e| {
             AppError::Unavailable(format!("The model cannot be changed right now: {e}"))
@@ -191,7 +191,7 @@ pub async fn update(
         .find_chat(&session.id, chat_id)
         .await?
         .ok_or(AppError::NotFound("chat"))?;
-    let settings = validate(&state, &chat, form.parse()?).await?;
+    let settings = validate(&state, chat.model.as_deref(), form.parse()?).await?;
     let chat = state
         .store
         .update_settings(&session.id, chat_id, &settings)

@@ -16,7 +16,7 @@ use crate::{
     store::{ChatSettings, ImportedChat, ImportedMessage, Role, Status, chat, message},
 };
 
-use super::{ClientAddress, Htmx, chats::clean_title, parse_id, redirect, reject_nul};
+use super::{ClientAddress, Htmx, chats::clean_title, parse_id, redirect, reject_nul, serde_name};
 
 /// What `format` says in every export.
 pub const EXPORT_FORMAT: &str = "chat-export";
@@ -97,23 +97,16 @@ pub fn export_document(chat: &chat::Model, messages: &[message::Model]) -> ChatE
         messages: messages
             .iter()
             .map(|m| ExportMessage {
-                role: enum_name(m.role),
+                role: serde_name(m.role),
                 content: m.content.clone(),
                 reasoning: m.reasoning.clone(),
-                status: enum_name(m.status),
+                status: serde_name(m.status),
                 error: m.error.clone(),
                 superseded: m.superseded,
                 created_at: Some(m.created_at),
             })
             .collect(),
     }
-}
-
-fn enum_name(value: impl Serialize) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 /// A chat as Markdown, for people: the title, then each message under its author.
@@ -232,29 +225,18 @@ pub async fn parse_export(state: &AppState, export: ChatExport) -> AppResult<Imp
         max_tokens: export.settings.max_tokens,
         model: export.settings.model,
     };
-    let served = match &requested.model {
-        Some(model) => state
+    if let Some(model) = &requested.model {
+        let served = state
             .lm
             .models()
             .await
-            .is_ok_and(|models| models.iter().any(|m| &m.id == model)),
-        None => true,
-    };
-    if !served {
-        requested.model = None;
+            .is_ok_and(|models| models.iter().any(|m| &m.id == model));
+        if !served {
+            requested.model = None;
+        }
     }
-    let blank = chat::Model {
-        id: uuid::Uuid::nil(),
-        session_id: String::new(),
-        title: String::new(),
-        created_at: now,
-        updated_at: now,
-        system_prompt: None,
-        temperature: None,
-        max_tokens: None,
-        model: requested.model.clone(),
-    };
-    let settings = super::settings::validate(state, &blank, requested).await?;
+    let current = requested.model.clone();
+    let settings = super::settings::validate(state, current.as_deref(), requested).await?;
     Ok(ImportedChat {
         title,
         settings,

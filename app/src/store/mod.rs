@@ -21,6 +21,8 @@ pub use entities::{
 
 /// Title of a chat until its first message names it (or the user renames it).
 pub const DEFAULT_TITLE: &str = "New chat";
+/// A chat gets a generated title only while it has at most this many messages.
+pub const TITLE_LOOKAHEAD: u64 = 8;
 /// Longest title kept, in characters.
 pub const MAX_TITLE_CHARS: usize = 120;
 
@@ -456,7 +458,7 @@ impl Store {
             .filter(message::Column::ChatId.eq(chat_id))
             .filter(message::Column::SessionId.eq(session_id))
             .order_by_asc(message::Column::Seq)
-            .limit(8)
+            .limit(TITLE_LOOKAHEAD)
             .all(&self.db)
             .await?;
         let Some(user_at) = first.iter().position(|m| m.role == Role::User) else {
