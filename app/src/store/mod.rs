@@ -580,12 +580,24 @@ impl Store {
                 .exec(&txn)
                 .await?;
         }
-        let seq = state.last_seq + 1;
+        self.finish_exchange(txn, &chat, state.last_seq + 1, content)
+            .await
+    }
+
+    /// The end of a send or an edit: the user's message and the reply to write, at `seq` and
+    /// `seq + 1`, committed.
+    async fn finish_exchange(
+        &self,
+        txn: sea_orm::DatabaseTransaction,
+        chat: &chat::Model,
+        seq: i64,
+        content: &str,
+    ) -> Result<NewReply, DbErr> {
         let mut inserted = insert_messages(
             &txn,
             vec![
-                new_message(&chat, seq, Role::User, content, Status::Complete),
-                self.claimed_reply(&chat, seq + 1),
+                new_message(chat, seq, Role::User, content, Status::Complete),
+                self.claimed_reply(chat, seq + 1),
             ],
         )
         .await?;
@@ -643,23 +655,8 @@ impl Store {
             .filter(message::Column::Seq.gte(latest_user.seq))
             .exec(&txn)
             .await?;
-        let seq = state.last_seq + 1;
-        let mut inserted = insert_messages(
-            &txn,
-            vec![
-                new_message(&chat, seq, Role::User, content, Status::Complete),
-                self.claimed_reply(&chat, seq + 1),
-            ],
-        )
-        .await?;
-        txn.commit().await?;
-        let (Some(reply), Some(user)) = (inserted.pop(), inserted.pop()) else {
-            return Err(DbErr::RecordNotInserted);
-        };
-        Ok(NewReply::Started {
-            user: Some(Box::new(user)),
-            reply: Box::new(reply),
-        })
+        self.finish_exchange(txn, &chat, state.last_seq + 1, content)
+            .await
     }
 
     /// Messages of this session whose text contains `query`, newest first, at most `limit`, each
