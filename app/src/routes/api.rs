@@ -19,7 +19,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    ClientAddress,
+    ClientAddress, chat_of_session,
     chats::clean_title,
     messages::{Encoding, open_stream, start_reply, started, stop_reply},
     search as search_pages, serde_name,
@@ -322,14 +322,6 @@ async fn create_chat(
             .ok_or(AppError::NotFound("chat"))?;
     }
     Ok((StatusCode::CREATED, Json(chat.into())))
-}
-
-async fn chat_of_session(state: &AppState, session: &Session, id: Uuid) -> AppResult<chat::Model> {
-    state
-        .store
-        .find_chat(&session.id, id)
-        .await?
-        .ok_or(AppError::NotFound("chat"))
 }
 
 /// The newest messages first asked for, oldest first, and where earlier ones start.

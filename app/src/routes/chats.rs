@@ -17,7 +17,7 @@ use crate::{
     store::{self, Role, Status, chat, message},
 };
 
-use super::{ClientAddress, Htmx, parse_id, redirect, render, validate_message};
+use super::{ClientAddress, Htmx, chat_of_session, parse_id, redirect, render, validate_message};
 
 /// Chats in the sidebar; all of them are on `/chats`, a page of [`CHATS_PER_PAGE`] at a time.
 const CHATS_LISTED: u64 = 50;
@@ -304,11 +304,7 @@ pub async fn show(
     Query(query): Query<ShowQuery>,
 ) -> AppResult<Html<String>> {
     let chat_id = parse_id(&id, "chat")?;
-    let chat = state
-        .store
-        .find_chat(&session.id, chat_id)
-        .await?
-        .ok_or(AppError::NotFound("chat"))?;
+    let chat = chat_of_session(&state, &session, chat_id).await?;
     // `before` past the newest message (a search result's link) is the newest page.
     let before = match query.before {
         Some(before)
@@ -349,11 +345,7 @@ pub async fn title(
     Path(id): Path<String>,
 ) -> AppResult<Response> {
     let chat_id = parse_id(&id, "chat")?;
-    let chat = state
-        .store
-        .find_chat(&session.id, chat_id)
-        .await?
-        .ok_or(AppError::NotFound("chat"))?;
+    let chat = chat_of_session(&state, &session, chat_id).await?;
     if state.generations.title_pending(chat_id) {
         return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
     }
@@ -450,11 +442,7 @@ pub async fn confirm_delete(
     Path(id): Path<String>,
 ) -> AppResult<Html<String>> {
     let chat_id = parse_id(&id, "chat")?;
-    let chat = state
-        .store
-        .find_chat(&session.id, chat_id)
-        .await?
-        .ok_or(AppError::NotFound("chat"))?;
+    let chat = chat_of_session(&state, &session, chat_id).await?;
     let frame = frame(&state, &session).await?;
     render(&state, "delete.html", DeletePage { frame, chat })
 }

@@ -165,6 +165,19 @@ pub fn parse_id(raw: &str, what: &'static str) -> Result<Uuid, AppError> {
     Uuid::parse_str(raw).map_err(|_| AppError::NotFound(what))
 }
 
+/// This session's chat, or "not found" (also for another session's: existence is not leaked).
+pub async fn chat_of_session(
+    state: &AppState,
+    session: &session::Session,
+    chat_id: Uuid,
+) -> Result<crate::store::chat::Model, AppError> {
+    state
+        .store
+        .find_chat(&session.id, chat_id)
+        .await?
+        .ok_or(AppError::NotFound("chat"))
+}
+
 /// Renders a template into an HTML response.
 pub fn render(
     state: &AppState,

@@ -15,7 +15,7 @@ use crate::{
     store::{ChatSettings, chat},
 };
 
-use super::{Htmx, parse_id, redirect, reject_nul, render, size};
+use super::{Htmx, chat_of_session, parse_id, redirect, reject_nul, render, size};
 
 /// Largest `max_tokens` a chat may ask for.
 pub const MAX_REPLY_TOKENS: i32 = 65_536;
@@ -186,11 +186,7 @@ pub async fn update(
     Form(form): Form<SettingsForm>,
 ) -> AppResult<Response> {
     let chat_id = parse_id(&id, "chat")?;
-    let chat = state
-        .store
-        .find_chat(&session.id, chat_id)
-        .await?
-        .ok_or(AppError::NotFound("chat"))?;
+    let chat = chat_of_session(&state, &session, chat_id).await?;
     let settings = validate(&state, chat.model.as_deref(), form.parse()?).await?;
     let chat = state
         .store

@@ -16,7 +16,10 @@ use crate::{
     store::{ChatSettings, ImportedChat, ImportedMessage, Role, Status, chat, message},
 };
 
-use super::{ClientAddress, Htmx, chats::clean_title, parse_id, redirect, reject_nul, serde_name};
+use super::{
+    ClientAddress, Htmx, chat_of_session, chats::clean_title, parse_id, redirect, reject_nul,
+    serde_name,
+};
 
 /// What `format` says in every export.
 pub const EXPORT_FORMAT: &str = "chat-export";
@@ -291,11 +294,7 @@ pub async fn export_response(
             )));
         }
     };
-    let chat = state
-        .store
-        .find_chat(&session.id, chat_id)
-        .await?
-        .ok_or(AppError::NotFound("chat"))?;
+    let chat = chat_of_session(state, session, chat_id).await?;
     let messages = state
         .store
         .list_messages(&session.id, chat_id, None, ALL_MESSAGES)

@@ -406,16 +406,9 @@ impl Store {
         chat_id: Uuid,
         title: &str,
     ) -> Result<Option<chat::Model>, DbErr> {
-        let updated = chat::Entity::update_many()
-            .col_expr(chat::Column::Title, Expr::value(title.to_owned()))
-            .filter(chat::Column::Id.eq(chat_id))
-            .filter(chat::Column::SessionId.eq(session_id))
-            .exec(&self.db)
-            .await?;
-        if updated.rows_affected == 0 {
-            return Ok(None);
-        }
-        self.find_chat(session_id, chat_id).await
+        let update = chat::Entity::update_many()
+            .col_expr(chat::Column::Title, Expr::value(title.to_owned()));
+        self.update_chat(session_id, chat_id, update).await
     }
 
     /// Saves a chat's settings; `None` when this session has no such chat.
@@ -425,22 +418,31 @@ impl Store {
         chat_id: Uuid,
         settings: &ChatSettings,
     ) -> Result<Option<chat::Model>, DbErr> {
-        let updated = chat::Entity::update_many()
+        let update = chat::Entity::update_many()
             .col_expr(
                 chat::Column::SystemPrompt,
                 Expr::value(settings.system_prompt.clone()),
             )
             .col_expr(chat::Column::Temperature, Expr::value(settings.temperature))
             .col_expr(chat::Column::MaxTokens, Expr::value(settings.max_tokens))
-            .col_expr(chat::Column::Model, Expr::value(settings.model.clone()))
+            .col_expr(chat::Column::Model, Expr::value(settings.model.clone()));
+        self.update_chat(session_id, chat_id, update).await
+    }
+
+    /// Applies `update` to this session's chat and returns the chat as it is now, in one
+    /// statement; `None` when this session has no such chat.
+    async fn update_chat(
+        &self,
+        session_id: &str,
+        chat_id: Uuid,
+        update: sea_orm::UpdateMany<chat::Entity>,
+    ) -> Result<Option<chat::Model>, DbErr> {
+        Ok(update
             .filter(chat::Column::Id.eq(chat_id))
             .filter(chat::Column::SessionId.eq(session_id))
-            .exec(&self.db)
-            .await?;
-        if updated.rows_affected == 0 {
-            return Ok(None);
-        }
-        self.find_chat(session_id, chat_id).await
+            .exec_with_returning(&self.db)
+            .await?
+            .pop())
     }
 
     /// A chat that should get a generated title: its title is still the one made from its first
