@@ -1,6 +1,12 @@
 # syntax=docker/dockerfile:1
 # Multi-stage build: compile in the Rust image, run in a small Debian image as a non-root user.
+# The image includes the embedded engine (llama.cpp, built by the llama-cpp-sys-2 crate with
+# cmake, clang and libclang), so `docker run -p 3000:3000 -v chat-data:/data <image>` alone is a
+# working chat: the model downloads into the volume on first start. compose sets LM_API_URL
+# and uses llama-server instead.
 FROM rust:1.95-bookworm AS build
+RUN apt-get update && apt-get install -y --no-install-recommends cmake clang libclang-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY app/Cargo.toml app/Cargo.toml
@@ -13,24 +19,28 @@ RUN mkdir -p app/src migration/src \
     && rm -rf app/src migration/src
 COPY app app
 COPY migration migration
+# Built into the binary (include_dir).
+COPY templates templates
+COPY static static
 RUN touch app/src/main.rs app/src/lib.rs migration/src/main.rs migration/src/lib.rs \
     && cargo build --release --locked -p app -p migration
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+# libgomp1: llama.cpp's OpenMP threads.
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libgomp1 \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --home-dir /srv/app --create-home app
+    && useradd --system --uid 10001 --home-dir /srv/app --create-home app \
+    && mkdir /data && chown app /data
 WORKDIR /srv/app
 COPY --from=build /src/target/release/app /usr/local/bin/app
 COPY --from=build /src/target/release/migration /usr/local/bin/migration
-COPY templates templates
-COPY static static
 USER app
+# One volume holds the SQLite database, the session key and the downloaded model.
 ENV BIND_ADDR=0.0.0.0:3000 \
-    DATA_DIR=/srv/app/data \
-    TEMPLATE_DIR=/srv/app/templates \
-    STATIC_DIR=/srv/app/static \
+    DATA_DIR=/data \
+    HF_HOME=/data/huggingface \
     RUST_LOG=info
+VOLUME /data
 EXPOSE 3000
 # The app applies pending migrations at start-up; `migration up` does it by hand.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 CMD ["app", "--healthcheck"]

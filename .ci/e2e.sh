@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end suite: real llama-server (built from source, cached) serving the tiny test model,
-# real PostgreSQL, the release app, nginx with our nginx.conf (upstream pointed here), and
+# the app's embedded engine on SmolLM2 (no LM_API_URL, SQLite), real PostgreSQL, the release app, nginx with our nginx.conf (upstream pointed here), and
 # headless Chromium driven by Playwright. Screenshots go to e2e/artifacts/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,6 +59,12 @@ start_app() { # port, model URL, database
 }
 start_app 13000 http://127.0.0.1:18080/v1 chat_e2e
 start_app 13001 http://127.0.0.1:18090/v1 chat_e2e
+# The first command's app: no LM_API_URL (the embedded engine, SmolLM2), SQLite in its data dir.
+LM_MODEL_PATH="$root/../shared/models/SmolLM2-135M-Instruct.Q4_1.gguf" LM_MAX_TOKENS=400 LM_THREADS=2 \
+  LM_SEED=7 MAX_CONCURRENT_GENERATIONS=2 TRUST_PROXY_HEADERS=true BIND_ADDR=127.0.0.1:13002 \
+  DATA_DIR="$work/data-13002" RUST_LOG=warn "$app_bin" >"$work/app-13002.log" 2>&1 &
+pids+=($!)
+wait_http http://127.0.0.1:13002/readyz "app on 13002 (embedded)"
 
 # Our nginx.conf, as it is, but for the upstream address, the listen port and the pid file.
 start_nginx() { # listen port, app port
@@ -74,8 +80,10 @@ start_nginx() { # listen port, app port
 }
 start_nginx 18088 13000
 start_nginx 18089 13001
+start_nginx 18087 13002
 
-export E2E_BASE_URL=http://127.0.0.1:18088 E2E_SLOW_BASE_URL=http://127.0.0.1:18089 E2E_LLAMA_URL=http://127.0.0.1:18080
+export E2E_BASE_URL=http://127.0.0.1:18088 E2E_SLOW_BASE_URL=http://127.0.0.1:18089 E2E_LLAMA_URL=http://127.0.0.1:18080 \
+  E2E_EMBEDDED_BASE_URL=http://127.0.0.1:18087
 if ! (cd e2e && npm test); then
   for log in "$work"/*.log "$work"/nginx-*/nginx.log; do echo "--- $log"; tail -n 30 "$log"; done
   exit 1

@@ -19,7 +19,7 @@ fn parse_on_off(text: &str) -> Result<bool, String> {
 #[command(
     name = "app",
     version,
-    about = "A self-hosted chat web app over llama.cpp's llama-server"
+    about = "A self-hosted chat web app over llama.cpp: embedded, or llama-server's API"
 )]
 pub struct Config {
     /// Address to listen on.
@@ -47,9 +47,69 @@ pub struct Config {
     #[arg(long, env = "SKIP_MIGRATIONS", action = ArgAction::Set, default_value_t = false)]
     pub skip_migrations: bool,
 
-    /// The OpenAI-compatible base URL of llama-server.
-    #[arg(long, env = "LM_API_URL", default_value = "http://127.0.0.1:8080/v1")]
-    pub lm_api_url: String,
+    /// The OpenAI-compatible base URL of llama-server (e.g. `http://127.0.0.1:8080/v1`). Unset:
+    /// the embedded engine answers (llama.cpp in this process).
+    #[arg(long, env = "LM_API_URL")]
+    pub lm_api_url: Option<String>,
+
+    /// Embedded engine: a local GGUF model file. Unset: LM_MODEL_REPO/LM_MODEL_FILE from the
+    /// Hugging Face hub, downloaded once into its cache.
+    #[arg(long, env = "LM_MODEL_PATH")]
+    pub lm_model_path: Option<PathBuf>,
+
+    /// Embedded engine: the hub repository of the model to download.
+    #[arg(
+        long,
+        env = "LM_MODEL_REPO",
+        default_value = "Qwen/Qwen2.5-0.5B-Instruct-GGUF"
+    )]
+    pub lm_model_repo: String,
+
+    /// Embedded engine: the GGUF file in LM_MODEL_REPO.
+    #[arg(
+        long,
+        env = "LM_MODEL_FILE",
+        default_value = "qwen2.5-0.5b-instruct-q4_k_m.gguf"
+    )]
+    pub lm_model_file: String,
+
+    /// The Hugging Face hub to download from.
+    #[arg(long, env = "HF_ENDPOINT", default_value = "https://huggingface.co")]
+    pub hf_endpoint: String,
+
+    /// A Hugging Face token, for gated or private models.
+    #[arg(long, env = "HF_TOKEN", hide_env_values = true)]
+    pub hf_token: Option<String>,
+
+    /// The Hugging Face home; the model cache is `HF_HOME/hub` unless HF_HUB_CACHE says.
+    #[arg(long, env = "HF_HOME")]
+    pub hf_home: Option<PathBuf>,
+
+    /// The Hugging Face model cache (default `HF_HOME/hub`, else `~/.cache/huggingface/hub`),
+    /// shared with `huggingface-cli` and `llama-server -hf`.
+    #[arg(long, env = "HF_HUB_CACHE")]
+    pub hf_hub_cache: Option<PathBuf>,
+
+    /// Use only the model cache, never the network.
+    #[arg(long, env = "HF_HUB_OFFLINE", action = ArgAction::Set, default_value_t = false, value_parser = parse_on_off)]
+    pub hf_hub_offline: bool,
+
+    /// Embedded engine: decoding threads. Default: the machine's physical cores.
+    #[arg(long, env = "LM_THREADS")]
+    pub lm_threads: Option<usize>,
+
+    /// Embedded engine: context of each concurrent reply in tokens (prompt and reply), at most
+    /// the model's training context. The engine holds MAX_CONCURRENT_GENERATIONS of them.
+    #[arg(long, env = "LM_CTX_SIZE", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(256..))]
+    pub lm_ctx_size: u32,
+
+    /// Nucleus sampling: the smallest set of likeliest tokens whose probability reaches this.
+    #[arg(long, env = "LM_TOP_P", default_value_t = 0.95)]
+    pub lm_top_p: f32,
+
+    /// Sampling seed, for repeatable replies. Default: a random seed for each reply.
+    #[arg(long, env = "LM_SEED")]
+    pub lm_seed: Option<u32>,
 
     /// Model name sent upstream. Default: whatever llama-server serves.
     #[arg(long, env = "LM_MODEL")]
@@ -179,18 +239,20 @@ pub struct Config {
     #[arg(long, env = "TRUST_PROXY_HEADERS", action = ArgAction::Set, default_value_t = false)]
     pub trust_proxy_headers: bool,
 
-    /// Where the minijinja templates are.
-    #[arg(long, env = "TEMPLATE_DIR", default_value = "templates")]
-    pub template_dir: PathBuf,
+    /// Read the minijinja templates from this directory (development). Default: the ones built
+    /// into the binary.
+    #[arg(long, env = "TEMPLATE_DIR")]
+    pub template_dir: Option<PathBuf>,
 
     /// Do not serve: check that the app listening on BIND_ADDR answers /healthz, exit 0 if so
     /// (for container health checks).
     #[arg(long)]
     pub healthcheck: bool,
 
-    /// Where the static files (htmx, CSS, JS) are.
-    #[arg(long, env = "STATIC_DIR", default_value = "static")]
-    pub static_dir: PathBuf,
+    /// Serve the static files (htmx, CSS, JS) from this directory (development). Default: the
+    /// ones built into the binary.
+    #[arg(long, env = "STATIC_DIR")]
+    pub static_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -218,6 +280,24 @@ impl Config {
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "app".into());
         format!("{host}:{}", self.bind_addr.port())
+    }
+
+    /// Threads of the embedded engine: `LM_THREADS`, or the physical cores.
+    pub fn lm_threads(&self) -> usize {
+        self.lm_threads
+            .unwrap_or_else(num_cpus::get_physical)
+            .max(1)
+    }
+
+    /// The Hugging Face model cache: `HF_HUB_CACHE`, else `HF_HOME/hub`, else
+    /// `~/.cache/huggingface/hub`.
+    pub fn hf_hub_cache(&self) -> PathBuf {
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        crate::hub::default_cache_dir(
+            self.hf_hub_cache.as_deref(),
+            self.hf_home.as_deref(),
+            home.as_deref(),
+        )
     }
 
     /// The database to use: `DATABASE_URL`, or an SQLite file in the data directory.

@@ -3,7 +3,7 @@
 //! since their offset, so a slow subscriber coalesces many tokens into one event and can never
 //! lag or miss text (this replaces DESIGN.md's broadcast + Lagged handling with something that
 //! cannot lose data). The text is checkpointed to the database at a bounded interval, and its
-//! end is saved before subscribers are told. Uses lm and store; knows no HTTP.
+//! end is saved before subscribers are told. Uses the engine and the store; knows no HTTP.
 use std::{
     collections::{HashMap, HashSet},
     sync::{
@@ -21,7 +21,8 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use uuid::Uuid;
 
 use crate::{
-    lm::{LmClient, LmError, LmEvent, PromptMessage, ReplyOptions, estimate_tokens},
+    engine::Engine,
+    lm::{LmError, LmEvent, PromptMessage, ReplyOptions},
     store::{ReplyEnd, Role, Status, Store, chat, message},
 };
 
@@ -30,12 +31,17 @@ pub struct GenerationSettings {
     pub system_prompt: String,
     pub max_tokens: u32,
     pub temperature: f32,
+    pub top_p: f32,
+    /// `None`: a random seed for each reply.
+    pub seed: Option<u32>,
     pub first_token_timeout: Duration,
     /// Longest wait for a generation slot; a reply still waiting then ends with an error.
     pub queue_timeout: Duration,
     pub idle_timeout: Duration,
     pub checkpoint_interval: Duration,
     pub max_concurrent: usize,
+    /// A configured prompt budget in tokens (`LM_CONTEXT_TOKENS`); `None`: the engine's context.
+    pub context_tokens: Option<u32>,
     /// Messages read from the database to build a prompt (before trimming to the context).
     pub history_limit: u64,
     /// After a chat's first reply, ask the model for a short title (else the first words stay).
@@ -111,7 +117,7 @@ pub struct Generations {
 
 struct Inner {
     store: Store,
-    lm: LmClient,
+    lm: Engine,
     settings: GenerationSettings,
     registry: Mutex<Registry>,
     permits: Arc<Semaphore>,
@@ -136,7 +142,7 @@ struct Registry {
 pub struct ShuttingDown;
 
 impl Generations {
-    pub fn new(store: Store, lm: LmClient, settings: GenerationSettings) -> Self {
+    pub fn new(store: Store, lm: Engine, settings: GenerationSettings) -> Self {
         let permits = Arc::new(Semaphore::new(settings.max_concurrent.max(1)));
         Self {
             inner: Arc::new(Inner {
@@ -413,6 +419,25 @@ async fn generate(inner: &Inner, reply: &Reply) -> ReplyEnd {
                 end.prompt_tokens = i32::try_from(usage.prompt_tokens).ok();
                 end.completion_tokens = i32::try_from(usage.completion_tokens).ok();
             }
+            LmEvent::Timings(t) => {
+                let per_second = |n: u32, ms: f64| {
+                    if ms > 0.0 {
+                        f64::from(n) * 1000.0 / ms
+                    } else {
+                        0.0
+                    }
+                };
+                tracing::info!(
+                    message_id = %reply.message_id,
+                    prompt_n = t.prompt_n,
+                    cached_n = t.cache_n,
+                    prompt_ms = t.prompt_ms,
+                    predicted_n = t.predicted_n,
+                    predicted_ms = t.predicted_ms,
+                    predicted_per_second = per_second(t.predicted_n, t.predicted_ms),
+                    "reply timings"
+                );
+            }
         }
     }
     if end.finish_reason.is_none() {
@@ -430,6 +455,8 @@ pub fn reply_options(settings: &GenerationSettings, chat: &chat::Model) -> Reply
             .and_then(|n| u32::try_from(n).ok())
             .unwrap_or(settings.max_tokens),
         temperature: chat.temperature.unwrap_or(settings.temperature),
+        top_p: settings.top_p,
+        seed: settings.seed,
     }
 }
 
@@ -462,9 +489,13 @@ async fn build_prompt(
         .system_prompt
         .as_deref()
         .unwrap_or(&inner.settings.system_prompt);
-    let budget = inner.lm.context_tokens(options.model.as_deref()).await;
-    let prompt =
-        fit_to_context(system_prompt, &history, budget, options.max_tokens).map_err(failed)?;
+    let budget = match inner.settings.context_tokens {
+        Some(configured) => Some(configured),
+        None => inner.lm.context_tokens(options.model.as_deref()).await,
+    };
+    let count = |turn: &PromptMessage| inner.lm.count_tokens(turn.role, &turn.content);
+    let prompt = fit_to_context(system_prompt, &history, budget, options.max_tokens, &count)
+        .map_err(failed)?;
     Ok((prompt, options))
 }
 
@@ -504,6 +535,8 @@ async fn start_title(inner: &Arc<Inner>, reply: &Reply) -> bool {
             model: candidate.model.clone(),
             max_tokens: 24,
             temperature: 0.2,
+            top_p: inner.settings.top_p,
+            seed: inner.settings.seed,
         };
         match inner
             .lm
@@ -583,12 +616,14 @@ pub fn clean_generated_title(answer: &str) -> Option<String> {
 /// Builds the prompt: the system prompt, then the history trimmed oldest-first so that it fits
 /// `context` tokens with room left for the reply. The system prompt and the newest message always
 /// stay; when even they do not fit, that is an error before the model is called. Replies that
-/// failed are left out, and of several replies to one message only the last counts.
+/// failed are left out, and of several replies to one message only the last counts. `count`
+/// gives a message's cost in tokens (the engine's tokenizer, or an estimate).
 pub fn fit_to_context(
     system_prompt: &str,
     history: &[message::Model],
     context: Option<u32>,
     max_reply_tokens: u32,
+    count: &dyn Fn(&PromptMessage) -> u32,
 ) -> Result<Vec<PromptMessage>, LmError> {
     let mut turns: Vec<PromptMessage> = Vec::with_capacity(history.len());
     for message in history {
@@ -629,10 +664,10 @@ pub fn fit_to_context(
     };
     // Room for the reply: up to a quarter of the context.
     let budget = context.saturating_sub(max_reply_tokens.min(context / 4));
-    let mut used = system.as_ref().map_or(0, |s| estimate_tokens(&s.content));
+    let mut used = system.as_ref().map_or(0, count);
     let mut kept = 0;
     for (i, turn) in turns.iter().enumerate().rev() {
-        let cost = estimate_tokens(&turn.content);
+        let cost = count(turn);
         let newest = i + 1 == turns.len();
         if used + cost > budget {
             if newest {
@@ -714,6 +749,11 @@ mod tests {
     use super::*;
     use chrono::Utc;
 
+    /// The estimate llama-server's engine uses (no tokenizer at hand).
+    fn estimate(turn: &PromptMessage) -> u32 {
+        crate::lm::estimate_tokens(&turn.content)
+    }
+
     fn msg(seq: i64, role: Role, status: Status, content: &str) -> message::Model {
         message::Model {
             id: Uuid::now_v7(),
@@ -750,7 +790,7 @@ mod tests {
             msg(1, Role::Assistant, Status::Complete, "hi"),
             msg(2, Role::User, Status::Complete, "q"),
         ];
-        let prompt = fit_to_context("sys", &history, None, 100).unwrap();
+        let prompt = fit_to_context("sys", &history, None, 100, &estimate).unwrap();
         assert_eq!(
             roles(&prompt),
             [("system", "sys"), ("assistant", "hi"), ("user", "q")]
@@ -766,7 +806,7 @@ mod tests {
             msg(3, Role::User, Status::Complete, "newest question"),
         ];
         // 256 context, 64 reserved for the reply: 192 for the prompt; system ~8, newest ~9.
-        let prompt = fit_to_context("be brief", &history, Some(256), 64).unwrap();
+        let prompt = fit_to_context("be brief", &history, Some(256), 64, &estimate).unwrap();
         assert_eq!(prompt.first().unwrap().role, "system");
         assert_eq!(prompt.last().unwrap().content, "newest question");
         assert_eq!(
@@ -781,7 +821,7 @@ mod tests {
     #[test]
     fn a_message_too_large_for_the_context_is_an_error() {
         let history = [msg(1, Role::User, Status::Complete, &"x".repeat(3000))];
-        let error = fit_to_context("sys", &history, Some(256), 64).unwrap_err();
+        let error = fit_to_context("sys", &history, Some(256), 64, &estimate).unwrap_err();
         assert!(
             matches!(error, LmError::MessageTooLarge { .. }),
             "{error:?}"
@@ -802,7 +842,7 @@ mod tests {
             old_answer,
             msg(5, Role::User, Status::Complete, "edited question"),
         ];
-        let prompt = fit_to_context("", &history, None, 10).unwrap();
+        let prompt = fit_to_context("", &history, None, 10, &estimate).unwrap();
         assert_eq!(
             roles(&prompt),
             [
@@ -844,7 +884,7 @@ mod tests {
                 "answer being regenerated",
             ),
         ];
-        let prompt = fit_to_context("", &history, None, 10).unwrap();
+        let prompt = fit_to_context("", &history, None, 10, &estimate).unwrap();
         assert_eq!(
             roles(&prompt),
             [("user", "q"), ("assistant", "second try"), ("user", "q2")]

@@ -1,9 +1,14 @@
-//! A self-hosted chat web app over llama.cpp's llama-server. `serve` connects the database,
-//! applies migrations, builds the state and the router (`routes::router`), and serves until
-//! SIGINT/SIGTERM.
+//! A self-hosted chat web app over llama.cpp (embedded, or llama-server's API). `serve`
+//! connects the database, applies migrations, starts the engine, builds the state and the
+//! router (`routes::router`), and serves until SIGINT/SIGTERM.
+pub mod assets;
 pub mod config;
+#[cfg(feature = "embedded")]
+pub mod embedded;
+pub mod engine;
 pub mod error;
 pub mod generation;
+pub mod hub;
 pub mod limits;
 pub mod lm;
 pub mod render;
@@ -21,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::Config,
+    engine::Engine,
     generation::{GenerationSettings, Generations},
     limits::{RateLimits, StreamSlots},
     lm::{LmClient, LmSettings},
@@ -36,7 +42,7 @@ pub struct AppState {
     pub store: Store,
     pub templates: Templates,
     pub sessions: SessionConfig,
-    pub lm: LmClient,
+    pub lm: Engine,
     pub generations: Generations,
     /// Cancelled when in-flight replies have been saved at shutdown: open streams end then.
     pub closing: CancellationToken,
@@ -58,8 +64,17 @@ impl FromRef<AppState> for Key {
 
 impl AppState {
     /// Connects the database (applying migrations unless told not to), loads the session key
-    /// and the templates.
+    /// and the templates, and starts the engine the configuration names.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with(config, engine_from_config).await
+    }
+
+    /// [`Self::build`] with the engine made by `make_engine` (tests share one embedded engine:
+    /// llama.cpp's backend starts once per process).
+    pub async fn build_with(
+        config: Config,
+        make_engine: impl FnOnce(&Config) -> anyhow::Result<Engine>,
+    ) -> anyhow::Result<Self> {
         let database_url = config.database_url();
         if database_url.starts_with("sqlite:") && config.database_url.is_none() {
             std::fs::create_dir_all(&config.data_dir).with_context(|| {
@@ -100,15 +115,9 @@ impl AppState {
             ),
         }
         let key = session::load_or_create_key(config.session_key.as_deref(), &config.data_dir)?;
-        let templates = Templates::load(&config.template_dir)?;
-        let lm = LmClient::new(LmSettings {
-            api_url: config.lm_api_url.clone(),
-            api_key: config.lm_api_key.clone(),
-            model: config.lm_model.clone(),
-            max_tokens: config.lm_max_tokens,
-            temperature: config.lm_temperature,
-            context_tokens: config.lm_context_tokens,
-        })?;
+        let templates = Templates::load(config.template_dir.as_deref())?;
+        let lm = make_engine(&config)?;
+        tracing::info!(engine = lm.kind(), "language model engine started");
         let generations = Generations::new(
             store.clone(),
             lm.clone(),
@@ -116,11 +125,14 @@ impl AppState {
                 system_prompt: config.system_prompt.clone(),
                 max_tokens: config.lm_max_tokens,
                 temperature: config.lm_temperature,
+                top_p: config.lm_top_p,
+                seed: config.lm_seed,
                 first_token_timeout: config.lm_first_token_timeout,
                 queue_timeout: config.lm_queue_timeout,
                 idle_timeout: config.lm_idle_timeout,
                 checkpoint_interval: config.checkpoint_interval,
                 max_concurrent: config.max_concurrent_generations,
+                context_tokens: config.lm_context_tokens,
                 history_limit: 500,
                 generate_titles: config.title_generation,
             },
@@ -141,6 +153,51 @@ impl AppState {
             generations,
             closing: CancellationToken::new(),
         })
+    }
+}
+
+/// The engine the configuration names: llama-server at `LM_API_URL`, else llama.cpp embedded
+/// (its model from `LM_MODEL_PATH` or downloaded in the background).
+pub fn engine_from_config(config: &Config) -> anyhow::Result<Engine> {
+    if let Some(api_url) = &config.lm_api_url {
+        return Ok(Engine::Server(LmClient::new(LmSettings {
+            api_url: api_url.clone(),
+            api_key: config.lm_api_key.clone(),
+            model: config.lm_model.clone(),
+            context_tokens: config.lm_context_tokens,
+        })?));
+    }
+    #[cfg(feature = "embedded")]
+    {
+        Ok(Engine::Embedded(embedded::EmbeddedEngine::start(
+            embedded_settings(config),
+        )))
+    }
+    #[cfg(not(feature = "embedded"))]
+    anyhow::bail!(
+        "this build has no embedded engine (it was built without the `embedded` feature): set LM_API_URL to a llama-server's /v1 URL"
+    )
+}
+
+/// What the embedded engine is started with.
+#[cfg(feature = "embedded")]
+pub fn embedded_settings(config: &Config) -> embedded::EmbeddedSettings {
+    embedded::EmbeddedSettings {
+        model_path: config.lm_model_path.clone(),
+        hub: hub::HubSettings {
+            endpoint: config.hf_endpoint.clone(),
+            token: config.hf_token.clone(),
+            cache_dir: config.hf_hub_cache(),
+            offline: config.hf_hub_offline,
+            repo: config.lm_model_repo.clone(),
+            file: config.lm_model_file.clone(),
+            revision: "main".into(),
+            retry_delay: hub::DEFAULT_RETRY_DELAY,
+        },
+        threads: config.lm_threads(),
+        slots: config.max_concurrent_generations.max(1),
+        context_per_slot: config.lm_ctx_size,
+        batch: 512,
     }
 }
 

@@ -1,5 +1,6 @@
 //! The llama-server client, over async-openai (chat completions, streaming, bring-your-own
-//! types so that `reasoning_content`, error objects and usage survive). Every failure becomes an
+//! types so that `reasoning_content`, error objects, usage and timings survive), and the types
+//! both engines share ([`LmStream`], [`LmEvent`], [`LmError`]). Every failure becomes an
 //! [`LmError`] whose text a user can read. Knows no HTTP server and no database.
 use std::{pin::Pin, sync::Arc, time::Duration};
 
@@ -14,8 +15,6 @@ pub struct LmSettings {
     pub api_url: String,
     pub api_key: Option<String>,
     pub model: Option<String>,
-    pub max_tokens: u32,
-    pub temperature: f32,
     /// A configured prompt budget; `None`: ask the server for its `n_ctx`.
     pub context_tokens: Option<u32>,
 }
@@ -54,6 +53,12 @@ pub enum LmError {
     IdleTimeout(Duration),
     #[error("The language model server sent something that could not be read: {0}")]
     Protocol(String),
+    /// The embedded engine has no model to answer with (yet): downloading, loading or failed.
+    #[error("{0}")]
+    NotReady(String),
+    /// The embedded engine failed while generating.
+    #[error("The language model failed while answering: {0}. You can retry.")]
+    Engine(String),
 }
 
 /// One message of the prompt.
@@ -71,6 +76,9 @@ struct ChatRequest<'a> {
     stream_options: StreamOptions,
     max_tokens: u32,
     temperature: f32,
+    top_p: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -85,6 +93,9 @@ pub struct ReplyOptions {
     pub model: Option<String>,
     pub max_tokens: u32,
     pub temperature: f32,
+    pub top_p: f32,
+    /// `None`: a random seed for each reply.
+    pub seed: Option<u32>,
 }
 
 /// A streamed item: a chunk, or llama-server's mid-stream `{"error": {...}}`.
@@ -100,6 +111,7 @@ struct Chunk {
     #[serde(default)]
     choices: Vec<Choice>,
     usage: Option<Usage>,
+    timings: Option<Timings>,
 }
 
 #[derive(Deserialize)]
@@ -122,6 +134,25 @@ pub struct Usage {
     pub completion_tokens: u32,
 }
 
+/// How long the model took, as llama-server reports it (`timings`) and the embedded engine
+/// measures it.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Default)]
+pub struct Timings {
+    /// Prompt tokens taken from the cache (not evaluated again).
+    #[serde(default)]
+    pub cache_n: u32,
+    /// Prompt tokens evaluated, and how long that took.
+    #[serde(default)]
+    pub prompt_n: u32,
+    #[serde(default)]
+    pub prompt_ms: f64,
+    /// Tokens generated, and how long that took.
+    #[serde(default)]
+    pub predicted_n: u32,
+    #[serde(default)]
+    pub predicted_ms: f64,
+}
+
 #[derive(Deserialize, Debug)]
 struct ErrorBody {
     #[serde(default)]
@@ -133,26 +164,53 @@ struct ErrorBody {
 }
 
 /// What the stream yields, in order: reasoning and text pieces, then a finish reason, then
-/// (maybe) usage.
+/// (maybe) usage and timings.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LmEvent {
     Reasoning(String),
     Text(String),
     Finish(String),
     Usage(Usage),
+    Timings(Timings),
 }
 
 type ItemStream = Pin<Box<dyn Stream<Item = Result<StreamItem, OpenAIError>> + Send>>;
 
-/// An upstream reply in progress. Dropping it closes the connection, which makes llama-server
-/// stop generating and free its slot.
+/// What an engine sends a stream: events in order (text not yet split from a `<think>` block),
+/// or the error that ends it.
+pub type EngineEvents = tokio::sync::mpsc::UnboundedReceiver<Result<Vec<LmEvent>, LmError>>;
+
+/// Where a stream's events come from.
+enum Source {
+    /// llama-server's SSE response.
+    Server(ItemStream),
+    /// The embedded engine's thread.
+    Engine(EngineEvents),
+}
+
+/// A reply in progress, from either engine. Dropping it stops the generation: llama-server's
+/// connection closes (it frees its slot), or the embedded engine sees its channel closed at its
+/// next decode step and frees the sequence.
 pub struct LmStream {
-    inner: ItemStream,
+    source: Source,
     pending: std::collections::VecDeque<LmEvent>,
     think: ThinkSplitter,
 }
 
 impl LmStream {
+    /// A stream fed by the embedded engine.
+    pub fn from_engine(events: EngineEvents) -> Self {
+        Self::new(Source::Engine(events))
+    }
+
+    fn new(source: Source) -> Self {
+        Self {
+            source,
+            pending: Default::default(),
+            think: ThinkSplitter::default(),
+        }
+    }
+
     /// The next event; `Ok(None)` when upstream ended the stream.
     pub async fn next(&mut self) -> Result<Option<LmEvent>, LmError> {
         loop {
@@ -162,7 +220,7 @@ impl LmStream {
             // Text held back because it might open a `<think>` block goes out as text when the
             // model pauses: the start of a reply is never held for long.
             let next = if self.think.holding() {
-                match tokio::time::timeout(THINK_HOLD, self.inner.next()).await {
+                match tokio::time::timeout(THINK_HOLD, self.next_events()).await {
                     Ok(next) => next,
                     Err(_) => {
                         self.pending.extend(self.think.give_up());
@@ -170,40 +228,68 @@ impl LmStream {
                     }
                 }
             } else {
-                self.inner.next().await
+                self.next_events().await
             };
-            match next {
+            match next? {
                 None => {
                     self.pending.extend(self.think.finish());
                     if self.pending.is_empty() {
                         return Ok(None);
                     }
                 }
-                Some(Err(e)) => return Err(map_error(e, "", Origin::Stream)),
-                Some(Ok(StreamItem::Error { error })) => {
-                    return Err(error_from_body(error, Origin::Stream));
-                }
-                Some(Ok(StreamItem::Chunk(chunk))) => {
-                    for choice in chunk.choices {
-                        if let Some(text) = choice.delta.reasoning_content.filter(|t| !t.is_empty())
-                        {
-                            self.pending.push_back(LmEvent::Reasoning(text));
+                Some(events) => {
+                    for event in events {
+                        match event {
+                            LmEvent::Text(text) => self.pending.extend(self.think.push(&text)),
+                            LmEvent::Finish(reason) => {
+                                self.pending.extend(self.think.finish());
+                                self.pending.push_back(LmEvent::Finish(reason));
+                            }
+                            other => self.pending.push_back(other),
                         }
-                        if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
-                            self.pending.extend(self.think.push(&text));
-                        }
-                        if let Some(reason) = choice.finish_reason {
-                            self.pending.extend(self.think.finish());
-                            self.pending.push_back(LmEvent::Finish(reason));
-                        }
-                    }
-                    if let Some(usage) = chunk.usage {
-                        self.pending.push_back(LmEvent::Usage(usage));
                     }
                 }
             }
         }
     }
+
+    /// The next batch of raw events from the source; `Ok(None)` at its end.
+    async fn next_events(&mut self) -> Result<Option<Vec<LmEvent>>, LmError> {
+        match &mut self.source {
+            Source::Engine(events) => events.recv().await.transpose(),
+            Source::Server(items) => match items.next().await {
+                None => Ok(None),
+                Some(Err(e)) => Err(map_error(e, "", Origin::Stream)),
+                Some(Ok(StreamItem::Error { error })) => {
+                    Err(error_from_body(error, Origin::Stream))
+                }
+                Some(Ok(StreamItem::Chunk(chunk))) => Ok(Some(chunk_events(chunk))),
+            },
+        }
+    }
+}
+
+/// One llama-server chunk as events, in the order they mean.
+fn chunk_events(chunk: Chunk) -> Vec<LmEvent> {
+    let mut events = Vec::new();
+    for choice in chunk.choices {
+        if let Some(text) = choice.delta.reasoning_content.filter(|t| !t.is_empty()) {
+            events.push(LmEvent::Reasoning(text));
+        }
+        if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
+            events.push(LmEvent::Text(text));
+        }
+        if let Some(reason) = choice.finish_reason {
+            events.push(LmEvent::Finish(reason));
+        }
+    }
+    if let Some(usage) = chunk.usage {
+        events.push(LmEvent::Usage(usage));
+    }
+    if let Some(timings) = chunk.timings {
+        events.push(LmEvent::Timings(timings));
+    }
+    events
 }
 
 /// Splits a `<think>…</think>` block at the start of a reply (models whose server does not
@@ -359,13 +445,16 @@ type ListedModels = (tokio::time::Instant, Vec<ModelInfo>);
 /// How long the list of models is believed before it is asked for again.
 const MODELS_TTL: Duration = Duration::from_secs(30);
 
-/// The model server's state for the status indicator.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+/// The model's state for the status indicator, from either engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ModelStatus {
     Ready,
     Loading,
     Unreachable,
+    /// The embedded engine is fetching its model: the percentage, once the size is known.
+    Downloading(Option<u8>),
+    /// The embedded engine has no usable model; the text says why and what to do.
+    Failed(String),
 }
 
 impl LmClient {
@@ -387,19 +476,6 @@ impl LmClient {
         })
     }
 
-    pub fn settings(&self) -> &LmSettings {
-        &self.settings
-    }
-
-    /// The configured defaults for a reply.
-    pub fn default_options(&self) -> ReplyOptions {
-        ReplyOptions {
-            model: None,
-            max_tokens: self.settings.max_tokens,
-            temperature: self.settings.temperature,
-        }
-    }
-
     /// Starts a streamed chat completion. Answers once llama-server sent its response headers
     /// (which it delays while every slot is busy).
     pub async fn stream_chat(
@@ -417,6 +493,8 @@ impl LmClient {
             },
             max_tokens: options.max_tokens,
             temperature: options.temperature,
+            top_p: options.top_p,
+            seed: options.seed,
         };
         let inner: ItemStream = self
             .client
@@ -424,33 +502,7 @@ impl LmClient {
             .create_stream_byot(request)
             .await
             .map_err(|e| map_error(e, &self.settings.api_url, Origin::Response))?;
-        Ok(LmStream {
-            inner,
-            pending: Default::default(),
-            think: ThinkSplitter::default(),
-        })
-    }
-
-    /// A short answer in one piece (the model's reasoning left out), e.g. a chat's title.
-    pub async fn complete(
-        &self,
-        messages: &[PromptMessage],
-        options: &ReplyOptions,
-        limit: Duration,
-    ) -> Result<String, LmError> {
-        let collect = async {
-            let mut stream = self.stream_chat(messages, options).await?;
-            let mut text = String::new();
-            while let Some(event) = stream.next().await? {
-                if let LmEvent::Text(piece) = event {
-                    text.push_str(&piece);
-                }
-            }
-            Ok(text)
-        };
-        tokio::time::timeout(limit, collect)
-            .await
-            .map_err(|_| LmError::FirstTokenTimeout(limit))?
+        Ok(LmStream::new(Source::Server(inner)))
     }
 
     /// The prompt budget in tokens for `model` (`None`: the default one): configured, or the
@@ -542,13 +594,13 @@ impl LmClient {
     /// [`Self::status`], at most once every two seconds.
     pub async fn status_cached(&self) -> ModelStatus {
         let mut last = self.last_status.lock().await;
-        if let Some((at, status)) = *last
+        if let Some((at, status)) = &*last
             && at.elapsed() < Duration::from_secs(2)
         {
-            return status;
+            return status.clone();
         }
         let status = self.status().await;
-        *last = Some((tokio::time::Instant::now(), status));
+        *last = Some((tokio::time::Instant::now(), status.clone()));
         status
     }
 

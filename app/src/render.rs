@@ -10,8 +10,8 @@ use minijinja::Environment;
 use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
 use uuid::Uuid;
 
-/// The loaded templates. Every file under the template directory is a template named by its
-/// path relative to that directory (`chat.html`, `fragments/message.html`).
+/// The loaded templates. Every file under `templates/` is a template named by its path relative
+/// to it (`chat.html`, `fragments/message.html`).
 #[derive(Clone)]
 pub struct Templates {
     env: Arc<Environment<'static>>,
@@ -24,31 +24,50 @@ struct RenderedReply {
     html: Arc<str>,
 }
 
+/// Every file under `dir` as a template named by its path relative to `dir`.
+fn add_templates_from(env: &mut Environment<'static>, dir: &Path) -> anyhow::Result<()> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        let entries = std::fs::read_dir(&current).map_err(|e| {
+            anyhow::anyhow!("cannot read template directory {}: {e}", current.display())
+        })?;
+        for entry in entries {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let name = path
+                .strip_prefix(dir)?
+                .to_string_lossy()
+                .replace(std::path::MAIN_SEPARATOR, "/");
+            let source = std::fs::read_to_string(&path)?;
+            env.add_template_owned(name, source)
+                .map_err(|e| anyhow::anyhow!("template {}: {e}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// How many finished replies' HTML is kept. A finished reply never changes, so a page view need
 /// not run markdown and the sanitiser over each of its replies again (see BENCHMARKS.md).
 const FINISHED_REPLIES_KEPT: NonZeroUsize = NonZeroUsize::new(4096).expect("non-zero");
 
 impl Templates {
-    pub fn load(dir: &Path) -> anyhow::Result<Self> {
+    /// The templates built into the binary, or (development) those in `dir`.
+    pub fn load(dir: Option<&Path>) -> anyhow::Result<Self> {
         let mut env = Environment::new();
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(current) = stack.pop() {
-            let entries = std::fs::read_dir(&current).map_err(|e| {
-                anyhow::anyhow!("cannot read template directory {}: {e}", current.display())
-            })?;
-            for entry in entries {
-                let path = entry?.path();
-                if path.is_dir() {
-                    stack.push(path);
-                    continue;
+        match dir {
+            Some(dir) => add_templates_from(&mut env, dir)?,
+            None => {
+                for file in crate::assets::files(&crate::assets::TEMPLATES) {
+                    let name = file.path().to_string_lossy().replace('\\', "/");
+                    let source = file
+                        .contents_utf8()
+                        .ok_or_else(|| anyhow::anyhow!("template {name} is not UTF-8"))?;
+                    env.add_template_owned(name.clone(), source.to_owned())
+                        .map_err(|e| anyhow::anyhow!("template {name}: {e}"))?;
                 }
-                let name = path
-                    .strip_prefix(dir)?
-                    .to_string_lossy()
-                    .replace(std::path::MAIN_SEPARATOR, "/");
-                let source = std::fs::read_to_string(&path)?;
-                env.add_template_owned(name, source)
-                    .map_err(|e| anyhow::anyhow!("template {}: {e}", path.display()))?;
             }
         }
         env.add_filter("markdown", |text: &str| {
@@ -229,7 +248,7 @@ mod tests {
 
     #[test]
     fn finished_reply_html_is_rendered_once_and_follows_a_changed_text() {
-        let templates = Templates::load(Path::new("../templates")).expect("templates");
+        let templates = Templates::load(None).expect("templates");
         let id = Uuid::now_v7();
         let first = templates.finished_reply_html(id, "**bold** <b>raw</b>");
         assert_eq!(first, markdown_to_html("**bold** <b>raw</b>"));

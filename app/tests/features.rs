@@ -287,7 +287,7 @@ async fn with_several_models_each_chat_picks_its_own() {
     );
 
     // The model server is down: listing says so, and the chat page still renders (no picker).
-    let down = TestApp::spawn_with(|c| c.lm_api_url = "http://127.0.0.1:9/v1".into()).await;
+    let down = TestApp::spawn_with(|c| c.lm_api_url = Some("http://127.0.0.1:9/v1".into())).await;
     let response = bearer(
         &down,
         &token_for(&down).await,

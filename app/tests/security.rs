@@ -71,7 +71,7 @@ async fn pages_have_no_inline_script_for_the_policy_to_block() {
 #[tokio::test]
 async fn cross_site_requests_are_refused_and_change_nothing() {
     let app = TestApp::spawn_with(|c| {
-        c.lm_api_url = "http://127.0.0.1:9/v1".into(); // replies fail fast; nothing streams
+        c.lm_api_url = Some("http://127.0.0.1:9/v1".into()); // replies fail fast; nothing streams
     })
     .await;
     let chat = app.create_chat(&app.client, "").await;

@@ -381,7 +381,7 @@ async fn an_unreachable_model_server_is_a_readable_error() {
         .local_addr()
         .unwrap();
     let url = format!("http://{closed}/v1");
-    let app = TestApp::spawn_with(|c| c.lm_api_url = url.clone()).await;
+    let app = TestApp::spawn_with(|c| c.lm_api_url = Some(url.clone())).await;
     let chat = new_chat(&app).await;
     let reply = app.send(&app.client, chat, "anyone there?").await;
     let saved = app.finished(reply).await;

@@ -25,15 +25,29 @@ pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, AppEr
     }
 }
 
-/// The model status indicator (polled by the sidebar): ready, loading, or unreachable.
+/// The model status indicator (polled by the sidebar): ready, loading, downloading with its
+/// percentage, unreachable, or an error that says what to set. While the model is on its way
+/// the fragment asks again every second, so the percentage moves.
 pub async fn model_status(State(state): State<AppState>) -> impl IntoResponse {
-    let status = state.lm.status_cached().await;
-    let (class, text) = match status {
-        ModelStatus::Ready => ("ready", "Model ready"),
-        ModelStatus::Loading => ("loading", "Model loading…"),
-        ModelStatus::Unreachable => ("unreachable", "Model unreachable"),
+    let status = state.lm.status().await;
+    let (class, text) = match &status {
+        ModelStatus::Ready => ("ready", "Model ready".to_owned()),
+        ModelStatus::Loading => ("loading", "Model loading…".to_owned()),
+        ModelStatus::Unreachable => ("unreachable", "Model unreachable".to_owned()),
+        ModelStatus::Downloading(Some(percent)) => {
+            ("loading", format!("Downloading the model: {percent}%"))
+        }
+        ModelStatus::Downloading(None) => ("loading", "Downloading the model…".to_owned()),
+        ModelStatus::Failed(message) => ("unreachable", format!("Model error: {message}")),
+    };
+    let again = match status {
+        ModelStatus::Loading | ModelStatus::Downloading(_) => {
+            " hx-get=\"/model/status\" hx-trigger=\"load delay:1s\" hx-target=\"closest .model-status-slot\""
+        }
+        _ => "",
     };
     axum::response::Html(format!(
-        "<span class=\"model-status {class}\">{text}</span>"
+        "<span class=\"model-status {class}\"{again}>{}</span>",
+        crate::render::escape_html(&text)
     ))
 }

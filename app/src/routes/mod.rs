@@ -93,12 +93,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/docs", get(api::docs));
 
-    let static_files = Router::new()
-        .nest_service("/static", ServeDir::new(&state.config.static_dir))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=3600"),
-        ));
+    let static_files = match &state.config.static_dir {
+        Some(dir) => Router::new().nest_service("/static", ServeDir::new(dir)),
+        None => Router::new().route("/static/{*path}", get(crate::assets::serve_static)),
+    };
+    let static_files = static_files.layer(SetResponseHeaderLayer::overriding(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    ));
 
     let router = Router::new()
         .merge(pages)

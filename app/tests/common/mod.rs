@@ -36,14 +36,12 @@ pub fn repo_path(relative: &str) -> PathBuf {
         .join(relative)
 }
 
-/// A config for tests: a fresh database and data directory, templates from the repo.
+/// A config for tests: a fresh database and data directory.
 pub async fn test_config(data_dir: &std::path::Path) -> Config {
     let mut config = Config::parse_from(["app"]);
     config.bind_addr = "127.0.0.1:0".parse().unwrap();
     config.data_dir = data_dir.to_path_buf();
     config.database_url = Some(fresh_database_url(data_dir).await);
-    config.template_dir = repo_path("templates");
-    config.static_dir = repo_path("static");
     config.session_key = None;
     config.cookie_secure = false;
     // Tests send far faster than people; tests/security.rs turns the limits on where it checks them.
@@ -78,6 +76,47 @@ pub async fn fresh_database_url(data_dir: &std::path::Path) -> String {
     }
 }
 
+/// The test models in the shared folder beside the checkout.
+pub fn shared_model(file: &str) -> PathBuf {
+    repo_path("../shared/models").join(file)
+}
+
+/// An embedded engine on `model`, started once per test process and model (llama.cpp's
+/// backend starts once per process; a model loads in well under a second), ready to answer.
+#[cfg(feature = "embedded")]
+pub async fn embedded_engine(model: &str) -> app::engine::Engine {
+    use std::{collections::HashMap, sync::Mutex};
+    static ENGINES: Mutex<Option<HashMap<String, app::engine::Engine>>> = Mutex::new(None);
+    let engine = {
+        let mut engines = ENGINES.lock().unwrap();
+        engines
+            .get_or_insert_with(HashMap::new)
+            .entry(model.to_owned())
+            .or_insert_with(|| {
+                let mut config = Config::parse_from(["app"]);
+                config.lm_model_path = Some(shared_model(model));
+                config.lm_threads = Some(2);
+                let settings = app::embedded_settings(&config);
+                app::engine::Engine::Embedded(app::embedded::EmbeddedEngine::start(settings))
+            })
+            .clone()
+    };
+    wait_until_ready(&engine).await;
+    engine
+}
+
+/// Waits until the engine's model is loaded; panics with its error if it failed.
+pub async fn wait_until_ready(engine: &app::engine::Engine) {
+    for _ in 0..600 {
+        match engine.status().await {
+            app::lm::ModelStatus::Ready => return,
+            app::lm::ModelStatus::Failed(message) => panic!("the model failed: {message}"),
+            _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    }
+    panic!("the model was not ready after 30 s");
+}
+
 pub fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
@@ -97,23 +136,43 @@ impl TestApp {
         let data_dir = tempfile::tempdir().unwrap();
         let mut config = test_config(data_dir.path()).await;
         let fake = fake_lm::FakeLm::start(fake_lm::Knobs::default()).await;
-        config.lm_api_url = fake.url();
+        config.lm_api_url = Some(fake.url());
         configure(&mut config);
-        Self::start_with(config, data_dir, fake).await
+        Self::start_with(config, data_dir, fake, None).await
     }
 
     /// Starts the app on an existing configuration and data directory (a restart).
     pub async fn start(config: Config, data_dir: tempfile::TempDir) -> Self {
         let fake = fake_lm::FakeLm::start(fake_lm::Knobs::default()).await;
-        Self::start_with(config, data_dir, fake).await
+        Self::start_with(config, data_dir, fake, None).await
+    }
+
+    /// An app on the embedded engine `engine` (no `LM_API_URL`); `configure` may change the rest.
+    #[cfg(feature = "embedded")]
+    pub async fn spawn_embedded(
+        engine: app::engine::Engine,
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(data_dir.path()).await;
+        config.lm_api_url = None;
+        configure(&mut config);
+        // Unused, but a TestApp always has one.
+        let fake = fake_lm::FakeLm::start(fake_lm::Knobs::default()).await;
+        Self::start_with(config, data_dir, fake, Some(engine)).await
     }
 
     async fn start_with(
         config: Config,
         data_dir: tempfile::TempDir,
         fake_lm: fake_lm::FakeLm,
+        engine: Option<app::engine::Engine>,
     ) -> Self {
-        let state = AppState::build(config.clone()).await.expect("app state");
+        let state = match engine {
+            Some(engine) => AppState::build_with(config.clone(), |_| Ok(engine)).await,
+            None => AppState::build(config.clone()).await,
+        }
+        .expect("app state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();

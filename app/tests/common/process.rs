@@ -7,8 +7,6 @@ use std::{
 
 use tokio::process::{Child, Command};
 
-use super::repo_path;
-
 /// The release-like `app` binary as a child process, with its own data directory.
 pub struct AppProcess {
     pub child: Child,
@@ -32,8 +30,6 @@ impl AppProcess {
         command
             .env("BIND_ADDR", "127.0.0.1:0")
             .env("DATA_DIR", data_dir)
-            .env("TEMPLATE_DIR", repo_path("templates"))
-            .env("STATIC_DIR", repo_path("static"))
             .env("RATE_LIMITS", "off")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

@@ -1,0 +1,114 @@
+//! The one interface the reply lifecycle talks to: stream a chat completion (dropping the
+//! stream cancels it), the model's name and context size, token counts, and health. Two
+//! engines sit behind it: llama-server over HTTP ([`LmClient`], when `LM_API_URL` is set) and
+//! llama.cpp in this process ([`crate::embedded`], the default). Knows no HTTP server and no
+//! database.
+use std::time::Duration;
+
+use crate::lm::{
+    LmClient, LmError, LmEvent, LmStream, ModelInfo, ModelStatus, PromptMessage, ReplyOptions,
+    estimate_tokens,
+};
+
+#[derive(Clone)]
+pub enum Engine {
+    /// llama-server's OpenAI-compatible API.
+    Server(LmClient),
+    /// llama.cpp in-process, on its own thread.
+    #[cfg(feature = "embedded")]
+    Embedded(crate::embedded::EmbeddedEngine),
+}
+
+impl Engine {
+    /// Which engine this is, for logs and the status indicator.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Engine::Server(_) => "llama-server",
+            #[cfg(feature = "embedded")]
+            Engine::Embedded(_) => "embedded",
+        }
+    }
+
+    /// Starts a streamed chat completion. Dropping the stream stops the generation.
+    pub async fn stream_chat(
+        &self,
+        messages: &[PromptMessage],
+        options: &ReplyOptions,
+    ) -> Result<LmStream, LmError> {
+        match self {
+            Engine::Server(client) => client.stream_chat(messages, options).await,
+            #[cfg(feature = "embedded")]
+            Engine::Embedded(engine) => engine.stream_chat(messages, options),
+        }
+    }
+
+    /// A short answer in one piece (the model's reasoning left out), e.g. a chat's title.
+    pub async fn complete(
+        &self,
+        messages: &[PromptMessage],
+        options: &ReplyOptions,
+        limit: Duration,
+    ) -> Result<String, LmError> {
+        let collect = async {
+            let mut stream = self.stream_chat(messages, options).await?;
+            let mut text = String::new();
+            while let Some(event) = stream.next().await? {
+                if let LmEvent::Text(piece) = event {
+                    text.push_str(&piece);
+                }
+            }
+            Ok(text)
+        };
+        tokio::time::timeout(limit, collect)
+            .await
+            .map_err(|_| LmError::FirstTokenTimeout(limit))?
+    }
+
+    /// The prompt budget in tokens for `model` (`None`: the default one); `None` when unknown.
+    pub async fn context_tokens(&self, model: Option<&str>) -> Option<u32> {
+        match self {
+            Engine::Server(client) => client.context_tokens(model).await,
+            #[cfg(feature = "embedded")]
+            Engine::Embedded(engine) => engine.context_tokens(),
+        }
+    }
+
+    /// A message's cost in prompt tokens: exact from the embedded model's tokenizer (with its
+    /// chat template's framing), else an estimate that errs on the safe side.
+    pub fn count_tokens(&self, role: &str, text: &str) -> u32 {
+        match self {
+            Engine::Server(_) => estimate_tokens(text),
+            #[cfg(feature = "embedded")]
+            Engine::Embedded(engine) => engine
+                .count_tokens(role, text)
+                .unwrap_or_else(|| estimate_tokens(text)),
+        }
+    }
+
+    /// Forgets what the server said about its models (it may have restarted with others).
+    pub async fn forget_model_info(&self) {
+        match self {
+            Engine::Server(client) => client.forget_model_info().await,
+            #[cfg(feature = "embedded")]
+            Engine::Embedded(_) => {}
+        }
+    }
+
+    /// The models that can answer.
+    pub async fn models(&self) -> Result<Vec<ModelInfo>, LmError> {
+        match self {
+            Engine::Server(client) => client.models().await,
+            #[cfg(feature = "embedded")]
+            Engine::Embedded(engine) => engine.models(),
+        }
+    }
+
+    /// The model's state for the indicator (cheap: many open pages ask).
+    pub async fn status(&self) -> ModelStatus {
+        match self {
+            Engine::Server(client) => client.status_cached().await,
+            #[cfg(feature = "embedded")]
+            Engine::Embedded(engine) => engine.status(),
+        }
+    }
+}

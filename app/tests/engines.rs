@@ -1,0 +1,670 @@
+//! The same behaviour on both engines: the fake llama-server (the recorded format) and the
+//! embedded llama.cpp engine on the tiny random model (one engine per test process: llama.cpp's
+//! backend starts once). Then what only the embedded engine has: continuous batching, Stop
+//! freeing a sequence within a step, prefix reuse, exact token counts, chat templates (on
+//! SmolLM2, a real instruct model), and a file that is not a model.
+mod common;
+
+use std::time::Duration;
+
+use app::{config::Config, store::Status};
+use common::{
+    TestApp,
+    sse::{EventReader, token_text},
+};
+use uuid::Uuid;
+
+const TINY: &str = "llama-2-tiny-random.gguf";
+
+/// One app per engine, configured alike.
+async fn on_both_engines(configure: impl Fn(&mut Config) + Clone) -> Vec<(&'static str, TestApp)> {
+    let mut apps = vec![("llama-server", TestApp::spawn_with(configure.clone()).await)];
+    #[cfg(feature = "embedded")]
+    apps.push((
+        "embedded",
+        TestApp::spawn_embedded(common::embedded_engine(TINY).await, configure).await,
+    ));
+    apps
+}
+
+async fn new_chat(app: &TestApp) -> Uuid {
+    app.create_chat(&app.client, "").await
+}
+
+fn stream_url(app: &TestApp, chat: Uuid, reply: Uuid) -> String {
+    app.url(&format!("/chats/{chat}/messages/{reply}/stream"))
+}
+
+/// The reply's text as the `done` event and the database have it.
+async fn saved_text(app: &TestApp, reply: Uuid) -> String {
+    app.finished(reply).await.content
+}
+
+#[tokio::test]
+async fn a_reply_streams_ends_and_is_saved_exactly_as_streamed() {
+    for (engine, app) in on_both_engines(|c| c.lm_max_tokens = 48).await {
+        let chat = new_chat(&app).await;
+        let reply = app.send(&app.client, chat, "Hello there").await;
+        let (status, headers, events) =
+            EventReader::open(&app.client, &stream_url(&app, chat, reply), None).await;
+        assert_eq!(status, 200, "{engine}");
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        let events = events.unwrap().all().await;
+        assert_eq!(
+            events.last().map(|e| e.event.as_str()),
+            Some("done"),
+            "{engine}"
+        );
+        let saved = app.finished(reply).await;
+        assert_eq!(
+            saved.status,
+            Status::Complete,
+            "{engine}: {:?}",
+            saved.error
+        );
+        assert!(
+            matches!(saved.finish_reason.as_deref(), Some("stop" | "length")),
+            "{engine}: {:?}",
+            saved.finish_reason
+        );
+        assert_eq!(token_text(&events), saved.content, "{engine}");
+        assert!(saved.prompt_tokens.unwrap_or(0) > 0, "{engine}");
+        assert!(saved.completion_tokens.unwrap_or(0) > 0, "{engine}");
+    }
+}
+
+#[tokio::test]
+async fn last_event_id_resumes_with_no_gap_and_no_duplicate() {
+    let configure = |c: &mut Config| c.lm_max_tokens = 3000;
+    let apps = on_both_engines(configure).await;
+    // The fake paces its tokens so that the reply is still being written when we come back.
+    apps[0].1.fake_lm.set(|k| {
+        k.tokens = (0..400).map(|i| format!(" t{i}")).collect();
+        k.token_delay = Duration::from_millis(2);
+    });
+    for (engine, app) in apps {
+        // A reply of the tiny model may be over before we are back: then try another (three
+        // times at most); the assertions hold on a run that resumed mid-reply.
+        let mut resumed_mid_reply = false;
+        for _attempt in 0..3 {
+            let chat = new_chat(&app).await;
+            let reply = app.send(&app.client, chat, "Count, please").await;
+            let url = stream_url(&app, chat, reply);
+            let (_, _, events) = EventReader::open(&app.client, &url, None).await;
+            let mut events = events.unwrap();
+            let mut first = Vec::new();
+            while first.len() < 3 {
+                match events.next().await {
+                    Some(event) if event.event == "token" => first.push(event),
+                    Some(event) if event.event == "done" => break,
+                    Some(_) => {}
+                    None => panic!("{engine}: the stream ended without done"),
+                }
+            }
+            drop(events);
+            let Some(last_id) = first.last().map(|e| e.id.clone()) else {
+                continue;
+            };
+            let (_, _, resumed) = EventReader::open(&app.client, &url, Some(&last_id)).await;
+            let resumed = resumed.unwrap().all().await;
+            let saved = saved_text(&app, reply).await;
+            let head = token_text(&first);
+            let tail = token_text(&resumed);
+            assert!(saved.starts_with(&head), "{engine}");
+            assert_eq!(
+                resumed.last().map(|e| e.event.as_str()),
+                Some("done"),
+                "{engine}"
+            );
+            if !tail.is_empty() {
+                assert_eq!(
+                    format!("{head}{tail}"),
+                    saved,
+                    "{engine}: resumed text differs"
+                );
+                resumed_mid_reply = true;
+                break;
+            }
+        }
+        assert!(
+            resumed_mid_reply,
+            "{engine}: no reply was still going when we came back"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_browser_going_away_does_not_stop_the_reply() {
+    for (engine, app) in on_both_engines(|c| c.lm_max_tokens = 64).await {
+        let chat = new_chat(&app).await;
+        let reply = app.send(&app.client, chat, "Tell me more").await;
+        let (_, _, events) =
+            EventReader::open(&app.client, &stream_url(&app, chat, reply), None).await;
+        let mut events = events.unwrap();
+        events.next().await;
+        drop(events);
+        let saved = app.finished(reply).await;
+        assert_eq!(
+            saved.status,
+            Status::Complete,
+            "{engine}: {:?}",
+            saved.error
+        );
+    }
+}
+
+#[tokio::test]
+async fn stop_keeps_the_partial_text_and_frees_the_model_for_the_next_replies() {
+    let apps = on_both_engines(|c| c.lm_max_tokens = 3000).await;
+    apps[0].1.fake_lm.set(|k| {
+        k.tokens = (0..2000).map(|i| format!(" w{i}")).collect();
+        k.token_delay = Duration::from_millis(5);
+    });
+    for (engine, app) in apps {
+        let chat = new_chat(&app).await;
+        let reply = app.send(&app.client, chat, "Go on for ever").await;
+        let (_, _, events) =
+            EventReader::open(&app.client, &stream_url(&app, chat, reply), None).await;
+        let mut events = events.unwrap();
+        let mut seen = 0;
+        while seen < 2 {
+            if events.next().await.expect("a token").event == "token" {
+                seen += 1;
+            }
+        }
+        let stop = app
+            .post(&format!("/chats/{chat}/messages/{reply}/stop"), &[])
+            .await;
+        assert!(
+            stop.status().is_redirection() || stop.status().is_success(),
+            "{engine}"
+        );
+        let stopped = app.finished(reply).await;
+        assert_eq!(stopped.status, Status::Stopped, "{engine}");
+        assert!(
+            !stopped.content.is_empty(),
+            "{engine}: the partial text is kept"
+        );
+        assert!(stopped.completion_tokens.unwrap_or(0) < 3000, "{engine}");
+        // Every slot is free again: as many replies as slots all finish.
+        app.fake_lm.set(|k| {
+            k.tokens = vec!["Fine.".into()];
+            k.token_delay = Duration::ZERO;
+        });
+        let mut replies = Vec::new();
+        for _ in 0..app.config.max_concurrent_generations {
+            let chat = new_chat(&app).await;
+            let short = app
+                .post(&format!("/chats/{chat}/settings"), &[("max_tokens", "8")])
+                .await;
+            assert!(
+                short.status().is_redirection(),
+                "{engine}: {}",
+                short.status()
+            );
+            replies.push(app.send(&app.client, chat, "And now?").await);
+        }
+        for reply in replies {
+            let saved = app.finished(reply).await;
+            assert_ne!(saved.status, Status::Error, "{engine}: {:?}", saved.error);
+        }
+    }
+}
+
+#[tokio::test]
+async fn more_replies_than_slots_wait_their_turn_and_all_finish() {
+    let configure = |c: &mut Config| {
+        c.lm_max_tokens = 32;
+        c.max_concurrent_generations = 2;
+    };
+    for (engine, app) in on_both_engines(configure).await {
+        let mut replies = Vec::new();
+        for i in 0..6 {
+            let chat = new_chat(&app).await;
+            replies.push(app.send(&app.client, chat, &format!("Question {i}")).await);
+        }
+        for reply in replies {
+            let saved = app.finished(reply).await;
+            assert_eq!(
+                saved.status,
+                Status::Complete,
+                "{engine}: {:?}",
+                saved.error
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_long_chat_is_trimmed_to_fit_and_a_message_too_large_is_a_clear_error() {
+    let configure = |c: &mut Config| {
+        c.lm_max_tokens = 16;
+        c.lm_context_tokens = Some(400);
+    };
+    for (engine, app) in on_both_engines(configure).await {
+        let chat = new_chat(&app).await;
+        let paragraph = "The quick brown fox jumps over the lazy dog again and again. ".repeat(4);
+        for turn in 0..8 {
+            let reply = app
+                .send_and_wait(&app.client, chat, &format!("{turn}: {paragraph}"))
+                .await;
+            let saved = app.finished(reply).await;
+            assert_eq!(
+                saved.status,
+                Status::Complete,
+                "{engine} turn {turn}: {:?}",
+                saved.error
+            );
+            assert!(
+                saved.prompt_tokens.unwrap_or(0) <= 400,
+                "{engine} turn {turn}: {:?} prompt tokens",
+                saved.prompt_tokens
+            );
+        }
+        let reply = app
+            .send_and_wait(&app.client, chat, &"word ".repeat(1000))
+            .await;
+        let saved = app.finished(reply).await;
+        assert_eq!(saved.status, Status::Error, "{engine}");
+        let error = saved.error.unwrap_or_default();
+        assert!(error.contains("too long"), "{engine}: {error}");
+    }
+}
+
+/// What only the embedded engine has, driven through its interface directly.
+#[cfg(feature = "embedded")]
+mod embedded {
+    use std::time::{Duration, Instant};
+
+    use app::{
+        engine::Engine,
+        lm::{LmEvent, PromptMessage, ReplyOptions, Timings, estimate_tokens},
+    };
+
+    use super::*;
+
+    fn options(max_tokens: u32, temperature: f32) -> ReplyOptions {
+        ReplyOptions {
+            model: None,
+            max_tokens,
+            temperature,
+            top_p: 0.95,
+            seed: Some(42),
+        }
+    }
+
+    fn user(text: &str) -> PromptMessage {
+        PromptMessage {
+            role: "user",
+            content: text.into(),
+        }
+    }
+
+    /// A reply, read to its end.
+    struct Finished {
+        text: String,
+        finish: Option<String>,
+        completion_tokens: u32,
+        timings: Option<Timings>,
+        first_token_at: Option<Instant>,
+        ended_at: Instant,
+    }
+
+    async fn generate(
+        engine: &Engine,
+        prompt: Vec<PromptMessage>,
+        options: ReplyOptions,
+    ) -> Finished {
+        let mut stream = engine
+            .stream_chat(&prompt, &options)
+            .await
+            .expect("a stream");
+        let mut done = Finished {
+            text: String::new(),
+            finish: None,
+            completion_tokens: 0,
+            timings: None,
+            first_token_at: None,
+            ended_at: Instant::now(),
+        };
+        while let Some(event) = tokio::time::timeout(Duration::from_secs(60), stream.next())
+            .await
+            .expect("the engine answers")
+            .expect("no error")
+        {
+            match event {
+                LmEvent::Text(piece) => {
+                    done.first_token_at.get_or_insert_with(Instant::now);
+                    done.text.push_str(&piece);
+                }
+                LmEvent::Finish(reason) => done.finish = Some(reason),
+                LmEvent::Usage(usage) => done.completion_tokens = usage.completion_tokens,
+                LmEvent::Timings(t) => done.timings = Some(t),
+                LmEvent::Reasoning(_) => {}
+            }
+        }
+        done.ended_at = Instant::now();
+        done
+    }
+
+    /// An engine of this test's own, so that no other test's reply takes its sequences.
+    async fn own_engine(model: &str, slots: usize) -> Engine {
+        let mut config = <Config as clap::Parser>::parse_from(["app"]);
+        config.lm_model_path = Some(common::shared_model(model));
+        config.lm_threads = Some(2);
+        config.max_concurrent_generations = slots;
+        let engine = Engine::Embedded(app::embedded::EmbeddedEngine::start(
+            app::embedded_settings(&config),
+        ));
+        common::wait_until_ready(&engine).await;
+        engine
+    }
+
+    #[tokio::test]
+    async fn max_tokens_ends_the_reply_with_length_and_exact_usage() {
+        let engine = common::embedded_engine(TINY).await;
+        let done = generate(&engine, vec![user("Hello")], options(7, 1.0)).await;
+        // Random weights could end early; they did not with this seed.
+        assert_eq!(done.finish.as_deref(), Some("length"));
+        assert_eq!(done.completion_tokens, 7);
+        let timings = done.timings.expect("timings");
+        assert_eq!(timings.predicted_n, 7);
+        assert!(timings.prompt_n + timings.cache_n > 0);
+    }
+
+    #[tokio::test]
+    async fn replies_decode_together_and_a_dropped_one_frees_its_sequence_at_once() {
+        let engine = own_engine(TINY, 3).await;
+        let long = options(1500, 1.0);
+        // Three long replies at once: all have their first token before any ends.
+        let replies = futures::future::join_all(
+            (0..3).map(|i| generate(&engine, vec![user(&format!("story {i}"))], long.clone())),
+        );
+        // Meanwhile a fourth waits for a sequence; it gets one when a stream is dropped.
+        let dropped = async {
+            let mut stream = engine
+                .stream_chat(&[user("short-lived")], &long)
+                .await
+                .unwrap();
+            stream.next().await.unwrap();
+            drop(stream);
+        };
+        let (finished, ()) = tokio::join!(replies, dropped);
+        let last_first_token = finished
+            .iter()
+            .map(|f| f.first_token_at.expect("text"))
+            .max()
+            .unwrap();
+        let first_end = finished.iter().map(|f| f.ended_at).min().unwrap();
+        assert!(
+            last_first_token < first_end,
+            "the replies were generated one after another, not together"
+        );
+        for f in &finished {
+            assert_eq!(f.completion_tokens, 1500, "{:?}", f.finish);
+        }
+        // All sequences are free: three more replies start at once.
+        let again = futures::future::join_all(
+            (0..3).map(|i| generate(&engine, vec![user(&format!("again {i}"))], options(5, 1.0))),
+        )
+        .await;
+        assert!(again.iter().all(|f| f.completion_tokens == 5));
+    }
+
+    #[tokio::test]
+    async fn stop_frees_a_busy_sequence_for_a_waiting_reply() {
+        let engine = own_engine(TINY, 1).await;
+        let mut busy = engine
+            .stream_chat(&[user("busy")], &options(100_000, 1.0))
+            .await
+            .unwrap();
+        busy.next().await.unwrap();
+        let waiting = tokio::spawn({
+            let engine = engine.clone();
+            async move { generate(&engine, vec![user("waiting")], options(3, 1.0)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !waiting.is_finished(),
+            "only one sequence: the second reply waits"
+        );
+        drop(busy);
+        let done = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the waiting reply started once the first was dropped")
+            .unwrap();
+        assert_eq!(done.completion_tokens, 3);
+    }
+
+    #[tokio::test]
+    async fn a_follow_up_reuses_the_chats_cached_prefix() {
+        let engine = own_engine(TINY, 2).await;
+        let history: Vec<PromptMessage> = (0..30)
+            .flat_map(|i| {
+                [
+                    user(&format!(
+                        "Message {i}: tell me about the number {i} and its friends."
+                    )),
+                    PromptMessage {
+                        role: "assistant",
+                        content: format!("The number {i} is fine, and so are its neighbours."),
+                    },
+                ]
+            })
+            .chain([user("And the next one?")])
+            .collect();
+        let first = generate(&engine, history.clone(), options(4, 1.0)).await;
+        let first_timings = first.timings.unwrap();
+        assert!(first_timings.prompt_n > 500, "{first_timings:?}");
+        let mut follow_up = history.clone();
+        follow_up.push(PromptMessage {
+            role: "assistant",
+            content: first.text.clone(),
+        });
+        follow_up.push(user("One more, please."));
+        let second = generate(&engine, follow_up, options(4, 1.0)).await;
+        let timings = second.timings.unwrap();
+        assert!(
+            timings.cache_n + 5 >= first_timings.prompt_n + first_timings.cache_n,
+            "the earlier prompt was evaluated again: {timings:?} after {first_timings:?}"
+        );
+        assert!(timings.prompt_n < 60, "{timings:?}");
+    }
+
+    #[tokio::test]
+    async fn token_counts_come_from_the_models_tokenizer() {
+        let engine = common::embedded_engine(TINY).await;
+        let text = "hello ".repeat(100);
+        let exact = engine.count_tokens("user", &text);
+        // About one token a word, plus the template's framing; the estimate is twice that.
+        assert!((100..130).contains(&exact), "{exact}");
+        assert!(exact < estimate_tokens(&text));
+        assert!(engine.count_tokens("user", "") < 20);
+    }
+
+    #[tokio::test]
+    async fn a_real_instruct_model_answers_through_its_own_chat_template() {
+        let engine = common::embedded_engine("SmolLM2-135M-Instruct.Q4_1.gguf").await;
+        let prompt = [
+            PromptMessage {
+                role: "system",
+                content: "You are a helpful assistant.".into(),
+            },
+            user("What is the capital of France?"),
+        ];
+        let done = generate(&engine, prompt.to_vec(), options(64, 0.0)).await;
+        assert_eq!(done.finish.as_deref(), Some("stop"), "{:?}", done.text);
+        assert!(done.text.contains("Paris"), "{:?}", done.text);
+        for markup in ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "assistant\n"] {
+            assert!(!done.text.contains(markup), "{markup:?} in {:?}", done.text);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_file_that_is_not_a_model_is_a_clear_error_and_the_app_keeps_serving() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_a_model = dir.path().join("notes.gguf");
+        std::fs::write(&not_a_model, "these are my notes, not a model").unwrap();
+        let mut config = <Config as clap::Parser>::parse_from(["app"]);
+        config.lm_model_path = Some(not_a_model.clone());
+        let engine = Engine::Embedded(app::embedded::EmbeddedEngine::start(
+            app::embedded_settings(&config),
+        ));
+        let mut message = None;
+        for _ in 0..200 {
+            if let app::lm::ModelStatus::Failed(m) = engine.status().await {
+                message = Some(m);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let message = message.expect("the engine reports the failure");
+        assert!(message.contains("not a GGUF model"), "{message}");
+        assert!(message.contains("LM_MODEL_PATH"), "{message}");
+
+        let app = TestApp::spawn_embedded(engine, |_| {}).await;
+        let indicator = app.get("/model/status").await.text().await.unwrap();
+        assert!(indicator.contains("Model error"), "{indicator}");
+        assert!(indicator.contains("not a GGUF model"), "{indicator}");
+        let chat = new_chat(&app).await;
+        let reply = app.send_and_wait(&app.client, chat, "Hello?").await;
+        let saved = app.finished(reply).await;
+        assert_eq!(saved.status, Status::Error);
+        assert!(saved.error.unwrap_or_default().contains("not a GGUF model"));
+        assert_eq!(app.get("/").await.status(), 200);
+        assert_eq!(app.get(&format!("/chats/{chat}")).await.status(), 200);
+    }
+
+    /// A stand-in for the Hugging Face hub: `resolve/main/<file>` answers with the hub's
+    /// headers (commit, sha256 as the linked ETag, size) and the file.
+    async fn fake_hub(
+        file: std::path::PathBuf,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use axum::{extract::State, http::header, response::IntoResponse, routing::get};
+        use sha2::Digest;
+        use std::sync::{
+            Arc,
+            atomic::{AtomicUsize, Ordering},
+        };
+        let bytes = std::fs::read(file).unwrap();
+        let sha: String = sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let state = (Arc::new(bytes), sha, requests.clone());
+        async fn resolve(
+            State((bytes, sha, requests)): State<(Arc<Vec<u8>>, String, Arc<AtomicUsize>)>,
+            method: axum::http::Method,
+        ) -> impl IntoResponse {
+            requests.fetch_add(1, Ordering::SeqCst);
+            let headers = [
+                (
+                    "x-repo-commit",
+                    "0123456789abcdef0123456789abcdef01234567".to_owned(),
+                ),
+                ("x-linked-etag", format!("\"{sha}\"")),
+                ("x-linked-size", bytes.len().to_string()),
+                (header::ETAG.as_str(), format!("\"{sha}\"")),
+            ];
+            let body = if method == axum::http::Method::HEAD {
+                Vec::new()
+            } else {
+                bytes.to_vec()
+            };
+            (headers, body)
+        }
+        let router = axum::Router::new()
+            .route("/{owner}/{name}/resolve/main/{file}", get(resolve))
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        (format!("http://{addr}"), requests)
+    }
+
+    #[tokio::test]
+    async fn without_a_model_path_the_model_is_downloaded_into_the_hub_cache_then_chats() {
+        let (endpoint, requests) = fake_hub(common::shared_model(TINY)).await;
+        let cache = tempfile::tempdir().unwrap();
+        let mut config = <Config as clap::Parser>::parse_from(["app"]);
+        config.hf_endpoint = endpoint;
+        config.hf_hub_cache = Some(cache.path().to_path_buf());
+        config.lm_model_repo = "test-owner/tiny-GGUF".into();
+        config.lm_model_file = TINY.into();
+        let engine = Engine::Embedded(app::embedded::EmbeddedEngine::start(
+            app::embedded_settings(&config),
+        ));
+        common::wait_until_ready(&engine).await;
+        let snapshot = cache
+            .path()
+            .join(
+                "models--test-owner--tiny-GGUF/snapshots/0123456789abcdef0123456789abcdef01234567",
+            )
+            .join(TINY);
+        assert!(snapshot.exists(), "the standard cache layout");
+        assert!(requests.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+
+        let app = TestApp::spawn_embedded(engine, |c| c.lm_max_tokens = 8).await;
+        let indicator = app.get("/model/status").await.text().await.unwrap();
+        assert!(indicator.contains("Model ready"), "{indicator}");
+        let chat = new_chat(&app).await;
+        let reply = app.send_and_wait(&app.client, chat, "Hello").await;
+        assert_eq!(app.finished(reply).await.status, Status::Complete);
+
+        // A second start finds the cache and asks the hub nothing, even offline.
+        let before = requests.load(std::sync::atomic::Ordering::SeqCst);
+        config.hf_hub_offline = true;
+        let again = Engine::Embedded(app::embedded::EmbeddedEngine::start(
+            app::embedded_settings(&config),
+        ));
+        common::wait_until_ready(&again).await;
+        assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), before);
+    }
+
+    #[tokio::test]
+    async fn offline_without_a_cached_model_says_what_to_set_and_history_still_works() {
+        let cache = tempfile::tempdir().unwrap();
+        let mut config = <Config as clap::Parser>::parse_from(["app"]);
+        config.hf_endpoint = "http://127.0.0.1:9".into();
+        config.hf_hub_cache = Some(cache.path().to_path_buf());
+        config.hf_hub_offline = true;
+        let engine = Engine::Embedded(app::embedded::EmbeddedEngine::start(
+            app::embedded_settings(&config),
+        ));
+        let mut message = None;
+        for _ in 0..200 {
+            if let app::lm::ModelStatus::Failed(m) = engine.status().await {
+                message = Some(m);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let message = message.expect("the engine reports that it has no model");
+        assert!(
+            message.contains("LM_MODEL_PATH") && message.contains("LM_API_URL"),
+            "{message}"
+        );
+        let app = TestApp::spawn_embedded(engine, |_| {}).await;
+        let chat = new_chat(&app).await;
+        let reply = app.send_and_wait(&app.client, chat, "Anyone there?").await;
+        let saved = app.finished(reply).await;
+        assert_eq!(saved.status, Status::Error);
+        assert!(saved.error.unwrap_or_default().contains("LM_MODEL_PATH"));
+        let page = app
+            .get(&format!("/chats/{chat}"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            page.contains("Anyone there?"),
+            "the user's message is kept and shown"
+        );
+    }
+}

@@ -1,0 +1,87 @@
+// The first command's app: no LM_API_URL, llama.cpp embedded in the app with SmolLM2 (a real
+// instruct model), SQLite, behind nginx. What a person sees: real text streaming in, Stop, and a
+// reload in the middle of a reply that carries on.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { EMBEDDED_BASE, launch, shot, startChat, watchReply, samples, waitForReplyEnd, newestReplyText } from "./helpers.mjs";
+
+let browser;
+before(async () => { browser = await launch(); });
+after(async () => { await browser?.close(); });
+
+test("embedded: the model indicator is ready and a question gets a real answer, streamed", async () => {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 760 } });
+  const page = await context.newPage();
+  await page.goto(EMBEDDED_BASE + "/");
+  await page.locator(".model-status.ready").waitFor({ timeout: 30_000 });
+  await startChat(page, EMBEDDED_BASE, "Hi");
+  await waitForReplyEnd(page);
+  await page.fill("#content", "What is the capital of France?");
+  await watchReply(page);
+  await page.locator("#content").press("Enter");
+  await page.waitForFunction(() => (document.querySelector(".status-streaming .live")?.textContent.length ?? 0) > 0, null, { timeout: 30_000 });
+  await shot(page, "20-embedded-streaming");
+  await waitForReplyEnd(page);
+  const seen = await samples(page);
+  const growing = new Set(seen.filter((s) => s.streaming && s.length > 0).map((s) => s.length));
+  assert.ok(growing.size >= 2, `text grew over ${growing.size} distinct moments: ${JSON.stringify(seen)}`);
+  const answer = await newestReplyText(page);
+  assert.match(answer, /Paris/, answer);
+  assert.doesNotMatch(answer, /<\|im_(start|end)\|>/, "no template markup in the reply");
+  await shot(page, "21-embedded-answer");
+  await context.close();
+});
+
+// A story from SmolLM2 at about 50 tokens/s lasts several seconds; a run where the reply ended
+// before the scenario could act on it is tried again (at most three times).
+async function midReply(scenario) {
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    try {
+      await startChat(page, EMBEDDED_BASE, `Write a long story about a dragon and a baker (${attempt}).`);
+      const caught = await page.waitForFunction(
+        () => (document.querySelector(".status-streaming .live")?.textContent.length ?? 0) > 20, null, { timeout: 30_000 },
+      ).then(() => true, () => false);
+      if (caught && await scenario(page)) return;
+    } finally {
+      await context.close();
+    }
+  }
+  assert.fail("no reply lasted long enough to act on it mid-stream in three attempts");
+}
+
+test("embedded: reloading mid-reply continues the same text", async () => {
+  await midReply(async (page) => {
+    const before = await newestReplyText(page);
+    await page.reload();
+    const streaming = await page.locator(".message.assistant").last().evaluate((el) => el.classList.contains("status-streaming"));
+    if (!streaming) return false;
+    await page.waitForFunction((n) => (document.querySelector(".message.assistant:last-child .live, .message.assistant:last-child .content")?.textContent.length ?? 0) > n, before.length, { timeout: 30_000 });
+    const after = await newestReplyText(page);
+    assert.ok(after.startsWith(before), "continues the same text, no gap and no duplicate");
+    await shot(page, "22-embedded-after-reload");
+    await waitForReplyEnd(page);
+    return true;
+  });
+});
+
+test("embedded: Stop ends the reply at once and keeps its text", async () => {
+  await midReply(async (page) => {
+    const stop = page.locator(".status-streaming .stop");
+    if (!(await stop.isVisible())) return false;
+    await stop.dispatchEvent("click");
+    await waitForReplyEnd(page, 5000);
+    if (await page.getByText("Stopped.").count() === 0) return false; // it had already ended
+    const text = await newestReplyText(page);
+    assert.ok(text.length > 20, "the partial text is kept");
+    await page.waitForTimeout(500);
+    assert.equal(await newestReplyText(page), text, "no more text after Stop");
+    await shot(page, "23-embedded-stopped");
+    // The sequence is free: the next question is answered.
+    await page.fill("#content", "Thank you. What is 2 + 2?");
+    await page.locator("#content").press("Enter");
+    await page.waitForFunction(() => document.querySelectorAll(".message.assistant").length >= 2 && document.querySelector(".message.status-streaming") === null && document.querySelector(".message.assistant:last-child.status-complete"), null, { timeout: 60_000 });
+    return true;
+  });
+});
