@@ -12,8 +12,8 @@ use crate::lm::{
 
 #[derive(Clone)]
 pub enum Engine {
-    /// llama-server's OpenAI-compatible API.
-    Server(LmClient),
+    /// llama-server's OpenAI-compatible API (boxed: the client is large, the handle small).
+    Server(Box<LmClient>),
     /// llama.cpp in-process, on its own thread.
     #[cfg(feature = "embedded")]
     Embedded(crate::embedded::EmbeddedEngine),
@@ -76,6 +76,8 @@ impl Engine {
     /// A message's cost in prompt tokens: exact from the embedded model's tokenizer (with its
     /// chat template's framing), else an estimate that errs on the safe side.
     pub fn count_tokens(&self, role: &str, text: &str) -> u32 {
+        #[cfg(not(feature = "embedded"))]
+        let _ = role;
         match self {
             Engine::Server(_) => estimate_tokens(text),
             #[cfg(feature = "embedded")]

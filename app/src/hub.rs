@@ -1235,7 +1235,7 @@ mod tests {
             std::fs::read(repo.join("blobs").join(&hub.sha)).unwrap(),
             hub.model
         );
-        assert_eq!(entries(&repo.join("blobs")), [hub.sha.clone()]);
+        assert_eq!(entries(&repo.join("blobs")), [hub.sha.as_str()]);
         assert_eq!(
             std::fs::read_to_string(repo.join("refs/main")).unwrap(),
             COMMIT
@@ -1294,7 +1294,7 @@ mod tests {
         assert_eq!(progress.percent(), Some(100));
         assert_eq!(
             entries(&repo_dir(cache.path()).join("blobs")),
-            [hub.sha.clone()]
+            [hub.sha.as_str()]
         );
     }
 
@@ -1320,7 +1320,7 @@ mod tests {
         assert_eq!(gets.len(), 1, "{gets:?}");
         assert_eq!(gets[0].range.as_deref(), Some("bytes=123456-"));
         assert_eq!(hub.sent(), (SIZE - HAVE) as u64);
-        assert_eq!(entries(&blobs), [hub.sha.clone()]);
+        assert_eq!(entries(&blobs), [hub.sha.as_str()]);
     }
 
     #[tokio::test]

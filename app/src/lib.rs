@@ -160,12 +160,12 @@ impl AppState {
 /// (its model from `LM_MODEL_PATH` or downloaded in the background).
 pub fn engine_from_config(config: &Config) -> anyhow::Result<Engine> {
     if let Some(api_url) = &config.lm_api_url {
-        return Ok(Engine::Server(LmClient::new(LmSettings {
+        return Ok(Engine::Server(Box::new(LmClient::new(LmSettings {
             api_url: api_url.clone(),
             api_key: config.lm_api_key.clone(),
             model: config.lm_model.clone(),
             context_tokens: config.lm_context_tokens,
-        })?));
+        })?)));
     }
     #[cfg(feature = "embedded")]
     {

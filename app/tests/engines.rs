@@ -14,10 +14,12 @@ use common::{
 };
 use uuid::Uuid;
 
+#[cfg(feature = "embedded")]
 const TINY: &str = "llama-2-tiny-random.gguf";
 
 /// One app per engine, configured alike.
 async fn on_both_engines(configure: impl Fn(&mut Config) + Clone) -> Vec<(&'static str, TestApp)> {
+    #[cfg_attr(not(feature = "embedded"), allow(unused_mut))]
     let mut apps = vec![("llama-server", TestApp::spawn_with(configure.clone()).await)];
     #[cfg(feature = "embedded")]
     apps.push((
