@@ -65,6 +65,16 @@ LM_MODEL_PATH="$root/../shared/models/SmolLM2-135M-Instruct.Q4_1.gguf" LM_MAX_TO
   DATA_DIR="$work/data-13002" RUST_LOG=warn "$app_bin" >"$work/app-13002.log" 2>&1 &
 pids+=($!)
 wait_http http://127.0.0.1:13002/readyz "app on 13002 (embedded)"
+# A first run: no model anywhere, so the app downloads SmolLM2 from a stand-in hub (paced to
+# about 5 s) into an empty Hugging Face cache while it already serves pages.
+MODEL_FILE="$root/../shared/models/SmolLM2-135M-Instruct.Q4_1.gguf" RATE=20000000 PORT=18095 node e2e/fake-hub.mjs &
+pids+=($!)
+wait_http http://127.0.0.1:18095/health fake-hub
+HF_ENDPOINT=http://127.0.0.1:18095 HF_HUB_CACHE="$work/hf-cache" LM_MODEL_REPO=HuggingFaceTB/SmolLM2-135M-Instruct-GGUF \
+  LM_MODEL_FILE=smollm2-135m-instruct-q4_1.gguf LM_MAX_TOKENS=64 LM_THREADS=2 MAX_CONCURRENT_GENERATIONS=1 \
+  BIND_ADDR=127.0.0.1:13003 DATA_DIR="$work/data-13003" RUST_LOG=warn "$app_bin" >"$work/app-13003.log" 2>&1 &
+pids+=($!)
+wait_http http://127.0.0.1:13003/readyz "app on 13003 (first run)"
 
 # Our nginx.conf, as it is, but for the upstream address, the listen port and the pid file.
 start_nginx() { # listen port, app port
@@ -83,7 +93,7 @@ start_nginx 18089 13001
 start_nginx 18087 13002
 
 export E2E_BASE_URL=http://127.0.0.1:18088 E2E_SLOW_BASE_URL=http://127.0.0.1:18089 E2E_LLAMA_URL=http://127.0.0.1:18080 \
-  E2E_EMBEDDED_BASE_URL=http://127.0.0.1:18087
+  E2E_EMBEDDED_BASE_URL=http://127.0.0.1:18087 E2E_FIRST_RUN_URL=http://127.0.0.1:13003
 if ! (cd e2e && npm test); then
   for log in "$work"/*.log "$work"/nginx-*/nginx.log; do echo "--- $log"; tail -n 30 "$log"; done
   exit 1

@@ -875,8 +875,8 @@ fn sha256_file(path: &Path) -> io::Result<String> {
         .collect())
 }
 
-/// Progress to the shared `Progress`, a terminal bar on stderr (hidden when stderr is not a
-/// terminal), and a log line at each 10% step.
+/// Progress to the shared `Progress`, a terminal bar on stderr, or (when stderr is not a
+/// terminal, as in a container's log) a log line at each 10% step.
 struct Reporter<'a> {
     progress: &'a Progress,
     bar: ProgressBar,
@@ -922,7 +922,8 @@ impl<'a> Reporter<'a> {
         self.progress.downloaded.store(bytes, Ordering::Relaxed);
         self.bar.set_position(bytes);
         let tenths = tenths(bytes, self.total);
-        if tenths > self.logged_tenths {
+        // In a terminal the bar shows it; log lines would only break the bar.
+        if tenths > self.logged_tenths && self.bar.is_hidden() {
             self.logged_tenths = tenths;
             tracing::info!(
                 "downloading {}: {}% ({} of {})",

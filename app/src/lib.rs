@@ -238,10 +238,11 @@ async fn connect_with_retry(
 /// Binds `BIND_ADDR` and serves until SIGINT or SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let bind_addr = config.bind_addr;
-    let state = AppState::build(config).await?;
+    // The port first: a second instance by mistake stops here, before it touches the model.
     let listener = TcpListener::bind(bind_addr)
         .await
         .with_context(|| format!("cannot listen on {bind_addr}"))?;
+    let state = AppState::build(config).await?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
     serve_on(listener, state, shutdown_signal()).await
 }
@@ -368,10 +369,12 @@ pub async fn healthcheck(bind_addr: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `RUST_LOG` filter, default `info`.
+/// `RUST_LOG` filter, default `info` (llama.cpp's own messages from `warn`).
 pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // llama.cpp reports every detail of loading a model at info: only its warnings by default.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,llama-cpp-2=warn"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
 }
 

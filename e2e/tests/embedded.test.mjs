@@ -3,11 +3,34 @@
 // reload in the middle of a reply that carries on.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { EMBEDDED_BASE, launch, shot, startChat, watchReply, samples, waitForReplyEnd, newestReplyText } from "./helpers.mjs";
+import { EMBEDDED_BASE, FIRST_RUN, launch, shot, startChat, watchReply, samples, waitForReplyEnd, newestReplyText } from "./helpers.mjs";
 
 let browser;
 before(async () => { browser = await launch(); });
 after(async () => { await browser?.close(); });
+
+test("first run: the page works at once and shows the download's progress, then chats", async () => {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 760 } });
+  const page = await context.newPage();
+  await page.goto(FIRST_RUN + "/");
+  const downloading = page.locator(".model-status.loading", { hasText: /Downloading the model: \d+%/ });
+  await downloading.waitFor({ timeout: 10_000 });
+  const first = Number(/(\d+)%/.exec(await downloading.textContent())[1]);
+  await shot(page, "19-first-run-downloading");
+  // The indicator asks again every second while the model is on its way.
+  await page.waitForFunction((n) => {
+    const m = /(\d+)%/.exec(document.querySelector(".model-status")?.textContent ?? "");
+    return (m && Number(m[1]) > n) || document.querySelector(".model-status.ready");
+  }, first, { timeout: 20_000 });
+  await page.locator(".model-status.ready").waitFor({ timeout: 60_000 });
+  await startChat(page, FIRST_RUN, "Hello! Who are you?");
+  await waitForReplyEnd(page);
+  const answer = await newestReplyText(page);
+  assert.ok(answer.trim().length > 0, "a reply from the downloaded model");
+  assert.equal(await page.locator(".message.assistant.status-error").count(), 0);
+  await shot(page, "19-first-run-chat");
+  await context.close();
+});
 
 test("embedded: the model indicator is ready and a question gets a real answer, streamed", async () => {
   const context = await browser.newContext({ viewport: { width: 1100, height: 760 } });

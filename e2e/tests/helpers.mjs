@@ -5,6 +5,7 @@ export const BASE = process.env.E2E_BASE_URL; // nginx in front of the app with 
 export const SLOW_BASE = process.env.E2E_SLOW_BASE_URL; // nginx in front of an app with a slow model
 export const LLAMA = process.env.E2E_LLAMA_URL; // llama-server itself (for /slots)
 export const EMBEDDED_BASE = process.env.E2E_EMBEDDED_BASE_URL; // nginx in front of an app with the embedded engine
+export const FIRST_RUN = process.env.E2E_FIRST_RUN_URL; // an embedded app downloading its model (directly, as `cargo run` serves)
 export const ARTIFACTS = new URL("../artifacts/", import.meta.url).pathname;
 mkdirSync(ARTIFACTS, { recursive: true });
 

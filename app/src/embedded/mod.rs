@@ -9,6 +9,7 @@ use std::{
     num::NonZeroU32,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, OnceLock, PoisonError},
+    time::Duration,
 };
 
 use llama_cpp_2::{
@@ -19,7 +20,7 @@ use llama_cpp_2::{
 };
 
 use crate::{
-    hub::{self, HubSettings},
+    hub::{self, HubError, HubSettings},
     lm::{LmError, LmStream, ModelInfo, ModelStatus, PromptMessage, ReplyOptions},
 };
 
@@ -102,21 +103,35 @@ impl EmbeddedEngine {
             Some(path) => engine.spawn_thread(path),
             None => {
                 let engine = engine.clone();
-                tokio::spawn(async move {
-                    let fetched =
-                        hub::fetch_model(&engine.shared.settings.hub, &engine.shared.progress)
-                            .await;
-                    match fetched {
-                        Ok(path) => {
-                            engine.set_state(LoadState::Loading);
-                            engine.spawn_thread(path);
-                        }
-                        Err(e) => engine.fail(e.to_string()),
-                    }
-                });
+                tokio::spawn(async move { engine.download().await });
             }
         }
         engine
+    }
+
+    /// Fetches the model, then loads it. While the hub cannot be reached (the network is not
+    /// up yet, a cut that outlasted the retries), it tries again with backoff, resuming the
+    /// bytes it has; any other failure is final and says what to change.
+    async fn download(self) {
+        let mut wait = Duration::from_secs(10);
+        loop {
+            match hub::fetch_model(&self.shared.settings.hub, &self.shared.progress).await {
+                Ok(path) => {
+                    self.set_state(LoadState::Loading);
+                    return self.spawn_thread(path);
+                }
+                Err(e @ (HubError::Unreachable { .. } | HubError::Download { .. })) => {
+                    self.fail(format!(
+                        "{e}. Trying again in {}.",
+                        humantime::format_duration(wait)
+                    ));
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(300));
+                    self.set_state(LoadState::Downloading);
+                }
+                Err(e) => return self.fail(e.to_string()),
+            }
+        }
     }
 
     fn set_state(&self, state: LoadState) {
@@ -129,6 +144,12 @@ impl EmbeddedEngine {
 
     fn fail(&self, message: String) {
         tracing::error!("the embedded model is not available: {message}");
+        // Shown as a sentence in the indicator and in replies.
+        let mut chars = message.chars();
+        let message = match chars.next() {
+            Some(first) => first.to_uppercase().chain(chars).collect(),
+            None => message,
+        };
         self.set_state(LoadState::Failed(message));
     }
 
@@ -207,8 +228,17 @@ impl EmbeddedEngine {
                     n_ctx_seq,
                     requests,
                 })));
-                worker::Worker::new(&model, context, slots, settings.batch as usize, n_ctx_seq)
-                    .run(inbox);
+                let worker =
+                    worker::Worker::new(&model, context, slots, settings.batch as usize, n_ctx_seq);
+                // A panic in the bindings ends the replies in flight (their streams close); the
+                // indicator and later replies then say so instead of waiting for ever.
+                let run = std::panic::AssertUnwindSafe(|| worker.run(inbox));
+                if std::panic::catch_unwind(run).is_err() {
+                    engine.fail(
+                        "The embedded engine stopped unexpectedly (see the log). Restart the app."
+                            .into(),
+                    );
+                }
             });
         if let Err(e) = spawned {
             self.fail(format!("the engine thread could not start: {e}"));
