@@ -66,7 +66,7 @@ LM_MODEL_PATH="$root/../shared/models/SmolLM2-135M-Instruct.Q4_1.gguf" LM_MAX_TO
 pids+=($!)
 wait_http http://127.0.0.1:13002/readyz "app on 13002 (embedded)"
 # A first run: no model anywhere, so the app downloads SmolLM2 from a stand-in hub (paced to
-# about 5 s) into an empty Hugging Face cache while it already serves pages.
+# about 5 s once the test lets it go on) into an empty Hugging Face cache, serving pages meanwhile.
 MODEL_FILE="$root/../shared/models/SmolLM2-135M-Instruct.Q4_1.gguf" RATE=20000000 PORT=18095 node e2e/fake-hub.mjs &
 pids+=($!)
 wait_http http://127.0.0.1:18095/health fake-hub
@@ -93,7 +93,8 @@ start_nginx 18089 13001
 start_nginx 18087 13002
 
 export E2E_BASE_URL=http://127.0.0.1:18088 E2E_SLOW_BASE_URL=http://127.0.0.1:18089 E2E_LLAMA_URL=http://127.0.0.1:18080 \
-  E2E_EMBEDDED_BASE_URL=http://127.0.0.1:18087 E2E_FIRST_RUN_URL=http://127.0.0.1:13003
+  E2E_EMBEDDED_BASE_URL=http://127.0.0.1:18087 E2E_FIRST_RUN_URL=http://127.0.0.1:13003 \
+  E2E_FAKE_HUB_URL=http://127.0.0.1:18095
 if ! (cd e2e && npm test); then
   for log in "$work"/*.log "$work"/nginx-*/nginx.log; do echo "--- $log"; tail -n 30 "$log"; done
   exit 1

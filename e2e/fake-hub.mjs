@@ -1,7 +1,8 @@
 // A stand-in for the Hugging Face hub (no internet in tests): `HEAD`/`GET
 // /{owner}/{repo}/resolve/{revision}/{file}` answers with the hub's headers (`X-Repo-Commit`, the
 // sha256 as `X-Linked-Etag`, `X-Linked-Size`) and serves MODEL_FILE at RATE bytes a second,
-// honouring `Range: bytes=N-`, so that a first run's download takes a few visible seconds.
+// honouring `Range: bytes=N-`, so that a first run's download takes a few visible seconds. The
+// body waits after its first MiB until `GET /go` (the test says when it watches).
 import http from "node:http";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -12,9 +13,11 @@ const rate = Number(process.env.RATE ?? 20_000_000);
 const bytes = readFileSync(file);
 const sha = createHash("sha256").update(bytes).digest("hex");
 const commit = "5b5f1f4bd0a1d0b2c3e4f5a6b7c8d9e0f1a2b3c4";
+let go = false;
 
 http.createServer((req, res) => {
   if (req.url === "/health") { res.end("ok"); return; }
+  if (req.url === "/go") { go = true; res.end("going"); return; }
   if (!/^\/[^/]+\/[^/]+\/resolve\/[^/]+\/.+/.test(req.url)) { res.writeHead(404); res.end(); return; }
   const from = Number(/^bytes=(\d+)-$/.exec(req.headers.range ?? "")?.[1] ?? 0);
   const headers = {
@@ -33,6 +36,7 @@ http.createServer((req, res) => {
   const slice = Math.max(1, Math.floor(rate / 10));
   const timer = setInterval(() => {
     if (at >= bytes.length || res.destroyed) { clearInterval(timer); res.end(); return; }
+    if (!go && at >= 1 << 20) return;
     res.write(bytes.subarray(at, Math.min(at + slice, bytes.length)));
     at += slice;
   }, 100);

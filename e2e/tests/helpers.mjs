@@ -6,6 +6,7 @@ export const SLOW_BASE = process.env.E2E_SLOW_BASE_URL; // nginx in front of an 
 export const LLAMA = process.env.E2E_LLAMA_URL; // llama-server itself (for /slots)
 export const EMBEDDED_BASE = process.env.E2E_EMBEDDED_BASE_URL; // nginx in front of an app with the embedded engine
 export const FIRST_RUN = process.env.E2E_FIRST_RUN_URL; // an embedded app downloading its model (directly, as `cargo run` serves)
+export const FAKE_HUB = process.env.E2E_FAKE_HUB_URL; // the stand-in hub it downloads from
 export const ARTIFACTS = new URL("../artifacts/", import.meta.url).pathname;
 mkdirSync(ARTIFACTS, { recursive: true });
 
