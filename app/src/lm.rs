@@ -466,7 +466,14 @@ impl LmClient {
         if let Some(key) = &settings.api_key {
             config = config.with_api_key(key.clone());
         }
-        let client = Client::with_config(config).with_http_client(http.clone());
+        // llama-server closes the connection after each streamed reply (despite its Keep-Alive
+        // header), so a pooled connection for the next completion may already be closing and
+        // fail the send: completions get a fresh connection each time (cheap next to a reply).
+        let streams = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(0)
+            .build()?;
+        let client = Client::with_config(config).with_http_client(streams);
         Ok(Self {
             client,
             http,

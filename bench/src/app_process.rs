@@ -19,7 +19,6 @@ pub struct AppProcess {
 
 pub struct AppOptions<'a> {
     pub binary: &'a Path,
-    pub repo: &'a Path,
     pub model_url: String,
     /// `None`: a fresh SQLite file.
     pub database_url: Option<String>,
@@ -61,8 +60,6 @@ impl AppProcess {
             .env("LM_MAX_TOKENS", options.max_tokens.to_string())
             .env("MAX_MESSAGE_BYTES", "32768")
             .env("RATE_LIMITS", "off")
-            .env("TEMPLATE_DIR", options.repo.join("templates"))
-            .env("STATIC_DIR", options.repo.join("static"))
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -2,6 +2,7 @@
 //! a configurable fake model server (or a real llama-server with `--model-url`). Prints a table
 //! and, with `--json FILE`, the same figures as JSON. See BENCHMARKS.md.
 mod app_process;
+mod engine;
 mod fake_lm;
 mod load;
 mod nginx;
@@ -69,6 +70,9 @@ enum Scenario {
     },
     /// Idle memory and time from start to ready.
     Footprint,
+    /// The embedded engine against llama-server on the same model, threads, context and
+    /// prompts: first token, tokens/s with one and four streams, a long chat's prompt time, RSS.
+    Engine(engine::EngineArgs),
     /// Many users chatting at once against PostgreSQL; then every message and reply must be
     /// stored exactly once with exactly its text, and no request may have failed with a 5xx.
     Load {
@@ -144,6 +148,7 @@ async fn main() -> anyhow::Result<()> {
                 .await?
         }
         Scenario::Footprint => bench.footprint().await?,
+        Scenario::Engine(args) => engine::run(&bench.repo, args).await?,
     };
     println!("{}", serde_json::to_string_pretty(&result)?);
     if let Some(path) = cli.json {
@@ -176,7 +181,6 @@ impl Bench {
         };
         AppProcess::start(AppOptions {
             binary: &self.binary,
-            repo: &self.repo,
             model_url,
             database_url,
             max_concurrent,
