@@ -141,6 +141,40 @@ async fn last_event_id_resumes_with_no_gap_and_no_duplicate() {
 }
 
 #[tokio::test]
+async fn checkpoints_save_the_text_while_it_streams_and_the_end_saves_all_of_it() {
+    let configure = |c: &mut Config| {
+        c.lm_max_tokens = 3000;
+        c.checkpoint_interval = Duration::from_millis(50);
+    };
+    let apps = on_both_engines(configure).await;
+    apps[0].1.fake_lm.set(|k| {
+        k.tokens = (0..600).map(|i| format!(" c{i}")).collect();
+        k.token_delay = Duration::from_millis(2);
+    });
+    for (engine, app) in apps {
+        let chat = new_chat(&app).await;
+        let reply = app.send(&app.client, chat, "Keep going").await;
+        // Some text reaches the database before the reply ends.
+        let mut checkpointed = None;
+        for _ in 0..500 {
+            let row = app.store_message(reply).await;
+            if row.status != Status::Streaming {
+                break;
+            }
+            if !row.content.is_empty() {
+                checkpointed = Some(row.content);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let checkpointed = checkpointed.unwrap_or_else(|| panic!("{engine}: no checkpoint"));
+        let saved = app.finished(reply).await;
+        assert!(saved.content.starts_with(&checkpointed), "{engine}");
+        assert!(saved.content.len() > checkpointed.len(), "{engine}");
+    }
+}
+
+#[tokio::test]
 async fn a_browser_going_away_does_not_stop_the_reply() {
     for (engine, app) in on_both_engines(|c| c.lm_max_tokens = 64).await {
         let chat = new_chat(&app).await;

@@ -286,6 +286,16 @@ impl TestApp {
         reply
     }
 
+    /// A message as the database has it now.
+    pub async fn store_message(&self, id: uuid::Uuid) -> app::store::message::Model {
+        use sea_orm::EntityTrait;
+        app::store::message::Entity::find_by_id(id)
+            .one(self.store.connection())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
     /// Waits until a reply is no longer `streaming` and returns it.
     pub async fn finished(&self, id: uuid::Uuid) -> app::store::message::Model {
         use sea_orm::EntityTrait;
