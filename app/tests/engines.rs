@@ -388,6 +388,17 @@ mod embedded {
         done
     }
 
+    /// The engine's reason for having no model, once it gives up (within 2 s).
+    async fn failure(engine: &Engine) -> String {
+        for _ in 0..200 {
+            if let app::lm::ModelStatus::Failed(message) = engine.status().await {
+                return message;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the engine did not report a failure");
+    }
+
     /// An engine of this test's own, so that no other test's reply takes its sequences.
     async fn own_engine(model: &str, slots: usize) -> Engine {
         let mut config = <Config as clap::Parser>::parse_from(["app"]);
@@ -551,15 +562,7 @@ mod embedded {
         let engine = Engine::Embedded(app::embedded::EmbeddedEngine::start(
             app::embedded_settings(&config),
         ));
-        let mut message = None;
-        for _ in 0..200 {
-            if let app::lm::ModelStatus::Failed(m) = engine.status().await {
-                message = Some(m);
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let message = message.expect("the engine reports the failure");
+        let message = failure(&engine).await;
         assert!(message.contains("not a GGUF model"), "{message}");
         assert!(message.contains("LM_MODEL_PATH"), "{message}");
 
@@ -673,15 +676,7 @@ mod embedded {
         let engine = Engine::Embedded(app::embedded::EmbeddedEngine::start(
             app::embedded_settings(&config),
         ));
-        let mut message = None;
-        for _ in 0..200 {
-            if let app::lm::ModelStatus::Failed(m) = engine.status().await {
-                message = Some(m);
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let message = message.expect("the engine reports that it has no model");
+        let message = failure(&engine).await;
         assert!(
             message.contains("LM_MODEL_PATH") && message.contains("LM_API_URL"),
             "{message}"

@@ -1055,7 +1055,9 @@ async fn a_search_result_deep_in_a_long_chat_opens_the_page_that_holds_it() {
 async fn after_the_first_reply_the_model_names_the_chat_in_the_background() {
     let app = TestApp::spawn_with(|c| c.title_generation = true).await;
     app.fake_lm
-        .set(|k| k.title_delay = Duration::from_millis(300));
+        // Long enough that the first look at the title URL comes before it, even on a loaded
+        // machine.
+        .set(|k| k.title_delay = Duration::from_millis(1500));
     let chat = app
         .create_chat(&app.client, "hello there, how are you today")
         .await;
@@ -1142,7 +1144,9 @@ async fn after_the_first_reply_the_model_names_the_chat_in_the_background() {
     );
     title_settled(&app, third_chat).await;
     app.fake_lm
-        .set(|k| k.title_delay = Duration::from_millis(300));
+        // Long enough that the first look at the title URL comes before it, even on a loaded
+        // machine.
+        .set(|k| k.title_delay = Duration::from_millis(1500));
 
     // A page opened while the model writes the title looks for it too.
     let fourth = app.create_chat(&app.client, "one more chat").await;

@@ -100,14 +100,8 @@ impl AppProcess {
 
     /// Resident set size in bytes.
     pub fn rss(&self) -> u64 {
-        let Some(pid) = self.pid() else { return 0 };
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-            .unwrap_or(0)
-            * 1024
+        self.pid()
+            .map_or(0, |pid| crate::engine::vm_rss(&pid.to_string()))
     }
 
     /// User + system CPU time so far.

@@ -767,7 +767,7 @@ impl Drop for LlamaServer {
 }
 
 /// Resident set size in bytes of a process (`self`: this one), from /proc.
-fn vm_rss(pid: &str) -> u64 {
+pub fn vm_rss(pid: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
