@@ -256,6 +256,17 @@ pub struct Config {
 }
 
 impl Config {
+    /// Every option at its default, whatever the environment says: for tests and tools, which
+    /// then set what they need, so that a developer's `LM_API_URL` or `DATABASE_URL` never
+    /// changes what a test runs against.
+    pub fn defaults() -> Self {
+        use clap::{CommandFactory, FromArgMatches};
+        let command = Self::command().mut_args(|arg| arg.env(None));
+        let matches = command.get_matches_from(["app"]);
+        // Every option has a default or is optional, so the empty command line always parses.
+        Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+
     pub fn rate_limit_settings(&self) -> Option<RateLimitSettings> {
         self.rate_limits.then_some(RateLimitSettings {
             sends_per_session: self.send_rate_per_session,
@@ -320,5 +331,26 @@ impl Config {
     /// The largest import request: the export plus room for the multipart framing.
     pub fn import_body_limit(&self) -> usize {
         self.max_import_bytes + 64 * 1024
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Config;
+
+    #[test]
+    fn defaults_ignore_the_environment() {
+        // SAFETY: no other test of this crate reads these variables.
+        unsafe {
+            std::env::set_var("LM_CTX_SIZE", "123");
+            std::env::set_var("LM_API_URL", "http://elsewhere:1/v1");
+        }
+        let config = Config::defaults();
+        assert_eq!(config.lm_ctx_size, 4096);
+        assert_eq!(config.lm_api_url, None);
+        unsafe {
+            std::env::remove_var("LM_CTX_SIZE");
+            std::env::remove_var("LM_API_URL");
+        }
     }
 }

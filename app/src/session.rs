@@ -26,10 +26,50 @@ impl FromRef<SessionConfig> for Key {
     }
 }
 
+/// A session's id: 128 random bits as 32 lowercase hex digits. Only [`SessionId::parse`] and
+/// [`SessionId::random`] make one, so every id the store sees has that shape.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SessionId(String);
+
+impl SessionId {
+    /// A new random id.
+    pub fn random() -> Self {
+        let bytes: [u8; 16] = rand::random();
+        Self(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// The id in a cookie or token, if it has the shape of one.
+    pub fn parse(text: &str) -> Option<Self> {
+        let valid = text.len() == 32
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        valid.then(|| Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for SessionId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// The visitor's session, put in the request by [`session_layer`].
 #[derive(Clone, Debug)]
 pub struct Session {
-    pub id: String,
+    pub id: SessionId,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Session {
@@ -48,23 +88,22 @@ const TOKEN_NAME: &str = "chat_api_token";
 
 /// An API token for a session: its id, encrypted and authenticated with the session key like the
 /// cookie. It is as good as the cookie, for clients without a cookie jar (`Authorization: Bearer`).
-pub fn issue_token(key: &Key, session_id: &str) -> String {
+pub fn issue_token(key: &Key, session_id: &SessionId) -> String {
     let mut jar = cookie::CookieJar::new();
     jar.private_mut(key)
-        .add(cookie::Cookie::new(TOKEN_NAME, session_id.to_owned()));
+        .add(cookie::Cookie::new(TOKEN_NAME, session_id.to_string()));
     jar.get(TOKEN_NAME)
         .map(|c| c.value().to_owned())
         .unwrap_or_default()
 }
 
 /// The session id inside a valid token.
-fn session_of_token(key: &Key, token: &str) -> Option<String> {
+fn session_of_token(key: &Key, token: &str) -> Option<SessionId> {
     let mut jar = cookie::CookieJar::new();
     jar.add_original(cookie::Cookie::new(TOKEN_NAME, token.to_owned()));
     jar.private(key)
         .get(TOKEN_NAME)
-        .map(|c| c.value().to_owned())
-        .filter(|id| is_session_id(id))
+        .and_then(|c| SessionId::parse(c.value()))
 }
 
 /// Finds the session: from `Authorization: Bearer <token>` when present (a bad token is a 401,
@@ -93,18 +132,17 @@ pub async fn session_layer(
     }
     let existing = jar
         .get(COOKIE_NAME)
-        .map(|c| c.value().to_owned())
-        .filter(|id| is_session_id(id));
+        .and_then(|c| SessionId::parse(c.value()));
     let (id, is_new) = match existing {
         Some(id) => (id, false),
-        None => (new_session_id(), true),
+        None => (SessionId::random(), true),
     };
     request.extensions_mut().insert(Session { id: id.clone() });
     let response = next.run(request).await;
     if !is_new {
         return response;
     }
-    let cookie = Cookie::build((COOKIE_NAME, id))
+    let cookie = Cookie::build((COOKIE_NAME, id.to_string()))
         .http_only(true)
         .same_site(SameSite::Lax)
         .path("/")
@@ -118,18 +156,6 @@ fn time_year() -> time::Duration {
     time::Duration::days(365)
 }
 
-/// 128 random bits, as 32 lowercase hex digits.
-fn new_session_id() -> String {
-    let bytes: [u8; 16] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn is_session_id(id: &str) -> bool {
-    id.len() == 32
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
 
 /// Decodes `SESSION_KEY`: base64 (standard or URL-safe) of at least 64 bytes.
 pub fn parse_key(encoded: &str) -> anyhow::Result<Key> {
@@ -230,9 +256,10 @@ mod tests {
 
     #[test]
     fn session_ids_are_128_bit_hex() {
-        let id = new_session_id();
-        assert!(is_session_id(&id));
-        assert_ne!(id, new_session_id());
-        assert!(!is_session_id("../etc"));
+        let id = SessionId::random();
+        assert_eq!(SessionId::parse(id.as_str()), Some(id.clone()));
+        assert_ne!(id, SessionId::random());
+        assert_eq!(SessionId::parse("../etc"), None);
+        assert_eq!(SessionId::parse(&"A".repeat(32)), None);
     }
 }

@@ -401,7 +401,7 @@ mod embedded {
 
     /// An engine of this test's own, so that no other test's reply takes its sequences.
     async fn own_engine(model: &str, slots: usize) -> Engine {
-        let mut config = <Config as clap::Parser>::parse_from(["app"]);
+        let mut config = Config::defaults();
         config.lm_model_path = Some(common::shared_model(model));
         config.lm_threads = Some(2);
         config.max_concurrent_generations = slots;
@@ -557,7 +557,7 @@ mod embedded {
         let dir = tempfile::tempdir().unwrap();
         let not_a_model = dir.path().join("notes.gguf");
         std::fs::write(&not_a_model, "these are my notes, not a model").unwrap();
-        let mut config = <Config as clap::Parser>::parse_from(["app"]);
+        let mut config = Config::defaults();
         config.lm_model_path = Some(not_a_model.clone());
         let engine = Engine::Embedded(app::embedded::EmbeddedEngine::start(
             app::embedded_settings(&config),
@@ -631,7 +631,7 @@ mod embedded {
     async fn without_a_model_path_the_model_is_downloaded_into_the_hub_cache_then_chats() {
         let (endpoint, requests) = fake_hub(common::shared_model(TINY)).await;
         let cache = tempfile::tempdir().unwrap();
-        let mut config = <Config as clap::Parser>::parse_from(["app"]);
+        let mut config = Config::defaults();
         config.hf_endpoint = endpoint;
         config.hf_hub_cache = Some(cache.path().to_path_buf());
         config.lm_model_repo = "test-owner/tiny-GGUF".into();
@@ -669,7 +669,7 @@ mod embedded {
     #[tokio::test]
     async fn offline_without_a_cached_model_says_what_to_set_and_history_still_works() {
         let cache = tempfile::tempdir().unwrap();
-        let mut config = <Config as clap::Parser>::parse_from(["app"]);
+        let mut config = Config::defaults();
         config.hf_endpoint = "http://127.0.0.1:9".into();
         config.hf_hub_cache = Some(cache.path().to_path_buf());
         config.hf_hub_offline = true;

@@ -634,7 +634,7 @@ async fn generate(
 }
 
 async fn start_embedded(model: &Path, threads: usize) -> anyhow::Result<Engine> {
-    let mut config = <app::config::Config as clap::Parser>::parse_from(["app"]);
+    let mut config = app::config::Config::defaults();
     config.lm_model_path = Some(model.to_owned());
     config.lm_threads = Some(threads);
     config.max_concurrent_generations = SLOTS;

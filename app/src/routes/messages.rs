@@ -334,7 +334,7 @@ pub async fn open_stream(
                 .filter(|m| in_chat(m.chat_id) && m.role == store::Role::Assistant)
                 .ok_or(AppError::NotFound("message"))?;
             if message.status == Status::Streaming {
-                stored_events_following(state, encoding, session.id.clone(), message, resume_from)
+                stored_events_following(state, encoding, session.id.to_string(), message, resume_from)
             } else {
                 Box::pin(futures::stream::iter(final_events(
                     state,

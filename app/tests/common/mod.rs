@@ -9,7 +9,6 @@ pub mod sse;
 use std::{net::SocketAddr, path::PathBuf};
 
 use app::{AppState, config::Config, store::Store};
-use clap::Parser;
 use sea_orm::{ConnectionTrait, Statement};
 use tokio::sync::oneshot;
 
@@ -38,7 +37,7 @@ pub fn repo_path(relative: &str) -> PathBuf {
 
 /// A config for tests: a fresh database and data directory.
 pub async fn test_config(data_dir: &std::path::Path) -> Config {
-    let mut config = Config::parse_from(["app"]);
+    let mut config = Config::defaults();
     config.bind_addr = "127.0.0.1:0".parse().unwrap();
     config.data_dir = data_dir.to_path_buf();
     config.database_url = Some(fresh_database_url(data_dir).await);
@@ -93,7 +92,7 @@ pub async fn embedded_engine(model: &str) -> app::engine::Engine {
             .get_or_insert_with(HashMap::new)
             .entry(model.to_owned())
             .or_insert_with(|| {
-                let mut config = Config::parse_from(["app"]);
+                let mut config = Config::defaults();
                 config.lm_model_path = Some(shared_model(model));
                 config.lm_threads = Some(2);
                 let settings = app::embedded_settings(&config);
