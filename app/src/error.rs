@@ -1,8 +1,12 @@
-//! The one error type of request handlers. A handler returns `AppError`; its response carries an
-//! [`ErrorInfo`] extension, and the `error_pages` middleware (routes/mod.rs) turns that into what
-//! the client can use: an HTML fragment for htmx, a page for a browser, JSON under `/api`.
+//! The one error type of the use cases and request handlers. Turned into a response, an
+//! `AppError` only converts: a status, the headers that go with it (`Retry-After`,
+//! `WWW-Authenticate`) and itself in the response's extensions. The error middleware
+//! (`routes::errors`, as in axum's error-handling example) logs it once and writes the body
+//! once, for the kind of client asking: an HTML fragment for htmx, a page, problem details.
+use std::sync::Arc;
+
 use axum::{
-    http::StatusCode,
+    http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 
@@ -45,13 +49,6 @@ pub enum AppError {
     Internal(#[from] anyhow::Error),
 }
 
-/// What the error middleware needs to render an error for any kind of client.
-#[derive(Debug, Clone)]
-pub struct ErrorInfo {
-    pub status: StatusCode,
-    pub message: String,
-}
-
 impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
@@ -82,23 +79,18 @@ impl From<sea_orm::DbErr> for AppError {
     }
 }
 
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        // The cause goes to the log; the user gets a message that does not leak internals.
-        let message = match &self {
-            AppError::Database(e) => {
-                tracing::error!(error = %e, "database error");
+impl AppError {
+    /// What the person reads: the error itself, or for failures on our side a message that
+    /// does not leak internals.
+    pub fn user_message(&self) -> String {
+        match self {
+            AppError::Database(_) => {
                 "Something went wrong on our side while saving or loading. Please try again.".into()
             }
-            AppError::DatabaseUnavailable(e) => {
-                tracing::warn!(error = %e, "database unavailable");
+            AppError::DatabaseUnavailable(_) => {
                 "The database is not reachable right now. Nothing was lost; please try again in a moment.".into()
             }
-            AppError::Internal(e) => {
-                tracing::error!(error = ?e, "internal error");
-                "Something went wrong on our side. Please try again.".into()
-            }
+            AppError::Internal(_) => "Something went wrong on our side. Please try again.".into(),
             other => {
                 let mut text = other.to_string();
                 if let Some(first) = text.get(..1) {
@@ -107,23 +99,37 @@ impl IntoResponse for AppError {
                 }
                 text
             }
-        };
-        let mut response = (status, message.clone()).into_response();
-        if let AppError::Unauthorized(_) = &self {
-            response.headers_mut().insert(
-                axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Bearer"),
-            );
         }
-        if let AppError::RateLimited { retry_after, .. } = &self {
-            response.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from(retry_after.as_secs().max(1)),
-            );
+    }
+
+    /// Logs the cause of a failure on our side; what a client got wrong is not logged.
+    pub fn log(&self) {
+        match self {
+            AppError::Database(e) => tracing::error!(error = %e, "database error"),
+            AppError::DatabaseUnavailable(e) => tracing::warn!(error = %e, "database unavailable"),
+            AppError::Internal(e) => tracing::error!(error = ?e, "internal error"),
+            _ => {}
         }
-        response
-            .extensions_mut()
-            .insert(ErrorInfo { status, message });
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let mut response = self.status().into_response();
+        let headers = response.headers_mut();
+        match &self {
+            AppError::Unauthorized(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            AppError::RateLimited { retry_after, .. } => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(retry_after.as_secs().max(1)),
+                );
+            }
+            _ => {}
+        }
+        response.extensions_mut().insert(Arc::new(self));
         response
     }
 }

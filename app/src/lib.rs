@@ -2,7 +2,9 @@
 //! connects the database, applies migrations, starts the engine, builds the state and the
 //! router (`routes::router`), and serves until SIGINT/SIGTERM.
 pub mod assets;
+pub mod chat;
 pub mod config;
+pub mod domain;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod engine;
@@ -15,6 +17,7 @@ pub mod render;
 pub mod routes;
 pub mod session;
 pub mod store;
+pub mod stream;
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 

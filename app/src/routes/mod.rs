@@ -1,15 +1,15 @@
-//! The HTTP layer: one module per resource, and `router`, the one place that assembles the routes
-//! and their middleware. Nothing outside this module speaks HTTP.
+//! The HTTP layer: `router`, the one place that assembles the routes and their middleware; the
+//! pages (`pages`, one module per resource) and the JSON API (`api`), both thin adapters over
+//! the use cases (`crate::chat`); the reply stream's encoders (`stream`); what the templates
+//! are given (`views`). Nothing outside this module speaks HTTP. See ARCHITECTURE.md.
 mod api;
-mod chats;
 mod health;
-mod messages;
-mod profile;
-mod search;
+mod pages;
 mod security;
-mod settings;
-mod transfer;
+mod stream;
+mod views;
 
+pub use api::Problem;
 pub use security::ClientAddress;
 
 use axum::{
@@ -30,11 +30,8 @@ use tower_http::{
 };
 use uuid::Uuid;
 
-use crate::{
-    AppState,
-    error::{AppError, ErrorInfo},
-    session,
-};
+use crate::{AppState, chat::Export, error::AppError, session};
+use pages::{chats, messages, profile, search, settings, transfer};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -67,8 +64,7 @@ pub fn router(state: AppState) -> Router {
         .route("/chats/{id}/export", get(transfer::export))
         .route(
             "/chats/import",
-            post(transfer::import_form)
-                .layer(DefaultBodyLimit::max(state.config.import_body_limit())),
+            post(transfer::import).layer(DefaultBodyLimit::max(state.config.import_body_limit())),
         )
         .route("/search", get(search::page))
         .route("/profile", post(profile::update))
@@ -113,7 +109,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(security::same_origin_only));
     let mut router = router
         .layer(DefaultBodyLimit::max(state.config.body_limit()))
-        .layer(middleware::from_fn_with_state(state.clone(), error_pages))
+        .layer(middleware::from_fn_with_state(state.clone(), errors))
         .layer(CatchPanicLayer::new())
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
@@ -167,19 +163,6 @@ pub fn parse_id(raw: &str, what: &'static str) -> Result<Uuid, AppError> {
     Uuid::parse_str(raw).map_err(|_| AppError::NotFound(what))
 }
 
-/// This session's chat, or "not found" (also for another session's: existence is not leaked).
-pub async fn chat_of_session(
-    state: &AppState,
-    session: &session::Session,
-    chat_id: Uuid,
-) -> Result<crate::store::chat::Model, AppError> {
-    state
-        .store
-        .find_chat(&session.id, chat_id)
-        .await?
-        .ok_or(AppError::NotFound("chat"))
-}
-
 /// Renders a template into an HTML response.
 pub fn render(
     state: &AppState,
@@ -206,10 +189,28 @@ pub fn redirect(htmx: bool, to: &str) -> Response {
     }
 }
 
-/// Turns error responses into what the client can use: a fragment aimed at the page's `#flash`
-/// region for htmx, a full page for browsers, JSON under `/api`. Errors from axum's own
-/// extractors (bodies too large, unreadable forms) get the same treatment.
-async fn error_pages(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// A chat's export as a download.
+pub fn download(export: Export) -> Response {
+    let mut response = export.body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(export.content_type),
+    );
+    let disposition = format!("attachment; filename=\"{}\"", export.file_name);
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The one place errors are logged and their bodies written. A handler's [`AppError`] travels
+/// in its response's extensions; so do none of axum's own rejections (bodies too large,
+/// unreadable forms), which get a message by their status. The body is what the client can
+/// use: a fragment aimed at the page's `#flash` region for htmx, a full page for browsers,
+/// problem details under `/api`.
+async fn errors(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let htmx = is_htmx(request.headers().get("hx-request"));
     let api = api::is_api_path(request.uri().path());
     let response = next.run(request).await;
@@ -217,35 +218,21 @@ async fn error_pages(State(state): State<AppState>, request: Request, next: Next
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
-    let info = match response.extensions().get::<ErrorInfo>() {
-        Some(info) => info.clone(),
-        None => ErrorInfo {
-            status,
-            message: default_message(status).to_owned(),
-        },
+    let message = match response.extensions().get::<std::sync::Arc<AppError>>() {
+        Some(error) => {
+            error.log();
+            error.user_message()
+        }
+        None => default_message(status).to_owned(),
     };
-    // Headers the error's own response carried that the client still needs.
-    let kept: Vec<(HeaderName, HeaderValue)> = response
-        .headers()
-        .iter()
-        .filter(|(name, _)| {
-            [
-                REQUEST_ID,
-                header::RETRY_AFTER,
-                header::SET_COOKIE,
-                header::WWW_AUTHENTICATE,
-            ]
-            .contains(name)
-        })
-        .map(|(name, value)| (name.clone(), value.clone()))
-        .collect();
+    let (parts, _) = response.into_parts();
     let mut rendered = if api {
-        api::Problem::new(status, info.message.clone()).into_response()
+        Problem::new(status, message).into_response()
     } else {
         let context = minijinja::context! {
             status => status.as_u16(),
             reason => status.canonical_reason().unwrap_or("Error"),
-            message => info.message.clone(),
+            message => message.clone(),
         };
         let template = if htmx {
             "fragments/error.html"
@@ -256,18 +243,26 @@ async fn error_pages(State(state): State<AppState>, request: Request, next: Next
             Ok(html) => (status, Html(html)).into_response(),
             Err(e) => {
                 tracing::error!("rendering {template}: {e:#}");
-                (status, info.message).into_response()
+                (status, message).into_response()
             }
         }
     };
+    // Headers the error's own response carried that the client still needs.
+    for name in [
+        REQUEST_ID,
+        header::RETRY_AFTER,
+        header::SET_COOKIE,
+        header::WWW_AUTHENTICATE,
+    ] {
+        for value in parts.headers.get_all(&name) {
+            rendered.headers_mut().append(name.clone(), value.clone());
+        }
+    }
     if htmx && !api {
         // htmx swaps error responses (see the htmx-config meta tag) into the flash region.
         let headers = rendered.headers_mut();
         headers.insert("hx-retarget", HeaderValue::from_static("#flash"));
         headers.insert("hx-reswap", HeaderValue::from_static("innerHTML"));
-    }
-    for (name, value) in kept {
-        rendered.headers_mut().append(name, value);
     }
     if status == StatusCode::SERVICE_UNAVAILABLE {
         rendered
@@ -293,52 +288,4 @@ fn default_message(status: StatusCode) -> &'static str {
         s if s.is_server_error() => "Something went wrong on our side. Please try again.",
         _ => "The request could not be completed.",
     }
-}
-
-/// An entity enum as the API and exports write it: its serde name (`user`, `complete`, ...).
-pub fn serde_name(value: impl Serialize) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
-/// Refuses text with NUL characters, which no database column can store.
-pub fn reject_nul(text: &str) -> Result<(), AppError> {
-    if text.contains('\0') {
-        return Err(AppError::Invalid(
-            "That text contains a NUL character, which cannot be saved. Please remove it.".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// A size as people read it: bytes below 1 KiB, else whole KiB (rounded so that "over the limit"
-/// never reads as equal to it).
-pub fn size(bytes: usize) -> String {
-    if bytes < 1024 {
-        format!("{bytes} bytes")
-    } else if bytes.is_multiple_of(1024) {
-        format!("{} KiB", bytes / 1024)
-    } else {
-        format!("{:.1} KiB", bytes as f64 / 1024.0)
-    }
-}
-
-/// Validates a user's message: not blank, within the size limit, storable.
-pub fn validate_message(content: &str, max_bytes: usize) -> Result<(), AppError> {
-    reject_nul(content)?;
-    if content.trim().is_empty() {
-        return Err(AppError::Invalid(
-            "Please write a message before sending.".into(),
-        ));
-    }
-    if content.len() > max_bytes {
-        return Err(AppError::TooLarge(format!(
-            "That message is {}; the limit is {}. Please shorten it.",
-            size(content.len()),
-            size(max_bytes)
-        )));
-    }
-    Ok(())
 }

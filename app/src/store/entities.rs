@@ -52,6 +52,18 @@ pub mod chat {
     }
 
     impl ActiveModelBehavior for ActiveModel {}
+
+    impl Model {
+        /// The chat's own settings (`None`: the configured default).
+        pub fn settings(&self) -> crate::domain::ChatSettings {
+            crate::domain::ChatSettings {
+                system_prompt: self.system_prompt.clone(),
+                temperature: self.temperature,
+                max_tokens: self.max_tokens,
+                model: self.model.clone(),
+            }
+        }
+    }
 }
 
 pub mod message {

@@ -97,14 +97,7 @@ pub enum NewReply {
     NotLatestUserMessage,
 }
 
-/// A chat's own settings; `None` fields use the configured defaults.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ChatSettings {
-    pub system_prompt: Option<String>,
-    pub temperature: Option<f32>,
-    pub max_tokens: Option<i32>,
-    pub model: Option<String>,
-}
+pub use crate::domain::ChatSettings;
 
 /// A chat whose title is still the first words of its first message, with what a better title
 /// would be made from.

@@ -20,10 +20,16 @@ use tokio::{
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use uuid::Uuid;
 
+mod prompt;
+mod title;
+
+pub use prompt::{fit_to_context, reply_options};
+pub use title::clean_generated_title;
+
 use crate::{
     engine::Engine,
     lm::{LmError, LmEvent, PromptMessage, ReplyOptions},
-    store::{ReplyEnd, Role, Status, Store, chat, message},
+    store::{ReplyEnd, Status, Store, message},
 };
 
 #[derive(Clone, Debug)]
@@ -57,8 +63,8 @@ pub enum Phase {
     Generating,
     /// Ended and saved.
     Finished {
-        status: Status,
-        error: Option<String>,
+        /// The reply as saved.
+        reply: Box<message::Model>,
         /// The model was asked for the chat's title: the page should look for it (it may even
         /// be there already).
         title_started: bool,
@@ -80,6 +86,8 @@ pub struct Reply {
     pub chat_id: Uuid,
     session_id: String,
     seq: i64,
+    /// The row as it was stored when the reply started; its end is this with the text added.
+    row: message::Model,
     state: watch::Sender<ReplyState>,
     stop: CancellationToken,
 }
@@ -169,6 +177,7 @@ impl Generations {
             chat_id: reply.chat_id,
             session_id: reply.session_id.clone(),
             seq: reply.seq,
+            row: reply.clone(),
             state: watch::Sender::new(ReplyState {
                 text: String::new(),
                 reasoning: String::new(),
@@ -312,11 +321,21 @@ async fn run(inner: Arc<Inner>, reply: Arc<Reply>) {
     save_end(&inner, &reply, &text, &reasoning, &end).await;
     let title_started = end.status == Status::Complete
         && inner.settings.generate_titles
-        && start_title(&inner, &reply).await;
+        && title::start(&inner, &reply).await;
+    let saved = Box::new(message::Model {
+        content: text,
+        reasoning: (!reasoning.is_empty()).then_some(reasoning),
+        status: end.status,
+        error: end.error,
+        finish_reason: end.finish_reason,
+        prompt_tokens: end.prompt_tokens,
+        completion_tokens: end.completion_tokens,
+        updated_at: chrono::Utc::now(),
+        ..reply.row.clone()
+    });
     reply.state.send_modify(|s| {
         s.phase = Phase::Finished {
-            status: end.status,
-            error: end.error.clone(),
+            reply: saved,
             title_started,
         }
     });
@@ -446,20 +465,6 @@ async fn generate(inner: &Inner, reply: &Reply) -> ReplyEnd {
     end
 }
 
-/// What a reply is generated with, from the chat's settings and the configured defaults.
-pub fn reply_options(settings: &GenerationSettings, chat: &chat::Model) -> ReplyOptions {
-    ReplyOptions {
-        model: chat.model.clone(),
-        max_tokens: chat
-            .max_tokens
-            .and_then(|n| u32::try_from(n).ok())
-            .unwrap_or(settings.max_tokens),
-        temperature: chat.temperature.unwrap_or(settings.temperature),
-        top_p: settings.top_p,
-        seed: settings.seed,
-    }
-}
-
 /// System prompt + as much recent history as fits the model's context, and the chat's settings.
 async fn build_prompt(
     inner: &Inner,
@@ -497,195 +502,6 @@ async fn build_prompt(
     let prompt = fit_to_context(system_prompt, &history, budget, options.max_tokens, &count)
         .map_err(failed)?;
     Ok((prompt, options))
-}
-
-/// After a chat's first complete reply, while its title is still the first words of the first
-/// message: ask the model for a better one, in the background. The chat is marked as waiting
-/// for its title before the reply's end is announced, so the page knows to look for it.
-/// Returns whether a title is being written.
-async fn start_title(inner: &Arc<Inner>, reply: &Reply) -> bool {
-    // Only a chat's first replies can be its first complete one: later replies cost no query.
-    if reply.seq > crate::store::TITLE_LOOKAHEAD as i64 {
-        return false;
-    }
-    let candidate = match inner
-        .store
-        .title_candidate(&reply.session_id, reply.chat_id)
-        .await
-    {
-        Ok(Some(candidate)) => candidate,
-        Ok(None) => return false,
-        Err(e) => {
-            tracing::warn!(error = %e, "checking whether a chat needs a title");
-            return false;
-        }
-    };
-    let chat_id = reply.chat_id;
-    let session_id = reply.session_id.clone();
-    inner
-        .registry
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .titles
-        .insert(chat_id);
-    let inner = inner.clone();
-    tokio::spawn(async move {
-        let prompt = title_prompt(&candidate.first_message, &candidate.first_reply);
-        let options = ReplyOptions {
-            model: candidate.model.clone(),
-            max_tokens: 24,
-            temperature: 0.2,
-            top_p: inner.settings.top_p,
-            seed: inner.settings.seed,
-        };
-        match inner
-            .lm
-            .complete(&prompt, &options, Duration::from_secs(30))
-            .await
-        {
-            Ok(answer) => match clean_generated_title(&answer) {
-                Some(title) => {
-                    if let Err(e) = inner
-                        .store
-                        .replace_automatic_title(&session_id, chat_id, &candidate.title, &title)
-                        .await
-                    {
-                        tracing::warn!(error = %e, "saving a generated title");
-                    }
-                }
-                None => {
-                    tracing::info!(%chat_id, "the model's title was unusable; the first words stay")
-                }
-            },
-            Err(e) => {
-                tracing::info!(error = %e, %chat_id, "no generated title; the first words stay")
-            }
-        }
-        inner
-            .registry
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .titles
-            .remove(&chat_id);
-    });
-    true
-}
-
-/// The request for a title: the start of the conversation, clipped.
-fn title_prompt(first_message: &str, first_reply: &str) -> Vec<PromptMessage> {
-    let clip = |text: &str, n: usize| text.chars().take(n).collect::<String>();
-    vec![
-        PromptMessage {
-            role: "system",
-            content: "You name conversations. Answer with a title of at most six words for the conversation below: no quotes, no trailing punctuation, nothing else.".into(),
-        },
-        PromptMessage {
-            role: "user",
-            content: format!(
-                "User: {}\n\nAssistant: {}\n\nTitle:",
-                clip(first_message, 1000),
-                clip(first_reply, 1000)
-            ),
-        },
-    ]
-}
-
-/// The model's title on one line, without quotes, a "Title:" label or a trailing full stop;
-/// `None` when nothing usable is left.
-pub fn clean_generated_title(answer: &str) -> Option<String> {
-    let line = answer.lines().map(str::trim).find(|l| !l.is_empty())?;
-    let line = line
-        .strip_prefix("Title:")
-        .or_else(|| line.strip_prefix("title:"))
-        .unwrap_or(line);
-    let quotes: &[char] = &['"', '\'', '“', '”', '‘', '’', '*', '`', '#'];
-    let title = line
-        .trim()
-        .trim_matches(quotes)
-        .trim()
-        .trim_end_matches(['.', '!', ':', ';', ','])
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
-    if title.is_empty() || title.contains('\0') {
-        return None;
-    }
-    Some(crate::store::title_from(&title))
-}
-
-/// Builds the prompt: the system prompt, then the history trimmed oldest-first so that it fits
-/// `context` tokens with room left for the reply. The system prompt and the newest message always
-/// stay; when even they do not fit, that is an error before the model is called. Replies that
-/// failed are left out, and of several replies to one message only the last counts. `count`
-/// gives a message's cost in tokens (the engine's tokenizer, or an estimate).
-pub fn fit_to_context(
-    system_prompt: &str,
-    history: &[message::Model],
-    context: Option<u32>,
-    max_reply_tokens: u32,
-    count: &dyn Fn(&PromptMessage) -> u32,
-) -> Result<Vec<PromptMessage>, LmError> {
-    let mut turns: Vec<PromptMessage> = Vec::with_capacity(history.len());
-    for message in history {
-        let role = match message.role {
-            Role::User => "user",
-            Role::Assistant => "assistant",
-            Role::System => "system",
-        };
-        if message.superseded {
-            continue;
-        }
-        if message.role == Role::Assistant
-            && (message.status == Status::Error
-                || message.status == Status::Streaming
-                || message.content.is_empty())
-        {
-            continue;
-        }
-        if role == "assistant" && turns.last().is_some_and(|t| t.role == "assistant") {
-            turns.pop();
-        }
-        turns.push(PromptMessage {
-            role,
-            content: message.content.clone(),
-        });
-    }
-    // A new reply answers the latest user message: earlier replies to it are not part of its prompt.
-    while turns.last().is_some_and(|t| t.role == "assistant") {
-        turns.pop();
-    }
-    let system = (!system_prompt.trim().is_empty()).then(|| PromptMessage {
-        role: "system",
-        content: system_prompt.to_owned(),
-    });
-
-    let Some(context) = context else {
-        return Ok(system.into_iter().chain(turns).collect());
-    };
-    // Room for the reply: up to a quarter of the context.
-    let budget = context.saturating_sub(max_reply_tokens.min(context / 4));
-    let mut used = system.as_ref().map_or(0, count);
-    let mut kept = 0;
-    for (i, turn) in turns.iter().enumerate().rev() {
-        let cost = count(turn);
-        let newest = i + 1 == turns.len();
-        if used + cost > budget {
-            if newest {
-                return Err(LmError::MessageTooLarge {
-                    tokens: cost,
-                    budget: budget.saturating_sub(used),
-                });
-            }
-            break;
-        }
-        used += cost;
-        kept += 1;
-    }
-    let first_kept = turns.len() - kept;
-    Ok(system
-        .into_iter()
-        .chain(turns.into_iter().skip(first_kept))
-        .collect())
 }
 
 /// Saves how the reply ended. While the database is unreachable it keeps trying (the text is
@@ -741,153 +557,5 @@ async fn save_end(inner: &Inner, reply: &Reply, text: &str, reasoning: &str, end
         tracing::warn!(error = %error, message_id = %reply.message_id, "saving the reply failed; retrying");
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_secs(5));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::Utc;
-
-    /// The estimate llama-server's engine uses (no tokenizer at hand).
-    fn estimate(turn: &PromptMessage) -> u32 {
-        crate::lm::estimate_tokens(&turn.content)
-    }
-
-    fn msg(seq: i64, role: Role, status: Status, content: &str) -> message::Model {
-        message::Model {
-            id: Uuid::now_v7(),
-            chat_id: Uuid::nil(),
-            session_id: "s".into(),
-            seq,
-            role,
-            content: content.into(),
-            status,
-            error: None,
-            finish_reason: None,
-            prompt_tokens: None,
-            completion_tokens: None,
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
-            reasoning: None,
-            superseded: false,
-            owner: None,
-            lease_expires_at: None,
-            stop_requested: false,
-        }
-    }
-
-    fn roles(prompt: &[PromptMessage]) -> Vec<(&str, &str)> {
-        prompt
-            .iter()
-            .map(|p| (p.role, p.content.as_str()))
-            .collect()
-    }
-
-    #[test]
-    fn without_a_budget_everything_is_sent() {
-        let history = [
-            msg(1, Role::Assistant, Status::Complete, "hi"),
-            msg(2, Role::User, Status::Complete, "q"),
-        ];
-        let prompt = fit_to_context("sys", &history, None, 100, &estimate).unwrap();
-        assert_eq!(
-            roles(&prompt),
-            [("system", "sys"), ("assistant", "hi"), ("user", "q")]
-        );
-    }
-
-    #[test]
-    fn oldest_turns_go_first_and_system_and_newest_stay() {
-        let old = "o".repeat(300); // ~104 tokens each
-        let history = [
-            msg(1, Role::User, Status::Complete, &old),
-            msg(2, Role::Assistant, Status::Complete, &old),
-            msg(3, Role::User, Status::Complete, "newest question"),
-        ];
-        // 256 context, 64 reserved for the reply: 192 for the prompt; system ~8, newest ~9.
-        let prompt = fit_to_context("be brief", &history, Some(256), 64, &estimate).unwrap();
-        assert_eq!(prompt.first().unwrap().role, "system");
-        assert_eq!(prompt.last().unwrap().content, "newest question");
-        assert_eq!(
-            prompt.len(),
-            3,
-            "one old turn dropped: {:?}",
-            roles(&prompt)
-        );
-        assert_eq!(prompt[1].role, "assistant");
-    }
-
-    #[test]
-    fn a_message_too_large_for_the_context_is_an_error() {
-        let history = [msg(1, Role::User, Status::Complete, &"x".repeat(3000))];
-        let error = fit_to_context("sys", &history, Some(256), 64, &estimate).unwrap_err();
-        assert!(
-            matches!(error, LmError::MessageTooLarge { .. }),
-            "{error:?}"
-        );
-        assert!(error.to_string().contains("too long"));
-    }
-
-    #[test]
-    fn earlier_versions_of_an_edited_message_are_left_out() {
-        let mut old_question = msg(3, Role::User, Status::Complete, "old question");
-        old_question.superseded = true;
-        let mut old_answer = msg(4, Role::Assistant, Status::Complete, "old answer");
-        old_answer.superseded = true;
-        let history = [
-            msg(1, Role::User, Status::Complete, "q"),
-            msg(2, Role::Assistant, Status::Complete, "a"),
-            old_question,
-            old_answer,
-            msg(5, Role::User, Status::Complete, "edited question"),
-        ];
-        let prompt = fit_to_context("", &history, None, 10, &estimate).unwrap();
-        assert_eq!(
-            roles(&prompt),
-            [
-                ("user", "q"),
-                ("assistant", "a"),
-                ("user", "edited question")
-            ]
-        );
-    }
-
-    #[test]
-    fn generated_titles_are_cleaned_or_refused() {
-        assert_eq!(
-            clean_generated_title("\"Rust ownership, explained.\"\nMore text").as_deref(),
-            Some("Rust ownership, explained")
-        );
-        assert_eq!(
-            clean_generated_title("  Title: **Trip   planning**  ").as_deref(),
-            Some("Trip planning")
-        );
-        assert_eq!(clean_generated_title("\n\n  \"\"  "), None);
-        assert_eq!(clean_generated_title(""), None);
-        let long = clean_generated_title(&"word ".repeat(40)).unwrap();
-        assert!(long.chars().count() <= 61, "{long}");
-    }
-
-    #[test]
-    fn failed_and_superseded_replies_are_left_out() {
-        let history = [
-            msg(1, Role::User, Status::Complete, "q"),
-            msg(2, Role::Assistant, Status::Complete, "first try"),
-            msg(3, Role::Assistant, Status::Error, "partial"),
-            msg(4, Role::Assistant, Status::Stopped, "second try"),
-            msg(5, Role::User, Status::Complete, "q2"),
-            msg(
-                6,
-                Role::Assistant,
-                Status::Complete,
-                "answer being regenerated",
-            ),
-        ];
-        let prompt = fit_to_context("", &history, None, 10, &estimate).unwrap();
-        assert_eq!(
-            roles(&prompt),
-            [("user", "q"), ("assistant", "second try"), ("user", "q2")]
-        );
     }
 }

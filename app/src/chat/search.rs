@@ -1,97 +1,64 @@
-//! Search over this session's chats: titles and message text, each result linking to the
-//! message in its chat.
-use axum::{
-    extract::{Query, State},
-    response::Html,
-};
-use serde::{Deserialize, Serialize};
-
+//! Search over the session's chats: titles and message text, each message hit with the words
+//! around the match and the page of its chat that holds it.
 use crate::{
     AppState,
-    error::{AppError, AppResult},
+    domain::SearchQuery,
+    error::AppResult,
     session::Session,
     store::{SearchHit, chat},
 };
 
-use super::{chats::MESSAGES_PER_PAGE, reject_nul, render};
-
-/// Longest query accepted, in characters.
-pub const MAX_QUERY_CHARS: usize = 200;
-/// Most chats and messages one search shows.
-const CHATS_SHOWN: u64 = 20;
-const MESSAGES_SHOWN: u64 = 50;
-/// Characters of context shown on each side of a match.
+/// Most chats and messages one search returns.
+const CHATS_FOUND: u64 = 20;
+const MESSAGES_FOUND: u64 = 50;
+/// Characters of context kept on each side of a match.
 const CONTEXT_CHARS: usize = 80;
 
-#[derive(Deserialize)]
-pub struct SearchQuery {
-    #[serde(default)]
-    pub q: String,
-}
-
 /// A message that matched, with the text around the match.
-#[derive(Serialize)]
 pub struct MessageHit {
-    pub hit_chat_id: String,
-    pub chat_title: String,
-    pub message_id: String,
-    pub role: crate::store::Role,
+    pub hit: SearchHit,
     /// The `before` of the chat page that holds the message, whatever its age (the chat page
     /// shows the newest page when it is past the end).
     pub page_before: i64,
     pub before: String,
     pub matched: String,
     pub after: String,
-    #[serde(skip)]
-    pub hit: SearchHit,
 }
 
-pub struct Results {
+pub struct SearchResults {
+    /// Chats whose title contains the text.
     pub chats: Vec<chat::Model>,
+    /// Messages that contain it, newest first.
     pub messages: Vec<MessageHit>,
 }
 
-/// The query as searched: trimmed; blank is no search; too long or unstorable is an error.
-pub fn clean_query(raw: &str) -> AppResult<Option<String>> {
-    reject_nul(raw)?;
-    let query = raw.trim();
-    if query.is_empty() {
-        return Ok(None);
-    }
-    if query.chars().count() > MAX_QUERY_CHARS {
-        return Err(AppError::Invalid(format!(
-            "Please search for at most {MAX_QUERY_CHARS} characters."
-        )));
-    }
-    Ok(Some(query.to_owned()))
-}
-
-pub async fn search(state: &AppState, session: &Session, query: &str) -> AppResult<Results> {
+#[tracing::instrument(skip_all)]
+pub async fn search(
+    state: &AppState,
+    session: &Session,
+    query: &SearchQuery,
+) -> AppResult<SearchResults> {
+    let query = query.as_str();
     let (chats, hits) = tokio::try_join!(
-        state.store.search_chats(&session.id, query, CHATS_SHOWN),
+        state.store.search_chats(&session.id, query, CHATS_FOUND),
         state
             .store
-            .search_messages(&session.id, query, MESSAGES_SHOWN),
+            .search_messages(&session.id, query, MESSAGES_FOUND),
     )?;
     let messages = hits
         .into_iter()
         .map(|hit| {
             let (before, matched, after) = snippet(&hit.message.content, query);
-            let m = &hit.message;
             MessageHit {
-                hit_chat_id: m.chat_id.to_string(),
-                chat_title: hit.chat_title.clone(),
-                message_id: m.id.to_string(),
-                role: m.role,
-                page_before: m.seq + MESSAGES_PER_PAGE as i64 / 2,
+                page_before: hit.message.seq + super::MESSAGES_PER_PAGE as i64 / 2,
+                hit,
                 before,
                 matched,
                 after,
-                hit,
             }
         })
         .collect();
-    Ok(Results { chats, messages })
+    Ok(SearchResults { chats, messages })
 }
 
 /// The first match of `query` in `text` (ignoring case) with some words around it, as
@@ -135,45 +102,6 @@ pub fn snippet(text: &str, query: &str) -> (String, String, String) {
         format!("{ellipsis_before}{}", before.trim_start()),
         text[start..end].to_owned(),
         format!("{}{ellipsis_after}", after.trim_end()),
-    )
-}
-
-#[derive(Serialize)]
-struct SearchPage {
-    frame: super::chats::Frame,
-    q: String,
-    searched: bool,
-    chats: Vec<chat::Model>,
-    messages: Vec<MessageHit>,
-    max_query_chars: usize,
-}
-
-/// `GET /search?q=`: the form, and what matched.
-pub async fn page(
-    State(state): State<AppState>,
-    session: Session,
-    Query(query): Query<SearchQuery>,
-) -> AppResult<Html<String>> {
-    let cleaned = clean_query(&query.q)?;
-    let frame = super::chats::frame(&state, &session).await?;
-    let results = match &cleaned {
-        Some(q) => search(&state, &session, q).await?,
-        None => Results {
-            chats: Vec::new(),
-            messages: Vec::new(),
-        },
-    };
-    render(
-        &state,
-        "search.html",
-        SearchPage {
-            frame,
-            q: query.q.trim().to_owned(),
-            searched: cleaned.is_some(),
-            chats: results.chats,
-            messages: results.messages,
-            max_query_chars: MAX_QUERY_CHARS,
-        },
     )
 }
 

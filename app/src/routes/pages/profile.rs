@@ -1,4 +1,4 @@
-//! The visitor's display name, kept with the session and shown on their messages.
+//! The visitor's display name.
 use axum::{
     Form,
     extract::State,
@@ -7,11 +7,13 @@ use axum::{
 };
 use serde::Deserialize;
 
-use crate::{AppState, error::AppError, session::Session};
-
-use super::{Htmx, redirect, render};
-
-pub const MAX_NAME_CHARS: usize = 40;
+use crate::{
+    AppState, chat,
+    domain::DisplayName,
+    error::AppResult,
+    routes::{Htmx, redirect, render},
+    session::Session,
+};
 
 #[derive(Deserialize)]
 pub struct ProfileForm {
@@ -25,30 +27,13 @@ pub async fn update(
     Htmx(htmx): Htmx,
     headers: HeaderMap,
     Form(form): Form<ProfileForm>,
-) -> Result<Response, AppError> {
-    super::reject_nul(&form.display_name)?;
-    let name = form
-        .display_name
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
-    if name.chars().count() > MAX_NAME_CHARS {
-        return Err(AppError::Invalid(format!(
-            "Please use a name of at most {MAX_NAME_CHARS} characters."
-        )));
-    }
-    let name = (!name.is_empty()).then_some(name);
-    state
-        .store
-        .set_display_name(&session.id, name.as_deref())
-        .await?;
+) -> AppResult<Response> {
+    let name = DisplayName::parse(&form.display_name)?;
+    chat::set_display_name(&state, &session, name.as_ref()).await?;
     if htmx {
-        let html = render(
-            &state,
-            "fragments/profile.html",
-            minijinja::context! { display_name => name },
-        )?;
-        return Ok(html.into_response());
+        let display_name = name.as_ref().map(DisplayName::as_str);
+        let context = minijinja::context! { display_name };
+        return Ok(render(&state, "fragments/profile.html", context)?.into_response());
     }
     Ok(redirect(false, &back_to(&headers)))
 }

@@ -1,31 +1,26 @@
-//! Export a chat (Markdown to read, JSON to keep) and import a JSON export as a new chat.
-use axum::{
-    extract::{Multipart, Path, Query, State},
-    http::{HeaderValue, header},
-    response::{IntoResponse, Response},
-};
+//! A chat as a download (Markdown to read, JSON to keep) and a JSON export imported as a new
+//! chat. The JSON export is the format other tools may rely on: `format`, `version`, `title`,
+//! `settings` (a chat's [`ChatSettings`]), `messages`.
+use std::net::IpAddr;
+
 use chrono::{DateTime, Utc};
+use sea_orm::ActiveEnum;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 use crate::{
     AppState,
+    domain::{ChatSettings, Title, reject_nul},
     error::{AppError, AppResult},
     limits::Action,
     session::Session,
-    store::{ChatSettings, ImportedChat, ImportedMessage, Role, Status, chat, message},
-};
-
-use super::{
-    ClientAddress, Htmx, chat_of_session, chats::clean_title, parse_id, redirect, reject_nul,
-    serde_name,
+    store::{ImportedChat, ImportedMessage, Role, Status, chat, message},
 };
 
 /// What `format` says in every export.
 pub const EXPORT_FORMAT: &str = "chat-export";
 pub const EXPORT_VERSION: u32 = 1;
-/// Every message of a chat goes into its export.
-const ALL_MESSAGES: u64 = 1_000_000;
 
 /// A chat as a JSON export: everything needed to import it again.
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -42,16 +37,8 @@ pub struct ChatExport {
     #[serde(default)]
     pub exported_at: Option<DateTime<Utc>>,
     #[serde(default)]
-    pub settings: ExportSettings,
+    pub settings: ChatSettings,
     pub messages: Vec<ExportMessage>,
-}
-
-#[derive(Serialize, Deserialize, ToSchema, Default)]
-pub struct ExportSettings {
-    pub system_prompt: Option<String>,
-    pub temperature: Option<f32>,
-    pub max_tokens: Option<i32>,
-    pub model: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -91,19 +78,14 @@ pub fn export_document(chat: &chat::Model, messages: &[message::Model]) -> ChatE
         title: chat.title.clone(),
         created_at: Some(chat.created_at),
         exported_at: Some(Utc::now()),
-        settings: ExportSettings {
-            system_prompt: chat.system_prompt.clone(),
-            temperature: chat.temperature,
-            max_tokens: chat.max_tokens,
-            model: chat.model.clone(),
-        },
+        settings: chat.settings(),
         messages: messages
             .iter()
             .map(|m| ExportMessage {
-                role: serde_name(m.role),
+                role: m.role.to_value(),
                 content: m.content.clone(),
                 reasoning: m.reasoning.clone(),
-                status: serde_name(m.status),
+                status: m.status.to_value(),
                 error: m.error.clone(),
                 superseded: m.superseded,
                 created_at: Some(m.created_at),
@@ -167,15 +149,15 @@ fn quote(text: &str) -> String {
 }
 
 /// Turns an export into a chat to create, or says what is wrong with it.
-pub async fn parse_export(state: &AppState, export: ChatExport) -> AppResult<ImportedChat> {
+async fn parse_export(state: &AppState, export: ChatExport) -> AppResult<ImportedChat> {
     if export.format != EXPORT_FORMAT || export.version != EXPORT_VERSION {
         return Err(AppError::Invalid(format!(
             "This is not a chat export this app can read (format “{}”, version {}; expected “{EXPORT_FORMAT}”, version {EXPORT_VERSION}).",
             export.format, export.version
         )));
     }
-    let title = match clean_title(&export.title) {
-        Ok(title) => title,
+    let title = match Title::parse(&export.title) {
+        Ok(title) => title.as_str().to_owned(),
         Err(_) if export.title.trim().is_empty() => "Imported chat".to_owned(),
         Err(e) => return Err(e),
     };
@@ -222,12 +204,7 @@ pub async fn parse_export(state: &AppState, export: ChatExport) -> AppResult<Imp
     }
     // The settings are checked like the settings form's; a model this server does not serve
     // falls back to the default rather than making the chat unusable.
-    let mut requested = ChatSettings {
-        system_prompt: export.settings.system_prompt,
-        temperature: export.settings.temperature,
-        max_tokens: export.settings.max_tokens,
-        model: export.settings.model,
-    };
+    let mut requested = export.settings;
     if let Some(model) = &requested.model {
         let served = state
             .lm
@@ -239,7 +216,7 @@ pub async fn parse_export(state: &AppState, export: ChatExport) -> AppResult<Imp
         }
     }
     let current = requested.model.clone();
-    let settings = super::settings::validate(state, current.as_deref(), requested).await?;
+    let settings = super::settings::checked(state, current.as_deref(), requested).await?;
     Ok(ImportedChat {
         title,
         settings,
@@ -248,10 +225,11 @@ pub async fn parse_export(state: &AppState, export: ChatExport) -> AppResult<Imp
 }
 
 /// Creates a chat from an export (counts as creating a chat for the rate limits).
+#[tracing::instrument(skip_all)]
 pub async fn import(
     state: &AppState,
     session: &Session,
-    address: std::net::IpAddr,
+    address: IpAddr,
     export: ChatExport,
 ) -> AppResult<chat::Model> {
     let imported = parse_export(state, export).await?;
@@ -261,68 +239,68 @@ pub async fn import(
     Ok(state.store.import_chat(&session.id, imported).await?)
 }
 
-#[derive(Deserialize)]
-pub struct ExportQuery {
-    #[serde(default)]
-    format: Option<String>,
+/// The formats a chat exports to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormat {
+    Markdown,
+    Json,
 }
 
-/// `GET /chats/{id}/export?format=md|json`: a download.
+impl ExportFormat {
+    /// `md` (the default, also `markdown`) or `json`.
+    pub fn parse(format: Option<&str>) -> AppResult<Self> {
+        match format.unwrap_or("md") {
+            "md" | "markdown" => Ok(Self::Markdown),
+            "json" => Ok(Self::Json),
+            other => Err(AppError::Invalid(format!(
+                "Exports come as md or json, not “{other}”."
+            ))),
+        }
+    }
+}
+
+/// An export, ready to download.
+pub struct Export {
+    pub body: String,
+    pub content_type: &'static str,
+    /// `<words of the title>.<md|json>`: ASCII only, safe in a header.
+    pub file_name: String,
+}
+
+/// Every message of a chat goes into its export.
+const ALL_MESSAGES: u64 = 1_000_000;
+
+/// A chat and all its messages in `format`.
+#[tracing::instrument(skip_all, fields(%chat_id))]
 pub async fn export(
-    State(state): State<AppState>,
-    session: Session,
-    Path(id): Path<String>,
-    Query(query): Query<ExportQuery>,
-) -> AppResult<Response> {
-    let chat_id = parse_id(&id, "chat")?;
-    export_response(&state, &session, chat_id, query.format.as_deref()).await
-}
-
-/// A chat's export as a download, in the format asked for (`md` or `json`; default `md`).
-pub async fn export_response(
     state: &AppState,
     session: &Session,
-    chat_id: uuid::Uuid,
-    format: Option<&str>,
-) -> AppResult<Response> {
-    let markdown = match format.unwrap_or("md") {
-        "md" | "markdown" => true,
-        "json" => false,
-        other => {
-            return Err(AppError::Invalid(format!(
-                "Exports come as md or json, not “{other}”."
-            )));
-        }
-    };
-    let chat = chat_of_session(state, session, chat_id).await?;
+    chat_id: Uuid,
+    format: ExportFormat,
+) -> AppResult<Export> {
+    let chat = super::find(state, session, chat_id).await?;
     let messages = state
         .store
         .list_messages(&session.id, chat_id, None, ALL_MESSAGES)
         .await?;
-    let (body, content_type, extension) = if markdown {
-        (
+    let (body, content_type, extension) = match format {
+        ExportFormat::Markdown => (
             export_markdown(&chat, &messages),
             "text/markdown; charset=utf-8",
             "md",
-        )
-    } else {
-        let document = export_document(&chat, &messages);
-        let json = serde_json::to_string_pretty(&document)
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("writing an export: {e}")))?;
-        (json, "application/json", "json")
+        ),
+        ExportFormat::Json => {
+            let document = export_document(&chat, &messages);
+            let json = serde_json::to_string_pretty(&document)
+                .map_err(|e| AppError::Internal(anyhow::anyhow!("writing an export: {e}")))?;
+            (json, "application/json", "json")
+        }
     };
-    let disposition = format!(
-        "attachment; filename=\"{}.{extension}\"",
-        file_name(&chat.title)
-    );
-    let mut response = body.into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if let Ok(value) = HeaderValue::from_str(&disposition) {
-        headers.insert(header::CONTENT_DISPOSITION, value);
-    }
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(Export {
+        body,
+        content_type,
+        file_name: format!("{}.{extension}", file_name(&chat.title)),
+    })
 }
 
 /// A file name from a title: ASCII letters, digits and dashes, at most 60; `chat` if none.
@@ -344,44 +322,6 @@ pub fn file_name(title: &str) -> String {
     } else {
         name.to_owned()
     }
-}
-
-/// `POST /chats/import` (multipart, field `file`): the new chat, or what is wrong with the file.
-pub async fn import_form(
-    State(state): State<AppState>,
-    session: Session,
-    ClientAddress(address): ClientAddress,
-    Htmx(htmx): Htmx,
-    mut multipart: Multipart,
-) -> AppResult<Response> {
-    let mut file = None;
-    while let Some(field) = multipart.next_field().await.map_err(|e| {
-        AppError::BadRequest(format!("The upload could not be read: {}", e.body_text()))
-    })? {
-        if field.name() == Some("file") {
-            let bytes = field.bytes().await.map_err(|e| {
-                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    AppError::TooLarge(format!(
-                        "That file is too large to import; the limit is {}.",
-                        super::size(state.config.max_import_bytes)
-                    ))
-                } else {
-                    AppError::BadRequest(format!("The upload could not be read: {}", e.body_text()))
-                }
-            })?;
-            file = Some(bytes);
-        }
-    }
-    let file = file.filter(|f| !f.is_empty()).ok_or_else(|| {
-        AppError::Invalid("Please choose a chat export (a .json file) to import.".into())
-    })?;
-    let export: ChatExport = serde_json::from_slice(&file).map_err(|e| {
-        AppError::Invalid(format!(
-            "That file is not a chat export this app can read: {e}. Export a chat as JSON and import that file."
-        ))
-    })?;
-    let chat = import(&state, &session, address, export).await?;
-    Ok(redirect(htmx, &format!("/chats/{}", chat.id)))
 }
 
 #[cfg(test)]

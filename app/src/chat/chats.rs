@@ -1,0 +1,230 @@
+//! Chats: find, list, open with their history, create, rename, delete, and the sidebar.
+use std::net::IpAddr;
+
+use uuid::Uuid;
+
+use crate::{
+    AppState,
+    domain::{MessageText, Title},
+    error::{AppError, AppResult},
+    limits::Action,
+    session::Session,
+    store::{PageOfChats, chat, message},
+};
+
+/// Chats in the sidebar; all of them are on `/chats`, a page at a time.
+pub const CHATS_IN_SIDEBAR: u64 = 50;
+/// Messages the chat page shows at once; older ones are a link away.
+pub const MESSAGES_PER_PAGE: u64 = 100;
+
+/// This session's chat, or "not found" (also for another session's: existence is not leaked).
+#[tracing::instrument(skip_all, fields(%chat_id))]
+pub async fn find(state: &AppState, session: &Session, chat_id: Uuid) -> AppResult<chat::Model> {
+    state
+        .store
+        .find_chat(&session.id, chat_id)
+        .await?
+        .ok_or(AppError::NotFound("chat"))
+}
+
+/// A page of the session's chats, most recently active first, continuing after the chat
+/// `after` (the previous page's last).
+#[tracing::instrument(skip_all)]
+pub async fn list(
+    state: &AppState,
+    session: &Session,
+    after: Option<Uuid>,
+    limit: u64,
+) -> AppResult<PageOfChats> {
+    state
+        .store
+        .page_of_chats(&session.id, after, limit)
+        .await?
+        .ok_or(AppError::NotFound("chat"))
+}
+
+/// What every page shows around its content: the newest chats and the visitor's name.
+pub struct Sidebar {
+    pub chats: Vec<chat::Model>,
+    /// There are more chats than the sidebar shows.
+    pub more_chats: bool,
+    pub display_name: Option<String>,
+}
+
+pub async fn sidebar(state: &AppState, session: &Session) -> AppResult<Sidebar> {
+    let (mut chats, display_name) = tokio::try_join!(
+        state
+            .store
+            .list_chats(&session.id, None, CHATS_IN_SIDEBAR + 1),
+        state.store.display_name(&session.id),
+    )?;
+    let more_chats = chats.len() as u64 > CHATS_IN_SIDEBAR;
+    chats.truncate(CHATS_IN_SIDEBAR as usize);
+    Ok(Sidebar {
+        chats,
+        more_chats,
+        display_name,
+    })
+}
+
+/// Some of a chat's messages, oldest first, and where the earlier ones end.
+pub struct MessagePage {
+    pub messages: Vec<message::Model>,
+    /// The `before` of the previous page (the oldest message's position), when there is one.
+    pub earlier: Option<i64>,
+}
+
+/// The newest `limit` messages before position `before` (or the newest of all).
+#[tracing::instrument(skip_all, fields(%chat_id))]
+pub async fn messages(
+    state: &AppState,
+    session: &Session,
+    chat_id: Uuid,
+    before: Option<i64>,
+    limit: u64,
+) -> AppResult<MessagePage> {
+    if before.is_some_and(|b| b < 1) {
+        return Err(AppError::Invalid("before must be at least 1.".into()));
+    }
+    let mut messages = state
+        .store
+        .list_messages(&session.id, chat_id, before, limit + 1)
+        .await?;
+    // One more than asked for: its presence says there is earlier history.
+    let earlier = if messages.len() as u64 > limit {
+        messages.remove(0);
+        messages.first().map(|m| m.seq)
+    } else {
+        None
+    };
+    Ok(MessagePage { messages, earlier })
+}
+
+/// A chat opened to read: the chat and a page of its history.
+pub struct OpenedChat {
+    pub chat: chat::Model,
+    pub history: ChatHistory,
+}
+
+pub struct ChatHistory {
+    pub messages: Vec<message::Model>,
+    pub earlier: Option<i64>,
+    /// The newest page (the one that offers Edit and Regenerate), rather than an earlier one.
+    pub newest: bool,
+    /// The model is writing the chat's title now.
+    pub title_pending: bool,
+}
+
+/// Opens a chat at its newest messages, or at the page before position `before`; a `before`
+/// past the newest message (a search result's link to a recent message) is the newest page.
+#[tracing::instrument(skip_all, fields(%chat_id))]
+pub async fn open(
+    state: &AppState,
+    session: &Session,
+    chat_id: Uuid,
+    before: Option<i64>,
+    limit: u64,
+) -> AppResult<OpenedChat> {
+    let chat = find(state, session, chat_id).await?;
+    let before = match before {
+        Some(before)
+            if state
+                .store
+                .has_messages_from(&session.id, chat_id, before)
+                .await? =>
+        {
+            Some(before)
+        }
+        _ => None,
+    };
+    let page = messages(state, session, chat_id, before, limit).await?;
+    Ok(OpenedChat {
+        chat,
+        history: ChatHistory {
+            messages: page.messages,
+            earlier: page.earlier,
+            newest: before.is_none(),
+            title_pending: state.generations.title_pending(chat_id),
+        },
+    })
+}
+
+/// How to start a chat: with a first message (which the model answers at once) or a title.
+#[derive(Default)]
+pub struct NewChat {
+    pub first_message: Option<MessageText>,
+    pub title: Option<Title>,
+}
+
+/// Starts a chat with the configured greeting, and the first message's reply if there is one.
+/// Counts against the chat-creation limit (and the send limit, with a message).
+#[tracing::instrument(skip_all)]
+pub async fn create(
+    state: &AppState,
+    session: &Session,
+    address: IpAddr,
+    new_chat: NewChat,
+) -> AppResult<chat::Model> {
+    state
+        .rate_limits
+        .check(Action::CreateChat, &session.id, address)?;
+    if new_chat.first_message.is_some() {
+        state
+            .rate_limits
+            .check(Action::Send, &session.id, address)?;
+    }
+    let greeting = Some(state.config.greeting.as_str());
+    let first_message = new_chat.first_message.as_ref().map(MessageText::as_str);
+    let created = state
+        .store
+        .create_chat(&session.id, greeting, first_message)
+        .await?;
+    if let Some(reply) = &created.reply {
+        super::messages::start_reply(state, reply).await?;
+    }
+    match new_chat.title {
+        Some(title) => rename(state, session, created.chat.id, &title).await,
+        None => Ok(created.chat),
+    }
+}
+
+#[tracing::instrument(skip_all, fields(%chat_id))]
+pub async fn rename(
+    state: &AppState,
+    session: &Session,
+    chat_id: Uuid,
+    title: &Title,
+) -> AppResult<chat::Model> {
+    state
+        .store
+        .rename_chat(&session.id, chat_id, title.as_str())
+        .await?
+        .ok_or(AppError::NotFound("chat"))
+}
+
+/// Deletes a chat and all its messages.
+#[tracing::instrument(skip_all, fields(%chat_id))]
+pub async fn delete(state: &AppState, session: &Session, chat_id: Uuid) -> AppResult<()> {
+    match state.store.delete_chat(&session.id, chat_id).await? {
+        true => Ok(()),
+        false => Err(AppError::NotFound("chat")),
+    }
+}
+
+/// Whether the model is still writing the chat's title.
+pub enum TitleStatus {
+    Pending,
+    Ready(chat::Model),
+}
+
+pub async fn title_status(
+    state: &AppState,
+    session: &Session,
+    chat_id: Uuid,
+) -> AppResult<TitleStatus> {
+    let chat = find(state, session, chat_id).await?;
+    Ok(match state.generations.title_pending(chat_id) {
+        true => TitleStatus::Pending,
+        false => TitleStatus::Ready(chat),
+    })
+}

@@ -1,0 +1,167 @@
+//! Messages: send, edit and resend, regenerate (or retry), stop. Each new reply is stored with
+//! its question in one transaction, then handed to the generation task (`generation`).
+use std::{net::IpAddr, time::Duration};
+
+use uuid::Uuid;
+
+use crate::{
+    AppState,
+    domain::{INTERRUPTED, MessageText},
+    error::{AppError, AppResult},
+    limits::Action,
+    session::Session,
+    store::{NewReply, ReplyEnd, Role, Status, message},
+};
+
+pub const BUSY: &str = "A reply is still being written in this chat. Wait for it to finish or stop it, then send again.";
+
+/// A new reply, started, and the user's message it answers (none for Regenerate).
+pub struct Exchange {
+    pub user: Option<message::Model>,
+    pub reply: message::Model,
+    /// The sender's display name, read in the same statement (the page shows it on the message).
+    pub display_name: Option<String>,
+}
+
+/// Stores the user's message and an empty reply in one transaction, then starts the reply.
+/// "A reply is already in progress" is decided by the database, in that transaction.
+#[tracing::instrument(skip_all, fields(%chat_id))]
+pub async fn send(
+    state: &AppState,
+    session: &Session,
+    address: IpAddr,
+    chat_id: Uuid,
+    text: &MessageText,
+) -> AppResult<Exchange> {
+    state
+        .rate_limits
+        .check(Action::Send, &session.id, address)?;
+    let outcome = state
+        .store
+        .add_exchange(&session.id, chat_id, text.as_str())
+        .await?;
+    start(state, outcome).await
+}
+
+/// Edit and resend: the chat's latest user message is replaced by `text` and a new reply
+/// starts. The earlier version and its replies stay, marked superseded.
+#[tracing::instrument(skip_all, fields(%chat_id, %message_id))]
+pub async fn edit(
+    state: &AppState,
+    session: &Session,
+    address: IpAddr,
+    chat_id: Uuid,
+    message_id: Uuid,
+    text: &MessageText,
+) -> AppResult<Exchange> {
+    state
+        .rate_limits
+        .check(Action::Send, &session.id, address)?;
+    let outcome = state
+        .store
+        .edit_exchange(&session.id, chat_id, message_id, text.as_str())
+        .await?;
+    start(state, outcome).await
+}
+
+/// A new reply to the latest user message (Regenerate, or Retry after a failure).
+#[tracing::instrument(skip_all, fields(%chat_id))]
+pub async fn regenerate(
+    state: &AppState,
+    session: &Session,
+    address: IpAddr,
+    chat_id: Uuid,
+) -> AppResult<Exchange> {
+    state
+        .rate_limits
+        .check(Action::Send, &session.id, address)?;
+    let outcome = state.store.add_reply(&session.id, chat_id).await?;
+    start(state, outcome).await
+}
+
+/// Starts the reply the store made, or says why there is none.
+async fn start(state: &AppState, outcome: NewReply) -> AppResult<Exchange> {
+    let (user, reply, display_name) = match outcome {
+        NewReply::Started { user, reply } => (user, reply, None),
+        NewReply::NoSuchChat => return Err(AppError::NotFound("chat")),
+        NewReply::NoSuchMessage => return Err(AppError::NotFound("message")),
+        NewReply::Busy => return Err(AppError::Conflict(BUSY.into())),
+        NewReply::NothingToAnswer => {
+            return Err(AppError::Invalid(
+                "There is no message to answer yet: send one first.".into(),
+            ));
+        }
+        NewReply::NotLatestUserMessage => {
+            return Err(AppError::Conflict(
+                "Only your latest message can be edited.".into(),
+            ));
+        }
+    };
+    start_reply(state, &reply).await?;
+    Ok(Exchange {
+        user: user.map(|u| *u),
+        reply: *reply,
+        display_name,
+    })
+}
+
+/// Hands a stored reply to the generation task; when the app is shutting down, the reply is
+/// saved as interrupted (the user's message stays) and the answer is 503.
+pub(super) async fn start_reply(state: &AppState, reply: &message::Model) -> AppResult<()> {
+    if state.generations.start(reply).is_err() {
+        let end = ReplyEnd::new(Status::Interrupted, Some(INTERRUPTED.into()));
+        state
+            .store
+            .finish_reply(&reply.session_id, reply.id, "", "", &end)
+            .await?;
+        return Err(AppError::Unavailable(
+            "The app is restarting; your message is saved. Please retry in a moment.".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Stops a reply being written, keeping its text so far as `stopped`; a finished reply is left
+/// as it is. `chat_id`, when given, must be the reply's chat. Returns the reply as stored now.
+///
+/// A reply another replica is writing gets a stop flag that its replica acts on within a
+/// second; this waits (briefly) for that, and stops a reply whose replica died (its lease ran
+/// out) itself.
+#[tracing::instrument(skip_all, fields(%message_id))]
+pub async fn stop(
+    state: &AppState,
+    session: &Session,
+    chat_id: Option<Uuid>,
+    message_id: Uuid,
+) -> AppResult<message::Model> {
+    let find = || async {
+        state
+            .store
+            .find_session_message(&session.id, message_id)
+            .await?
+            .filter(|m| m.role == Role::Assistant && chat_id.is_none_or(|c| c == m.chat_id))
+            .ok_or(AppError::NotFound("message"))
+    };
+    let reply = find().await?;
+    if state.generations.stop(&session.id, message_id).await || reply.status != Status::Streaming {
+        return find().await;
+    }
+    if !state.store.request_stop(&session.id, message_id).await? {
+        return find().await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if state
+            .store
+            .stop_abandoned_reply(&session.id, message_id)
+            .await?
+        {
+            return find().await;
+        }
+        let now = find().await?;
+        if now.status != Status::Streaming || tokio::time::Instant::now() >= deadline {
+            return Ok(now);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,24 @@
+//! The use cases: one function per thing a visitor can do with their chats. Each takes the app
+//! state, the visitor's [`Session`](crate::session::Session) and input already parsed into
+//! [`crate::domain`] types, and returns a domain result or an [`AppError`](crate::error::AppError).
+//! The HTML pages (`routes::pages`) and the JSON API (`routes::api`) are thin adapters over
+//! these: extract, call, render or serialise. Nothing here speaks HTTP. See ARCHITECTURE.md.
+mod chats;
+mod messages;
+mod profile;
+mod search;
+mod settings;
+mod transfer;
+
+pub use chats::{
+    CHATS_IN_SIDEBAR, ChatHistory, MESSAGES_PER_PAGE, MessagePage, NewChat, OpenedChat, Sidebar,
+    TitleStatus, create, delete, find, list, messages, open, rename, sidebar, title_status,
+};
+pub use messages::{Exchange, edit, regenerate, send, stop};
+pub use profile::set_display_name;
+pub use search::{MessageHit, SearchResults, search, snippet};
+pub use settings::{model_choices, models, update_settings};
+pub use transfer::{
+    ChatExport, EXPORT_FORMAT, EXPORT_VERSION, Export, ExportFormat, ExportMessage, export,
+    export_document, export_markdown, file_name, import,
+};

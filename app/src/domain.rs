@@ -1,0 +1,395 @@
+//! Values that are parsed once, at the edge, and trusted everywhere after: a session id, a
+//! message's text, a chat title, a search query, a display name, a chat's settings. Each type
+//! can only be made by its `parse`, which holds the rule and the message a person reads when the
+//! input breaks it. The pages, the JSON API and imports all go through these.
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::{AppError, AppResult};
+
+/// Longest title kept, in characters.
+pub const MAX_TITLE_CHARS: usize = 120;
+/// Longest search query accepted, in characters.
+pub const MAX_QUERY_CHARS: usize = 200;
+/// Longest display name, in characters.
+pub const MAX_NAME_CHARS: usize = 40;
+/// Largest `max_tokens` a chat may ask for.
+pub const MAX_REPLY_TOKENS: i32 = 65_536;
+/// Highest temperature a chat may ask for.
+pub const MAX_TEMPERATURE: f32 = 2.0;
+
+/// What an `interrupted` reply says about itself, whichever way the app went away (shut down,
+/// restarted, crashed and found by a sweep).
+pub const INTERRUPTED: &str =
+    "The app restarted while this reply was being written. You can retry.";
+
+/// A session's id: 128 random bits as 32 lowercase hex digits. Only [`SessionId::parse`] and
+/// [`SessionId::random`] make one, so every id the store sees has that shape.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SessionId(String);
+
+impl SessionId {
+    /// A new random id.
+    pub fn random() -> Self {
+        let bytes: [u8; 16] = rand::random();
+        Self(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// The id in a cookie or token, if it has the shape of one.
+    pub fn parse(text: &str) -> Option<Self> {
+        let valid = text.len() == 32
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        valid.then(|| Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for SessionId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A message a person sends: not blank, within the size limit, storable.
+#[derive(Clone, Debug)]
+pub struct MessageText(String);
+
+impl MessageText {
+    pub fn parse(text: String, max_bytes: usize) -> AppResult<Self> {
+        reject_nul(&text)?;
+        if text.trim().is_empty() {
+            return Err(AppError::Invalid(
+                "Please write a message before sending.".into(),
+            ));
+        }
+        if text.len() > max_bytes {
+            return Err(AppError::TooLarge(format!(
+                "That message is {}; the limit is {}. Please shorten it.",
+                size(text.len()),
+                size(max_bytes)
+            )));
+        }
+        Ok(Self(text))
+    }
+
+    /// A chat's optional first message: blank means none.
+    pub fn parse_optional(text: String, max_bytes: usize) -> AppResult<Option<Self>> {
+        match text.trim().is_empty() {
+            true => Ok(None),
+            false => Self::parse(text, max_bytes).map(Some),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A chat title as typed: on one line with single spaces; blank or too long is refused.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Title(String);
+
+impl Title {
+    pub fn parse(raw: &str) -> AppResult<Self> {
+        reject_nul(raw)?;
+        let title = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+        if title.is_empty() {
+            return Err(AppError::Invalid("Please give the chat a title.".into()));
+        }
+        if title.chars().count() > MAX_TITLE_CHARS {
+            return Err(AppError::Invalid(format!(
+                "Please use a title of at most {MAX_TITLE_CHARS} characters."
+            )));
+        }
+        Ok(Self(title))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Text to search for: trimmed, at most [`MAX_QUERY_CHARS`]; blank is no search at all.
+#[derive(Clone, Debug)]
+pub struct SearchQuery(String);
+
+impl SearchQuery {
+    pub fn parse(raw: &str) -> AppResult<Option<Self>> {
+        reject_nul(raw)?;
+        let query = raw.trim();
+        if query.is_empty() {
+            return Ok(None);
+        }
+        if query.chars().count() > MAX_QUERY_CHARS {
+            return Err(AppError::Invalid(format!(
+                "Please search for at most {MAX_QUERY_CHARS} characters."
+            )));
+        }
+        Ok(Some(Self(query.to_owned())))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The name shown on a visitor's messages: one line, at most [`MAX_NAME_CHARS`]; blank is none.
+#[derive(Clone, Debug)]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    pub fn parse(raw: &str) -> AppResult<Option<Self>> {
+        reject_nul(raw)?;
+        let name = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+        if name.chars().count() > MAX_NAME_CHARS {
+            return Err(AppError::Invalid(format!(
+                "Please use a name of at most {MAX_NAME_CHARS} characters."
+            )));
+        }
+        Ok((!name.is_empty()).then_some(Self(name)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A chat's own settings; `None` (JSON `null`) means the server's configured default, so changing
+/// a default reaches every chat that never chose its own. This one type is the store's, the
+/// API's body, the export's `settings`, and what the settings form parses into.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ChatSettings {
+    /// The system prompt sent first.
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+    /// Sampling temperature, 0–2.
+    #[serde(default)]
+    #[schema(minimum = 0.0, maximum = 2.0)]
+    pub temperature: Option<f32>,
+    /// Upper bound on tokens per reply, 1–65536.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 65536)]
+    pub max_tokens: Option<i32>,
+    /// One of `GET /api/v1/models`.
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+/// The settings form's fields as typed; blank means "the default".
+#[derive(Debug, Default, Deserialize)]
+pub struct SettingsFields {
+    #[serde(default)]
+    pub system_prompt: String,
+    #[serde(default)]
+    pub temperature: String,
+    #[serde(default)]
+    pub max_tokens: String,
+    #[serde(default)]
+    pub model: String,
+}
+
+impl ChatSettings {
+    /// The settings form's text fields, read as settings (then [`Self::check`]ed like any).
+    pub fn from_fields(fields: SettingsFields) -> AppResult<Self> {
+        let blank_to_none = |s: String| (!s.trim().is_empty()).then(|| s.trim().to_owned());
+        let temperature = blank_to_none(fields.temperature)
+            .map(|t| {
+                t.replace(',', ".").parse::<f32>().map_err(|_| {
+                    AppError::Invalid(format!(
+                        "The temperature must be a number from 0 to {MAX_TEMPERATURE}, not “{t}”."
+                    ))
+                })
+            })
+            .transpose()?;
+        let max_tokens = blank_to_none(fields.max_tokens)
+            .map(|n| {
+                n.parse::<i32>().map_err(|_| {
+                    AppError::Invalid(format!(
+                        "Max tokens must be a whole number from 1 to {MAX_REPLY_TOKENS}, not “{n}”."
+                    ))
+                })
+            })
+            .transpose()?;
+        Ok(Self {
+            system_prompt: Some(fields.system_prompt),
+            temperature,
+            max_tokens,
+            model: blank_to_none(fields.model),
+        })
+    }
+
+    /// The settings as they will be stored: blanks are defaults, a prompt trimmed and within
+    /// `max_prompt_bytes`, numbers in range. Whether the model is served is the engine's to say
+    /// (`chat::settings`).
+    pub fn check(mut self, max_prompt_bytes: usize) -> AppResult<Self> {
+        self.system_prompt = self
+            .system_prompt
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| p.trim().to_owned());
+        if let Some(prompt) = &self.system_prompt {
+            reject_nul(prompt)?;
+            if prompt.len() > max_prompt_bytes {
+                return Err(AppError::TooLarge(format!(
+                    "That system prompt is {}; the limit is {}. Please shorten it.",
+                    size(prompt.len()),
+                    size(max_prompt_bytes)
+                )));
+            }
+        }
+        if let Some(t) = self.temperature
+            && !(t.is_finite() && (0.0..=MAX_TEMPERATURE).contains(&t))
+        {
+            return Err(AppError::Invalid(format!(
+                "The temperature must be a number from 0 to {MAX_TEMPERATURE}."
+            )));
+        }
+        if let Some(n) = self.max_tokens
+            && !(1..=MAX_REPLY_TOKENS).contains(&n)
+        {
+            return Err(AppError::Invalid(format!(
+                "Max tokens must be a whole number from 1 to {MAX_REPLY_TOKENS}."
+            )));
+        }
+        self.model = self.model.filter(|m| !m.trim().is_empty());
+        Ok(self)
+    }
+
+    /// Whether any setting differs from the defaults.
+    pub fn is_customised(&self) -> bool {
+        self != &Self::default()
+    }
+}
+
+/// Refuses text with NUL characters, which no database column can store.
+pub fn reject_nul(text: &str) -> AppResult<()> {
+    if text.contains('\0') {
+        return Err(AppError::Invalid(
+            "That text contains a NUL character, which cannot be saved. Please remove it.".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A size as people read it: bytes below 1 KiB, else whole KiB (rounded so that "over the limit"
+/// never reads as equal to it).
+pub fn size(bytes: usize) -> String {
+    if bytes < 1024 {
+        format!("{bytes} bytes")
+    } else if bytes.is_multiple_of(1024) {
+        format!("{} KiB", bytes / 1024)
+    } else {
+        format!("{:.1} KiB", bytes as f64 / 1024.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids_are_128_bit_hex() {
+        let id = SessionId::random();
+        assert_eq!(SessionId::parse(id.as_str()), Some(id.clone()));
+        assert_ne!(id, SessionId::random());
+        assert_eq!(SessionId::parse("../etc"), None);
+        assert_eq!(SessionId::parse(&"A".repeat(32)), None);
+    }
+
+    #[test]
+    fn messages_are_not_blank_not_too_large_and_storable() {
+        assert!(MessageText::parse("hi".into(), 10).is_ok());
+        assert!(matches!(
+            MessageText::parse("  \n".into(), 10),
+            Err(AppError::Invalid(_))
+        ));
+        assert!(matches!(
+            MessageText::parse("x".repeat(11), 10),
+            Err(AppError::TooLarge(m)) if m.contains("11 bytes") && m.contains("10 bytes")
+        ));
+        assert!(MessageText::parse("a\0b".into(), 10).is_err());
+        assert!(
+            MessageText::parse_optional(" ".into(), 10)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn titles_names_and_queries_are_single_lines_within_limits() {
+        assert_eq!(Title::parse("  a \n b ").unwrap().as_str(), "a b");
+        assert!(Title::parse(" ").is_err());
+        assert!(Title::parse(&"t".repeat(MAX_TITLE_CHARS + 1)).is_err());
+        assert_eq!(
+            DisplayName::parse(" Ada   Lovelace ")
+                .unwrap()
+                .unwrap()
+                .as_str(),
+            "Ada Lovelace"
+        );
+        assert!(DisplayName::parse("").unwrap().is_none());
+        assert!(DisplayName::parse(&"n".repeat(MAX_NAME_CHARS + 1)).is_err());
+        assert_eq!(SearchQuery::parse(" x ").unwrap().unwrap().as_str(), "x");
+        assert!(SearchQuery::parse("  ").unwrap().is_none());
+        assert!(SearchQuery::parse(&"q".repeat(MAX_QUERY_CHARS + 1)).is_err());
+    }
+
+    #[test]
+    fn settings_from_the_form_are_checked_like_any() {
+        let fields = SettingsFields {
+            system_prompt: "  be brief ".into(),
+            temperature: "0,5".into(),
+            max_tokens: "".into(),
+            model: " ".into(),
+        };
+        let settings = ChatSettings::from_fields(fields)
+            .unwrap()
+            .check(100)
+            .unwrap();
+        assert_eq!(
+            settings,
+            ChatSettings {
+                system_prompt: Some("be brief".into()),
+                temperature: Some(0.5),
+                max_tokens: None,
+                model: None,
+            }
+        );
+        assert!(settings.is_customised());
+        assert!(!ChatSettings::default().is_customised());
+        let hot = ChatSettings {
+            temperature: Some(2.5),
+            ..Default::default()
+        };
+        assert!(hot.check(100).is_err());
+        let many = ChatSettings {
+            max_tokens: Some(0),
+            ..Default::default()
+        };
+        assert!(many.check(100).is_err());
+        let nan = SettingsFields {
+            temperature: "warm".into(),
+            ..Default::default()
+        };
+        assert!(ChatSettings::from_fields(nan).is_err());
+    }
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(size(1023), "1023 bytes");
+        assert_eq!(size(2048), "2 KiB");
+        assert_eq!(size(1536), "1.5 KiB");
+    }
+}

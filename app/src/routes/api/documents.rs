@@ -1,0 +1,206 @@
+//! The API's documents: what its requests carry and its responses return, with their OpenAPI
+//! schemas. Each is built from a store model or a use-case result; nothing else.
+use chrono::{DateTime, Utc};
+use sea_orm::ActiveEnum;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::{
+    domain::ChatSettings,
+    lm::ModelInfo,
+    store::{chat, message},
+};
+
+#[derive(Serialize, ToSchema)]
+pub struct ChatJson {
+    pub id: Uuid,
+    pub title: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub settings: ChatSettings,
+}
+
+impl From<chat::Model> for ChatJson {
+    fn from(c: chat::Model) -> Self {
+        let settings = c.settings();
+        ChatJson {
+            id: c.id,
+            title: c.title,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+            settings,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MessageJson {
+    pub id: Uuid,
+    pub chat_id: Uuid,
+    /// Position in the chat, from 1.
+    pub seq: i64,
+    /// `system`, `user` or `assistant`.
+    #[schema(example = "assistant")]
+    pub role: String,
+    /// `complete`, `streaming`, `stopped`, `interrupted` or `error`.
+    #[schema(example = "complete")]
+    pub status: String,
+    pub content: String,
+    /// A reply's reasoning (what a thinking model wrote before its answer), apart from it.
+    pub reasoning: Option<String>,
+    /// Why a reply failed, for `status: error` (and `interrupted`).
+    pub error: Option<String>,
+    /// An earlier version: a user message that was edited, or a reply to one. Left out of
+    /// prompts.
+    pub superseded: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<message::Model> for MessageJson {
+    fn from(m: message::Model) -> Self {
+        MessageJson {
+            id: m.id,
+            chat_id: m.chat_id,
+            seq: m.seq,
+            role: m.role.to_value(),
+            status: m.status.to_value(),
+            content: m.content,
+            reasoning: m.reasoning,
+            error: m.error,
+            superseded: m.superseded,
+            created_at: m.created_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ChatPage {
+    pub chats: Vec<ChatJson>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next: Option<Uuid>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MessagePage {
+    pub messages: Vec<MessageJson>,
+    /// Pass as `before` for the earlier messages; absent when there are none.
+    pub earlier: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ChatWithMessages {
+    pub chat: ChatJson,
+    /// The newest messages, oldest first (see `GET /api/v1/chats/{id}/messages` for more).
+    pub messages: Vec<MessageJson>,
+    pub earlier: Option<i64>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct NewChat {
+    /// A title; without one the first message names the chat.
+    #[schema(min_length = 1, max_length = 120)]
+    pub title: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct Rename {
+    #[schema(min_length = 1, max_length = 120)]
+    pub title: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct NewMessage {
+    #[schema(min_length = 1)]
+    pub content: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Sent {
+    pub user_message: MessageJson,
+    pub assistant_message_id: Uuid,
+    /// Where the reply streams (server-sent events).
+    #[schema(example = "/api/v1/messages/0193…/stream")]
+    pub stream_url: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Token {
+    /// Send as `Authorization: Bearer <token>`. It stands for this session, like its cookie.
+    pub token: String,
+    #[schema(example = "Bearer")]
+    pub token_type: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SearchResults {
+    /// Chats whose title contains the text.
+    pub chats: Vec<ChatJson>,
+    /// Messages that contain it, newest first.
+    pub messages: Vec<SearchMessage>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SearchMessage {
+    pub chat_title: String,
+    pub message: MessageJson,
+    /// The text around the first match, and the match as written.
+    pub snippet: Snippet,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Snippet {
+    pub before: String,
+    pub matched: String,
+    pub after: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Models {
+    /// What the model server serves; a chat may pick any of them.
+    pub models: Vec<ModelInfo>,
+}
+
+/// One server-sent event of a reply stream. `delta`: `data` is `{"text": …}` and `id` the byte
+/// offset after it (send it back as `Last-Event-ID` to resume); `reasoning`: `{"text": …}`, the
+/// model's thinking, before the answer (ids are then `<answer offset>:<reasoning offset>`);
+/// `status`: `{"text": …}` (waiting for the model, or empty); `error`: `{"error": …}`; `done`:
+/// the reply as stored, last.
+#[derive(Serialize, ToSchema)]
+pub struct StreamEvent {
+    #[schema(example = "delta")]
+    pub event: String,
+    pub data: String,
+    pub id: Option<String>,
+    pub retry: Option<u64>,
+}
+
+impl From<crate::chat::SearchResults> for SearchResults {
+    fn from(results: crate::chat::SearchResults) -> Self {
+        SearchResults {
+            chats: results.chats.into_iter().map(ChatJson::from).collect(),
+            messages: results
+                .messages
+                .into_iter()
+                .map(|found| SearchMessage {
+                    chat_title: found.hit.chat_title,
+                    snippet: Snippet {
+                        before: found.before,
+                        matched: found.matched,
+                        after: found.after,
+                    },
+                    message: found.hit.message.into(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<crate::chat::MessagePage> for MessagePage {
+    fn from(page: crate::chat::MessagePage) -> Self {
+        MessagePage {
+            messages: page.messages.into_iter().map(MessageJson::from).collect(),
+            earlier: page.earlier,
+        }
+    }
+}

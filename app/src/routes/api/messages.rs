@@ -1,0 +1,146 @@
+//! `/api/v1/.../messages`: list, send, edit and resend, the reply's stream, stop; and tokens.
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::Response,
+};
+use serde::Deserialize;
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+use super::{
+    ApiJson, ApiPath, ApiQuery, ERRORS, MAX_PAGE,
+    documents::{MessageJson, MessagePage, NewMessage, Sent, StreamEvent, Token},
+    page_size,
+};
+use crate::{
+    AppState,
+    chat::{self, Exchange},
+    domain::MessageText,
+    error::{AppError, AppResult},
+    routes::{
+        ClientAddress, Problem,
+        stream::{self, Encoding},
+    },
+    session::{self, Session},
+};
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListMessages {
+    /// The `earlier` of the previous page: messages before this position.
+    #[param(minimum = 1)]
+    before: Option<i64>,
+    /// At most this many (1–100, default 100).
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<u64>,
+}
+
+/// A chat's messages, oldest first, newest page first.
+#[utoipa::path(get, path = "/chats/{id}/messages", tag = "messages", params(("id" = Uuid, Path), ListMessages), security(("bearer" = []), ("session_cookie" = [])),
+    responses((status = 200, description = "A page of messages", body = MessagePage),
+              (status = "4XX", description = "No such chat in this session", body = Problem, content_type = ERRORS)))]
+pub async fn list_messages(
+    State(state): State<AppState>,
+    session: Session,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<ListMessages>,
+) -> AppResult<Json<MessagePage>> {
+    chat::find(&state, &session, id).await?;
+    let limit = page_size(query.limit, MAX_PAGE)?;
+    let page = chat::messages(&state, &session, id, query.before, limit).await?;
+    Ok(Json(page.into()))
+}
+
+/// Sends a message: it is stored, and the assistant's reply starts. Read the reply from
+/// `stream_url`.
+#[utoipa::path(post, path = "/chats/{id}/messages", tag = "messages", params(("id" = Uuid, Path)), request_body = NewMessage, security(("bearer" = []), ("session_cookie" = [])),
+    responses((status = 202, description = "Stored; the reply is being written", body = Sent),
+              (status = "4XX", description = "No such chat, invalid or too large, a reply already in progress (409), or too many messages (429)", body = Problem, content_type = ERRORS),
+              (status = 503, description = "The app is restarting", body = Problem, content_type = ERRORS)))]
+pub async fn send_message(
+    State(state): State<AppState>,
+    session: Session,
+    ClientAddress(address): ClientAddress,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<NewMessage>,
+) -> AppResult<(StatusCode, Json<Sent>)> {
+    let text = MessageText::parse(body.content, state.config.max_message_bytes)?;
+    sent(chat::send(&state, &session, address, id, &text).await?)
+}
+
+/// Edit and resend: replaces the chat's latest user message with `content` and starts a new
+/// reply. The earlier version and its replies stay, marked `superseded`.
+#[utoipa::path(post, path = "/chats/{id}/messages/{message_id}/edit", tag = "messages",
+    params(("id" = Uuid, Path), ("message_id" = Uuid, Path)), request_body = NewMessage, security(("bearer" = []), ("session_cookie" = [])),
+    responses((status = 202, description = "Stored; the new reply is being written", body = Sent),
+              (status = "4XX", description = "No such chat or message, invalid or too large, not the latest user message or a reply in progress (409), or too many messages (429)", body = Problem, content_type = ERRORS),
+              (status = 503, description = "The app is restarting", body = Problem, content_type = ERRORS)))]
+pub async fn edit_message(
+    State(state): State<AppState>,
+    session: Session,
+    ClientAddress(address): ClientAddress,
+    ApiPath((id, message_id)): ApiPath<(Uuid, Uuid)>,
+    ApiJson(body): ApiJson<NewMessage>,
+) -> AppResult<(StatusCode, Json<Sent>)> {
+    let text = MessageText::parse(body.content, state.config.max_message_bytes)?;
+    sent(chat::edit(&state, &session, address, id, message_id, &text).await?)
+}
+
+/// 202 with the user's message and where its reply streams.
+fn sent(exchange: Exchange) -> AppResult<(StatusCode, Json<Sent>)> {
+    let user = exchange.user.ok_or(AppError::NotFound("message"))?;
+    let reply_id = exchange.reply.id;
+    let sent = Sent {
+        user_message: user.into(),
+        assistant_message_id: reply_id,
+        stream_url: format!("/api/v1/messages/{reply_id}/stream"),
+    };
+    Ok((StatusCode::ACCEPTED, Json(sent)))
+}
+
+/// The reply's text as server-sent events: what was written so far (after `Last-Event-ID`),
+/// then live, then `done` with the reply as stored. A finished reply sends `done` at once.
+#[utoipa::path(get, path = "/messages/{id}/stream", tag = "messages",
+    params(("id" = Uuid, Path), ("Last-Event-ID" = Option<String>, Header, description = "Resume after this byte offset")),
+    security(("bearer" = []), ("session_cookie" = [])),
+    responses((status = 200, description = "The reply's events", body = StreamEvent, content_type = "text/event-stream"),
+              (status = "4XX", description = "No such reply in this session, or too many open streams (429)", body = Problem, content_type = ERRORS)))]
+pub async fn stream_message(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<Uuid>,
+) -> AppResult<Response> {
+    stream::respond(&state, &session, &headers, Encoding::Json, None, id).await
+}
+
+/// Stops a reply being written, keeping the text so far. A finished reply is left as it is.
+#[utoipa::path(post, path = "/messages/{id}/stop", tag = "messages", params(("id" = Uuid, Path)), security(("bearer" = []), ("session_cookie" = [])),
+    responses((status = 200, description = "The reply as stored now", body = MessageJson),
+              (status = "4XX", description = "No such reply in this session", body = Problem, content_type = ERRORS)))]
+pub async fn stop_message(
+    State(state): State<AppState>,
+    session: Session,
+    ApiPath(id): ApiPath<Uuid>,
+) -> AppResult<Json<MessageJson>> {
+    Ok(Json(chat::stop(&state, &session, None, id).await?.into()))
+}
+
+/// A bearer token for this session (the cookie's session, or a new one), for clients without
+/// a cookie jar.
+#[utoipa::path(post, path = "/tokens", tag = "tokens", security((), ("bearer" = []), ("session_cookie" = [])),
+    responses((status = 201, description = "The token", body = Token),
+              (status = "4XX", description = "An invalid token was sent", body = Problem, content_type = ERRORS)))]
+pub async fn create_token(
+    State(state): State<AppState>,
+    session: Session,
+) -> (StatusCode, Json<Token>) {
+    let token = session::issue_token(&state.sessions.key, &session.id);
+    let token = Token {
+        token,
+        token_type: "Bearer".into(),
+    };
+    (StatusCode::CREATED, Json(token))
+}

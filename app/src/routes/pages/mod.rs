@@ -1,0 +1,9 @@
+//! The HTML pages and htmx fragments, one module per resource. Every handler extracts, calls a
+//! use case (`crate::chat`) and renders a template (`templates/`) or redirects; plain forms work
+//! without JavaScript (a 303 back to the page), htmx gets a fragment.
+pub mod chats;
+pub mod messages;
+pub mod profile;
+pub mod search;
+pub mod settings;
+pub mod transfer;

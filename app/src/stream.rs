@@ -1,0 +1,389 @@
+//! A reply's events, for any kind of client (ARCHITECTURE.md "The stream"): the text written
+//! after the client's resume point, then the text as it arrives, then the reply as stored.
+//!
+//! There is one source per stream: the live reply when this process is writing it, or else the
+//! row in the database, followed through its checkpoints (another replica is writing it). One
+//! loop reads either; `routes::stream` encodes its events as HTML fragments or JSON. Event ids
+//! are byte offsets into the answer and the reasoning, so `Last-Event-ID` resumes without a gap
+//! or a duplicate. Knows no HTTP.
+use std::{pin::Pin, sync::Arc, time::Duration};
+
+use futures::{Stream, StreamExt};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::{
+    AppState,
+    error::{AppError, AppResult},
+    generation::{Phase, Reply, ReplyState},
+    session::{Session, SessionId},
+    store::{Role, Status, message},
+};
+
+/// Least time between two pieces of one stream. The first goes out at once; text arriving
+/// within this window after a piece joins the next one. A fast model (the test model writes
+/// ~1,500 tokens a second) would otherwise cost the browser one DOM swap per token.
+const MIN_PIECE_INTERVAL: Duration = Duration::from_millis(16);
+/// How often a reply written by another replica is read again.
+const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Where a stream is: bytes of the answer and of the reasoning sent so far. As an event id:
+/// the answer's offset alone while there is no reasoning (`"120"`), else both (`"120:48"`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Offsets {
+    pub text: usize,
+    pub reasoning: usize,
+}
+
+impl Offsets {
+    /// An event id, as `Last-Event-ID` sends it back.
+    pub fn parse(id: &str) -> Option<Self> {
+        let id = id.trim();
+        let (text, reasoning) = id.split_once(':').unwrap_or((id, "0"));
+        Some(Self {
+            text: text.parse().ok()?,
+            reasoning: reasoning.parse().ok()?,
+        })
+    }
+
+    pub fn id(self) -> String {
+        match self.reasoning {
+            0 => self.text.to_string(),
+            r => format!("{}:{r}", self.text),
+        }
+    }
+
+    /// A valid resume point for these texts: within them and on character boundaries;
+    /// anything else replays all.
+    fn resume(text: &str, reasoning: &str, requested: Option<Self>) -> Self {
+        match requested {
+            Some(o) if text.is_char_boundary(o.text) && reasoning.is_char_boundary(o.reasoning) => {
+                o
+            }
+            _ => Self::default(),
+        }
+    }
+
+    /// The end of a stored reply's texts.
+    pub fn end_of(message: &message::Model) -> Self {
+        Self {
+            text: message.content.len(),
+            reasoning: message.reasoning.as_deref().map_or(0, str::len),
+        }
+    }
+}
+
+/// Which text a piece adds to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PieceKind {
+    /// What a thinking model writes before its answer (it comes first).
+    Reasoning,
+    Text,
+}
+
+/// What a stream tells its client.
+#[derive(Debug)]
+pub enum ReplyEvent {
+    /// More text; `offsets` is where the stream is after it (the event's id).
+    Piece {
+        kind: PieceKind,
+        text: String,
+        offsets: Offsets,
+    },
+    /// The reply is waiting for the model (`true`), or no longer is.
+    Queued(bool),
+    /// The reply ended; this is it as stored. The stream ends after it.
+    Done {
+        reply: Box<message::Model>,
+        /// The model is writing the chat's title: the page should look for it.
+        title_pending: bool,
+    },
+}
+
+pub type ReplyEvents = Pin<Box<dyn Stream<Item = ReplyEvent> + Send>>;
+
+/// The events of this session's reply `message_id` (in chat `chat_id`, when given), after the
+/// event id `last_event_id`. Takes one of the session's stream slots for as long as the stream
+/// lives. Attaches only: never starts a generation.
+#[tracing::instrument(skip_all, fields(%message_id))]
+pub async fn open(
+    state: &AppState,
+    session: &Session,
+    chat_id: Option<Uuid>,
+    message_id: Uuid,
+    last_event_id: Option<&str>,
+) -> AppResult<ReplyEvents> {
+    let slot = state.stream_slots.acquire(&session.id)?;
+    let resume_from = last_event_id.and_then(Offsets::parse);
+    let in_chat = |id: Uuid| chat_id.is_none_or(|chat| chat == id);
+    let source = match state.generations.attach(&session.id, message_id) {
+        Some(reply) if in_chat(reply.chat_id) => Source::Live {
+            updates: reply.subscribe(),
+            reply,
+        },
+        _ => {
+            let message = state
+                .store
+                .find_session_message(&session.id, message_id)
+                .await?
+                .filter(|m| in_chat(m.chat_id) && m.role == Role::Assistant)
+                .ok_or(AppError::NotFound("message"))?;
+            Source::Stored {
+                session_id: session.id.clone(),
+                message: Box::new(message),
+            }
+        }
+    };
+    let offsets = match &source {
+        // A finished reply's end at once: its `done` carries the whole reply.
+        Source::Stored { message, .. } if message.status != Status::Streaming => {
+            Offsets::end_of(message)
+        }
+        _ => source.resume_point(resume_from),
+    };
+    let follow = Follow {
+        state: state.clone(),
+        source,
+        offsets,
+        queued_shown: None,
+        last_piece_at: None,
+        finished: false,
+        closing_seen: false,
+    };
+    // The slot is given back when the stream is dropped: ended, or the client went away.
+    let events = futures::stream::unfold(follow, Follow::next).map(move |event| {
+        let _held = &slot;
+        event
+    });
+    Ok(Box::pin(events))
+}
+
+/// Where a stream's text comes from.
+enum Source {
+    /// This process is writing the reply: its text and phase, as they change.
+    Live {
+        reply: Arc<Reply>,
+        updates: watch::Receiver<ReplyState>,
+    },
+    /// The row, read again every [`FOLLOW_INTERVAL`] while it is `streaming`.
+    Stored {
+        session_id: SessionId,
+        message: Box<message::Model>,
+    },
+}
+
+/// What a source says after its text.
+enum Progress {
+    Running { queued: Option<bool> },
+    Finished(Box<message::Model>, bool),
+}
+
+impl Source {
+    fn resume_point(&self, requested: Option<Offsets>) -> Offsets {
+        match self {
+            Source::Live { updates, .. } => {
+                let now = updates.borrow();
+                Offsets::resume(&now.text, &now.reasoning, requested)
+            }
+            Source::Stored { message, .. } => Offsets::resume(
+                &message.content,
+                message.reasoning.as_deref().unwrap_or_default(),
+                requested,
+            ),
+        }
+    }
+
+    /// The text past `offsets` (reasoning first; `offsets` moves past it), and where the
+    /// reply is.
+    fn read(&mut self, offsets: &mut Offsets) -> (Option<(PieceKind, String)>, Progress) {
+        match self {
+            Source::Live { updates, .. } => {
+                let now = updates.borrow_and_update();
+                let piece = next_piece(offsets, &now.text, &now.reasoning);
+                let progress = match &now.phase {
+                    Phase::Queued => Progress::Running { queued: Some(true) },
+                    Phase::Generating => Progress::Running {
+                        queued: Some(false),
+                    },
+                    Phase::Finished {
+                        reply,
+                        title_started,
+                    } => Progress::Finished(reply.clone(), *title_started),
+                };
+                (piece, progress)
+            }
+            Source::Stored { message, .. } => {
+                let reasoning = message.reasoning.as_deref().unwrap_or_default();
+                let piece = next_piece(offsets, &message.content, reasoning);
+                let progress = match message.status {
+                    // Whether another replica's reply waits for its model is not known here.
+                    Status::Streaming => Progress::Running { queued: None },
+                    _ => Progress::Finished(message.clone(), false),
+                };
+                (piece, progress)
+            }
+        }
+    }
+}
+
+/// The next text past `offsets`: reasoning first (it comes first), then the answer.
+fn next_piece(offsets: &mut Offsets, text: &str, reasoning: &str) -> Option<(PieceKind, String)> {
+    if let Some(piece) = reasoning.get(offsets.reasoning..).filter(|p| !p.is_empty()) {
+        offsets.reasoning += piece.len();
+        return Some((PieceKind::Reasoning, piece.to_owned()));
+    }
+    let piece = text.get(offsets.text..).filter(|p| !p.is_empty())?;
+    offsets.text += piece.len();
+    Some((PieceKind::Text, piece.to_owned()))
+}
+
+/// The one loop of every stream.
+struct Follow {
+    state: AppState,
+    source: Source,
+    offsets: Offsets,
+    queued_shown: Option<bool>,
+    last_piece_at: Option<tokio::time::Instant>,
+    finished: bool,
+    /// Shutting down: one more read sends what is left, then the stream ends.
+    closing_seen: bool,
+}
+
+impl Follow {
+    async fn next(mut self) -> Option<(ReplyEvent, Self)> {
+        loop {
+            if self.finished {
+                return None;
+            }
+            // Everything that arrived since the last piece goes out as one.
+            if let Some(at) = self.last_piece_at {
+                tokio::time::sleep_until(at + MIN_PIECE_INTERVAL).await;
+            }
+            let (piece, progress) = self.source.read(&mut self.offsets);
+            if let Some((kind, text)) = piece {
+                self.last_piece_at = Some(tokio::time::Instant::now());
+                let offsets = self.offsets;
+                let event = ReplyEvent::Piece {
+                    kind,
+                    text,
+                    offsets,
+                };
+                return Some((event, self));
+            }
+            match progress {
+                Progress::Running {
+                    queued: Some(queued),
+                } if self.queued_shown != Some(queued) => {
+                    self.queued_shown = Some(queued);
+                    return Some((ReplyEvent::Queued(queued), self));
+                }
+                Progress::Running { .. } => {}
+                Progress::Finished(reply, title_started) => {
+                    self.finished = true;
+                    let title_pending =
+                        title_started || self.state.generations.title_pending(reply.chat_id);
+                    let event = ReplyEvent::Done {
+                        reply,
+                        title_pending,
+                    };
+                    return Some((event, self));
+                }
+            }
+            if self.closing_seen || !self.wait_for_change().await {
+                return None;
+            }
+        }
+    }
+
+    /// Waits until the source may have more; `false` when the stream should end without more.
+    async fn wait_for_change(&mut self) -> bool {
+        let closing = self.state.closing.clone();
+        match &mut self.source {
+            Source::Live { reply, updates } => tokio::select! {
+                biased;
+                changed = updates.changed() => {
+                    if changed.is_err() {
+                        // The reply is gone without a word (cannot happen: it always finishes).
+                        tracing::warn!(message_id = %reply.message_id, "reply vanished");
+                        return false;
+                    }
+                    true
+                }
+                // Replies are saved before `closing` fires: one more pass sends their end.
+                _ = closing.cancelled() => {
+                    self.closing_seen = true;
+                    true
+                }
+            },
+            Source::Stored {
+                session_id,
+                message,
+            } => {
+                tokio::select! {
+                    _ = tokio::time::sleep(FOLLOW_INTERVAL) => {}
+                    _ = closing.cancelled() => return false,
+                }
+                match self
+                    .state
+                    .store
+                    .find_message(session_id, message.chat_id, message.id)
+                    .await
+                {
+                    Ok(Some(latest)) => **message = latest,
+                    Ok(None) => return false,
+                    Err(e) => tracing::warn!(error = %e, "following a reply in the database"),
+                }
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_round_trip_as_event_ids() {
+        let plain = Offsets {
+            text: 120,
+            reasoning: 0,
+        };
+        assert_eq!(plain.id(), "120");
+        assert_eq!(Offsets::parse("120"), Some(plain));
+        let both = Offsets {
+            text: 120,
+            reasoning: 48,
+        };
+        assert_eq!(both.id(), "120:48");
+        assert_eq!(Offsets::parse(" 120:48 "), Some(both));
+        assert_eq!(Offsets::parse("x"), None);
+        assert_eq!(Offsets::parse("1:y"), None);
+    }
+
+    #[test]
+    fn resuming_mid_character_or_past_the_end_replays_all() {
+        let requested = |text| Some(Offsets { text, reasoning: 0 });
+        assert_eq!(Offsets::resume("héllo", "", requested(1)).text, 1);
+        assert_eq!(
+            Offsets::resume("héllo", "", requested(2)),
+            Offsets::default()
+        );
+        assert_eq!(Offsets::resume("hi", "", requested(9)), Offsets::default());
+    }
+
+    #[test]
+    fn reasoning_goes_out_before_the_answer() {
+        let mut offsets = Offsets::default();
+        assert_eq!(
+            next_piece(&mut offsets, "answer", "thought"),
+            Some((PieceKind::Reasoning, "thought".into()))
+        );
+        assert_eq!(
+            next_piece(&mut offsets, "answer", "thought"),
+            Some((PieceKind::Text, "answer".into()))
+        );
+        assert_eq!(next_piece(&mut offsets, "answer", "thought"), None);
+        assert_eq!(offsets.id(), "6:7");
+    }
+}
