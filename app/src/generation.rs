@@ -23,6 +23,7 @@ use uuid::Uuid;
 use crate::{
     engine::Engine,
     lm::{LmError, LmEvent, PromptMessage, ReplyOptions},
+    session::SessionId,
     store::{ReplyEnd, Role, Status, Store, chat, message},
 };
 
@@ -78,7 +79,7 @@ pub struct ReplyState {
 pub struct Reply {
     pub message_id: Uuid,
     pub chat_id: Uuid,
-    session_id: String,
+    session_id: SessionId,
     seq: i64,
     state: watch::Sender<ReplyState>,
     stop: CancellationToken,
@@ -158,16 +159,21 @@ impl Generations {
         }
     }
 
-    /// Starts generating the stored, `streaming` assistant message `reply`. It is registered
-    /// before this returns, so a stream request right after finds it.
-    pub fn start(&self, reply: &message::Model) -> Result<(), ShuttingDown> {
+    /// Starts generating the stored, `streaming` assistant message `reply` of the session
+    /// `session_id`. It is registered before this returns, so a stream request right after
+    /// finds it.
+    pub fn start(
+        &self,
+        session_id: &SessionId,
+        reply: &message::Model,
+    ) -> Result<(), ShuttingDown> {
         if !self.inner.accepting.load(Ordering::SeqCst) {
             return Err(ShuttingDown);
         }
         let live = Arc::new(Reply {
             message_id: reply.id,
             chat_id: reply.chat_id,
-            session_id: reply.session_id.clone(),
+            session_id: session_id.clone(),
             seq: reply.seq,
             state: watch::Sender::new(ReplyState {
                 text: String::new(),
@@ -196,7 +202,7 @@ impl Generations {
         self.lock()
             .replies
             .get(&message_id)
-            .filter(|r| r.session_id == session_id)
+            .filter(|r| r.session_id.as_str() == session_id)
             .cloned()
     }
 

@@ -156,7 +156,6 @@ fn time_year() -> time::Duration {
     time::Duration::days(365)
 }
 
-
 /// Decodes `SESSION_KEY`: base64 (standard or URL-safe) of at least 64 bytes.
 pub fn parse_key(encoded: &str) -> anyhow::Result<Key> {
     let trimmed = encoded.trim();

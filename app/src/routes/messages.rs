@@ -23,7 +23,7 @@ use crate::{
     generation::{Phase, Reply, ReplyState},
     limits::Action,
     render::escape_html,
-    session::Session,
+    session::{Session, SessionId},
     store::{self, NewReply, ReplyEnd, Status, message},
 };
 
@@ -202,14 +202,18 @@ async fn respond_with_reply(
 /// Hands a stored reply to the generation task; when the app is shutting down, the reply is
 /// saved as interrupted (the user's message stays) and the answer is 503.
 pub async fn start_reply(state: &AppState, reply: &message::Model) -> AppResult<()> {
-    if state.generations.start(reply).is_err() {
+    // Stored a moment ago with the visitor's session id: it parses.
+    let session_id = SessionId::parse(&reply.session_id).ok_or_else(|| {
+        AppError::Internal(anyhow::anyhow!("a stored reply's session id is invalid"))
+    })?;
+    if state.generations.start(&session_id, reply).is_err() {
         let end = ReplyEnd::new(
             Status::Interrupted,
             Some("The app was restarting. You can retry.".into()),
         );
         state
             .store
-            .finish_reply(&reply.session_id, reply.id, "", "", &end)
+            .finish_reply(&session_id, reply.id, "", "", &end)
             .await?;
         return Err(AppError::Unavailable(
             "The app is restarting; your message is saved. Please retry in a moment.".into(),
@@ -334,7 +338,7 @@ pub async fn open_stream(
                 .filter(|m| in_chat(m.chat_id) && m.role == store::Role::Assistant)
                 .ok_or(AppError::NotFound("message"))?;
             if message.status == Status::Streaming {
-                stored_events_following(state, encoding, session.id.to_string(), message, resume_from)
+                stored_events_following(state, encoding, session.id.clone(), message, resume_from)
             } else {
                 Box::pin(futures::stream::iter(final_events(
                     state,
@@ -642,7 +646,7 @@ fn live_events(
 fn stored_events_following(
     state: &AppState,
     encoding: Encoding,
-    session_id: String,
+    session_id: SessionId,
     message: message::Model,
     resume_from: Option<Offsets>,
 ) -> EventStream {
@@ -653,7 +657,7 @@ fn stored_events_following(
     );
     struct Following {
         state: AppState,
-        session_id: String,
+        session_id: SessionId,
         message: message::Model,
         offsets: Offsets,
         pending: VecDeque<Result<Event, Infallible>>,
