@@ -180,7 +180,7 @@ pub async fn create(
         .create_chat(&session.id, greeting, first_message)
         .await?;
     if let Some(reply) = &created.reply {
-        super::messages::start_reply(state, reply).await?;
+        super::messages::start_reply(state, session, reply, &created.chat).await?;
     }
     match new_chat.title {
         Some(title) => rename(state, session, created.chat.id, &title).await,

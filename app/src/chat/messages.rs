@@ -10,7 +10,7 @@ use crate::{
     error::{AppError, AppResult},
     limits::Action,
     session::Session,
-    store::{NewReply, ReplyEnd, Role, Status, message},
+    store::{NewReply, ReplyEnd, Role, Status, chat, message},
 };
 
 pub const BUSY: &str = "A reply is still being written in this chat. Wait for it to finish or stop it, then send again.";
@@ -40,7 +40,7 @@ pub async fn send(
         .store
         .add_exchange(&session.id, chat_id, text.as_str())
         .await?;
-    start(state, outcome).await
+    start(state, session, outcome).await
 }
 
 /// Edit and resend: the chat's latest user message is replaced by `text` and a new reply
@@ -61,7 +61,7 @@ pub async fn edit(
         .store
         .edit_exchange(&session.id, chat_id, message_id, text.as_str())
         .await?;
-    start(state, outcome).await
+    start(state, session, outcome).await
 }
 
 /// A new reply to the latest user message (Regenerate, or Retry after a failure).
@@ -76,13 +76,18 @@ pub async fn regenerate(
         .rate_limits
         .check(Action::Send, &session.id, address)?;
     let outcome = state.store.add_reply(&session.id, chat_id).await?;
-    start(state, outcome).await
+    start(state, session, outcome).await
 }
 
 /// Starts the reply the store made, or says why there is none.
-async fn start(state: &AppState, outcome: NewReply) -> AppResult<Exchange> {
-    let (user, reply, display_name) = match outcome {
-        NewReply::Started { user, reply } => (user, reply, None),
+async fn start(state: &AppState, session: &Session, outcome: NewReply) -> AppResult<Exchange> {
+    let (user, reply, chat, display_name) = match outcome {
+        NewReply::Started {
+            user,
+            reply,
+            chat,
+            display_name,
+        } => (user, reply, chat, display_name),
         NewReply::NoSuchChat => return Err(AppError::NotFound("chat")),
         NewReply::NoSuchMessage => return Err(AppError::NotFound("message")),
         NewReply::Busy => return Err(AppError::Conflict(BUSY.into())),
@@ -97,7 +102,7 @@ async fn start(state: &AppState, outcome: NewReply) -> AppResult<Exchange> {
             ));
         }
     };
-    start_reply(state, &reply).await?;
+    start_reply(state, session, &reply, &chat).await?;
     Ok(Exchange {
         user: user.map(|u| *u),
         reply: *reply,
@@ -107,12 +112,17 @@ async fn start(state: &AppState, outcome: NewReply) -> AppResult<Exchange> {
 
 /// Hands a stored reply to the generation task; when the app is shutting down, the reply is
 /// saved as interrupted (the user's message stays) and the answer is 503.
-pub(super) async fn start_reply(state: &AppState, reply: &message::Model) -> AppResult<()> {
-    if state.generations.start(reply).is_err() {
+pub(super) async fn start_reply(
+    state: &AppState,
+    session: &Session,
+    reply: &message::Model,
+    chat: &chat::Model,
+) -> AppResult<()> {
+    if state.generations.start(&session.id, reply, chat).is_err() {
         let end = ReplyEnd::new(Status::Interrupted, Some(INTERRUPTED.into()));
         state
             .store
-            .finish_reply(&reply.session_id, reply.id, "", "", &end)
+            .finish_reply(&session.id, reply.id, "", "", &end)
             .await?;
         return Err(AppError::Unavailable(
             "The app is restarting; your message is saved. Please retry in a moment.".into(),

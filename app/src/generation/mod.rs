@@ -29,7 +29,8 @@ pub use title::clean_generated_title;
 use crate::{
     engine::Engine,
     lm::{LmError, LmEvent, PromptMessage, ReplyOptions},
-    store::{ReplyEnd, Status, Store, message},
+    session::SessionId,
+    store::{ReplyEnd, Status, Store, chat, message},
 };
 
 #[derive(Clone, Debug)]
@@ -84,10 +85,12 @@ pub struct ReplyState {
 pub struct Reply {
     pub message_id: Uuid,
     pub chat_id: Uuid,
-    session_id: String,
+    session_id: SessionId,
     seq: i64,
     /// The row as it was stored when the reply started; its end is this with the text added.
     row: message::Model,
+    /// The chat as the transaction that stored the reply left it: its settings shape the reply.
+    chat: chat::Model,
     state: watch::Sender<ReplyState>,
     stop: CancellationToken,
 }
@@ -166,18 +169,25 @@ impl Generations {
         }
     }
 
-    /// Starts generating the stored, `streaming` assistant message `reply`. It is registered
-    /// before this returns, so a stream request right after finds it.
-    pub fn start(&self, reply: &message::Model) -> Result<(), ShuttingDown> {
+    /// Starts generating the stored, `streaming` assistant message `reply` of the session
+    /// `session_id`. It is registered before this returns, so a stream request right after
+    /// finds it.
+    pub fn start(
+        &self,
+        session_id: &SessionId,
+        reply: &message::Model,
+        chat: &chat::Model,
+    ) -> Result<(), ShuttingDown> {
         if !self.inner.accepting.load(Ordering::SeqCst) {
             return Err(ShuttingDown);
         }
         let live = Arc::new(Reply {
             message_id: reply.id,
             chat_id: reply.chat_id,
-            session_id: reply.session_id.clone(),
+            session_id: session_id.clone(),
             seq: reply.seq,
             row: reply.clone(),
+            chat: chat.clone(),
             state: watch::Sender::new(ReplyState {
                 text: String::new(),
                 reasoning: String::new(),
@@ -205,7 +215,7 @@ impl Generations {
         self.lock()
             .replies
             .get(&message_id)
-            .filter(|r| r.session_id == session_id)
+            .filter(|r| r.session_id.as_str() == session_id)
             .cloned()
     }
 
@@ -313,7 +323,7 @@ async fn run(inner: Arc<Inner>, reply: Arc<Reply>) {
         _ = reply.stop.cancelled() => ReplyEnd::new(Status::Stopped, None),
         _ = inner.interrupt.cancelled() => ReplyEnd::new(
             Status::Interrupted,
-            Some("The app was restarted while this reply was being written. You can retry.".into()),
+            Some(crate::domain::INTERRUPTED.into()),
         ),
     };
     // The upstream stream was dropped with `generate`: llama-server frees its slot now.
@@ -477,19 +487,23 @@ async fn build_prompt(
             Some("The conversation could not be loaded from the database. Please retry.".into()),
         )
     };
-    let (chat, history) = tokio::try_join!(
-        inner.store.find_chat(&reply.session_id, reply.chat_id),
-        inner.store.prompt_history(
+    let history = inner
+        .store
+        .prompt_history(
             &reply.session_id,
             reply.chat_id,
             reply.seq,
             inner.settings.history_limit,
-        ),
-    )
-    .map_err(not_loaded)?;
-    let chat = chat
-        .ok_or_else(|| ReplyEnd::new(Status::Error, Some("This chat no longer exists.".into())))?;
-    let options = reply_options(&inner.settings, &chat);
+        )
+        .await
+        .map_err(not_loaded)?;
+    // Every reply answers a stored message: no history means the chat was deleted meanwhile.
+    if history.is_empty() {
+        let gone = "This chat no longer exists.".to_owned();
+        return Err(ReplyEnd::new(Status::Error, Some(gone)));
+    }
+    let chat = &reply.chat;
+    let options = reply_options(&inner.settings, chat);
     let system_prompt = chat
         .system_prompt
         .as_deref()

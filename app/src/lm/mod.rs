@@ -1,0 +1,168 @@
+//! The llama-server client, over async-openai (chat completions, streaming, bring-your-own
+//! types so that `reasoning_content`, error objects, usage and timings survive), and the types
+//! both engines share ([`LmStream`], [`LmEvent`], [`LmError`]). Every failure becomes an
+//! [`LmError`] whose text a user can read. Knows no HTTP server and no database.
+//!
+//! `client`: the llama-server client; `wire`: what llama-server sends back, read into events
+//! and errors; `stream`: a reply in progress from either engine; `think`: the `<think>` splitter.
+mod client;
+mod stream;
+mod think;
+mod wire;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use client::LmClient;
+pub use stream::LmStream;
+pub use think::ThinkSplitter;
+
+/// What the client needs from the configuration.
+#[derive(Clone, Debug)]
+pub struct LmSettings {
+    pub api_url: String,
+    pub api_key: Option<String>,
+    pub model: Option<String>,
+    /// A configured prompt budget; `None`: ask the server for its `n_ctx`.
+    pub context_tokens: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LmError {
+    /// Carries the server's address for the log; visitors are not told internal addresses.
+    #[error("The language model server is not reachable right now. Please retry in a moment.")]
+    Unreachable(String),
+    #[error("The language model is still loading. Please retry in a moment.")]
+    Loading,
+    #[error(
+        "This conversation is too long for the model: the prompt needs {n_prompt_tokens} tokens but the model's context holds {n_ctx}. Start a new chat or send a shorter message."
+    )]
+    ContextOverflow { n_prompt_tokens: u64, n_ctx: u64 },
+    #[error(
+        "Your message is too long for the model's context (about {tokens} tokens; at most {budget} fit). Please shorten it."
+    )]
+    MessageTooLarge { tokens: u32, budget: u32 },
+    #[error("The language model server answered {status}: {message}")]
+    Http { status: u16, message: String },
+    #[error("The language model server refused the request: {0}")]
+    Refused(String),
+    #[error("The language model reported an error while answering: {0}")]
+    MidStream(String),
+    #[error(
+        "The language model's reply ended unexpectedly, before it was finished. You can retry."
+    )]
+    Truncated,
+    #[error(
+        "The language model did not start answering within {} (it may be busy with other replies). Please retry.",
+        humantime::format_duration(*.0)
+    )]
+    FirstTokenTimeout(Duration),
+    #[error("The language model stopped sending for {}, so the reply was ended. You can retry.", humantime::format_duration(*.0))]
+    IdleTimeout(Duration),
+    #[error("The language model server sent something that could not be read: {0}")]
+    Protocol(String),
+    /// The embedded engine has no model to answer with (yet): downloading, loading or failed.
+    #[error("{0}")]
+    NotReady(String),
+    /// The embedded engine failed while generating.
+    #[error("The language model failed while answering: {0}. You can retry.")]
+    Engine(String),
+}
+
+/// One message of the prompt.
+#[derive(Debug, Clone, Serialize)]
+pub struct PromptMessage {
+    pub role: &'static str,
+    pub content: String,
+}
+
+/// How to generate one reply: the chat's settings, or the configured defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReplyOptions {
+    /// `None`: the configured `LM_MODEL`, else the first model the server lists.
+    pub model: Option<String>,
+    pub max_tokens: u32,
+    pub temperature: f32,
+    pub top_p: f32,
+    /// `None`: a random seed for each reply.
+    pub seed: Option<u32>,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+}
+
+/// How long the model took, as llama-server reports it (`timings`) and the embedded engine
+/// measures it.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Default)]
+pub struct Timings {
+    /// Prompt tokens taken from the cache (not evaluated again).
+    #[serde(default)]
+    pub cache_n: u32,
+    /// Prompt tokens evaluated, and how long that took.
+    #[serde(default)]
+    pub prompt_n: u32,
+    #[serde(default)]
+    pub prompt_ms: f64,
+    /// Tokens generated, and how long that took.
+    #[serde(default)]
+    pub predicted_n: u32,
+    #[serde(default)]
+    pub predicted_ms: f64,
+}
+
+/// What the stream yields, in order: reasoning and text pieces, then a finish reason, then
+/// (maybe) usage and timings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LmEvent {
+    Reasoning(String),
+    Text(String),
+    Finish(String),
+    Usage(Usage),
+    Timings(Timings),
+}
+
+/// What an engine sends a stream: events in order (text not yet split from a `<think>` block),
+/// or the error that ends it.
+pub type EngineEvents = tokio::sync::mpsc::UnboundedReceiver<Result<Vec<LmEvent>, LmError>>;
+
+/// A model the server serves.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ModelInfo {
+    /// The name to ask for it by.
+    pub id: String,
+    /// Its context size in tokens, when the server says.
+    pub n_ctx: Option<u32>,
+}
+
+/// The model's state for the status indicator, from either engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModelStatus {
+    Ready,
+    Loading,
+    Unreachable,
+    /// The embedded engine is fetching its model: the percentage, once the size is known.
+    Downloading(Option<u8>),
+    /// The embedded engine has no usable model; the text says why and what to do.
+    Failed(String),
+}
+
+/// Estimated tokens of a text. There is no tokenizer here: about 3 bytes a token errs on the
+/// safe side for English and code (real tokenizers average about 4) and for other scripts.
+pub fn estimate_tokens(text: &str) -> u32 {
+    (text.len() as u32).div_ceil(3) + 4
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_estimate_is_conservative() {
+        assert!(estimate_tokens("hello world, how are you?") >= 6);
+        assert_eq!(estimate_tokens(""), 4);
+    }
+}

@@ -1,0 +1,106 @@
+//! A reply in progress, from either engine: its events in order, with a `<think>` block at the
+//! start split off as reasoning.
+use std::{pin::Pin, time::Duration};
+
+use async_openai::error::OpenAIError;
+use futures::{Stream, StreamExt};
+
+use super::{
+    EngineEvents, LmError, LmEvent,
+    think::ThinkSplitter,
+    wire::{Origin, StreamItem, chunk_events, error_from_body, map_error},
+};
+
+pub(super) type ItemStream = Pin<Box<dyn Stream<Item = Result<StreamItem, OpenAIError>> + Send>>;
+
+/// Where a stream's events come from.
+pub(super) enum Source {
+    /// llama-server's SSE response.
+    Server(ItemStream),
+    /// The embedded engine's thread.
+    Engine(EngineEvents),
+}
+
+/// A reply in progress, from either engine. Dropping it stops the generation: llama-server's
+/// connection closes (it frees its slot), or the embedded engine sees its channel closed at its
+/// next decode step and frees the sequence.
+pub struct LmStream {
+    source: Source,
+    pending: std::collections::VecDeque<LmEvent>,
+    think: ThinkSplitter,
+}
+
+/// Longest a possible `<think>` at the start of a reply is held back while the model is silent.
+const THINK_HOLD: Duration = Duration::from_millis(250);
+
+impl LmStream {
+    /// A stream fed by the embedded engine.
+    pub fn from_engine(events: EngineEvents) -> Self {
+        Self::new(Source::Engine(events))
+    }
+
+    pub(super) fn new(source: Source) -> Self {
+        Self {
+            source,
+            pending: Default::default(),
+            think: ThinkSplitter::default(),
+        }
+    }
+
+    /// The next event; `Ok(None)` when upstream ended the stream.
+    pub async fn next(&mut self) -> Result<Option<LmEvent>, LmError> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Ok(Some(event));
+            }
+            // Text held back because it might open a `<think>` block goes out as text when the
+            // model pauses: the start of a reply is never held for long.
+            let next = if self.think.holding() {
+                match tokio::time::timeout(THINK_HOLD, self.next_events()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        self.pending.extend(self.think.give_up());
+                        continue;
+                    }
+                }
+            } else {
+                self.next_events().await
+            };
+            match next? {
+                None => {
+                    self.pending.extend(self.think.finish());
+                    if self.pending.is_empty() {
+                        return Ok(None);
+                    }
+                }
+                Some(events) => {
+                    for event in events {
+                        match event {
+                            LmEvent::Text(text) => self.pending.extend(self.think.push(&text)),
+                            LmEvent::Finish(reason) => {
+                                self.pending.extend(self.think.finish());
+                                self.pending.push_back(LmEvent::Finish(reason));
+                            }
+                            other => self.pending.push_back(other),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next batch of raw events from the source; `Ok(None)` at its end.
+    async fn next_events(&mut self) -> Result<Option<Vec<LmEvent>>, LmError> {
+        match &mut self.source {
+            Source::Engine(events) => events.recv().await.transpose(),
+            Source::Server(items) => match items.next().await {
+                None => Ok(None),
+                Some(Err(e)) => Err(map_error(e, "", Origin::Stream)),
+                Some(Ok(StreamItem::Error { error })) => {
+                    Err(error_from_body(error, Origin::Stream))
+                }
+                Some(Ok(StreamItem::Chunk(chunk))) => Ok(Some(chunk_events(chunk))),
+            },
+        }
+    }
+}

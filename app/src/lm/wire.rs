@@ -1,0 +1,191 @@
+//! What llama-server sends back: the chunks of a streamed reply and its error bodies, read into
+//! [`LmEvent`]s and into [`LmError`]s whose text a user can read.
+use async_openai::error::OpenAIError;
+use serde::Deserialize;
+
+use super::{LmError, LmEvent, Timings, Usage};
+
+/// A streamed item: a chunk, or llama-server's mid-stream `{"error": {...}}`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum StreamItem {
+    Error { error: ErrorBody },
+    Chunk(Chunk),
+}
+
+#[derive(Deserialize)]
+pub(super) struct Chunk {
+    #[serde(default)]
+    choices: Vec<Choice>,
+    usage: Option<Usage>,
+    timings: Option<Timings>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    #[serde(default)]
+    delta: Delta,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct Delta {
+    content: Option<String>,
+    /// Thinking models (llama-server's default `--reasoning-format`) stream their reasoning here.
+    reasoning_content: Option<String>,
+}
+
+#[derive(Deserialize, Debug)]
+pub(super) struct ErrorBody {
+    #[serde(default)]
+    message: String,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    n_prompt_tokens: Option<u64>,
+    n_ctx: Option<u64>,
+}
+
+/// One llama-server chunk as events, in the order they mean.
+pub(super) fn chunk_events(chunk: Chunk) -> Vec<LmEvent> {
+    let mut events = Vec::new();
+    for choice in chunk.choices {
+        if let Some(text) = choice.delta.reasoning_content.filter(|t| !t.is_empty()) {
+            events.push(LmEvent::Reasoning(text));
+        }
+        if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
+            events.push(LmEvent::Text(text));
+        }
+        if let Some(reason) = choice.finish_reason {
+            events.push(LmEvent::Finish(reason));
+        }
+    }
+    if let Some(usage) = chunk.usage {
+        events.push(LmEvent::Usage(usage));
+    }
+    if let Some(timings) = chunk.timings {
+        events.push(LmEvent::Timings(timings));
+    }
+    events
+}
+
+/// Where an upstream error showed up: in the HTTP response, or inside the event stream.
+#[derive(Clone, Copy)]
+pub(super) enum Origin {
+    Response,
+    Stream,
+}
+
+pub(super) fn map_error(error: OpenAIError, api_url: &str, origin: Origin) -> LmError {
+    match error {
+        OpenAIError::Reqwest(e) if e.is_connect() || e.is_timeout() => {
+            tracing::warn!(api_url, error = %e, "the language model server is not reachable");
+            LmError::Unreachable(api_url.to_owned())
+        }
+        OpenAIError::Reqwest(e) => LmError::Protocol(e.to_string()),
+        OpenAIError::ApiError(api) => {
+            let status = api.status_code.as_u16();
+            // Server errors come back with the raw body as message; it may still be JSON.
+            let message = match serde_json::from_str::<WrappedError>(&api.api_error.message) {
+                Ok(wrapped) => {
+                    if let Some(overflow) = context_overflow(&wrapped.error) {
+                        return overflow;
+                    }
+                    wrapped.error.message
+                }
+                Err(_) => api.api_error.message,
+            };
+            if status == 503 {
+                return LmError::Loading;
+            }
+            LmError::Http {
+                status,
+                message: short(&message),
+            }
+        }
+        // async-openai cannot parse llama-server's error body (numeric `code`) and hands it
+        // over as it came: parse it ourselves.
+        OpenAIError::JSONDeserialize(_, body) => {
+            match serde_json::from_str::<WrappedError>(&body) {
+                Ok(wrapped) => error_from_body(wrapped.error, origin),
+                Err(_) => LmError::Protocol(short(&body)),
+            }
+        }
+        OpenAIError::StreamError(e) => LmError::Protocol(short(&e.to_string())),
+        other => LmError::Protocol(short(&other.to_string())),
+    }
+}
+
+#[derive(Deserialize)]
+struct WrappedError {
+    error: ErrorBody,
+}
+
+fn context_overflow(body: &ErrorBody) -> Option<LmError> {
+    match (body.kind.as_deref(), body.n_prompt_tokens, body.n_ctx) {
+        (Some("exceed_context_size_error"), Some(n_prompt_tokens), Some(n_ctx)) => {
+            Some(LmError::ContextOverflow {
+                n_prompt_tokens,
+                n_ctx,
+            })
+        }
+        _ => None,
+    }
+}
+
+pub(super) fn error_from_body(body: ErrorBody, origin: Origin) -> LmError {
+    if let Some(overflow) = context_overflow(&body) {
+        return overflow;
+    }
+    if body.kind.as_deref() == Some("unavailable_error") {
+        return LmError::Loading;
+    }
+    match origin {
+        Origin::Response => LmError::Refused(short(&body.message)),
+        Origin::Stream => LmError::MidStream(short(&body.message)),
+    }
+}
+
+/// Upstream text shown to users: one line, bounded.
+pub(super) fn short(text: &str) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() > 300 {
+        format!("{}…", line.chars().take(300).collect::<String>())
+    } else {
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn llama_server_error_bodies_become_readable_errors() {
+        let body = r#"{"error":{"code":400,"message":"request (2028 tokens) exceeds the available context size (256 tokens), try increasing it","type":"exceed_context_size_error","n_prompt_tokens":2028,"n_ctx":256}}"#;
+        let error = map_error(parse_failure(body), "", Origin::Response);
+        assert_eq!(
+            error,
+            LmError::ContextOverflow {
+                n_prompt_tokens: 2028,
+                n_ctx: 256
+            }
+        );
+        assert!(error.to_string().contains("2028 tokens"));
+
+        let bad = r#"{"error":{"code":400,"message":"Expected 'messages' to be an array","type":"invalid_request_error"}}"#;
+        let error = map_error(parse_failure(bad), "", Origin::Response);
+        assert_eq!(
+            error,
+            LmError::Refused("Expected 'messages' to be an array".into())
+        );
+        let error = map_error(parse_failure(bad), "", Origin::Stream);
+        assert_eq!(
+            error,
+            LmError::MidStream("Expected 'messages' to be an array".into())
+        );
+    }
+
+    fn parse_failure(body: &str) -> OpenAIError {
+        OpenAIError::JSONDeserialize(serde_json::from_str::<()>("x").unwrap_err(), body.into())
+    }
+}

@@ -1,0 +1,434 @@
+//! Messages: a user's message and the reply to it (sent, edited, regenerated), reading them
+//! back, and saving a reply as it streams and when it ends.
+
+use chrono::Utc;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
+    sea_query::{Expr, Query},
+};
+use uuid::Uuid;
+
+use super::{
+    DEFAULT_TITLE, Role, Status, Store, chat, insert_messages, message, new_message, session,
+    title_from,
+};
+use crate::session::SessionId;
+
+/// What asking for a new reply in a chat came to.
+pub enum NewReply {
+    /// Stored: the user's message (when one was sent) and the assistant message to generate,
+    /// with the chat as the transaction left it (its settings shape the reply) and the
+    /// session's display name (the page shows it on the user's message).
+    Started {
+        user: Option<Box<message::Model>>,
+        reply: Box<message::Model>,
+        chat: Box<chat::Model>,
+        display_name: Option<String>,
+    },
+    NoSuchChat,
+    /// A reply is still being written in this chat.
+    Busy,
+    /// Nothing to reply to (no user message yet).
+    NothingToAnswer,
+    /// Edit: this chat has no such message.
+    NoSuchMessage,
+    /// Edit: only the chat's latest user message can be edited.
+    NotLatestUserMessage,
+}
+
+/// How a reply ended, for [`Store::finish_reply`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReplyEnd {
+    pub status: Status,
+    pub error: Option<String>,
+    pub finish_reason: Option<String>,
+    pub prompt_tokens: Option<i32>,
+    pub completion_tokens: Option<i32>,
+}
+
+impl ReplyEnd {
+    /// An end without a finish reason or token counts (stopped, interrupted, failed).
+    pub fn new(status: Status, error: Option<String>) -> Self {
+        Self {
+            status,
+            error,
+            finish_reason: None,
+            prompt_tokens: None,
+            completion_tokens: None,
+        }
+    }
+}
+
+impl Store {
+    /// The newest `limit` messages of a chat before position `before` (all when `None`), oldest
+    /// first. Empty when this session has no such chat.
+    #[tracing::instrument(level = "debug", skip_all, fields(%chat_id))]
+    pub async fn list_messages(
+        &self,
+        session_id: &SessionId,
+        chat_id: Uuid,
+        before: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<message::Model>, DbErr> {
+        let mut query = message::Entity::find()
+            .filter(message::Column::ChatId.eq(chat_id))
+            .filter(message::Column::SessionId.eq(session_id.as_str()));
+        if let Some(before) = before {
+            query = query.filter(message::Column::Seq.lt(before));
+        }
+        let mut newest_first = query
+            .order_by_desc(message::Column::Seq)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        newest_first.reverse();
+        Ok(newest_first)
+    }
+
+    /// Whether the chat has messages at position `seq` or later.
+    #[tracing::instrument(level = "debug", skip_all, fields(%chat_id))]
+    pub async fn has_messages_from(
+        &self,
+        session_id: &SessionId,
+        chat_id: Uuid,
+        seq: i64,
+    ) -> Result<bool, DbErr> {
+        Ok(message::Entity::find()
+            .filter(message::Column::ChatId.eq(chat_id))
+            .filter(message::Column::SessionId.eq(session_id.as_str()))
+            .filter(message::Column::Seq.gte(seq))
+            .one(&self.db)
+            .await?
+            .is_some())
+    }
+
+    /// Stores a user's message and the assistant message that will answer it (status
+    /// `streaming`), in one transaction: what the user typed is saved before anything else runs.
+    #[tracing::instrument(level = "debug", skip_all, fields(%chat_id))]
+    pub async fn add_exchange(
+        &self,
+        session_id: &SessionId,
+        chat_id: Uuid,
+        content: &str,
+    ) -> Result<NewReply, DbErr> {
+        // Few statements on purpose: SQLite holds its one write lock from the first UPDATE to the
+        // commit, so every round trip here delays every other send (see BENCHMARKS.md).
+        let txn = self.db.begin().await?;
+        let Some(mut chat) = lock_chat(&txn, session_id, chat_id).await? else {
+            return Ok(NewReply::NoSuchChat);
+        };
+        let state = chat_state(&txn, session_id, chat_id).await?;
+        if state.reply_in_progress {
+            return Ok(NewReply::Busy);
+        }
+        if chat.title == DEFAULT_TITLE && !state.has_user_message {
+            chat.title = title_from(content);
+            chat::Entity::update_many()
+                .col_expr(chat::Column::Title, Expr::value(chat.title.clone()))
+                .filter(chat::Column::Id.eq(chat.id))
+                .exec(&txn)
+                .await?;
+        }
+        self.finish_exchange(txn, chat, state, content).await
+    }
+
+    /// The end of a send or an edit: the user's message and the reply to write, at `seq` and
+    /// `seq + 1`, committed.
+    async fn finish_exchange(
+        &self,
+        txn: sea_orm::DatabaseTransaction,
+        chat: chat::Model,
+        state: ChatState,
+        content: &str,
+    ) -> Result<NewReply, DbErr> {
+        let seq = state.last_seq + 1;
+        let mut inserted = insert_messages(
+            &txn,
+            vec![
+                new_message(&chat, seq, Role::User, content, Status::Complete),
+                self.claimed_reply(&chat, seq + 1),
+            ],
+        )
+        .await?;
+        txn.commit().await?;
+        let (Some(reply), Some(user)) = (inserted.pop(), inserted.pop()) else {
+            return Err(DbErr::RecordNotInserted);
+        };
+        Ok(NewReply::Started {
+            user: Some(Box::new(user)),
+            reply: Box::new(reply),
+            chat: Box::new(chat),
+            display_name: state.display_name,
+        })
+    }
+
+    /// Replaces the chat's latest user message with an edited one and starts a reply to it. The
+    /// earlier version and its replies stay, marked `superseded`: shown as an earlier version,
+    /// left out of prompts.
+    #[tracing::instrument(level = "debug", skip_all, fields(%chat_id, %message_id))]
+    pub async fn edit_exchange(
+        &self,
+        session_id: &SessionId,
+        chat_id: Uuid,
+        message_id: Uuid,
+        content: &str,
+    ) -> Result<NewReply, DbErr> {
+        let txn = self.db.begin().await?;
+        let Some(chat) = lock_chat(&txn, session_id, chat_id).await? else {
+            return Ok(NewReply::NoSuchChat);
+        };
+        let state = chat_state(&txn, session_id, chat_id).await?;
+        if state.reply_in_progress {
+            return Ok(NewReply::Busy);
+        }
+        let latest_user = message::Entity::find()
+            .filter(message::Column::ChatId.eq(chat_id))
+            .filter(message::Column::Role.eq(Role::User))
+            .order_by_desc(message::Column::Seq)
+            .one(&txn)
+            .await?;
+        let Some(latest_user) = latest_user else {
+            return Ok(NewReply::NoSuchMessage);
+        };
+        if latest_user.id != message_id {
+            let exists = message::Entity::find_by_id(message_id)
+                .filter(message::Column::ChatId.eq(chat_id))
+                .one(&txn)
+                .await?
+                .is_some();
+            return Ok(match exists {
+                true => NewReply::NotLatestUserMessage,
+                false => NewReply::NoSuchMessage,
+            });
+        }
+        message::Entity::update_many()
+            .col_expr(message::Column::Superseded, Expr::value(true))
+            .filter(message::Column::ChatId.eq(chat_id))
+            .filter(message::Column::Seq.gte(latest_user.seq))
+            .exec(&txn)
+            .await?;
+        self.finish_exchange(txn, chat, state, content).await
+    }
+    /// Adds a new reply to the latest user message (Regenerate, Retry). Earlier replies stay.
+    #[tracing::instrument(level = "debug", skip_all, fields(%chat_id))]
+    pub async fn add_reply(
+        &self,
+        session_id: &SessionId,
+        chat_id: Uuid,
+    ) -> Result<NewReply, DbErr> {
+        let txn = self.db.begin().await?;
+        let Some(chat) = lock_chat(&txn, session_id, chat_id).await? else {
+            return Ok(NewReply::NoSuchChat);
+        };
+        let state = chat_state(&txn, session_id, chat_id).await?;
+        if state.reply_in_progress {
+            return Ok(NewReply::Busy);
+        }
+        if !state.has_user_message {
+            return Ok(NewReply::NothingToAnswer);
+        }
+        let row = self.claimed_reply(&chat, state.last_seq + 1);
+        let reply = insert_messages(&txn, vec![row])
+            .await?
+            .pop()
+            .ok_or(DbErr::RecordNotInserted)?;
+        txn.commit().await?;
+        Ok(NewReply::Started {
+            user: None,
+            reply: Box::new(reply),
+            chat: Box::new(chat),
+            display_name: state.display_name,
+        })
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(%chat_id, %message_id))]
+    pub async fn find_message(
+        &self,
+        session_id: &SessionId,
+        chat_id: Uuid,
+        message_id: Uuid,
+    ) -> Result<Option<message::Model>, DbErr> {
+        message::Entity::find_by_id(message_id)
+            .filter(message::Column::ChatId.eq(chat_id))
+            .filter(message::Column::SessionId.eq(session_id.as_str()))
+            .one(&self.db)
+            .await
+    }
+
+    /// A message of this session, whatever its chat.
+    #[tracing::instrument(level = "debug", skip_all, fields(%message_id))]
+    pub async fn find_session_message(
+        &self,
+        session_id: &SessionId,
+        message_id: Uuid,
+    ) -> Result<Option<message::Model>, DbErr> {
+        message::Entity::find_by_id(message_id)
+            .filter(message::Column::SessionId.eq(session_id.as_str()))
+            .one(&self.db)
+            .await
+    }
+
+    /// The conversation before position `before`, newest `limit` messages, oldest first: what a
+    /// prompt is built from.
+    #[tracing::instrument(level = "debug", skip_all, fields(%chat_id))]
+    pub async fn prompt_history(
+        &self,
+        session_id: &SessionId,
+        chat_id: Uuid,
+        before: i64,
+        limit: u64,
+    ) -> Result<Vec<message::Model>, DbErr> {
+        self.list_messages(session_id, chat_id, Some(before), limit)
+            .await
+    }
+
+    /// Saves a streaming reply's text (and reasoning) so far.
+    #[tracing::instrument(level = "debug", skip_all, fields(%message_id))]
+    pub async fn checkpoint(
+        &self,
+        session_id: &SessionId,
+        message_id: Uuid,
+        content: &str,
+        reasoning: &str,
+    ) -> Result<(), DbErr> {
+        message::Entity::update_many()
+            .col_expr(message::Column::Content, Expr::value(content.to_owned()))
+            .col_expr(
+                message::Column::Reasoning,
+                Expr::value(non_empty(reasoning)),
+            )
+            .col_expr(
+                message::Column::LeaseExpiresAt,
+                Expr::value(self.lease_until()),
+            )
+            .col_expr(message::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(message::Column::Id.eq(message_id))
+            .filter(message::Column::SessionId.eq(session_id.as_str()))
+            .filter(message::Column::Status.eq(Status::Streaming))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Saves how a reply ended, with its whole text and reasoning.
+    #[tracing::instrument(level = "debug", skip_all, fields(%message_id, status = ?end.status))]
+    pub async fn finish_reply(
+        &self,
+        session_id: &SessionId,
+        message_id: Uuid,
+        content: &str,
+        reasoning: &str,
+        end: &ReplyEnd,
+    ) -> Result<(), DbErr> {
+        message::Entity::update_many()
+            .col_expr(message::Column::Content, Expr::value(content.to_owned()))
+            .col_expr(
+                message::Column::Reasoning,
+                Expr::value(non_empty(reasoning)),
+            )
+            .col_expr(message::Column::Status, Expr::value(end.status))
+            .col_expr(message::Column::Error, Expr::value(end.error.clone()))
+            .col_expr(
+                message::Column::FinishReason,
+                Expr::value(end.finish_reason.clone()),
+            )
+            .col_expr(
+                message::Column::PromptTokens,
+                Expr::value(end.prompt_tokens),
+            )
+            .col_expr(
+                message::Column::CompletionTokens,
+                Expr::value(end.completion_tokens),
+            )
+            .col_expr(message::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(message::Column::Id.eq(message_id))
+            .filter(message::Column::SessionId.eq(session_id.as_str()))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Marks the chat active now and returns it. Updating first takes the chat's row lock (PostgreSQL)
+/// or the write lock (SQLite), so writers to one chat are serialised and the next `seq` is safe.
+async fn lock_chat(
+    txn: &impl ConnectionTrait,
+    session_id: &SessionId,
+    chat_id: Uuid,
+) -> Result<Option<chat::Model>, DbErr> {
+    Ok(chat::Entity::update_many()
+        .col_expr(chat::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(chat::Column::Id.eq(chat_id))
+        .filter(chat::Column::SessionId.eq(session_id.as_str()))
+        .exec_with_returning(txn)
+        .await?
+        .pop())
+}
+
+/// What adding to a chat needs to know about its messages.
+struct ChatState {
+    last_seq: i64,
+    reply_in_progress: bool,
+    has_user_message: bool,
+    /// The session's, read here rather than in a query of its own on every send.
+    display_name: Option<String>,
+}
+
+/// One statement of four sub-queries, each an index seek (`(chat_id, seq)`, `(status, chat_id)`,
+/// the sessions' key), so its cost does not grow with the chat's history.
+async fn chat_state(
+    txn: &impl ConnectionTrait,
+    session_id: &SessionId,
+    chat_id: Uuid,
+) -> Result<ChatState, DbErr> {
+    let messages_where = |condition: sea_orm::sea_query::SimpleExpr| {
+        Query::select()
+            .expr(Expr::val(1))
+            .from(message::Entity)
+            .and_where(message::Column::ChatId.eq(chat_id))
+            .and_where(condition)
+            .to_owned()
+    };
+    let last_seq = Query::select()
+        .expr(message::Column::Seq.max())
+        .from(message::Entity)
+        .and_where(message::Column::ChatId.eq(chat_id))
+        .to_owned();
+    let display_name = Query::select()
+        .column(session::Column::DisplayName)
+        .from(session::Entity)
+        .and_where(session::Column::Id.eq(session_id.as_str()))
+        .to_owned();
+    let query = Query::select()
+        .expr_as(Expr::SubQuery(None, Box::new(last_seq.into())), "last_seq")
+        .expr_as(
+            Expr::exists(messages_where(
+                message::Column::Status.eq(Status::Streaming),
+            )),
+            "reply_in_progress",
+        )
+        .expr_as(
+            Expr::exists(messages_where(message::Column::Role.eq(Role::User))),
+            "has_user_message",
+        )
+        .expr_as(
+            Expr::SubQuery(None, Box::new(display_name.into())),
+            "display_name",
+        )
+        .to_owned();
+    let row = txn
+        .query_one(&query)
+        .await?
+        .ok_or_else(|| DbErr::Custom("the chat state query returned no row".into()))?;
+    Ok(ChatState {
+        last_seq: row.try_get::<Option<i64>>("", "last_seq")?.unwrap_or(0),
+        reply_in_progress: row.try_get("", "reply_in_progress")?,
+        has_user_message: row.try_get("", "has_user_message")?,
+        display_name: row.try_get("", "display_name")?,
+    })
+}
+
+fn non_empty(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_owned())
+}

@@ -1,0 +1,75 @@
+//! Import: a chat created from an export, with its messages.
+
+use chrono::Utc;
+use sea_orm::{ActiveModelTrait, DbErr, Set, TransactionTrait};
+use uuid::Uuid;
+
+use super::{ChatSettings, Role, Status, Store, chat, insert_messages, message, new_message};
+use crate::session::SessionId;
+
+/// A chat to create from an export.
+pub struct ImportedChat {
+    pub title: String,
+    pub settings: ChatSettings,
+    pub messages: Vec<ImportedMessage>,
+}
+
+pub struct ImportedMessage {
+    pub role: Role,
+    pub content: String,
+    pub reasoning: Option<String>,
+    pub status: Status,
+    pub error: Option<String>,
+    pub superseded: bool,
+    pub created_at: chrono::DateTime<Utc>,
+}
+
+impl Store {
+    /// Creates a chat from an export, with its messages in their order. Replies that were being
+    /// written when it was exported are `interrupted`.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn import_chat(
+        &self,
+        session_id: &SessionId,
+        imported: ImportedChat,
+    ) -> Result<chat::Model, DbErr> {
+        let now = Utc::now();
+        let txn = self.db.begin().await?;
+        let chat = chat::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            session_id: Set(session_id.as_str().to_owned()),
+            title: Set(imported.title),
+            created_at: Set(now),
+            updated_at: Set(now),
+            system_prompt: Set(imported.settings.system_prompt),
+            temperature: Set(imported.settings.temperature),
+            max_tokens: Set(imported.settings.max_tokens),
+            model: Set(imported.settings.model),
+        }
+        .insert(&txn)
+        .await?;
+        let rows: Vec<message::ActiveModel> = imported
+            .messages
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let status = match m.status {
+                    Status::Streaming => Status::Interrupted,
+                    other => other,
+                };
+                let mut row = new_message(&chat, i as i64 + 1, m.role, &m.content, status);
+                row.reasoning = Set(m.reasoning);
+                row.error = Set(m.error);
+                row.superseded = Set(m.superseded);
+                row.created_at = Set(m.created_at);
+                row
+            })
+            .collect();
+        // Bounded statements: SQLite allows at most 32,766 bound values in one.
+        for batch in rows.chunks(500) {
+            insert_messages(&txn, batch.to_vec()).await?;
+        }
+        txn.commit().await?;
+        Ok(chat)
+    }
+}
