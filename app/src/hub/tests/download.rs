@@ -1,6 +1,4 @@
 //! Downloads: the layout they land in, resuming, retrying, checksums, the hub's refusals.
-use std::sync::atomic::Ordering;
-
 use super::*;
 use crate::hub::download::{content_range_start, normalize_etag};
 
