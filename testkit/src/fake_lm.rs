@@ -2,7 +2,7 @@
 //! ../shared/fixtures/llama-server/ (chunk shapes, headers, error bodies), with knobs: the tokens,
 //! a delay between them, a mid-stream error or a dropped connection after N tokens, HTTP errors,
 //! and hanging (before the headers, or after N tokens). It logs each request and whether the
-//! client went away before the end.
+//! client went away before the end. The app's tests and the benchmarks both use it.
 use std::{
     convert::Infallible,
     net::SocketAddr,
@@ -46,6 +46,9 @@ pub struct Knobs {
     pub title_reply: Option<String>,
     /// Delay before a title request is answered.
     pub title_delay: Duration,
+    /// Frames a stream may have sent ahead of what the client read (1: each waits for the
+    /// client, so a client that goes away is seen at once; the benchmarks use more).
+    pub stream_buffer: usize,
 }
 
 impl Default for Knobs {
@@ -65,6 +68,7 @@ impl Default for Knobs {
             extra_models: Vec::new(),
             title_reply: Some("\"Greetings, Numbers and More.\"".into()),
             title_delay: Duration::ZERO,
+            stream_buffer: 1,
         }
     }
 }
@@ -107,12 +111,15 @@ struct Fixtures {
     models: Value,
 }
 
-fn fixture_dir() -> std::path::PathBuf {
-    super::repo_path("../shared/fixtures/llama-server")
+/// The recordings, in the shared folder beside the checkout (this crate is `<checkout>/testkit`).
+pub fn fixture_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/llama-server")
 }
 
 fn fixture_lines(name: &str) -> Vec<String> {
-    let text = std::fs::read_to_string(fixture_dir().join(name)).expect("fixture");
+    let path = fixture_dir().join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("the fixture {}: {e}", path.display()));
     text.lines()
         .filter_map(|l| l.strip_prefix("data: "))
         .map(str::to_owned)
@@ -269,7 +276,7 @@ async fn chat(State(shared): State<Shared>, Json(request): Json<Value>) -> Respo
             reasoning: Vec::new(),
             ..knobs
         };
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(1);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(knobs.stream_buffer.max(1));
         tokio::spawn(send_stream(shared.clone(), knobs, tx));
         return Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)).into_response();
     }
@@ -293,7 +300,7 @@ async fn chat(State(shared): State<Shared>, Json(request): Json<Value>) -> Respo
         );
         return response;
     }
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(1);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(knobs.stream_buffer.max(1));
     tokio::spawn(send_stream(shared.clone(), knobs, tx));
     let mut response =
         Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)).into_response();
