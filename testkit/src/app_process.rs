@@ -82,12 +82,9 @@ impl AppProcess {
             .stderr(append(&log)?)
             .kill_on_drop(true);
         let started = Instant::now();
-        let child = command.spawn().with_context(|| {
-            format!(
-                "starting {} (build it with `cargo build -p app`)",
-                binary.display()
-            )
-        })?;
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
         Ok(AppProcess {
             child,
             base,
