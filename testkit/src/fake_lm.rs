@@ -272,7 +272,8 @@ async fn chat(State(shared): State<Shared>, Json(request): Json<Value>) -> Respo
         let Some(title) = knobs.title_reply.clone() else {
             return (StatusCode::INTERNAL_SERVER_ERROR, "title failed").into_response();
         };
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(knobs.stream_buffer.max(1));
+        let (tx, rx) =
+            tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(knobs.stream_buffer.max(1));
         tokio::spawn(send_stream(shared.clone(), knobs, Some(title), tx));
         return Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)).into_response();
     }
@@ -296,7 +297,8 @@ async fn chat(State(shared): State<Shared>, Json(request): Json<Value>) -> Respo
         );
         return response;
     }
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(knobs.stream_buffer.max(1));
+    let (tx, rx) =
+        tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(knobs.stream_buffer.max(1));
     tokio::spawn(send_stream(shared.clone(), knobs, None, tx));
     let mut response =
         Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)).into_response();

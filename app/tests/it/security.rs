@@ -226,7 +226,8 @@ async fn chat_creation_is_limited_per_session_and_per_address() {
     // A new session from the same address gets one more (the address allows 3), then not.
     let second = browser();
     app.create_chat(&second, "").await;
-    let refused = crate::helpers::post_form(&second, &app.url("/chats"), &[("content", "")], false).await;
+    let refused =
+        crate::helpers::post_form(&second, &app.url("/chats"), &[("content", "")], false).await;
     assert_eq!(refused.status(), 429);
 }
 

@@ -78,6 +78,7 @@ pub async fn fresh_database_url(data_dir: &std::path::Path) -> String {
 }
 
 /// The test models in the shared folder beside the checkout.
+#[cfg(feature = "embedded")]
 pub fn shared_model(file: &str) -> PathBuf {
     repo_path("../shared/models").join(file)
 }
@@ -107,6 +108,7 @@ pub async fn embedded_engine(model: &str) -> app::engine::Engine {
 }
 
 /// Waits until the engine's model is loaded; panics with its error if it failed.
+#[cfg(feature = "embedded")]
 pub async fn wait_until_ready(engine: &app::engine::Engine) {
     for _ in 0..600 {
         match engine.status().await {
