@@ -45,7 +45,7 @@ pub async fn test_config(data_dir: &std::path::Path) -> Config {
     config.database_url = Some(fresh_database_url(data_dir).await);
     config.session_key = None;
     config.cookie_secure = false;
-    // Tests send far faster than people; tests/security.rs turns the limits on where it checks them.
+    // Tests send far faster than people; the security tests turn the limits on where it checks them.
     config.rate_limits = false;
     // Title requests would be extra upstream requests in tests that count them.
     config.title_generation = false;
