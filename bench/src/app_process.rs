@@ -1,16 +1,17 @@
 //! Runs the app as a child process, the way it runs in production (release binary, real socket),
-//! and reads its resident memory and CPU time from /proc.
+//! through the shared runner (testkit, which gives it only the configuration set here), and
+//! reads its resident memory and CPU time from /proc.
 use std::{
     path::{Path, PathBuf},
-    process::Stdio,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use anyhow::{Context, bail};
-use tokio::process::{Child, Command};
+use anyhow::Context;
+
+pub use testkit::app_process::free_port;
 
 pub struct AppProcess {
-    child: Child,
+    process: testkit::AppProcess,
     pub base: String,
     pub started_to_ready: Duration,
     pub database_url: String,
@@ -47,55 +48,39 @@ impl AppProcess {
                 data.path().join("bench.db").display()
             )
         });
-        let started = Instant::now();
-        let child = Command::new(options.binary)
-            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-            .env("DATABASE_URL", &database_url)
-            .env("DATA_DIR", data.path())
-            .env("LM_API_URL", options.model_url)
-            .env(
-                "MAX_CONCURRENT_GENERATIONS",
-                options.max_concurrent.to_string(),
-            )
-            .env("LM_MAX_TOKENS", options.max_tokens.to_string())
-            .env("MAX_MESSAGE_BYTES", "32768")
-            .env("RATE_LIMITS", "off")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "starting {} (build it with `cargo build --release -p app`)",
-                    options.binary.display()
-                )
-            })?;
-        let base = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
-        loop {
-            if let Ok(r) = client.get(format!("{base}/readyz")).send().await
-                && r.status().is_success()
-            {
-                break;
-            }
-            if started.elapsed() > Duration::from_secs(30) {
-                bail!("the app did not become ready within 30 s");
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        let mut process = testkit::AppProcess::spawn(
+            options.binary,
+            data.path(),
+            &[
+                // A port known up front: the warn-level log never names it.
+                ("BIND_ADDR", format!("127.0.0.1:{port}")),
+                ("DATABASE_URL", database_url.clone()),
+                ("LM_API_URL", options.model_url),
+                (
+                    "MAX_CONCURRENT_GENERATIONS",
+                    options.max_concurrent.to_string(),
+                ),
+                ("LM_MAX_TOKENS", options.max_tokens.to_string()),
+                ("MAX_MESSAGE_BYTES", "32768".into()),
+                ("RATE_LIMITS", "off".into()),
+                ("RUST_LOG", "warn".into()),
+            ],
+        )
+        .with_context(|| "build the app with `cargo build --release -p app`".to_owned())?;
+        let started_to_ready = process
+            .ready_within(Duration::from_secs(30), Duration::from_millis(2))
+            .await?;
         Ok(Self {
-            child,
-            base,
-            started_to_ready: started.elapsed(),
+            base: process.base.clone(),
+            process,
+            started_to_ready,
             database_url,
             _data: data,
         })
     }
 
     fn pid(&self) -> Option<u32> {
-        self.child.id()
+        self.process.pid()
     }
 
     /// Resident set size in bytes.
@@ -119,10 +104,4 @@ impl AppProcess {
             .sum();
         Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
     }
-}
-
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }

@@ -3,16 +3,15 @@
 //! backend starts once). Then what only the embedded engine has: continuous batching, Stop
 //! freeing a sequence within a step, prefix reuse, exact token counts, chat templates (on
 //! SmolLM2, a real instruct model), and a file that is not a model.
-mod common;
-
 use std::time::Duration;
 
 use app::{config::Config, store::Status};
-use common::{
+use uuid::Uuid;
+
+use crate::helpers::{
     TestApp,
     sse::{EventReader, token_text},
 };
-use uuid::Uuid;
 
 #[cfg(feature = "embedded")]
 const TINY: &str = "llama-2-tiny-random.gguf";
@@ -24,7 +23,7 @@ async fn on_both_engines(configure: impl Fn(&mut Config) + Clone) -> Vec<(&'stat
     #[cfg(feature = "embedded")]
     apps.push((
         "embedded",
-        TestApp::spawn_embedded(common::embedded_engine(TINY).await, configure).await,
+        TestApp::spawn_embedded(crate::helpers::embedded_engine(TINY).await, configure).await,
     ));
     apps
 }
@@ -402,19 +401,19 @@ mod embedded {
     /// An engine of this test's own, so that no other test's reply takes its sequences.
     async fn own_engine(model: &str, slots: usize) -> Engine {
         let mut config = Config::defaults();
-        config.lm_model_path = Some(common::shared_model(model));
+        config.lm_model_path = Some(crate::helpers::shared_model(model));
         config.lm_threads = Some(2);
         config.max_concurrent_generations = slots;
         let engine = Engine::Embedded(app::embedded::EmbeddedEngine::start(
             app::embedded_settings(&config),
         ));
-        common::wait_until_ready(&engine).await;
+        crate::helpers::wait_until_ready(&engine).await;
         engine
     }
 
     #[tokio::test]
     async fn max_tokens_ends_the_reply_with_length_and_exact_usage() {
-        let engine = common::embedded_engine(TINY).await;
+        let engine = crate::helpers::embedded_engine(TINY).await;
         let done = generate(&engine, vec![user("Hello")], options(7, 1.0)).await;
         // Random weights could end early; they did not with this seed.
         assert_eq!(done.finish.as_deref(), Some("length"));
@@ -525,7 +524,7 @@ mod embedded {
 
     #[tokio::test]
     async fn token_counts_come_from_the_models_tokenizer() {
-        let engine = common::embedded_engine(TINY).await;
+        let engine = crate::helpers::embedded_engine(TINY).await;
         let text = "hello ".repeat(100);
         let exact = engine.count_tokens("user", &text);
         // About one token a word, plus the template's framing; the estimate is twice that.
@@ -536,7 +535,7 @@ mod embedded {
 
     #[tokio::test]
     async fn a_real_instruct_model_answers_through_its_own_chat_template() {
-        let engine = common::embedded_engine("SmolLM2-135M-Instruct.Q4_1.gguf").await;
+        let engine = crate::helpers::embedded_engine("SmolLM2-135M-Instruct.Q4_1.gguf").await;
         let prompt = [
             PromptMessage {
                 role: "system",
@@ -629,7 +628,7 @@ mod embedded {
 
     #[tokio::test]
     async fn without_a_model_path_the_model_is_downloaded_into_the_hub_cache_then_chats() {
-        let (endpoint, requests) = fake_hub(common::shared_model(TINY)).await;
+        let (endpoint, requests) = fake_hub(crate::helpers::shared_model(TINY)).await;
         let cache = tempfile::tempdir().unwrap();
         let mut config = Config::defaults();
         config.hf_endpoint = endpoint;
@@ -639,7 +638,7 @@ mod embedded {
         let engine = Engine::Embedded(app::embedded::EmbeddedEngine::start(
             app::embedded_settings(&config),
         ));
-        common::wait_until_ready(&engine).await;
+        crate::helpers::wait_until_ready(&engine).await;
         let snapshot = cache
             .path()
             .join(
@@ -662,7 +661,7 @@ mod embedded {
         let again = Engine::Embedded(app::embedded::EmbeddedEngine::start(
             app::embedded_settings(&config),
         ));
-        common::wait_until_ready(&again).await;
+        crate::helpers::wait_until_ready(&again).await;
         assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), before);
     }
 

@@ -1,11 +1,11 @@
 //! An attacker's view: security headers, cross-site requests, rate limits and per-session stream
 //! limits, each against the real router.
-mod common;
-
 use std::time::Duration;
 
-use common::{TestApp, browser, fake_lm::Knobs};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
+use testkit::Knobs;
+
+use crate::helpers::{TestApp, browser};
 
 fn assert_security_headers(headers: &HeaderMap, what: &str) {
     let csp = headers
@@ -226,7 +226,8 @@ async fn chat_creation_is_limited_per_session_and_per_address() {
     // A new session from the same address gets one more (the address allows 3), then not.
     let second = browser();
     app.create_chat(&second, "").await;
-    let refused = common::post_form(&second, &app.url("/chats"), &[("content", "")], false).await;
+    let refused =
+        crate::helpers::post_form(&second, &app.url("/chats"), &[("content", "")], false).await;
     assert_eq!(refused.status(), 429);
 }
 

@@ -2,20 +2,19 @@
 //! writes, `escape_html` is lossless, and a reply streams (and resumes) to exactly the text the
 //! model sent. Failing cases are not saved to disk (`failure_persistence: None`): proptest prints
 //! the shrunk input instead.
-mod common;
-
 use std::{sync::OnceLock, time::Duration};
 
 use app::{
     render::{escape_html, markdown_to_html},
     store::Status,
 };
-use common::{
+use eventsource_stream::Event;
+use proptest::{prelude::*, sample::Index};
+
+use crate::helpers::{
     TestApp,
     sse::{EventReader, token_text, unescape_html, unescape_token},
 };
-use eventsource_stream::Event;
-use proptest::{prelude::*, sample::Index};
 
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {

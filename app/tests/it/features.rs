@@ -1,11 +1,9 @@
 //! The chat features of issue 8: per-chat settings and the model picker, edit and resend,
 //! reasoning, export and import, search, and generated titles. Through the pages (with and
 //! without htmx) and the JSON API, against the fake llama-server.
-mod common;
-
 use std::time::Duration;
 
-use common::{TestApp, browser, sse::EventReader};
+use crate::helpers::{TestApp, browser, sse::EventReader};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -184,7 +182,7 @@ async fn chat_settings_are_shown_saved_validated_and_sent_upstream() {
 
     // Another session cannot see or change them.
     let stranger = browser();
-    let response = common::post_form(
+    let response = crate::helpers::post_form(
         &stranger,
         &app.url(&settings),
         &[("max_tokens", "5")],
@@ -309,7 +307,7 @@ async fn editing_the_latest_message_keeps_the_earlier_version_and_its_replies() 
     let first_reply = app.send_and_wait(&app.client, chat, "What is 3 + 3?").await;
     let regenerated = {
         let response = app.post(&format!("/chats/{chat}/regenerate"), &[]).await;
-        let id = common::reply_id(&response);
+        let id = crate::helpers::reply_id(&response);
         app.finished(id).await;
         id
     };
@@ -349,7 +347,7 @@ async fn editing_the_latest_message_keeps_the_earlier_version_and_its_replies() 
     let (status, _) = text(app.post(&edit(Uuid::now_v7()), &[("content", "x")]).await).await;
     assert_eq!(status, 404);
     let stranger = browser();
-    let response = common::post_form(
+    let response = crate::helpers::post_form(
         &stranger,
         &app.url(&edit(latest_user.id)),
         &[("content", "x")],
@@ -453,7 +451,7 @@ async fn editing_the_latest_message_keeps_the_earlier_version_and_its_replies() 
         .post(&edit(new_user.id), &[("content", "Fine: 5 + 5?")])
         .await;
     assert_eq!(response.status(), 303);
-    let reply = common::reply_id(&response);
+    let reply = crate::helpers::reply_id(&response);
     app.finished(reply).await;
     let (_, page) = text(app.get(&format!("/chats/{chat}")).await).await;
     assert!(
@@ -697,7 +695,7 @@ async fn a_chat_exports_as_markdown_and_json_and_the_json_imports_as_a_new_chat(
             &[("content", "Second, edited")],
         )
         .await;
-    app.finished(common::reply_id(&edit)).await;
+    app.finished(crate::helpers::reply_id(&edit)).await;
     let original = messages_of(&app, chat).await;
 
     // Markdown, for people.
@@ -914,7 +912,7 @@ async fn search_finds_titles_and_messages_of_this_session_only_and_links_to_the_
     app.send_and_wait(&app.client, other, "nothing to see")
         .await;
     let stranger = browser();
-    common::post_form(
+    crate::helpers::post_form(
         &stranger,
         &app.url("/chats"),
         &[("content", "zanzibar sunscreen, a stranger's")],

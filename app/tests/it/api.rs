@@ -1,11 +1,11 @@
 //! The JSON API: every endpoint, bearer tokens and cookies, isolation between sessions, problem
 //! details, and the OpenAPI document.
-mod common;
-
 use std::time::Duration;
 
-use common::{TestApp, browser, fake_lm::Knobs, sse::EventReader};
 use serde_json::{Value, json};
+use testkit::Knobs;
+
+use crate::helpers::{TestApp, browser, sse::EventReader};
 
 /// A client without a cookie jar that sends `Authorization: Bearer`.
 struct ApiClient {

@@ -2,7 +2,7 @@
 //! ../shared/fixtures/llama-server/ (chunk shapes, headers, error bodies), with knobs: the tokens,
 //! a delay between them, a mid-stream error or a dropped connection after N tokens, HTTP errors,
 //! and hanging (before the headers, or after N tokens). It logs each request and whether the
-//! client went away before the end.
+//! client went away before the end. The app's tests and the benchmarks both use it.
 use std::{
     convert::Infallible,
     net::SocketAddr,
@@ -46,6 +46,9 @@ pub struct Knobs {
     pub title_reply: Option<String>,
     /// Delay before a title request is answered.
     pub title_delay: Duration,
+    /// Frames a stream may have sent ahead of what the client read (1: each waits for the
+    /// client, so a client that goes away is seen at once; the benchmarks use more).
+    pub stream_buffer: usize,
 }
 
 impl Default for Knobs {
@@ -65,6 +68,7 @@ impl Default for Knobs {
             extra_models: Vec::new(),
             title_reply: Some("\"Greetings, Numbers and More.\"".into()),
             title_delay: Duration::ZERO,
+            stream_buffer: 1,
         }
     }
 }
@@ -88,13 +92,14 @@ pub struct Log {
 #[derive(Clone)]
 pub struct FakeLm {
     pub addr: SocketAddr,
-    knobs: Arc<Mutex<Knobs>>,
+    knobs: Arc<Mutex<Arc<Knobs>>>,
     log: Arc<Mutex<Log>>,
 }
 
 #[derive(Clone)]
 struct Shared {
-    knobs: Arc<Mutex<Knobs>>,
+    /// Each request takes the knobs as they are then (a cheap clone, however many tokens).
+    knobs: Arc<Mutex<Arc<Knobs>>>,
     log: Arc<Mutex<Log>>,
     fixtures: Arc<Fixtures>,
 }
@@ -107,12 +112,15 @@ struct Fixtures {
     models: Value,
 }
 
-fn fixture_dir() -> std::path::PathBuf {
-    super::repo_path("../shared/fixtures/llama-server")
+/// The recordings, in the shared folder beside the checkout (this crate is `<checkout>/testkit`).
+pub fn fixture_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/llama-server")
 }
 
 fn fixture_lines(name: &str) -> Vec<String> {
-    let text = std::fs::read_to_string(fixture_dir().join(name)).expect("fixture");
+    let path = fixture_dir().join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("the fixture {}: {e}", path.display()));
     text.lines()
         .filter_map(|l| l.strip_prefix("data: "))
         .map(str::to_owned)
@@ -179,7 +187,7 @@ pub fn fixture_http_body(name: &str) -> (u16, String) {
 impl FakeLm {
     pub async fn start(knobs: Knobs) -> Self {
         let shared = Shared {
-            knobs: Arc::new(Mutex::new(knobs)),
+            knobs: Arc::new(Mutex::new(Arc::new(knobs))),
             log: Arc::new(Mutex::new(Log::default())),
             fixtures: Arc::new(load_fixtures()),
         };
@@ -206,7 +214,7 @@ impl FakeLm {
     }
 
     pub fn set(&self, change: impl FnOnce(&mut Knobs)) {
-        change(&mut self.knobs.lock().unwrap());
+        change(Arc::make_mut(&mut self.knobs.lock().unwrap()));
     }
 
     pub fn log<T>(&self, read: impl FnOnce(&Log) -> T) -> T {
@@ -231,9 +239,9 @@ async fn models(State(shared): State<Shared>) -> Json<Value> {
     let knobs = shared.knobs.lock().unwrap().clone();
     models["data"][0]["meta"]["n_ctx"] = knobs.n_ctx.into();
     let recorded = models["data"][0].clone();
-    for id in knobs.extra_models {
+    for id in &knobs.extra_models {
         let mut model = recorded.clone();
-        model["id"] = id.into();
+        model["id"] = id.as_str().into();
         models["data"].as_array_mut().unwrap().push(model);
     }
     Json(models)
@@ -264,13 +272,9 @@ async fn chat(State(shared): State<Shared>, Json(request): Json<Value>) -> Respo
         let Some(title) = knobs.title_reply.clone() else {
             return (StatusCode::INTERNAL_SERVER_ERROR, "title failed").into_response();
         };
-        let knobs = Knobs {
-            tokens: vec![title],
-            reasoning: Vec::new(),
-            ..knobs
-        };
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(1);
-        tokio::spawn(send_stream(shared.clone(), knobs, tx));
+        let (tx, rx) =
+            tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(knobs.stream_buffer.max(1));
+        tokio::spawn(send_stream(shared.clone(), knobs, Some(title), tx));
         return Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)).into_response();
     }
     {
@@ -285,16 +289,17 @@ async fn chat(State(shared): State<Shared>, Json(request): Json<Value>) -> Respo
     if knobs.hang {
         std::future::pending::<()>().await;
     }
-    if let Some((status, body)) = knobs.http_error {
-        let mut response = (StatusCode::from_u16(status).unwrap(), body).into_response();
+    if let Some((status, body)) = &knobs.http_error {
+        let mut response = (StatusCode::from_u16(*status).unwrap(), body.clone()).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json; charset=utf-8"),
         );
         return response;
     }
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(1);
-    tokio::spawn(send_stream(shared.clone(), knobs, tx));
+    let (tx, rx) =
+        tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(knobs.stream_buffer.max(1));
+    tokio::spawn(send_stream(shared.clone(), knobs, None, tx));
     let mut response =
         Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)).into_response();
     let headers = response.headers_mut();
@@ -309,15 +314,21 @@ async fn chat(State(shared): State<Shared>, Json(request): Json<Value>) -> Respo
 
 async fn send_stream(
     shared: Shared,
-    knobs: Knobs,
+    knobs: Arc<Knobs>,
+    // A title request's reply: this one piece instead of the reasoning and the tokens.
+    title: Option<String>,
     tx: tokio::sync::mpsc::Sender<Result<Bytes, Infallible>>,
 ) {
+    let (reasoning, tokens): (&[String], &[String]) = match &title {
+        Some(title) => (&[], std::slice::from_ref(title)),
+        None => (&knobs.reasoning, &knobs.tokens),
+    };
     shared.log.lock().unwrap().open += 1;
     let fixtures = &shared.fixtures;
     let frame = |json: &str| Ok(Bytes::from(format!("data: {json}\n\n")));
     let sent_all = async {
         tx.send(frame(&fixtures.role_chunk)).await.ok()?;
-        for piece in &knobs.reasoning {
+        for piece in reasoning {
             if !knobs.token_delay.is_zero() {
                 tokio::time::sleep(knobs.token_delay).await;
             }
@@ -325,7 +336,7 @@ async fn send_stream(
             chunk["choices"][0]["delta"] = serde_json::json!({ "reasoning_content": piece });
             tx.send(frame(&chunk.to_string())).await.ok()?;
         }
-        for (i, token) in knobs.tokens.iter().enumerate() {
+        for (i, token) in tokens.iter().enumerate() {
             if knobs.error_after == Some(i) {
                 let error = serde_json::json!({"error": {"code": 500, "message": "the model crashed mid-stream", "type": "server_error"}});
                 tx.send(frame(&error.to_string())).await.ok()?;
@@ -352,7 +363,7 @@ async fn send_stream(
         finish["choices"][0]["finish_reason"] = knobs.finish_reason.as_str().into();
         tx.send(frame(&finish.to_string())).await.ok()?;
         let mut usage = fixtures.usage_chunk.clone();
-        usage["usage"]["completion_tokens"] = knobs.tokens.len().into();
+        usage["usage"]["completion_tokens"] = tokens.len().into();
         usage["usage"]["prompt_tokens"] = 21.into();
         tx.send(frame(&usage.to_string())).await.ok()?;
         tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await.ok()?;

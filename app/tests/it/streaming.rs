@@ -1,18 +1,19 @@
 //! Issue 3: replies generated in the background from a (fake) llama-server and streamed to the
 //! page. Each test runs on a fresh database (SQLite, or PostgreSQL with TEST_DATABASE_URL).
-mod common;
-
 use std::time::Duration;
 
 use app::store::{Status, message};
-use common::{
-    TestApp, browser,
-    fake_lm::{FakeLm, Knobs, fixture_http_body, fixture_tokens},
-    post_form, reply_id,
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use testkit::{
+    FakeLm, Knobs,
+    fake_lm::{fixture_http_body, fixture_tokens},
+};
+use uuid::Uuid;
+
+use crate::helpers::{
+    TestApp, browser, post_form, reply_id,
     sse::{EventReader, token_text, unescape_html},
 };
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
-use uuid::Uuid;
 
 async fn spawn(
     knobs: Knobs,
@@ -1018,7 +1019,7 @@ async fn simultaneous_sends_to_one_chat_start_exactly_one_reply() {
         );
         async move {
             let content = format!("racer {i}");
-            common::post_form(&client, &url, &[("content", &content)], true)
+            post_form(&client, &url, &[("content", &content)], true)
                 .await
                 .status()
         }
@@ -1091,6 +1092,6 @@ async fn a_reply_that_waits_too_long_for_a_slot_ends_with_a_readable_error() {
     let retried = app
         .post(&format!("/chats/{second_chat}/regenerate"), &[])
         .await;
-    let retry = common::reply_id(&retried);
+    let retry = reply_id(&retried);
     assert_eq!(app.finished(retry).await.status, Status::Complete);
 }

@@ -1,20 +1,15 @@
 //! Faults, as an operator meets them: the database down at start-up and while running, the app
 //! killed with SIGKILL mid-reply, and SIGTERM. The process tests run the real `app` binary.
-mod common;
-
 use std::time::{Duration, Instant};
 
 use app::store::{Status, Store, message};
-use common::{
-    TestApp, browser,
-    fake_lm::{FakeLm, Knobs},
-    fresh_database_url,
-    process::AppProcess,
-    proxy::Proxy,
-    sse::EventReader,
-};
 use sea_orm::EntityTrait;
+use testkit::{FakeLm, Knobs};
 use uuid::Uuid;
+
+use crate::helpers::{
+    self, TestApp, browser, fresh_database_url, proxy::Proxy, spawn_app, sse::EventReader,
+};
 
 /// The PostgreSQL server the suite runs against, or `None` on SQLite (these faults are about a
 /// database server; CI runs this suite on PostgreSQL too).
@@ -64,7 +59,7 @@ async fn start_reply(client: &reqwest::Client, base: &str, content: &str) -> (Uu
     )
     .await;
     assert_eq!(sent.status(), 303, "{}", sent.text().await.unwrap());
-    (chat, common::reply_id(&sent))
+    (chat, helpers::reply_id(&sent))
 }
 
 async fn stored(store: &Store, id: Uuid) -> message::Model {
@@ -87,7 +82,7 @@ async fn database_down_at_start_up_is_retried_with_backoff_until_it_returns() {
     let proxy = Proxy::reserve(target).await;
     let (proxied, _) = through(&database, proxy.addr);
     let fake = FakeLm::start(Knobs::default()).await;
-    let mut app = AppProcess::spawn(
+    let mut app = spawn_app(
         data.path(),
         &[
             ("DATABASE_URL", proxied.clone()),
@@ -119,7 +114,7 @@ async fn database_down_at_start_up_is_retried_with_backoff_until_it_returns() {
     // Given up after DB_STARTUP_TIMEOUT: a clear message and a failing exit, not a hang.
     proxy.cut().await;
     let data = tempfile::tempdir().unwrap();
-    let mut gives_up = AppProcess::spawn(
+    let mut gives_up = spawn_app(
         data.path(),
         &[
             ("DATABASE_URL", proxied),
@@ -141,7 +136,7 @@ async fn database_down_at_start_up_is_retried_with_backoff_until_it_returns() {
 async fn an_sqlite_file_that_cannot_be_opened_stops_start_up_at_once() {
     let data = tempfile::tempdir().unwrap();
     let fake = FakeLm::start(Knobs::default()).await;
-    let mut app = AppProcess::spawn(
+    let mut app = spawn_app(
         data.path(),
         &[
             (
@@ -201,7 +196,7 @@ async fn database_down_while_running_is_a_503_then_recovers_and_saves_the_reply_
     proxy.restore().await;
     let restored_at = Instant::now();
     let events = reader.all().await;
-    let text = common::sse::token_text(&events);
+    let text = helpers::sse::token_text(&events);
     let expected: String = (0..30).map(|i| format!("w{i} ")).collect();
     assert_eq!(text, expected);
     assert!(events.iter().any(|e| e.event == "done"));
@@ -234,7 +229,7 @@ async fn killed_mid_reply_then_restarted_the_reply_is_interrupted_with_its_check
         // The same instance restarted (on another port here): it knows its own replies.
         ("REPLICA_NAME", "the-only-replica".to_owned()),
     ];
-    let mut app = AppProcess::spawn(data.path(), &envs).await;
+    let mut app = spawn_app(data.path(), &envs).await;
     app.wait_ready(Duration::from_secs(10)).await;
     let client = browser();
     let (chat, reply) = start_reply(&client, &app.base, "a long answer please").await;
@@ -249,7 +244,7 @@ async fn killed_mid_reply_then_restarted_the_reply_is_interrupted_with_its_check
     while started.elapsed() < Duration::from_millis(2500) {
         match tokio::time::timeout(Duration::from_millis(100), reader.next()).await {
             Ok(Some(event)) if event.event == "token" => {
-                text.push_str(&common::sse::token_text(std::slice::from_ref(&event)));
+                text.push_str(&helpers::sse::token_text(std::slice::from_ref(&event)));
                 seen.push((started.elapsed(), text.clone()));
             }
             Ok(Some(_)) | Err(_) => {}
@@ -271,7 +266,7 @@ async fn killed_mid_reply_then_restarted_the_reply_is_interrupted_with_its_check
         "the reply should have streamed for more than a second"
     );
 
-    let mut app = AppProcess::spawn(data.path(), &envs).await;
+    let mut app = spawn_app(data.path(), &envs).await;
     app.wait_ready(Duration::from_secs(10)).await;
     let store = Store::connect(&database, 1).await.unwrap();
     let message = stored(&store, reply).await;
@@ -306,7 +301,7 @@ async fn killed_mid_reply_then_restarted_the_reply_is_interrupted_with_its_check
     )
     .await;
     assert_eq!(retried.status(), 303);
-    let new_reply = common::reply_id(&retried);
+    let new_reply = helpers::reply_id(&retried);
     let url = format!("{}/chats/{chat}/messages/{new_reply}/stream", app.base);
     let (_, _, reader) = EventReader::open(&client, &url, None).await;
     let events = reader.unwrap().all().await;
@@ -326,7 +321,7 @@ async fn sigterm_lets_replies_finish_within_the_grace_period_then_saves_the_rest
         ("LM_API_URL", fake.url()),
         ("SHUTDOWN_GRACE", "1500ms".to_owned()),
     ];
-    let mut app = AppProcess::spawn(data.path(), &envs).await;
+    let mut app = spawn_app(data.path(), &envs).await;
     app.wait_ready(Duration::from_secs(10)).await;
     let client = browser();
     let (_, short) = start_reply(&client, &app.base, "short").await;
@@ -355,7 +350,7 @@ async fn sigterm_lets_replies_finish_within_the_grace_period_then_saves_the_rest
         took >= Duration::from_millis(1400) && took < Duration::from_secs(6),
         "{took:?}"
     );
-    let streamed = common::sse::token_text(&events);
+    let streamed = helpers::sse::token_text(&events);
     assert!(
         events.iter().any(|e| e.event == "done"),
         "the stream ends cleanly"

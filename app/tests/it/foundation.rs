@@ -1,8 +1,6 @@
 //! Issue 2: sessions, chats, pages, validation, migrations, restarts. Each test runs on a fresh
 //! database (SQLite, or PostgreSQL with TEST_DATABASE_URL).
-mod common;
-
-use common::{TestApp, browser, post_form};
+use crate::helpers::{TestApp, browser, post_form};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::ConnectionTrait;
 
@@ -621,7 +619,7 @@ async fn with_skip_migrations_the_app_is_not_ready_until_the_schema_is_there() {
 #[tokio::test]
 async fn a_malformed_session_key_stops_start_up_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = common::test_config(dir.path()).await;
+    let mut config = crate::helpers::test_config(dir.path()).await;
     config.session_key = Some("too-short".into());
     let error = app::AppState::build(config)
         .await
@@ -637,7 +635,7 @@ async fn a_malformed_session_key_stops_start_up_with_a_clear_message() {
 #[tokio::test]
 async fn migrations_go_up_down_and_up_again() {
     let dir = tempfile::tempdir().unwrap();
-    let url = common::fresh_database_url(dir.path()).await;
+    let url = crate::helpers::fresh_database_url(dir.path()).await;
     let db = sea_orm::Database::connect(url).await.unwrap();
     Migrator::up(&db, None).await.unwrap();
     assert!(

@@ -4,22 +4,15 @@
 //! leave the others' replies alone. Through nginx (our nginx.conf, two upstreams), a session
 //! sticks to one replica and moves to the survivor when its replica dies. These run the real
 //! `app` binary; they need PostgreSQL (`TEST_DATABASE_URL`), and nginx for the last one.
-mod common;
-
 use std::time::{Duration, Instant};
 
 use app::store::{Status, Store, message};
 use base64::Engine;
-use common::{
-    browser,
-    fake_lm::{FakeLm, Knobs},
-    fresh_database_url,
-    process::AppProcess,
-    repo_path,
-    sse::EventReader,
-};
 use sea_orm::EntityTrait;
+use testkit::{AppProcess, FakeLm, Knobs};
 use uuid::Uuid;
+
+use crate::helpers::{self, browser, fresh_database_url, repo_path, spawn_app, sse::EventReader};
 
 /// How long a replica's claim lasts here: a dead replica's replies are taken over within about
 /// this (plus a renewal period).
@@ -76,7 +69,7 @@ impl Cluster {
         std::fs::create_dir_all(&dir).unwrap();
         let mut envs = self.envs.clone();
         envs.push(("REPLICA_NAME", name.to_owned()));
-        let mut app = AppProcess::spawn(&dir, &envs).await;
+        let mut app = spawn_app(&dir, &envs).await;
         app.wait_ready(Duration::from_secs(15)).await;
         app
     }
@@ -138,7 +131,7 @@ async fn read_to_end(reader: &mut EventReader) -> (Vec<String>, String) {
     let mut pieces = Vec::new();
     while let Some(event) = reader.next().await {
         match event.event.as_str() {
-            "token" => pieces.push(common::sse::token_text(std::slice::from_ref(&event))),
+            "token" => pieces.push(helpers::sse::token_text(std::slice::from_ref(&event))),
             "done" => return (pieces, event.data),
             _ => {}
         }
@@ -187,7 +180,7 @@ async fn a_reply_written_by_one_replica_is_followed_through_another() {
         .await
         .unwrap();
     assert_eq!(next.status(), 303);
-    let next_reply = common::reply_id(&next);
+    let next_reply = helpers::reply_id(&next);
     assert_eq!(
         cluster.message(next_reply).await.owner.as_deref(),
         Some("replica-b")
@@ -220,7 +213,7 @@ async fn stop_through_another_replica_stops_the_writer() {
     while seen.len() < 20 {
         let event = reader.next().await.expect("text");
         if event.event == "token" {
-            seen.push_str(&common::sse::token_text(std::slice::from_ref(&event)));
+            seen.push_str(&helpers::sse::token_text(std::slice::from_ref(&event)));
         }
     }
     let disconnected = cluster.fake.log(|l| l.disconnected);
@@ -283,7 +276,7 @@ async fn when_a_replica_dies_a_survivor_interrupts_its_replies_and_retry_works()
     while seen.len() < 20 {
         let event = reader.next().await.expect("text");
         if event.event == "token" {
-            seen.push_str(&common::sse::token_text(std::slice::from_ref(&event)));
+            seen.push_str(&helpers::sse::token_text(std::slice::from_ref(&event)));
         }
     }
     a.child.start_kill().unwrap(); // SIGKILL: no chance to save anything
@@ -319,7 +312,7 @@ async fn when_a_replica_dies_a_survivor_interrupts_its_replies_and_retry_works()
         .unwrap();
     assert_eq!(retry.status(), 303);
     let again = cluster
-        .ended(common::reply_id(&retry), Duration::from_secs(20))
+        .ended(helpers::reply_id(&retry), Duration::from_secs(20))
         .await;
     assert_eq!(again.status, Status::Complete);
     assert!(again.content.contains("w249"));
@@ -432,7 +425,7 @@ async fn through_nginx_a_session_sticks_to_one_replica_and_moves_when_it_dies() 
                 .unwrap();
             assert_eq!(sent.status(), 303);
             let reply = cluster
-                .ended(common::reply_id(&sent), Duration::from_secs(10))
+                .ended(helpers::reply_id(&sent), Duration::from_secs(10))
                 .await;
             owners.insert(reply.owner);
         }
@@ -450,7 +443,7 @@ async fn through_nginx_a_session_sticks_to_one_replica_and_moves_when_it_dies() 
         .send()
         .await
         .unwrap();
-    let reply = common::reply_id(&sent);
+    let reply = helpers::reply_id(&sent);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (mut dead, survivor) = if owner == "replica-a" {
         (a, "replica-b")
@@ -477,7 +470,7 @@ async fn through_nginx_a_session_sticks_to_one_replica_and_moves_when_it_dies() 
         .unwrap();
     assert_eq!(retry.status(), 303);
     let again = cluster
-        .ended(common::reply_id(&retry), Duration::from_secs(20))
+        .ended(helpers::reply_id(&retry), Duration::from_secs(20))
         .await;
     assert_eq!(again.status, Status::Complete);
     assert_eq!(

@@ -1,15 +1,17 @@
 //! Test harness: the real router served on 127.0.0.1:0 with a fresh database per test (SQLite
-//! by default; PostgreSQL when `TEST_DATABASE_URL` names a server to create databases on).
-#![allow(dead_code)]
-pub mod fake_lm;
-pub mod process;
+//! by default; PostgreSQL when `TEST_DATABASE_URL` names a server to create databases on). The
+//! fake llama-server and the app-process runner are the `testkit` crate's (shared with bench).
 pub mod proxy;
 pub mod sse;
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
 
 use app::{AppState, config::Config, store::Store};
 use sea_orm::{ConnectionTrait, Statement};
+use testkit::{AppProcess, FakeLm, Knobs};
 use tokio::sync::oneshot;
 
 pub struct TestApp {
@@ -26,7 +28,7 @@ pub struct TestApp {
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     pub data_dir: tempfile::TempDir,
     /// The fake llama-server the app talks to (unless the test pointed it elsewhere).
-    pub fake_lm: fake_lm::FakeLm,
+    pub fake_lm: FakeLm,
 }
 
 pub fn repo_path(relative: &str) -> PathBuf {
@@ -43,7 +45,7 @@ pub async fn test_config(data_dir: &std::path::Path) -> Config {
     config.database_url = Some(fresh_database_url(data_dir).await);
     config.session_key = None;
     config.cookie_secure = false;
-    // Tests send far faster than people; tests/security.rs turns the limits on where it checks them.
+    // Tests send far faster than people; the security tests turn the limits on where it checks them.
     config.rate_limits = false;
     // Title requests would be extra upstream requests in tests that count them.
     config.title_generation = false;
@@ -76,6 +78,7 @@ pub async fn fresh_database_url(data_dir: &std::path::Path) -> String {
 }
 
 /// The test models in the shared folder beside the checkout.
+#[cfg(feature = "embedded")]
 pub fn shared_model(file: &str) -> PathBuf {
     repo_path("../shared/models").join(file)
 }
@@ -105,6 +108,7 @@ pub async fn embedded_engine(model: &str) -> app::engine::Engine {
 }
 
 /// Waits until the engine's model is loaded; panics with its error if it failed.
+#[cfg(feature = "embedded")]
 pub async fn wait_until_ready(engine: &app::engine::Engine) {
     for _ in 0..600 {
         match engine.status().await {
@@ -114,6 +118,13 @@ pub async fn wait_until_ready(engine: &app::engine::Engine) {
         }
     }
     panic!("the model was not ready after 30 s");
+}
+
+/// The `app` binary built with these tests, as a child process configured by `envs` only (see
+/// [`AppProcess::spawn`]).
+pub async fn spawn_app(data_dir: &Path, envs: &[(&str, String)]) -> AppProcess {
+    AppProcess::spawn(Path::new(env!("CARGO_BIN_EXE_app")), data_dir, envs)
+        .expect("start the app binary")
 }
 
 pub fn browser() -> reqwest::Client {
@@ -134,7 +145,7 @@ impl TestApp {
     pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> Self {
         let data_dir = tempfile::tempdir().unwrap();
         let mut config = test_config(data_dir.path()).await;
-        let fake = fake_lm::FakeLm::start(fake_lm::Knobs::default()).await;
+        let fake = FakeLm::start(Knobs::default()).await;
         config.lm_api_url = Some(fake.url());
         configure(&mut config);
         Self::start_with(config, data_dir, fake, None).await
@@ -142,7 +153,7 @@ impl TestApp {
 
     /// Starts the app on an existing configuration and data directory (a restart).
     pub async fn start(config: Config, data_dir: tempfile::TempDir) -> Self {
-        let fake = fake_lm::FakeLm::start(fake_lm::Knobs::default()).await;
+        let fake = FakeLm::start(Knobs::default()).await;
         Self::start_with(config, data_dir, fake, None).await
     }
 
@@ -157,14 +168,14 @@ impl TestApp {
         config.lm_api_url = None;
         configure(&mut config);
         // Unused, but a TestApp always has one.
-        let fake = fake_lm::FakeLm::start(fake_lm::Knobs::default()).await;
+        let fake = FakeLm::start(Knobs::default()).await;
         Self::start_with(config, data_dir, fake, Some(engine)).await
     }
 
     async fn start_with(
         config: Config,
         data_dir: tempfile::TempDir,
-        fake_lm: fake_lm::FakeLm,
+        fake_lm: FakeLm,
         engine: Option<app::engine::Engine>,
     ) -> Self {
         let state = match engine {

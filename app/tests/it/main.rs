@@ -1,0 +1,14 @@
+//! The app's integration tests, in one binary (`cargo test --test it`; one module's tests with
+//! e.g. `cargo test --test it streaming::`). Each test runs the real router, or the real `app`
+//! binary, on a fresh database: SQLite, or PostgreSQL when `TEST_DATABASE_URL` names a server.
+mod helpers;
+
+mod api;
+mod engines;
+mod faults;
+mod features;
+mod foundation;
+mod properties;
+mod replicas;
+mod security;
+mod streaming;
