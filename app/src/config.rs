@@ -1,5 +1,6 @@
-//! Every option, as a CLI flag with an environment variable of the same meaning (DESIGN.md
-//! "Configuration contract"). `app --help` lists them all; so does the README's table.
+//! Every option, as a CLI flag with an environment variable of the same meaning. The names are
+//! a contract other tools rely on (compose.yaml, deploy/k8s); `app --help` lists them all, and
+//! so does the README's table.
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{ArgAction, Parser};

@@ -1,5 +1,5 @@
-//! A reply's events as server-sent events (DESIGN.md's stream contract, summarised in
-//! ARCHITECTURE.md): the use-case stream (`crate::stream`) encoded as HTML fragments for the
+//! A reply's events as server-sent events (ARCHITECTURE.md "The stream contract"): the use-case
+//! stream (`crate::stream`) encoded as HTML fragments for the
 //! pages (`token`, `reasoning`, `status`, `error`, `done`) or JSON for the API (`delta`,
 //! `reasoning`, `status`, `error`, `done` with the message as `GET .../messages` returns it).
 use std::convert::Infallible;
