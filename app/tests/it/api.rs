@@ -177,6 +177,10 @@ async fn a_script_chats_through_every_endpoint_with_a_bearer_token() {
         .map(|m| m["role"].as_str().unwrap())
         .collect();
     assert_eq!(roles, ["assistant", "user", "assistant"]); // greeting, message, reply
+    // `done` is the message as the API lists it, whether the stream was live or read back.
+    let listed = &with_messages["messages"][2];
+    assert_eq!(done, listed);
+    assert_eq!(&rest.last().unwrap().2, listed);
 
     let (status, messages) = api
         .call(

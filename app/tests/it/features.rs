@@ -1166,6 +1166,26 @@ async fn after_the_first_reply_the_model_names_the_chat_in_the_background() {
     assert_eq!(chat_row(&app, second_chat).await.title, "My own title");
 }
 
+#[tokio::test]
+async fn shutdown_waits_for_a_title_the_model_is_writing() {
+    let app = TestApp::spawn_with(|c| c.title_generation = true).await;
+    app.fake_lm
+        .set(|k| k.title_delay = Duration::from_millis(500));
+    let chat = app
+        .create_chat(&app.client, "hello there, how are you")
+        .await;
+    assert!(app.state.generations.title_pending(chat));
+    let store = app.store.clone();
+    // Shutdown's grace period (the test config's) is longer than the title takes.
+    app.stop().await;
+    let row = chat::Entity::find_by_id(chat)
+        .one(store.connection())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.title, "Greetings, Numbers and More");
+}
+
 /// Waits until the model is no longer writing the chat's title (the title URL answers 286).
 async fn title_settled(app: &TestApp, chat: Uuid) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -501,6 +501,19 @@ async fn display_name_is_kept_with_the_session_and_shown_on_messages() {
         html.contains("<div class=\"author\">Ada Lovelace</div>"),
         "{html}"
     );
+    // A send's new bubble carries the name too (read in the send's own transaction).
+    let sent = app
+        .post_htmx(
+            &format!("/chats/{id}/messages"),
+            &[("content", "and again")],
+        )
+        .await;
+    assert_eq!(sent.status(), 200);
+    let fragment = sent.text().await.unwrap();
+    assert!(
+        fragment.contains("<div class=\"author\">Ada Lovelace</div>"),
+        "{fragment}"
+    );
     // htmx gets the form back; an empty name clears it.
     let response = app.post_htmx("/profile", &[("display_name", "")]).await;
     assert!(response.text().await.unwrap().contains("id=\"profile\""));
