@@ -1,6 +1,6 @@
 //! A self-hosted chat web app over llama.cpp (embedded, or llama-server's API). `serve`
 //! connects the database, applies migrations, starts the engine, builds the state and the
-//! router (`routes::router`), and serves until SIGINT/SIGTERM.
+//! router (`routes::router`), and serves until SIGINT/SIGTERM. ARCHITECTURE.md maps the modules.
 pub mod assets;
 pub mod chat;
 pub mod config;

@@ -206,10 +206,10 @@ pub fn download(export: Export) -> Response {
 }
 
 /// The one place errors are logged and their bodies written. A handler's [`AppError`] travels
-/// in its response's extensions; so do none of axum's own rejections (bodies too large,
-/// unreadable forms), which get a message by their status. The body is what the client can
-/// use: a fragment aimed at the page's `#flash` region for htmx, a full page for browsers,
-/// problem details under `/api`.
+/// in its response's extensions; axum's own rejections (bodies too large, unreadable forms)
+/// carry none and get a message by their status. The body is what the client can use: a
+/// fragment aimed at the page's `#flash` region for htmx, a full page for browsers, problem
+/// details under `/api`.
 async fn errors(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let htmx = is_htmx(request.headers().get("hx-request"));
     let api = api::is_api_path(request.uri().path());

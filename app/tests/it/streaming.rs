@@ -1095,3 +1095,40 @@ async fn a_reply_that_waits_too_long_for_a_slot_ends_with_a_readable_error() {
     let retry = reply_id(&retried);
     assert_eq!(app.finished(retry).await.status, Status::Complete);
 }
+
+#[tokio::test]
+async fn a_reply_whose_chat_is_deleted_while_it_waits_never_reaches_the_model() {
+    let (app, fake) = spawn(Knobs::default(), |c| c.max_concurrent_generations = 1).await;
+    let busy_chat = app.create_chat(&app.client, "first").await;
+    let doomed_chat = app.create_chat(&app.client, "second").await;
+    let asked_before = fake.log(|l| l.request_count);
+    fake.set(|k| {
+        k.tokens = vec!["word ".into(); 40];
+        k.token_delay = Duration::from_millis(10);
+    });
+    let running = app.send(&app.client, busy_chat, "a long answer").await;
+    // The first reply holds the one slot before the second is sent.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while fake.log(|l| l.open) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no stream opened");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    app.send(&app.client, doomed_chat, "never mind").await;
+    let deleted = app.post(&format!("/chats/{doomed_chat}/delete"), &[]).await;
+    assert_eq!(deleted.status(), 303);
+    assert_eq!(app.finished(running).await.status, Status::Complete);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while app.state.generations.live_count() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a reply task is left"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        fake.log(|l| l.request_count),
+        asked_before + 1,
+        "only the first reply asked the model"
+    );
+    assert!(!app.state.generations.is_busy(doomed_chat));
+}
