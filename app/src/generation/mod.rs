@@ -141,6 +141,16 @@ struct Inner {
     accepting: AtomicBool,
 }
 
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
+        // A panic while holding this lock cannot leave the maps half-updated (each update is a
+        // single insert or remove), so a poisoned lock is still safe to use.
+        self.registry
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 #[derive(Default)]
 struct Registry {
     replies: HashMap<Uuid, Arc<Reply>>,
@@ -266,12 +276,7 @@ impl Generations {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
-        // A panic while holding this lock cannot leave the maps half-updated (each update is a
-        // single insert or remove), so a poisoned lock is still safe to use.
-        self.inner
-            .registry
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.lock()
     }
 }
 
@@ -287,10 +292,12 @@ async fn run(inner: Arc<Inner>, reply: Arc<Reply>) {
     };
     // The upstream stream was dropped with `generate`: llama-server frees its slot now.
     let (text, reasoning) = reply.texts();
-    save::save_end(&inner, &reply, &text, &reasoning, &end).await;
-    let title_started = end.status == Status::Complete
+    // Marked before the end is saved: whoever sees the reply complete sees the title pending.
+    let title_reserved = end.status == Status::Complete
         && inner.settings.generate_titles
-        && title::start(&inner, &reply).await;
+        && title::reserve(&inner, &reply);
+    save::save_end(&inner, &reply, &text, &reasoning, &end).await;
+    let title_started = title_reserved && title::start(&inner, &reply).await;
     let saved = Box::new(message::Model {
         content: text,
         reasoning: (!reasoning.is_empty()).then_some(reasoning),
@@ -308,7 +315,7 @@ async fn run(inner: Arc<Inner>, reply: Arc<Reply>) {
             title_started,
         }
     });
-    let mut registry = inner.registry.lock().unwrap_or_else(|p| p.into_inner());
+    let mut registry = inner.lock();
     registry.replies.remove(&reply.message_id);
     if registry.chats.get(&reply.chat_id) == Some(&reply.message_id) {
         registry.chats.remove(&reply.chat_id);

@@ -6,35 +6,39 @@ use crate::lm::{PromptMessage, ReplyOptions};
 
 use super::{Inner, Reply};
 
-/// After a chat's first complete reply, while its title is still the first words of the first
-/// message: ask the model for a better one, in the background. The chat is marked as waiting
-/// for its title before the reply's end is announced, so the page knows to look for it.
-/// Returns whether a title is being written.
-pub(super) async fn start(inner: &Arc<Inner>, reply: &Reply) -> bool {
-    // Only a chat's first replies can be its first complete one: later replies cost no query.
+/// Marks the chat as waiting for its title, when this reply may be its first complete one
+/// (only a chat's first replies can be: later ones cost nothing here). Called before the
+/// reply's end is saved, so that nobody sees the reply complete and the title not pending.
+pub(super) fn reserve(inner: &Inner, reply: &Reply) -> bool {
     if reply.seq > crate::store::TITLE_LOOKAHEAD as i64 {
         return false;
     }
+    inner.lock().titles.insert(reply.chat_id);
+    true
+}
+
+/// After a reserved chat's reply is saved: when its title is still the first words of the
+/// first message, ask the model for a better one, in the background; otherwise the reservation
+/// is dropped. Returns whether a title is being written.
+pub(super) async fn start(inner: &Arc<Inner>, reply: &Reply) -> bool {
+    let chat_id = reply.chat_id;
     let candidate = match inner
         .store
-        .title_candidate(&reply.session_id, reply.chat_id)
+        .title_candidate(&reply.session_id, chat_id)
         .await
     {
         Ok(Some(candidate)) => candidate,
-        Ok(None) => return false,
+        Ok(None) => {
+            inner.lock().titles.remove(&chat_id);
+            return false;
+        }
         Err(e) => {
             tracing::warn!(error = %e, "checking whether a chat needs a title");
+            inner.lock().titles.remove(&chat_id);
             return false;
         }
     };
-    let chat_id = reply.chat_id;
     let session_id = reply.session_id.clone();
-    inner
-        .registry
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .titles
-        .insert(chat_id);
     let inner = inner.clone();
     // Tracked, so that shutdown waits for it (or interrupts it) like a reply.
     let tasks = inner.tasks.clone();
@@ -73,12 +77,7 @@ pub(super) async fn start(inner: &Arc<Inner>, reply: &Reply) -> bool {
                 tracing::info!(error = %e, %chat_id, "no generated title; the first words stay")
             }
         }
-        inner
-            .registry
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .titles
-            .remove(&chat_id);
+        inner.lock().titles.remove(&chat_id);
     });
     true
 }
