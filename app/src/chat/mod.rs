@@ -11,14 +11,11 @@ mod settings;
 mod transfer;
 
 pub use chats::{
-    CHATS_IN_SIDEBAR, ChatHistory, MESSAGES_PER_PAGE, MessagePage, NewChat, OpenedChat, Sidebar,
-    TitleStatus, create, delete, find, list, messages, open, rename, sidebar, title_status,
+    ChatHistory, MESSAGES_PER_PAGE, MessagePage, NewChat, OpenedChat, Sidebar, TitleStatus, create,
+    delete, find, list, messages, open, rename, sidebar, title_status,
 };
 pub use messages::{Exchange, edit, regenerate, send, stop};
 pub use profile::set_display_name;
-pub use search::{MessageHit, SearchResults, search, snippet};
+pub use search::{MessageHit, SearchResults, search};
 pub use settings::{model_choices, models, update_settings};
-pub use transfer::{
-    ChatExport, EXPORT_FORMAT, EXPORT_VERSION, Export, ExportFormat, ExportMessage, export,
-    export_document, export_markdown, file_name, import,
-};
+pub use transfer::{ChatExport, Export, ExportFormat, export, import};
