@@ -164,6 +164,11 @@ pub struct Config {
     #[arg(long, env = "REPLY_LEASE", default_value = "15s", value_parser = humantime::parse_duration)]
     pub reply_lease: std::time::Duration,
 
+    /// Serve Prometheus metrics at `http://<this>/metrics` (a separate listener, for the scraper
+    /// only; nginx does not expose it). Unset: no metrics are recorded.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
     /// Interval of SSE keep-alive comments.
     #[arg(long, env = "SSE_KEEPALIVE", default_value = "15s", value_parser = humantime::parse_duration)]
     pub sse_keepalive: Duration,

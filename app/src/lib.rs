@@ -13,6 +13,7 @@ pub mod generation;
 pub mod hub;
 pub mod limits;
 pub mod lm;
+pub mod metrics;
 pub mod render;
 pub mod routes;
 pub mod session;
@@ -295,6 +296,17 @@ pub async fn serve_on(
             .clone()
             .watch_leases(state.closing.clone()),
     );
+    // Metrics on their own listener, up until the app has drained.
+    let metrics_stop = CancellationToken::new();
+    let metrics = match state.config.metrics_addr {
+        Some(addr) => {
+            let (listener, handle) = (metrics::listen(addr).await?, metrics::install()?);
+            let store = state.store.clone();
+            let serving = metrics::serve(listener, handle, store, metrics_stop.clone());
+            Some(tokio::spawn(serving))
+        }
+        None => None,
+    };
     let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let graceful = stopping.clone();
     // Small writes (a token event) go out at once instead of waiting for the previous one's ACK.
@@ -309,6 +321,10 @@ pub async fn serve_on(
     drain.await?;
     forget_idle.await?;
     leases.await?;
+    metrics_stop.cancel();
+    if let Some(metrics) = metrics {
+        metrics.await??;
+    }
     tracing::info!("server stopped");
     Ok(())
 }

@@ -151,8 +151,9 @@ pub async fn open(
         closing_seen: false,
     };
     // The slot is given back when the stream is dropped: ended, or the client went away.
+    let open = crate::metrics::OpenStream::open();
     let events = futures::stream::unfold(follow, Follow::next).map(move |event| {
-        let _held = &slot;
+        let _held = (&slot, &open);
         event
     });
     Ok(Box::pin(events))

@@ -29,9 +29,12 @@ mod title;
 pub use prompt::{fit_to_context, reply_options};
 pub use title::clean_generated_title;
 
+use sea_orm::ActiveEnum;
+
 use crate::{
     engine::Engine,
     lm::{LmError, LmEvent, PromptMessage, ReplyOptions},
+    metrics::ReplyMetrics,
     session::SessionId,
     store::{ReplyEnd, Status, Store, chat, message},
 };
@@ -282,8 +285,9 @@ impl Generations {
 
 /// The task of one reply: generate, save the end, tell subscribers, unregister.
 async fn run(inner: Arc<Inner>, reply: Arc<Reply>) {
+    let mut metrics = ReplyMetrics::queued();
     let end = tokio::select! {
-        end = generate(&inner, &reply) => end,
+        end = generate(&inner, &reply, &mut metrics) => end,
         _ = reply.stop.cancelled() => ReplyEnd::new(Status::Stopped, None),
         _ = inner.interrupt.cancelled() => ReplyEnd::new(
             Status::Interrupted,
@@ -297,6 +301,12 @@ async fn run(inner: Arc<Inner>, reply: Arc<Reply>) {
         && inner.settings.generate_titles
         && title::reserve(&inner, &reply);
     save::save_end(&inner, &reply, &text, &reasoning, &end).await;
+    metrics.ended(
+        &end.status.to_value(),
+        end.prompt_tokens,
+        end.completion_tokens,
+    );
+    drop(metrics);
     let title_started = title_reserved && title::start(&inner, &reply).await;
     let saved = Box::new(message::Model {
         content: text,
@@ -326,7 +336,7 @@ fn failed(error: LmError) -> ReplyEnd {
     ReplyEnd::new(Status::Error, Some(error.to_string()))
 }
 
-async fn generate(inner: &Inner, reply: &Reply) -> ReplyEnd {
+async fn generate(inner: &Inner, reply: &Reply, metrics: &mut ReplyMetrics) -> ReplyEnd {
     let settings = &inner.settings;
     let permit = tokio::time::timeout(
         settings.queue_timeout,
@@ -352,6 +362,7 @@ async fn generate(inner: &Inner, reply: &Reply) -> ReplyEnd {
         }
     };
     reply.state.send_modify(|s| s.phase = Phase::Generating);
+    metrics.generating();
 
     let (prompt, options) = match build_prompt(inner, reply).await {
         Ok(prompt) => prompt,
@@ -392,6 +403,7 @@ async fn generate(inner: &Inner, reply: &Reply) -> ReplyEnd {
         match event {
             LmEvent::Text(_) | LmEvent::Reasoning(_) => {
                 got_text = true;
+                metrics.token();
                 match event {
                     LmEvent::Text(piece) => reply.append(&piece, false),
                     LmEvent::Reasoning(piece) => reply.append(&piece, true),

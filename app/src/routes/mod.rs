@@ -110,7 +110,12 @@ pub fn router(state: AppState) -> Router {
     let mut router = router
         .layer(DefaultBodyLimit::max(state.config.body_limit()))
         .layer(middleware::from_fn_with_state(state.clone(), errors))
-        .layer(CatchPanicLayer::new())
+        .layer(CatchPanicLayer::new());
+    if state.config.metrics_addr.is_some() {
+        // Only then: without a recorder the labels would be built for nothing.
+        router = router.layer(middleware::from_fn(count_requests));
+    }
+    let mut router = router
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
                 let matched = request
@@ -137,6 +142,21 @@ pub fn router(state: AppState) -> Router {
         router = router.layer(SetResponseHeaderLayer::if_not_present(name, value));
     }
     router.with_state(state)
+}
+
+/// `http_requests_total` and `http_request_duration_seconds` for every response.
+async fn count_requests(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let method = request.method().clone();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    crate::metrics::request(method.as_str(), &route, status, started.elapsed());
+    response
 }
 
 async fn not_found() -> AppError {

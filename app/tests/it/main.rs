@@ -8,6 +8,7 @@ mod engines;
 mod faults;
 mod features;
 mod foundation;
+mod metrics;
 mod properties;
 mod replicas;
 mod security;
