@@ -5,7 +5,9 @@ use std::{collections::BTreeMap, time::Duration};
 use testkit::{FakeLm, Knobs, app_process::free_port};
 use uuid::Uuid;
 
-use crate::helpers::{browser, fresh_database_url, reply_id, spawn_app, sse::EventReader};
+use crate::helpers::{
+    browser, fresh_database_url, reply_id, repo_path, spawn_app, sse::EventReader,
+};
 
 /// A scrape: each series (`name{label="value",...}`, labels sorted) and its value.
 async fn scrape(url: &str) -> BTreeMap<String, f64> {
@@ -235,6 +237,36 @@ async fn each_metric_moves_when_it_should_and_only_the_metrics_listener_serves_t
             && value(s, "chat_replies_in_progress") == 0.0
     })
     .await;
+
+    // The Grafana dashboard charts every metric the app exports, and nothing it does not.
+    let body = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+    let exported: std::collections::BTreeSet<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(exported.len(), 9, "{exported:?}");
+    let dashboard = std::fs::read_to_string(repo_path("deploy/grafana/chat-app.json")).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().clone())
+        .map(|t| t["expr"].as_str().unwrap().to_owned())
+        .collect();
+    for name in &exported {
+        assert!(
+            exprs.iter().any(|e| e.contains(name)),
+            "{name} is on no panel of the dashboard"
+        );
+    }
+    for expr in &exprs {
+        assert!(
+            exported.iter().any(|name| expr.contains(name)),
+            "the dashboard asks for a metric the app does not export: {expr}"
+        );
+    }
     app.stop().await.unwrap();
 }
 
