@@ -145,6 +145,16 @@ pub struct Config {
     #[arg(long, env = "LM_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub lm_idle_timeout: Duration,
 
+    /// Connections served at once; further clients wait in the listen backlog until one closes
+    /// (each open reply stream holds one; raise the process's file limit to match).
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Time a client has to send a request's headers; a client that does not is dropped (a
+    /// half-open connection otherwise holds its memory for ever).
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+
     /// Replies generated at once across all chats (match llama-server's `--parallel`).
     #[arg(long, env = "MAX_CONCURRENT_GENERATIONS", default_value_t = 4)]
     pub max_concurrent_generations: usize,

@@ -16,6 +16,7 @@ pub mod lm;
 pub mod metrics;
 pub mod render;
 pub mod routes;
+pub mod server;
 pub mod session;
 pub mod store;
 pub mod stream;
@@ -307,17 +308,11 @@ pub async fn serve_on(
         }
         None => None,
     };
-    let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let graceful = stopping.clone();
-    // Small writes (a token event) go out at once instead of waiting for the previous one's ACK.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!("cannot set TCP_NODELAY: {e}");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { graceful.cancelled().await })
-        .await?;
+    let limits = server::ConnectionLimits {
+        max_connections: state.config.max_connections,
+        header_read_timeout: state.config.header_read_timeout,
+    };
+    server::serve(listener, routes::router(state), limits, stopping.clone()).await;
     drain.await?;
     forget_idle.await?;
     leases.await?;

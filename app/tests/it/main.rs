@@ -4,6 +4,7 @@
 mod helpers;
 
 mod api;
+mod connections;
 mod engines;
 mod faults;
 mod features;
