@@ -4,6 +4,7 @@
 mod app_process;
 mod engine;
 mod fake_lm;
+mod half_open;
 mod load;
 mod nginx;
 
@@ -70,6 +71,14 @@ enum Scenario {
     },
     /// Idle memory and time from start to ready.
     Footprint,
+    /// N clients that never finish their request headers: how many the app still holds after
+    /// `--wait-seconds` (its header timeout is 5 s), and its memory.
+    HalfOpen {
+        #[arg(long, default_value_t = 3000)]
+        count: usize,
+        #[arg(long, default_value_t = 8)]
+        wait_seconds: u64,
+    },
     /// The embedded engine against llama-server on the same model, threads, context and
     /// prompts: first token, tokens/s with one and four streams, a long chat's prompt time, RSS.
     Engine(engine::EngineArgs),
@@ -148,6 +157,14 @@ async fn main() -> anyhow::Result<()> {
                 .await?
         }
         Scenario::Footprint => bench.footprint().await?,
+        Scenario::HalfOpen {
+            count,
+            wait_seconds,
+        } => {
+            bench
+                .half_open(count, Duration::from_secs(wait_seconds))
+                .await?
+        }
         Scenario::Engine(args) => engine::run(&bench.repo, args).await?,
     };
     println!("{}", serde_json::to_string_pretty(&result)?);
