@@ -47,9 +47,10 @@ pub async fn respond(
     let events = crate::stream::open(state, session, chat_id, message_id, last_event_id).await?;
     let encoder = state.clone();
     let events = events.flat_map(move |event| {
-        futures::stream::iter(encode(&encoder, encoding, event).into_iter().map(Ok))
+        let encoded = encode(&encoder, encoding, event);
+        futures::stream::iter(encoded.into_iter().map(Ok::<Event, Infallible>))
     });
-    let mut response = Sse::new(events.map(|e: Result<Event, Infallible>| e))
+    let mut response = Sse::new(events)
         .keep_alive(KeepAlive::new().interval(state.config.sse_keepalive))
         .into_response();
     let headers = response.headers_mut();
