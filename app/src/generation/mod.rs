@@ -92,7 +92,6 @@ pub struct Reply {
     pub message_id: Uuid,
     pub chat_id: Uuid,
     session_id: SessionId,
-    seq: i64,
     /// The row as it was stored when the reply started; its end is this with the text added.
     row: message::Model,
     /// The chat as the transaction that stored the reply left it: its settings shape the reply.
@@ -201,7 +200,6 @@ impl Generations {
             message_id: reply.id,
             chat_id: reply.chat_id,
             session_id: session_id.clone(),
-            seq: reply.seq,
             row: reply.clone(),
             chat: chat.clone(),
             state: watch::Sender::new(ReplyState {
@@ -470,7 +468,7 @@ async fn build_prompt(
         .prompt_history(
             &reply.session_id,
             reply.chat_id,
-            reply.seq,
+            reply.row.seq,
             inner.settings.history_limit,
         )
         .await

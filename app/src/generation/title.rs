@@ -10,7 +10,7 @@ use super::{Inner, Reply};
 /// (only a chat's first replies can be: later ones cost nothing here). Called before the
 /// reply's end is saved, so that nobody sees the reply complete and the title not pending.
 pub(super) fn reserve(inner: &Inner, reply: &Reply) -> bool {
-    if reply.seq > crate::store::TITLE_LOOKAHEAD as i64 {
+    if reply.row.seq > crate::store::TITLE_LOOKAHEAD as i64 {
         return false;
     }
     inner.lock().titles.insert(reply.chat_id);
