@@ -145,6 +145,11 @@ pub struct Config {
     #[arg(long, env = "LM_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub lm_idle_timeout: Duration,
 
+    /// Memory for rendered chat pages, in MiB (0: none). A kept page is served only while the
+    /// session's version in the database and this replica's model list still match it.
+    #[arg(long, env = "PAGE_CACHE_MIB", default_value_t = 64)]
+    pub page_cache_mib: usize,
+
     /// Connections served at once; further clients wait in the listen backlog until one closes
     /// (each open reply stream holds one; raise the process's file limit to match).
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000)]

@@ -14,6 +14,7 @@ pub mod hub;
 pub mod limits;
 pub mod lm;
 pub mod metrics;
+pub mod page_cache;
 pub mod render;
 pub mod routes;
 pub mod server;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub closing: CancellationToken,
     pub rate_limits: RateLimits,
     pub stream_slots: StreamSlots,
+    /// Rendered chat pages (see `page_cache`).
+    pub pages: Arc<page_cache::PageCache>,
 }
 
 impl FromRef<AppState> for SessionConfig {
@@ -144,9 +147,13 @@ impl AppState {
         );
         let rate_limits = RateLimits::new(config.rate_limit_settings());
         let stream_slots = StreamSlots::new(config.max_streams_per_session);
+        let pages = Arc::new(page_cache::PageCache::new(
+            config.page_cache_mib.saturating_mul(1 << 20),
+        ));
         Ok(Self {
             rate_limits,
             stream_slots,
+            pages,
             sessions: SessionConfig {
                 key,
                 secure: config.cookie_secure,

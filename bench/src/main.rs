@@ -7,6 +7,7 @@ mod fake_lm;
 mod half_open;
 mod load;
 mod nginx;
+mod wrk;
 
 use std::{
     path::PathBuf,
@@ -55,12 +56,13 @@ enum Scenario {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
-    /// The chat page of a chat with `messages` messages, under concurrency C.
+    /// The chat page of a chat with `messages` messages under `wrk`, beside `/healthz`.
     Pages {
         #[arg(long, default_value_t = 100)]
         messages: usize,
-        #[arg(long, default_value_t = 32)]
-        concurrency: usize,
+        /// wrk's connections for the throughput runs (the latency run uses one).
+        #[arg(long, default_value_t = 10)]
+        connections: usize,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
@@ -142,9 +144,9 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Streams { count, seconds } => bench.streams(count, seconds).await?,
         Scenario::Pages {
             messages,
-            concurrency,
+            connections,
             seconds,
-        } => bench.pages(messages, concurrency, seconds).await?,
+        } => bench.pages(messages, connections, seconds).await?,
         Scenario::Growth { sizes } => bench.growth(&sizes).await?,
         Scenario::Load {
             users,
@@ -348,10 +350,12 @@ impl Bench {
         )
     }
 
+    /// The chat page under `wrk`, beside `/healthz` in the same run: throughput at
+    /// `connections`, and latency at one connection.
     async fn pages(
         &self,
         messages: usize,
-        concurrency: usize,
+        connections: usize,
         seconds: u64,
     ) -> anyhow::Result<Value> {
         let fake = fake_lm::start(FakeModel {
@@ -361,44 +365,59 @@ impl Bench {
         })
         .await?;
         let app = self.app(format!("http://{fake}/v1"), 4, 1000).await?;
-        let (client, chat) = seed_chat(&app.base, messages).await?;
+        let SeededChat {
+            client,
+            chat,
+            cookie,
+        } = seed_chat(&app.base, messages).await?;
         let url = format!("{}/chats/{chat}", app.base);
-        let deadline = Instant::now() + Duration::from_secs(seconds);
-        let workers = (0..concurrency).map(|_| {
-            let (client, url) = (client.clone(), url.clone());
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                while Instant::now() < deadline {
-                    let started = Instant::now();
-                    let response = client.get(&url).send().await?;
-                    ensure!(
-                        response.status().is_success(),
-                        "page answered {}",
-                        response.status()
-                    );
-                    response.bytes().await?;
-                    latencies.push(ms(started.elapsed()));
-                }
-                anyhow::Ok(latencies)
+        let page = client.get(&url).send().await?.text().await?;
+        ensure!(
+            page.matches("class=\"message ").count()
+                >= (1 + messages.saturating_sub(1) / 2 * 2).min(100),
+            "the page does not show the chat's messages"
+        );
+        let healthz = format!("{}/healthz", app.base);
+        let threads = connections.min(2);
+        let wrk = |url: String, connections: usize, cookie: Option<String>| {
+            tokio::task::spawn_blocking(move || {
+                wrk::run(
+                    &url,
+                    threads.min(connections),
+                    connections,
+                    seconds,
+                    cookie.as_deref(),
+                )
             })
-        });
-        let mut latencies = Vec::new();
-        for worker in futures::future::join_all(workers).await {
-            latencies.extend(worker??);
-        }
-        let rps = latencies.len() as f64 / seconds as f64;
-        let (p50, p99) = (percentile(&latencies, 50.0), percentile(&latencies, 99.0));
+        };
+        let health = wrk(healthz, connections, None).await??;
+        let loaded = wrk(url.clone(), connections, Some(cookie.clone())).await??;
+        let single = wrk(url, 1, Some(cookie)).await??;
+        let ratio = loaded.requests_per_s / health.requests_per_s;
         let database = if self.postgres.is_some() {
             "postgres"
         } else {
             "sqlite"
         };
         eprintln!(
-            "pages: {messages}-message chat, concurrency {concurrency}, {database}: {rps:.0} req/s, p50 {p50:.2} ms, p99 {p99:.2} ms"
+            "pages: {messages}-message chat ({} KB), {database}, wrk -t{threads} -c{connections}: \
+             /healthz {:.0} req/s, page {:.0} req/s ({ratio:.2}x /healthz), p50 {:.3} ms, p99 {:.3} ms; \
+             one connection: page p50 {:.3} ms, p99 {:.3} ms",
+            page.len() / 1000,
+            health.requests_per_s,
+            loaded.requests_per_s,
+            loaded.p50_ms,
+            loaded.p99_ms,
+            single.p50_ms,
+            single.p99_ms,
         );
         Ok(
-            json!({"scenario": "pages", "database": database, "messages": messages, "concurrency": concurrency,
-                  "requests_per_s": rps, "p50_ms": p50, "p99_ms": p99}),
+            json!({"scenario": "pages", "database": database, "messages": messages,
+                  "page_bytes": page.len(), "connections": connections,
+                  "healthz_requests_per_s": health.requests_per_s,
+                  "requests_per_s": loaded.requests_per_s, "ratio_to_healthz": ratio,
+                  "p50_ms": loaded.p50_ms, "p99_ms": loaded.p99_ms,
+                  "one_connection_p50_ms": single.p50_ms, "one_connection_p99_ms": single.p99_ms}),
         )
     }
 
@@ -412,7 +431,7 @@ impl Bench {
         let app = self.app(format!("http://{fake}/v1"), 4, 1000).await?;
         let mut rows = Vec::new();
         for &size in sizes {
-            let (client, chat) = seed_chat(&app.base, size).await?;
+            let SeededChat { client, chat, .. } = seed_chat(&app.base, size).await?;
             let mut sends = Vec::new();
             let mut pages = Vec::new();
             for i in 0..20 {
@@ -545,12 +564,19 @@ where
 }
 
 fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
+    browser_with_cookies().0
+}
+
+/// A browser-like client and its cookie jar (to hand the session's cookie to another client).
+fn browser_with_cookies() -> (reqwest::Client, Arc<reqwest::cookie::Jar>) {
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let client = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
         .redirect(reqwest::redirect::Policy::none())
         .tcp_nodelay(true)
         .build()
-        .unwrap_or_default()
+        .unwrap_or_default();
+    (client, jar)
 }
 
 /// A streamed completion straight from the model server, timed like a browser would see it.
@@ -728,14 +754,32 @@ async fn wait_for_reply(
 }
 
 /// A chat with about `messages` messages (the greeting, then message/reply pairs).
-async fn seed_chat(base: &str, messages: usize) -> anyhow::Result<(reqwest::Client, String)> {
-    let client = browser();
+/// A chat of `messages` messages (the greeting, then messages and their replies).
+struct SeededChat {
+    client: reqwest::Client,
+    chat: String,
+    /// The session's `Cookie` header, for clients other than `client`.
+    cookie: String,
+}
+
+async fn seed_chat(base: &str, messages: usize) -> anyhow::Result<SeededChat> {
+    let (client, jar) = browser_with_cookies();
     let chat = create_chat(&client, base).await?;
     for i in 0..messages.saturating_sub(1) / 2 {
         let reply = send_message(&client, base, &chat, &format!("message {i}")).await?;
         wait_for_reply(&client, base, &chat, &reply).await?;
     }
-    Ok((client, chat))
+    use reqwest::cookie::CookieStore;
+    let cookie = jar
+        .cookies(&base.parse()?)
+        .context("the app set no session cookie")?
+        .to_str()?
+        .to_owned();
+    Ok(SeededChat {
+        client,
+        chat,
+        cookie,
+    })
 }
 
 /// Opens a chat whose reply streams slowly, and returns the open stream once its first token came.

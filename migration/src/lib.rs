@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261124_000001_create_chats_and_messages;
 mod m20261124_000002_chat_features;
 mod m20261124_000003_reply_leases;
+mod m20261202_000004_session_versions;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_create_chats_and_messages::Migration),
             Box::new(m20261124_000002_chat_features::Migration),
             Box::new(m20261124_000003_reply_leases::Migration),
+            Box::new(m20261202_000004_session_versions::Migration),
         ]
     }
 }

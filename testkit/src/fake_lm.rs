@@ -112,9 +112,9 @@ struct Fixtures {
     models: Value,
 }
 
-/// The recordings, in the shared folder beside the checkout (this crate is `<checkout>/testkit`).
+/// The recordings, in the shared folder (see [`crate::shared_dir`]).
 pub fn fixture_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/llama-server")
+    crate::shared_dir().join("fixtures/llama-server")
 }
 
 fn fixture_lines(name: &str) -> Vec<String> {

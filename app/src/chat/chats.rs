@@ -43,6 +43,12 @@ pub async fn list(
         .ok_or(AppError::NotFound("chat"))
 }
 
+/// The session's version: every write to its chats, messages or name raises it, whichever
+/// replica writes. Read it before what a page shows, to stamp that page (`page_cache`).
+pub async fn session_version(state: &AppState, session: &Session) -> AppResult<i64> {
+    Ok(state.store.session_version(&session.id).await?)
+}
+
 /// What every page shows around its content: the newest chats and the visitor's name.
 pub struct Sidebar {
     pub chats: Vec<chat::Model>,

@@ -691,12 +691,33 @@ async fn migrations_go_up_down_and_up_again() {
                 .is_ok()
         }
     };
+    let has_table = |table: &'static str| {
+        let db = db.clone();
+        async move {
+            db.execute_unprepared(&format!("SELECT COUNT(*) FROM {table}"))
+                .await
+                .is_ok()
+        }
+    };
+    Migrator::down(&db, Some(1)).await.unwrap();
+    assert!(!has_table("session_versions").await && has("lease_expires_at").await);
+    // Its triggers went with it: a write to a table they were on works without their table.
+    db.execute_unprepared(
+        "INSERT INTO sessions (id, created_at, updated_at) \
+         VALUES ('after-down', '2026-12-02T00:00:00Z', '2026-12-02T00:00:00Z')",
+    )
+    .await
+    .unwrap();
+    db.execute_unprepared("DELETE FROM sessions WHERE id = 'after-down'")
+        .await
+        .unwrap();
     Migrator::down(&db, Some(1)).await.unwrap();
     assert!(!has("lease_expires_at").await && has("reasoning").await);
     Migrator::down(&db, Some(1)).await.unwrap();
     assert!(!has("reasoning").await && has("seq").await);
     Migrator::up(&db, None).await.unwrap();
     assert!(has("reasoning, superseded, owner, lease_expires_at, stop_requested").await);
+    assert!(has_table("session_versions").await);
     // Constraints hold: bad roles and statuses are refused, a message needs an existing chat,
     // and deleting a chat deletes its messages.
     let chat = "'00000000-0000-0000-0000-000000000001'";

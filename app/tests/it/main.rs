@@ -10,6 +10,7 @@ mod faults;
 mod features;
 mod foundation;
 mod metrics;
+mod page_cache;
 mod properties;
 mod replicas;
 mod security;

@@ -1,6 +1,7 @@
 //! Chats: the home page, the list of chats, the chat page, its title, create, rename, delete.
 use axum::{
     Form,
+    body::Bytes,
     extract::{Path, Query, State},
     http::{HeaderMap, StatusCode},
     response::{Html, IntoResponse, Response},
@@ -12,6 +13,7 @@ use crate::{
     chat::{self, NewChat, TitleStatus},
     domain::{MessageText, Title},
     error::AppResult,
+    page_cache::{PageKey, Stamp},
     routes::{
         ClientAddress, Htmx, parse_id, redirect, render,
         views::{Frame, MessageView, SettingsView, history_views},
@@ -96,14 +98,28 @@ struct ChatPage {
     settings: SettingsView,
 }
 
+/// The chat page, from the page cache when nothing it shows has changed since it was rendered:
+/// then the whole request is one indexed read of the session's version.
 pub async fn show(
     State(state): State<AppState>,
     session: Session,
     Path(id): Path<String>,
     Query(query): Query<ShowQuery>,
-) -> AppResult<Html<String>> {
+) -> AppResult<Html<Bytes>> {
     let chat_id = parse_id(&id, "chat")?;
-    let (sidebar, opened, models) = tokio::try_join!(
+    // First: a write after this read makes the stamp older than the page, never newer.
+    let version = chat::session_version(&state, &session).await?;
+    let models = chat::model_choices(&state).await;
+    let stamp = Stamp::new(version, (&models, state.generations.title_pending(chat_id)));
+    let key = PageKey {
+        session: session.id.clone(),
+        chat: chat_id,
+        before: query.before,
+    };
+    if let Some(page) = state.pages.get(&key, stamp) {
+        return Ok(Html(page));
+    }
+    let (sidebar, opened) = tokio::try_join!(
         chat::sidebar(&state, &session),
         chat::open(
             &state,
@@ -112,7 +128,6 @@ pub async fn show(
             query.before,
             chat::MESSAGES_PER_PAGE
         ),
-        async { Ok(chat::model_choices(&state).await) },
     )?;
     let history = &opened.history;
     let page = ChatPage {
@@ -128,7 +143,10 @@ pub async fn show(
         settings: SettingsView::new(&state, &opened.chat, models, false),
         chat: opened.chat,
     };
-    render(&state, "chat.html", page)
+    let Html(page) = render(&state, "chat.html", page)?;
+    let page = Bytes::from(page);
+    state.pages.put(key, stamp, page.clone());
+    Ok(Html(page))
 }
 
 #[derive(Serialize)]

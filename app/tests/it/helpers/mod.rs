@@ -77,10 +77,10 @@ pub async fn fresh_database_url(data_dir: &std::path::Path) -> String {
     }
 }
 
-/// The test models in the shared folder beside the checkout.
+/// The test models in the shared folder (see `testkit::shared_dir`).
 #[cfg(feature = "embedded")]
 pub fn shared_model(file: &str) -> PathBuf {
-    repo_path("../shared/models").join(file)
+    testkit::shared_dir().join("models").join(file)
 }
 
 /// An embedded engine on `model`, started once per test process and model (llama.cpp's
