@@ -36,7 +36,7 @@ const FOUR_STREAMS_TARGET: f64 = 0.9;
 /// the two sides' prompts would differ: llama-server renders a model's Jinja template, which
 /// may add a default system message (SmolLM2's does), and the embedded engine's built-in
 /// template does not.
-const SYSTEM_PROMPT: &str = "You are a helpful assistant.";
+pub(crate) const SYSTEM_PROMPT: &str = "You are a helpful assistant.";
 
 #[derive(Args)]
 pub struct EngineArgs {
@@ -548,7 +548,7 @@ fn long_chat(round: usize) -> Vec<PromptMessage> {
 }
 
 /// A one-message chat, as the app sends it: the system prompt, then the user's message.
-fn asking(content: &str) -> Vec<PromptMessage> {
+pub(crate) fn asking(content: &str) -> Vec<PromptMessage> {
     vec![system(), user(content)]
 }
 
@@ -567,12 +567,12 @@ fn user(content: &str) -> PromptMessage {
 }
 
 /// A reply as the app's reply task receives it, with the time of each stage.
-struct Reply {
-    started: Instant,
-    first_text: Instant,
-    last_text: Instant,
+pub(crate) struct Reply {
+    pub(crate) started: Instant,
+    pub(crate) first_text: Instant,
+    pub(crate) last_text: Instant,
     ended: Instant,
-    text: String,
+    pub(crate) text: String,
     /// Completion tokens: the engine's usage, else the text pieces.
     tokens: u32,
     timings: Option<Timings>,
@@ -594,7 +594,7 @@ impl Reply {
     }
 }
 
-async fn generate(
+pub(crate) async fn generate(
     engine: &Engine,
     messages: &[PromptMessage],
     options: &ReplyOptions,
@@ -633,7 +633,7 @@ async fn generate(
         .with_context(|| format!("a reply took longer than {} s", REPLY_LIMIT.as_secs()))?
 }
 
-async fn start_embedded(model: &Path, threads: usize) -> anyhow::Result<Engine> {
+pub(crate) async fn start_embedded(model: &Path, threads: usize) -> anyhow::Result<Engine> {
     let mut config = app::config::Config::defaults();
     config.lm_model_path = Some(model.to_owned());
     config.lm_threads = Some(threads);
@@ -827,7 +827,7 @@ fn ratio(embedded: f64, server: f64) -> f64 {
 }
 
 /// The median (the mean of the two middle values for an even count); 0 for none.
-fn median(values: &[f64]) -> f64 {
+pub(crate) fn median(values: &[f64]) -> f64 {
     if values.is_empty() {
         return 0.0;
     }

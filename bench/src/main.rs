@@ -1,6 +1,7 @@
 //! Benchmarks of the chat app, driven the way browsers use it (HTTP + SSE with cookies), against
 //! a configurable fake model server (or a real llama-server with `--model-url`). Prints a table
 //! and, with `--json FILE`, the same figures as JSON. See BENCHMARKS.md.
+mod app_overhead;
 mod app_process;
 mod engine;
 mod fake_lm;
@@ -71,6 +72,14 @@ enum Scenario {
         #[arg(long, value_delimiter = ',', default_value = "10,100,1000,10000")]
         sizes: Vec<usize>,
     },
+    /// The send and the first token as an independent client sees them (Python's standard
+    /// library, `bench/browser_client.py`): the htmx POST, then the stream it names, beside the
+    /// same request straight to the model. Reusing the connection, and on a new one as an
+    /// EventSource may.
+    Ttft {
+        #[arg(long, default_value_t = 30)]
+        rounds: usize,
+    },
     /// Idle memory and time from start to ready.
     Footprint,
     /// N clients that never finish their request headers: how many the app still holds after
@@ -84,6 +93,9 @@ enum Scenario {
     /// The embedded engine against llama-server on the same model, threads, context and
     /// prompts: first token, tokens/s with one and four streams, a long chat's prompt time, RSS.
     Engine(engine::EngineArgs),
+    /// The app around the embedded engine against the engine alone, in this process: first
+    /// token and tokens/s (target: within 2%).
+    AppOverhead(app_overhead::AppOverheadArgs),
     /// Many users chatting at once against PostgreSQL; then every message and reply must be
     /// stored exactly once with exactly its text, and no request may have failed with a 5xx.
     Load {
@@ -158,6 +170,7 @@ async fn main() -> anyhow::Result<()> {
                 .load(users, seconds, Duration::from_millis(think_ms), tokens)
                 .await?
         }
+        Scenario::Ttft { rounds } => bench.ttft(rounds).await?,
         Scenario::Footprint => bench.footprint().await?,
         Scenario::HalfOpen {
             count,
@@ -168,6 +181,7 @@ async fn main() -> anyhow::Result<()> {
                 .await?
         }
         Scenario::Engine(args) => engine::run(&bench.repo, args).await?,
+        Scenario::AppOverhead(args) => app_overhead::run(args).await?,
     };
     println!("{}", serde_json::to_string_pretty(&result)?);
     if let Some(path) = cli.json {
@@ -452,6 +466,76 @@ impl Bench {
             rows.push(json!({"messages": size, "send_p50_ms": send, "page_p50_ms": page}));
         }
         Ok(json!({"scenario": "growth", "rows": rows}))
+    }
+
+    async fn ttft(&self, rounds: usize) -> anyhow::Result<Value> {
+        // 10 ms before each piece, the first too, on both paths: the reply is still being
+        // written when the stream attaches, as with a real model.
+        let fake = fake_lm::start(FakeModel {
+            tokens: 20,
+            rate: 100.0,
+            text: Text::Numbered,
+        })
+        .await?;
+        let model = format!("http://{fake}/v1");
+        let app = self.app(model.clone(), 4, 20).await?;
+        let script = self.repo.join("bench/browser_client.py");
+        let mut rows = Vec::new();
+        for new_connection in [false, true] {
+            let (app_base, model, script) = (app.base.clone(), model.clone(), script.clone());
+            let output = tokio::task::spawn_blocking(move || {
+                let mut command = std::process::Command::new("python3");
+                command.arg(&script).args([
+                    "--app",
+                    &app_base,
+                    "--model",
+                    &model,
+                    "--rounds",
+                    &rounds.to_string(),
+                ]);
+                if new_connection {
+                    command.arg("--new-connection");
+                }
+                command.output()
+            })
+            .await??;
+            ensure!(
+                output.status.success(),
+                "browser_client.py failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let report: Value = serde_json::from_slice(&output.stdout)?;
+            let column = |name: &str| -> Vec<f64> {
+                report["rounds"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| r[name].as_f64())
+                    .collect()
+            };
+            let (direct, send, via_app) = (
+                column("direct_ttft_ms"),
+                column("send_ms"),
+                column("app_ttft_ms"),
+            );
+            let overheads: Vec<f64> = via_app.iter().zip(&direct).map(|(a, d)| a - d).collect();
+            let connection = if new_connection { "new" } else { "reused" };
+            let row = json!({"stream_connection": connection,
+                "direct_ttft_p50_ms": percentile(&direct, 50.0),
+                "send_p50_ms": percentile(&send, 50.0),
+                "app_ttft_p50_ms": percentile(&via_app, 50.0),
+                "ttft_overhead_p50_ms": percentile(&overheads, 50.0)});
+            eprintln!(
+                "ttft (independent client, stream on a {connection} connection): direct {:.2} ms, \
+                 send {:.2} ms, first token through the app {:.2} ms: overhead p50 {:.2} ms",
+                row["direct_ttft_p50_ms"].as_f64().unwrap_or_default(),
+                row["send_p50_ms"].as_f64().unwrap_or_default(),
+                row["app_ttft_p50_ms"].as_f64().unwrap_or_default(),
+                row["ttft_overhead_p50_ms"].as_f64().unwrap_or_default(),
+            );
+            rows.push(row);
+        }
+        Ok(json!({"scenario": "ttft", "rounds": rounds, "rows": rows}))
     }
 
     async fn footprint(&self) -> anyhow::Result<Value> {

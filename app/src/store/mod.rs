@@ -85,6 +85,11 @@ impl Store {
             .max_connections(max_connections)
             .connect_timeout(Duration::from_secs(5))
             .acquire_timeout(Duration::from_secs(5))
+            // sqlx pings a connection on every checkout: a second hand-over to SQLite's worker
+            // thread for every query, for nothing (no server can drop a SQLite connection).
+            // PostgreSQL keeps the ping: it is what notices connections a restart, a failover
+            // or a proxy broke (app/tests/it/faults.rs) and replaces them.
+            .test_before_acquire(!url.starts_with("sqlite:"))
             .map_sqlx_sqlite_opts(|o| {
                 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
                 o.journal_mode(SqliteJournalMode::Wal)
