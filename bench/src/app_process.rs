@@ -48,25 +48,31 @@ impl AppProcess {
                 data.path().join("bench.db").display()
             )
         });
-        let mut process = testkit::AppProcess::spawn(
-            options.binary,
-            data.path(),
-            &[
-                // A port known up front: the warn-level log never names it.
-                ("BIND_ADDR", format!("127.0.0.1:{port}")),
-                ("DATABASE_URL", database_url.clone()),
-                ("LM_API_URL", options.model_url),
-                (
-                    "MAX_CONCURRENT_GENERATIONS",
-                    options.max_concurrent.to_string(),
-                ),
-                ("LM_MAX_TOKENS", options.max_tokens.to_string()),
-                ("MAX_MESSAGE_BYTES", "32768".into()),
-                ("RATE_LIMITS", "off".into()),
-                ("RUST_LOG", "warn".into()),
-            ],
-        )
-        .with_context(|| "build the app with `cargo build --release -p app`".to_owned())?;
+        let mut envs = vec![
+            // A port known up front: the warn-level log never names it.
+            ("BIND_ADDR", format!("127.0.0.1:{port}")),
+            ("DATABASE_URL", database_url.clone()),
+            ("LM_API_URL", options.model_url),
+            (
+                "MAX_CONCURRENT_GENERATIONS",
+                options.max_concurrent.to_string(),
+            ),
+            ("LM_MAX_TOKENS", options.max_tokens.to_string()),
+            ("MAX_MESSAGE_BYTES", "32768".into()),
+            ("RATE_LIMITS", "off".into()),
+            ("RUST_LOG", "warn".into()),
+        ];
+        // Experiments: `BENCH_APP_ENV="DB_MAX_CONNECTIONS=1 PAGE_CACHE_MIB=0"` adds to (or
+        // overrides) the app's configuration.
+        let extra = std::env::var("BENCH_APP_ENV").unwrap_or_default();
+        for setting in extra.split_whitespace() {
+            let (name, value) = setting
+                .split_once('=')
+                .with_context(|| format!("BENCH_APP_ENV: `{setting}` is not NAME=value"))?;
+            envs.push((name, value.to_owned()));
+        }
+        let mut process = testkit::AppProcess::spawn(options.binary, data.path(), &envs)
+            .with_context(|| "build the app with `cargo build --release -p app`".to_owned())?;
         let started_to_ready = process
             .ready_within(Duration::from_secs(30), Duration::from_millis(2))
             .await?;
