@@ -41,11 +41,14 @@ pub struct LmClient {
     last_status: Arc<Mutex<Option<(tokio::time::Instant, ModelStatus)>>>,
 }
 
-/// The models the server listed, and when.
-type ListedModels = (tokio::time::Instant, Vec<ModelInfo>);
+/// What the server answered for its models (the list, or why there is none), and when.
+type ListedModels = (tokio::time::Instant, Result<Vec<ModelInfo>, LmError>);
 
 /// How long the list of models is believed before it is asked for again.
 const MODELS_TTL: Duration = Duration::from_secs(30);
+/// How long a failure to list them is: every chat page asks, and a server that does not answer
+/// would otherwise hold each page (one after the other, behind the lock) for its timeout.
+const MODELS_FAILURE_TTL: Duration = Duration::from_secs(2);
 
 impl LmClient {
     pub fn new(settings: LmSettings) -> anyhow::Result<Self> {
@@ -132,17 +135,23 @@ impl LmClient {
         }
     }
 
-    /// What the server serves (`GET /v1/models`), asked at most every 30 seconds.
+    /// What the server serves (`GET /v1/models`), asked at most every 30 seconds (every 2
+    /// seconds while it cannot be asked).
     pub async fn models(&self) -> Result<Vec<ModelInfo>, LmError> {
         let mut cached = self.models.lock().await;
-        if let Some((at, models)) = &*cached
-            && at.elapsed() < MODELS_TTL
-        {
-            return Ok(models.clone());
+        if let Some((at, answer)) = &*cached {
+            let ttl = if answer.is_ok() {
+                MODELS_TTL
+            } else {
+                MODELS_FAILURE_TTL
+            };
+            if at.elapsed() < ttl {
+                return answer.clone();
+            }
         }
-        let models = self.fetch_models().await?;
-        *cached = Some((tokio::time::Instant::now(), models.clone()));
-        Ok(models)
+        let answer = self.fetch_models().await;
+        *cached = Some((tokio::time::Instant::now(), answer.clone()));
+        answer
     }
 
     /// `GET /v1/models`: llama-server lists each model with `meta.n_ctx`.

@@ -1,5 +1,5 @@
 //! Faults, as an operator meets them: the database down at start-up and while running, the app
-//! killed with SIGKILL mid-reply, and SIGTERM. The process tests run the real `app` binary.
+//! killed with SIGKILL mid-reply, SIGTERM, and a model server that cannot list its models. The process tests run the real `app` binary.
 use std::time::{Duration, Instant};
 
 use app::store::{Status, Store, message};
@@ -369,5 +369,42 @@ async fn sigterm_lets_replies_finish_within_the_grace_period_then_saves_the_rest
     assert_eq!(
         long.content, streamed,
         "everything streamed is saved, and nothing else"
+    );
+}
+
+/// A model server that cannot list its models (here: it hangs up at once) is asked once per
+/// couple of seconds, not on every chat page: each page would otherwise wait for it in turn.
+#[tokio::test]
+async fn chat_pages_do_not_ask_a_failing_model_server_each_time() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            drop(socket);
+        }
+    });
+    let app = TestApp::spawn_with(|c| c.lm_api_url = Some(format!("http://{addr}/v1"))).await;
+    let chat = app.create_chat(&app.client, "").await;
+    let before = accepted.load(Ordering::SeqCst);
+    for _ in 0..10 {
+        let page = app.get(&format!("/chats/{chat}")).await;
+        assert_eq!(
+            page.status(),
+            200,
+            "the page is served without the model's list"
+        );
+    }
+    let asked = accepted.load(Ordering::SeqCst) - before;
+    // Connections the client retries on its own may add one; not one per page.
+    assert!(
+        asked <= 2,
+        "10 pages asked the failing server {asked} times"
     );
 }
