@@ -3,22 +3,16 @@
 //! the whole app around it (its real router on a local port, a SQLite database), driven like a
 //! browser: the form POST, then the reply's event stream. Same prompts' length, same greedy
 //! sampling, the side that goes first alternating by round.
-use std::{
-    path::PathBuf,
-    time::{Duration, Instant},
-};
+use std::{path::PathBuf, time::Duration};
 
-use anyhow::{Context, bail, ensure};
 use app::{AppState, engine::Engine, lm::ReplyOptions};
 use clap::Args;
-use eventsource_stream::Eventsource;
-use futures::StreamExt;
 use serde_json::{Value, json};
 
 use crate::{
     browser, create_chat,
     engine::{SYSTEM_PROMPT, asking, generate, median, start_embedded},
-    ms, send_message, unescape_token,
+    ms, send_and_read,
 };
 
 #[derive(Args)]
@@ -147,37 +141,10 @@ async fn engine_alone(
 async fn through_app(base: &str, prompt: &str) -> anyhow::Result<Timed> {
     let client = browser();
     let chat = create_chat(&client, base).await?;
-    let started = Instant::now();
-    let reply = send_message(&client, base, &chat, prompt).await?;
-    let response = client
-        .get(format!("{base}/chats/{chat}/messages/{reply}/stream"))
-        .send()
-        .await?;
-    ensure!(
-        response.status().is_success(),
-        "stream answered {}",
-        response.status()
-    );
-    let mut events = response.bytes_stream().eventsource();
-    let (mut first, mut last, mut text) = (None, started, String::new());
-    while let Some(event) = events.next().await {
-        let event = event.map_err(|e| anyhow::anyhow!("{e}"))?;
-        match event.event.as_str() {
-            "token" => {
-                let now = Instant::now();
-                first.get_or_insert(now);
-                last = now;
-                text.push_str(&unescape_token(&event.data));
-            }
-            "done" => break,
-            "error" => bail!("reply failed: {}", event.data),
-            _ => {}
-        }
-    }
-    let first = first.context("the reply had no text")?;
+    let run = send_and_read(&client, base, &chat, prompt).await?;
     Ok(Timed {
-        ttft: first - started,
-        streaming: last - first,
-        text,
+        ttft: run.first_token,
+        streaming: run.last_token - run.first_token,
+        text: run.text,
     })
 }

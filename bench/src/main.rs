@@ -713,8 +713,18 @@ async fn app_stream(base: String, start: Start) -> anyhow::Result<StreamRun> {
     let client = browser();
     let chat = create_chat(&client, &base).await?;
     start.wait().await;
+    send_and_read(&client, &base, &chat, "Hello").await
+}
+
+/// Sends `content` to the chat and reads the reply's stream to its end, timed from the send.
+async fn send_and_read(
+    client: &reqwest::Client,
+    base: &str,
+    chat: &str,
+    content: &str,
+) -> anyhow::Result<StreamRun> {
     let started = Instant::now();
-    let reply = send_message(&client, &base, &chat, "Hello").await?;
+    let reply = send_message(client, base, chat, content).await?;
     let sent = started.elapsed();
     let response = client
         .get(format!("{base}/chats/{chat}/messages/{reply}/stream"))
