@@ -41,7 +41,7 @@ wait_http() { # url, what
 # model slows down a hundredfold), one thread, and sampling over the whole vocabulary (top-k off,
 # top-p 0.99), which brings it from ~1,500 to ~280 tokens/s: a 1,500-token reply lasts about 5 s,
 # long enough for a browser to reload or press Stop in the middle of it.
-"$llama" -m "$root/../shared/models/llama-2-tiny-random.gguf" --alias llama-2-tiny-random \
+"$llama" -m "${SHARED_DIR:-$root/../shared}/models/llama-2-tiny-random.gguf" --alias llama-2-tiny-random \
   -c 8192 --parallel 2 -t 1 --top-k 0 --top-p 0.99 --host 127.0.0.1 --port 18080 >"$work/llama.log" 2>&1 &
 pids+=($!)
 node e2e/slow-lm.mjs &
@@ -60,14 +60,14 @@ start_app() { # port, model URL, database
 start_app 13000 http://127.0.0.1:18080/v1 chat_e2e
 start_app 13001 http://127.0.0.1:18090/v1 chat_e2e
 # The first command's app: no LM_API_URL (the embedded engine, SmolLM2), SQLite in its data dir.
-LM_MODEL_PATH="$root/../shared/models/SmolLM2-135M-Instruct.Q4_1.gguf" LM_MAX_TOKENS=400 LM_THREADS=2 \
+LM_MODEL_PATH="${SHARED_DIR:-$root/../shared}/models/SmolLM2-135M-Instruct.Q4_1.gguf" LM_MAX_TOKENS=400 LM_THREADS=2 \
   LM_SEED=7 MAX_CONCURRENT_GENERATIONS=2 TRUST_PROXY_HEADERS=true BIND_ADDR=127.0.0.1:13002 \
   DATA_DIR="$work/data-13002" RUST_LOG=warn "$app_bin" >"$work/app-13002.log" 2>&1 &
 pids+=($!)
 wait_http http://127.0.0.1:13002/readyz "app on 13002 (embedded)"
 # A first run: no model anywhere, so the app downloads SmolLM2 from a stand-in hub (paced to
 # about 5 s once the test lets it go on) into an empty Hugging Face cache, serving pages meanwhile.
-MODEL_FILE="$root/../shared/models/SmolLM2-135M-Instruct.Q4_1.gguf" RATE=20000000 PORT=18095 node e2e/fake-hub.mjs &
+MODEL_FILE="${SHARED_DIR:-$root/../shared}/models/SmolLM2-135M-Instruct.Q4_1.gguf" RATE=20000000 PORT=18095 node e2e/fake-hub.mjs &
 pids+=($!)
 wait_http http://127.0.0.1:18095/health fake-hub
 HF_ENDPOINT=http://127.0.0.1:18095 HF_HUB_CACHE="$work/hf-cache" LM_MODEL_REPO=HuggingFaceTB/SmolLM2-135M-Instruct-GGUF \
