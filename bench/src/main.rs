@@ -329,6 +329,10 @@ impl Bench {
         )
     }
 
+    /// Memory and CPU of `count` replies streaming at once. Measured in two steps, so that what
+    /// an open stream costs is not mixed with what its browser's session and chat cost (a row
+    /// each, a rate limiter's entry): first every browser gets its session and chat, then each
+    /// sends and opens its reply's stream.
     async fn streams(&self, count: usize, seconds: u64) -> anyhow::Result<Value> {
         // A model slow enough that every stream stays open for the whole measurement.
         let fake = fake_lm::start(FakeModel {
@@ -339,9 +343,17 @@ impl Bench {
         .await?;
         let app = self.app(format!("http://{fake}/v1"), count, 1000).await?;
         let idle = app.rss();
-        let mut open = Vec::with_capacity(count);
+        let mut browsers = Vec::with_capacity(count);
         for _ in 0..count {
-            open.push(open_held_stream(&app.base).await?);
+            let client = browser();
+            let chat = create_chat(&client, &app.base).await?;
+            browsers.push((client, chat));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let with_chats = app.rss();
+        let mut open = Vec::with_capacity(count);
+        for (client, chat) in browsers {
+            open.push(open_held_stream(client, &app.base, &chat).await?);
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
         let loaded = app.rss();
@@ -349,18 +361,22 @@ impl Bench {
         let started = Instant::now();
         tokio::time::sleep(Duration::from_secs(seconds)).await;
         let cpu = (app.cpu_time() - cpu_before).as_secs_f64() / started.elapsed().as_secs_f64();
-        let per_stream = loaded.saturating_sub(idle) / count.max(1) as u64;
+        let n = count.max(1) as u64;
+        let per_chat = with_chats.saturating_sub(idle) / n;
+        let per_stream = loaded.saturating_sub(with_chats) / n;
         drop(open);
         eprintln!(
-            "streams: {count} open; RSS idle {} KiB, loaded {} KiB, {} B per stream; CPU {:.1}% of one core",
+            "streams: {count} open; RSS idle {} KiB, with {count} sessions and chats {} KiB \
+             ({per_chat} B each), streaming {} KiB: {per_stream} B per stream; CPU {:.1}% of one core",
             idle / 1024,
+            with_chats / 1024,
             loaded / 1024,
-            per_stream,
             cpu * 100.0
         );
         Ok(
-            json!({"scenario": "streams", "count": count, "rss_idle_bytes": idle, "rss_loaded_bytes": loaded,
-                  "rss_per_stream_bytes": per_stream, "cpu_cores": cpu}),
+            json!({"scenario": "streams", "count": count, "rss_idle_bytes": idle,
+                  "rss_with_chats_bytes": with_chats, "rss_loaded_bytes": loaded,
+                  "rss_per_chat_bytes": per_chat, "rss_per_stream_bytes": per_stream, "cpu_cores": cpu}),
         )
     }
 
@@ -877,10 +893,13 @@ async fn seed_chat(base: &str, messages: usize) -> anyhow::Result<SeededChat> {
 }
 
 /// Opens a chat whose reply streams slowly, and returns the open stream once its first token came.
-async fn open_held_stream(base: &str) -> anyhow::Result<HeldStream> {
-    let client = browser();
-    let chat = create_chat(&client, base).await?;
-    let reply = send_message(&client, base, &chat, "hold").await?;
+/// `client` sends in its `chat` and opens the reply's stream, which it then holds.
+async fn open_held_stream(
+    client: reqwest::Client,
+    base: &str,
+    chat: &str,
+) -> anyhow::Result<HeldStream> {
+    let reply = send_message(&client, base, chat, "hold").await?;
     let response = client
         .get(format!("{base}/chats/{chat}/messages/{reply}/stream"))
         .send()

@@ -4,10 +4,10 @@ use std::{sync::Arc, time::Duration};
 
 use async_openai::{Client, config::OpenAIConfig};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
 
 use super::{
     LmError, LmSettings, LmStream, ModelInfo, ModelStatus, PromptMessage, ReplyOptions,
+    kept::Kept,
     stream::{ItemStream, Source},
     wire::{Origin, map_error, short},
 };
@@ -35,20 +35,18 @@ pub struct LmClient {
     client: Client<OpenAIConfig>,
     http: reqwest::Client,
     settings: Arc<LmSettings>,
-    /// What the server said it serves, and when (`None` until it answered once).
-    models: Arc<Mutex<Option<ListedModels>>>,
+    /// What the server said it serves (the list, or why there is none).
+    models: Kept<Result<Vec<ModelInfo>, LmError>>,
     /// The last health answer, so that many open pages cost one upstream request.
-    last_status: Arc<Mutex<Option<(tokio::time::Instant, ModelStatus)>>>,
+    last_status: Kept<ModelStatus>,
 }
 
-/// What the server answered for its models (the list, or why there is none), and when.
-type ListedModels = (tokio::time::Instant, Result<Vec<ModelInfo>, LmError>);
-
-/// How long the list of models is believed before it is asked for again.
+/// How long the list of models is believed before it is asked for again (in the background).
 const MODELS_TTL: Duration = Duration::from_secs(30);
-/// How long a failure to list them is: every chat page asks, and a server that does not answer
-/// would otherwise hold each page (one after the other, behind the lock) for its timeout.
+/// How long a failure to list them is: the server may be back soon.
 const MODELS_FAILURE_TTL: Duration = Duration::from_secs(2);
+/// How long a health answer is.
+const STATUS_TTL: Duration = Duration::from_secs(2);
 
 impl LmClient {
     pub fn new(settings: LmSettings) -> anyhow::Result<Self> {
@@ -71,8 +69,8 @@ impl LmClient {
             client,
             http,
             settings: Arc::new(settings),
-            models: Arc::new(Mutex::new(None)),
-            last_status: Arc::new(Mutex::new(None)),
+            models: Kept::new(),
+            last_status: Kept::new(),
         })
     }
 
@@ -122,7 +120,7 @@ impl LmClient {
 
     /// Forgets what the server said about its models (it may have restarted with others).
     pub async fn forget_model_info(&self) {
-        *self.models.lock().await = None;
+        self.models.forget().await;
     }
 
     async fn model_name(&self, chosen: Option<&str>) -> String {
@@ -136,22 +134,16 @@ impl LmClient {
     }
 
     /// What the server serves (`GET /v1/models`), asked at most every 30 seconds (every 2
-    /// seconds while it cannot be asked).
+    /// seconds while it cannot be asked); an old answer is served while a new one is asked for.
     pub async fn models(&self) -> Result<Vec<ModelInfo>, LmError> {
-        let mut cached = self.models.lock().await;
-        if let Some((at, answer)) = &*cached {
-            let ttl = if answer.is_ok() {
-                MODELS_TTL
-            } else {
-                MODELS_FAILURE_TTL
-            };
-            if at.elapsed() < ttl {
-                return answer.clone();
-            }
-        }
-        let answer = self.fetch_models().await;
-        *cached = Some((tokio::time::Instant::now(), answer.clone()));
-        answer
+        let max_age = |answer: &Result<_, _>| match answer {
+            Ok(_) => MODELS_TTL,
+            Err(_) => MODELS_FAILURE_TTL,
+        };
+        let this = self.clone();
+        self.models
+            .get(max_age, async move { this.fetch_models().await })
+            .await
     }
 
     /// `GET /v1/models`: llama-server lists each model with `meta.n_ctx`.
@@ -197,17 +189,12 @@ impl LmClient {
             .collect())
     }
 
-    /// [`Self::status`], at most once every two seconds.
+    /// [`Self::status`], asked at most once every two seconds, in the background once known.
     pub async fn status_cached(&self) -> ModelStatus {
-        let mut last = self.last_status.lock().await;
-        if let Some((at, status)) = &*last
-            && at.elapsed() < Duration::from_secs(2)
-        {
-            return status.clone();
-        }
-        let status = self.status().await;
-        *last = Some((tokio::time::Instant::now(), status.clone()));
-        status
+        let this = self.clone();
+        self.last_status
+            .get(|_| STATUS_TTL, async move { this.status().await })
+            .await
     }
 
     /// llama-server's `GET /health` (beside `/v1`): 200 ready, 503 loading.

@@ -3,9 +3,10 @@
 //! both engines share ([`LmStream`], [`LmEvent`], [`LmError`]). Every failure becomes an
 //! [`LmError`] whose text a user can read. Knows no HTTP server and no database.
 //!
-//! `client`: the llama-server client; `wire`: what llama-server sends back, read into events
+//! `client`: the llama-server client; `kept`: its answers kept and refreshed behind; `wire`: what llama-server sends back, read into events
 //! and errors; `stream`: a reply in progress from either engine; `think`: the `<think>` splitter.
 mod client;
+mod kept;
 mod stream;
 mod think;
 mod wire;

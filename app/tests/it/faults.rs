@@ -1,5 +1,6 @@
 //! Faults, as an operator meets them: the database down at start-up and while running, the app
-//! killed with SIGKILL mid-reply, SIGTERM, and a model server that cannot list its models. The process tests run the real `app` binary.
+//! killed with SIGKILL mid-reply, SIGTERM, and a model server that cannot list its models or
+//! never answers. The process tests run the real `app` binary.
 use std::time::{Duration, Instant};
 
 use app::store::{Status, Store, message};
@@ -406,5 +407,71 @@ async fn chat_pages_do_not_ask_a_failing_model_server_each_time() {
     assert!(
         asked <= 2,
         "10 pages asked the failing server {asked} times"
+    );
+}
+
+/// A model server whose host stops answering (blackholed: connections open, nothing comes
+/// back) holds up only the very first page; after that, pages are served from the last answer
+/// while a new one is asked for in the background.
+#[tokio::test]
+async fn a_model_server_that_never_answers_holds_up_no_page_after_the_first() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Connections accepted and still open: the app's client gives up on one after its timeout.
+    let (accepted, open) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    tokio::spawn({
+        let (accepted, open) = (accepted.clone(), open.clone());
+        async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                open.fetch_add(1, Ordering::SeqCst);
+                let open = open.clone();
+                tokio::spawn(async move {
+                    let mut sink = [0u8; 1024];
+                    while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {}
+                    open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        }
+    });
+    let app = TestApp::spawn_with(|c| c.lm_api_url = Some(format!("http://{addr}/v1"))).await;
+    let chat = app.create_chat(&app.client, "").await;
+    let page = app.get(&format!("/chats/{chat}")).await;
+    assert_eq!(
+        page.status(),
+        200,
+        "the first page waits for the client's timeout"
+    );
+    // Past the 2 s that a failure is believed, wait for the first asks to have given up.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while open.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(open.load(Ordering::SeqCst), 0, "the first asks timed out");
+
+    let before = accepted.load(Ordering::SeqCst);
+    for _ in 0..5 {
+        let page = app.get(&format!("/chats/{chat}")).await;
+        assert_eq!(page.status(), 200);
+    }
+    // The pages were answered while the app's new ask is still waiting on the silent server:
+    // none of them waited for it.
+    assert!(
+        accepted.load(Ordering::SeqCst) > before,
+        "the old answer is refreshed in the background"
+    );
+    assert!(
+        open.load(Ordering::SeqCst) > 0,
+        "the pages came back before the model server's ask gave up"
+    );
+    assert!(
+        accepted.load(Ordering::SeqCst) - before <= 2,
+        "one refresh (models, health), not one per page"
     );
 }
