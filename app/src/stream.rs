@@ -95,7 +95,8 @@ pub enum ReplyEvent {
     /// The reply ended; this is it as stored. The stream ends after it.
     Done {
         reply: Box<message::Model>,
-        /// The model is writing the chat's title: the page should look for it.
+        /// The page should look for the chat's title: the model is writing it, or may have
+        /// written it since the page was rendered.
         title_pending: bool,
     },
 }
@@ -176,6 +177,8 @@ enum Source {
 /// What a source says after its text.
 enum Progress {
     Running { queued: Option<bool> },
+    /// The reply as stored, and whether the chat's title may be, or may have been, written
+    /// since the reader's page was rendered (the page should then look for it).
     Finished(Box<message::Model>, bool),
 }
 
@@ -219,7 +222,10 @@ impl Source {
                 let progress = match message.status {
                     // Whether another replica's reply waits for its model is not known here.
                     Status::Streaming => Progress::Running { queued: None },
-                    _ => Progress::Finished(message.clone(), false),
+                    // Whether a title followed is not known here either: it may have been
+                    // written before this stream attached, or by another replica. Looking
+                    // costs the page one request.
+                    _ => Progress::Finished(message.clone(), message.status == Status::Complete),
                 };
                 (piece, progress)
             }
@@ -279,10 +285,10 @@ impl Follow {
                     return Some((ReplyEvent::Queued(queued), self));
                 }
                 Progress::Running { .. } => {}
-                Progress::Finished(reply, title_started) => {
+                Progress::Finished(reply, title_may_change) => {
                     self.finished = true;
                     let title_pending =
-                        title_started || self.state.generations.title_pending(reply.chat_id);
+                        title_may_change || self.state.generations.title_pending(reply.chat_id);
                     let event = ReplyEvent::Done {
                         reply,
                         title_pending,

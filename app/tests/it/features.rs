@@ -1141,6 +1141,23 @@ async fn after_the_first_reply_the_model_names_the_chat_in_the_background() {
         done.data
     );
     title_settled(&app, third_chat).await;
+
+    // A page rendered while the reply was written, whose stream attaches only after the reply
+    // and its title are both done (a slow browser, or a reply another replica wrote), looks for
+    // the title as well: it cannot know the page still shows the old one.
+    let events = EventReader::open(&app.client, &url, None)
+        .await
+        .2
+        .unwrap()
+        .all()
+        .await;
+    let done = events.iter().find(|e| e.event == "done").unwrap();
+    assert!(
+        done.data
+            .contains(&format!("hx-get=\"/chats/{third_chat}/title\"")),
+        "{}",
+        done.data
+    );
     app.fake_lm
         // Long enough that the first look at the title URL comes before it, even on a loaded
         // machine.
