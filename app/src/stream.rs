@@ -176,7 +176,9 @@ enum Source {
 
 /// What a source says after its text.
 enum Progress {
-    Running { queued: Option<bool> },
+    Running {
+        queued: Option<bool>,
+    },
     /// The reply as stored, and whether the chat's title may be, or may have been, written
     /// since the reader's page was rendered (the page should then look for it).
     Finished(Box<message::Model>, bool),
