@@ -188,6 +188,78 @@ pub struct ChatSettings {
     pub model: Option<String>,
 }
 
+/// What a reply cost: the model that wrote it, its tokens, how long the first piece took and how
+/// fast the rest came. Shown under the reply, and this one type is the API message body's
+/// `stats` and the export's. Every field may be missing (an engine that does not count, a
+/// reply that was stopped).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReplyStats {
+    /// The model that wrote the reply.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Tokens of the prompt the reply answered (system prompt and history).
+    #[serde(default)]
+    pub prompt_tokens: Option<i32>,
+    #[serde(default)]
+    pub completion_tokens: Option<i32>,
+    /// From asking the model to its first piece of text, in milliseconds.
+    #[serde(default)]
+    pub time_to_first_token_ms: Option<i32>,
+    /// From the model's first token to its last, in milliseconds.
+    #[serde(default)]
+    pub generation_ms: Option<i32>,
+    /// Completion tokens a second (`completion_tokens` over `generation_ms`); derived, so an
+    /// import ignores it.
+    #[serde(default, skip_deserializing)]
+    pub tokens_per_second: Option<f64>,
+}
+
+impl ReplyStats {
+    /// `None` when nothing is known.
+    pub fn new(
+        model: Option<String>,
+        prompt_tokens: Option<i32>,
+        completion_tokens: Option<i32>,
+        time_to_first_token_ms: Option<i32>,
+        generation_ms: Option<i32>,
+    ) -> Option<Self> {
+        let tokens_per_second = match (completion_tokens, generation_ms) {
+            (Some(tokens), Some(ms)) if tokens > 0 && ms > 0 => {
+                Some((f64::from(tokens) * 1000.0 / f64::from(ms) * 10.0).round() / 10.0)
+            }
+            _ => None,
+        };
+        let stats = Self {
+            model,
+            prompt_tokens,
+            completion_tokens,
+            time_to_first_token_ms,
+            generation_ms,
+            tokens_per_second,
+        };
+        (stats != Self::default()).then_some(stats)
+    }
+
+    /// The stats as an import gives them: counts and durations that are not negative, a model
+    /// name of sensible length, the rate worked out again.
+    pub fn checked(self) -> Option<Self> {
+        let count = |n: Option<i32>| n.filter(|n| *n >= 0);
+        let model = self
+            .model
+            .filter(|m| !m.trim().is_empty() && m.chars().count() <= MAX_MODEL_NAME_CHARS);
+        Self::new(
+            model,
+            count(self.prompt_tokens),
+            count(self.completion_tokens),
+            count(self.time_to_first_token_ms),
+            count(self.generation_ms),
+        )
+    }
+}
+
+/// Longest model name kept with a reply (the column holds 200).
+pub const MAX_MODEL_NAME_CHARS: usize = 200;
+
 /// The settings form's fields as typed; blank means "the default".
 #[derive(Debug, Default, Deserialize)]
 pub struct SettingsFields {

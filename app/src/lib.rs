@@ -10,6 +10,7 @@ pub mod embedded;
 pub mod engine;
 pub mod error;
 pub mod generation;
+pub mod highlight;
 pub mod hub;
 pub mod limits;
 pub mod lm;

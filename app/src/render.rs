@@ -7,7 +7,7 @@ use std::{
 
 use lru::LruCache;
 use minijinja::Environment;
-use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
+use pulldown_cmark::{CodeBlockKind, CowStr, Event, Options, Parser, Tag, TagEnd};
 use uuid::Uuid;
 
 /// The loaded templates. Every file under `templates/` is a template named by its path relative
@@ -173,8 +173,65 @@ pub fn markdown_to_html(markdown: &str) -> String {
         other => other,
     });
     let mut html = String::with_capacity(markdown.len() * 3 / 2);
-    pulldown_cmark::html::push_html(&mut html, events);
+    pulldown_cmark::html::push_html(&mut html, highlight_code_blocks(events));
     sanitizer().clean(&html).to_string()
+}
+
+/// Fenced code blocks in a language the highlighter knows become highlighted HTML (written
+/// here, its text escaped by the highlighter; the sanitiser still checks it); the rest pass on.
+fn highlight_code_blocks<'a>(
+    events: impl Iterator<Item = Event<'a>>,
+) -> impl Iterator<Item = Event<'a>> {
+    // The block being read: its opening event, its language, and its text so far.
+    let mut open: Option<(Event<'a>, String, String)> = None;
+    events.flat_map(move |event| -> Vec<Event<'a>> {
+        match (event, open.as_mut()) {
+            (Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(info))), None) => {
+                let language = info
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                let start = Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(info)));
+                open = Some((start, language, String::new()));
+                Vec::new()
+            }
+            (Event::Text(text), Some((_, _, code))) => {
+                code.push_str(&text);
+                Vec::new()
+            }
+            (Event::End(TagEnd::CodeBlock), Some(_)) => {
+                let Some((start, language, code)) = open.take() else {
+                    return Vec::new();
+                };
+                match crate::highlight::highlight(&code, &language) {
+                    Some(spans) => {
+                        let class = if is_class_name(&language) {
+                            format!(" class=\"language-{language}\"")
+                        } else {
+                            String::new()
+                        };
+                        let block = format!("<pre><code{class}>{spans}</code></pre>\n");
+                        vec![Event::Html(CowStr::from(block))]
+                    }
+                    None => vec![
+                        start,
+                        Event::Text(code.into()),
+                        Event::End(TagEnd::CodeBlock),
+                    ],
+                }
+            }
+            (other, _) => vec![other],
+        }
+    })
+}
+
+/// A language's or a highlighter scope's name, as a class may carry it (`c++`, `c#`, `x-y.z`).
+fn is_class_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+#-_.".contains(c))
 }
 
 /// http(s), mailto, or relative.
@@ -199,30 +256,32 @@ fn sanitizer() -> &'static ammonia::Builder<'static> {
             .rm_tags(["img"])
             .add_tag_attributes("input", ["type", "checked", "disabled"])
             .add_tags(["input"])
-            .add_allowed_classes("code", LANGUAGE_CLASSES);
+            .add_tag_attributes("code", ["class"])
+            .add_tag_attributes("span", ["class"])
+            .attribute_filter(|element, attribute, value| {
+                if attribute != "class" {
+                    return Some(value.into());
+                }
+                kept_classes(element, value).map(Into::into)
+            });
         builder
     })
 }
 
-/// `language-x` classes pulldown-cmark puts on fenced code, for styling.
-const LANGUAGE_CLASSES: [&str; 16] = [
-    "language-rust",
-    "language-python",
-    "language-javascript",
-    "language-typescript",
-    "language-bash",
-    "language-sh",
-    "language-json",
-    "language-html",
-    "language-css",
-    "language-sql",
-    "language-c",
-    "language-cpp",
-    "language-go",
-    "language-java",
-    "language-yaml",
-    "language-toml",
-];
+/// The classes kept on an element: a fence's `language-x` on `code`, the highlighter's `hl-x`
+/// on `span`; nothing else (so no text the model wrote can pick one of the page's classes).
+fn kept_classes(element: &str, value: &str) -> Option<String> {
+    let prefix = match element {
+        "code" => "language-",
+        "span" => crate::highlight::CLASS_PREFIX,
+        _ => return None,
+    };
+    let kept: Vec<&str> = value
+        .split_ascii_whitespace()
+        .filter(|class| class.strip_prefix(prefix).is_some_and(is_class_name))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(" "))
+}
 
 /// Escapes text for HTML content and attributes. `\r` becomes a character reference as well:
 /// SSE cannot carry a bare carriage return in `data`.
@@ -272,9 +331,54 @@ mod tests {
         assert!(html.contains("<li>a</li>"), "{html}");
         assert!(html.contains("<table>"), "{html}");
         assert!(
-            html.contains("<code class=\"language-rust\">fn main() {}"),
+            html.contains("<code class=\"language-rust\"><span class=\"hl-source hl-rust\">"),
             "{html}"
         );
+        assert!(!html.contains("style="), "{html}");
+    }
+
+    #[test]
+    fn code_is_highlighted_with_classes_and_the_rest_stays_plain() {
+        let html = markdown_to_html("```python\ndef f(x):\n    return \"<b>\"\n```\n");
+        assert!(
+            html.contains("<code class=\"language-python\"><span class=\"hl-"),
+            "{html}"
+        );
+        assert!(html.contains("&lt;b&gt;"), "{html}");
+        assert!(!html.contains("<b>"), "{html}");
+        // A language nobody knows, and no language: plain, as before.
+        let html = markdown_to_html("```klingon\nqapla'\n```\n\n```\nplain\n```\n");
+        assert!(
+            html.contains("<code class=\"language-klingon\">qapla'"),
+            "{html}"
+        );
+        assert!(html.contains("<pre><code>plain"), "{html}");
+        assert!(!html.contains("hl-"), "{html}");
+        // A fence's info cannot smuggle in other classes or attributes.
+        let html = markdown_to_html("```rust\" onclick=\"x\nfn a() {}\n```\n");
+        assert!(!html.contains("onclick"), "{html}");
+        assert!(
+            !html.contains("hl-"),
+            "an info word that is not a language name: {html}"
+        );
+    }
+
+    #[test]
+    fn only_language_and_highlighter_classes_survive() {
+        assert_eq!(
+            kept_classes("span", "hl-source hl-rust"),
+            Some("hl-source hl-rust".into())
+        );
+        assert_eq!(
+            kept_classes("span", "visually-hidden hl-x"),
+            Some("hl-x".into())
+        );
+        assert_eq!(kept_classes("span", "hl-\"x"), None);
+        assert_eq!(
+            kept_classes("code", "language-rust hl-x"),
+            Some("language-rust".into())
+        );
+        assert_eq!(kept_classes("p", "hl-x"), None);
     }
 
     #[test]

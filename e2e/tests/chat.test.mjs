@@ -1,7 +1,7 @@
 // What a person sees, through nginx, with the real llama-server and PostgreSQL behind it.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { BASE, SLOW_BASE, LLAMA, launch, shot, startChat, watchReply, samples, waitForReplyEnd, newestReplyText } from "./helpers.mjs";
+import { BASE, SLOW_BASE, LLAMA, launch, shot, startChat, watchReply, samples, waitForReplyEnd, newestReplyText, policyViolations } from "./helpers.mjs";
 
 let browser;
 before(async () => { browser = await launch(); });
@@ -25,6 +25,11 @@ test("a reply streams in over several moments, then shows rendered", async () =>
   assert.equal(await last.locator(".content p").count() > 0, true, "final reply rendered as HTML");
   assert.ok(await last.locator(".reply-actions button").isVisible(), "Regenerate offered");
   assert.equal(await page.locator(".stop-form").count(), 0, "Stop only while streaming");
+  // Under the reply, swapped in with its end (no reload): the model, tokens and timings.
+  const stats = last.locator(".reply-stats");
+  assert.ok(await stats.isVisible(), "the reply's stats show under it");
+  const line = await stats.textContent();
+  assert.match(line, /\S+ · [\d,]+ prompt \+ [\d,]+ reply tokens · first token in [\d,.]+ m?s · [\d.]+ tokens\/s/, line);
   await shot(page, "02-done");
   await context.close();
 });
@@ -242,4 +247,8 @@ test("keyboard shortcuts: ? lists them, / focuses the composer, Ctrl+Shift+O sta
   await page.waitForURL((url) => url.href !== firstUrl && /\/chats\/[0-9a-f-]{36}$/.test(url.pathname));
   assert.equal(await page.locator(".message.user").count(), 0, "a new, empty chat");
   await context.close();
+});
+
+test("no page of these flows reported a Content-Security-Policy violation", () => {
+  assert.deepEqual(policyViolations, []);
 });

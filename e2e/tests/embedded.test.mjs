@@ -3,7 +3,7 @@
 // reload in the middle of a reply that carries on.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { EMBEDDED_BASE, FIRST_RUN, FAKE_HUB, launch, shot, startChat, watchReply, samples, waitForReplyEnd, newestReplyText } from "./helpers.mjs";
+import { EMBEDDED_BASE, FIRST_RUN, FAKE_HUB, launch, shot, startChat, watchReply, samples, waitForReplyEnd, newestReplyText, policyViolations } from "./helpers.mjs";
 
 let browser;
 before(async () => { browser = await launch(); });
@@ -53,6 +53,9 @@ test("embedded: the model indicator is ready and a question gets a real answer, 
   const answer = await newestReplyText(page);
   assert.match(answer, /Paris/, answer);
   assert.doesNotMatch(answer, /<\|im_(start|end)\|>/, "no template markup in the reply");
+  // The embedded engine's own stats, under the answer: its model file's name and counts.
+  const stats = await page.locator(".message.assistant").last().locator(".reply-stats").textContent();
+  assert.match(stats, /^SmolLM2-135M-Instruct\.Q4_1 · [\d,]+ prompt \+ [\d,]+ reply tokens · first token in [\d,.]+ m?s · [\d.]+ tokens\/s$/, stats);
   await shot(page, "21-embedded-answer");
   await context.close();
 });
@@ -115,4 +118,8 @@ test("embedded: Stop ends the reply at once and keeps its text", async () => {
     assert.ok((await newestReplyText(page)).trim().length > 0, "the next question is answered");
     return true;
   });
+});
+
+test("no page of these flows reported a Content-Security-Policy violation", () => {
+  assert.deepEqual(policyViolations, []);
 });

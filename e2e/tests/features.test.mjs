@@ -4,8 +4,10 @@
 // block, reasoning first when the message says "think", and the title "Slow Test Title".
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { BASE, SLOW_BASE, ARTIFACTS, launch, shot, startChat, watchReply, samples, waitForReplyEnd } from "./helpers.mjs";
+import { readFileSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { BASE, SLOW_BASE, ARTIFACTS, launch, launchWithProfile, shot, startChat, watchReply, samples, waitForReplyEnd, policyViolations } from "./helpers.mjs";
 
 // The slow model server itself: what the app sent it last (title requests aside).
 const SLOW_LM = process.env.E2E_SLOW_LM_URL ?? "http://127.0.0.1:18090";
@@ -436,4 +438,26 @@ test("a model's reasoning streams live under Thinking, then folds away apart fro
   await page.reload();
   await check();
   await context.close();
+});
+
+test("installable: Chromium reads the manifest and finds nothing that stops installing the app", async () => {
+  const context = await launchWithProfile(mkdtempSync(join(tmpdir(), "chat-e2e-profile-")));
+  try {
+    const page = await context.newPage();
+    await page.goto(BASE + "/");
+    const cdp = await context.newCDPSession(page);
+    const manifest = await cdp.send("Page.getAppManifest");
+    assert.match(manifest.url, /\/static\/manifest\.webmanifest$/);
+    assert.deepEqual(manifest.errors, [], JSON.stringify(manifest.errors));
+    const { installabilityErrors } = await cdp.send("Page.getInstallabilityErrors");
+    assert.deepEqual(installabilityErrors, [], JSON.stringify(installabilityErrors));
+    // No service worker: nothing of a private page can be kept on the device.
+    assert.equal(await page.evaluate(() => navigator.serviceWorker.getRegistrations().then((r) => r.length)), 0);
+  } finally {
+    await context.close();
+  }
+});
+
+test("no page of these flows reported a Content-Security-Policy violation", () => {
+  assert.deepEqual(policyViolations, []);
 });

@@ -10,12 +10,40 @@ export const FAKE_HUB = process.env.E2E_FAKE_HUB_URL; // the stand-in hub it dow
 export const ARTIFACTS = new URL("../artifacts/", import.meta.url).pathname;
 mkdirSync(ARTIFACTS, { recursive: true });
 
+/** Every Content-Security-Policy violation any page of any context reported, with its page. */
+export const policyViolations = [];
+
+/** The browser; every context it makes reports its pages' CSP violations into
+ *  `policyViolations`, so that each suite can check that none of its flows had one. */
+const CHROMIUM = {
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--no-first-run", "--disable-sync", "--disable-quic"],
+};
+
+/** A browser with a profile on disk (not incognito, as installing an app needs). */
+export async function launchWithProfile(dir) {
+  return chromium.launchPersistentContext(dir, CHROMIUM);
+}
+
 export async function launch() {
-  return chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-      "--no-first-run", "--disable-sync", "--disable-quic"],
-  });
+  const browser = await chromium.launch(CHROMIUM);
+  const newContext = browser.newContext.bind(browser);
+  browser.newContext = async (options) => {
+    const context = await newContext(options);
+    await context.addInitScript(() => {
+      document.addEventListener("securitypolicyviolation", (e) => {
+        console.error(`Refused to ${e.effectiveDirective}: ${e.blockedURI || "inline"} (${e.sourceFile}:${e.lineNumber})`);
+      });
+    });
+    context.on("console", (message) => {
+      if (/Content Security Policy|Refused to/i.test(message.text())) {
+        policyViolations.push(`${message.location().url}: ${message.text()}`);
+      }
+    });
+    return context;
+  };
+  return browser;
 }
 
 export async function shot(page, name) {

@@ -7,6 +7,7 @@ mod m20261124_000001_create_chats_and_messages;
 mod m20261124_000002_chat_features;
 mod m20261124_000003_reply_leases;
 mod m20261202_000004_session_versions;
+mod m20261202_000005_reply_stats;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_chat_features::Migration),
             Box::new(m20261124_000003_reply_leases::Migration),
             Box::new(m20261202_000004_session_versions::Migration),
+            Box::new(m20261202_000005_reply_stats::Migration),
         ]
     }
 }

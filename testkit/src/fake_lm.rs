@@ -328,6 +328,8 @@ async fn send_stream(
     let frame = |json: &str| Ok(Bytes::from(format!("data: {json}\n\n")));
     let sent_all = async {
         tx.send(frame(&fixtures.role_chunk)).await.ok()?;
+        // The timings say what this reply took to generate, as llama-server's do.
+        let first_token_at = std::time::Instant::now();
         for piece in reasoning {
             if !knobs.token_delay.is_zero() {
                 tokio::time::sleep(knobs.token_delay).await;
@@ -365,6 +367,8 @@ async fn send_stream(
         let mut usage = fixtures.usage_chunk.clone();
         usage["usage"]["completion_tokens"] = tokens.len().into();
         usage["usage"]["prompt_tokens"] = 21.into();
+        usage["timings"]["predicted_n"] = tokens.len().into();
+        usage["timings"]["predicted_ms"] = (first_token_at.elapsed().as_secs_f64() * 1000.0).into();
         tx.send(frame(&usage.to_string())).await.ok()?;
         tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await.ok()?;
         Some(())

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::{
     AppState,
-    domain::{ChatSettings, Title, reject_nul},
+    domain::{ChatSettings, ReplyStats, Title, reject_nul},
     error::{AppError, AppResult},
     limits::Action,
     session::Session,
@@ -62,6 +62,9 @@ pub struct ExportMessage {
     /// An earlier version of an edited message, or a reply to one.
     #[serde(default)]
     pub superseded: bool,
+    /// A reply's stats (model, tokens, timings), as the API's messages carry them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<ReplyStats>,
     #[serde(default)]
     pub created_at: Option<DateTime<Utc>>,
 }
@@ -88,6 +91,7 @@ pub fn export_document(chat: &chat::Model, messages: &[message::Model]) -> ChatE
                 status: m.status.to_value(),
                 error: m.error.clone(),
                 superseded: m.superseded,
+                stats: m.stats(),
                 created_at: Some(m.created_at),
             })
             .collect(),
@@ -199,6 +203,11 @@ async fn parse_export(state: &AppState, export: ChatExport) -> AppResult<Importe
             status,
             error: m.error,
             superseded: m.superseded,
+            // Only replies have stats; what an import says of them is checked, not trusted.
+            stats: (role == Role::Assistant)
+                .then_some(m.stats)
+                .flatten()
+                .and_then(ReplyStats::checked),
             created_at: m.created_at.unwrap_or(now),
         });
     }

@@ -281,7 +281,7 @@ impl EmbeddedEngine {
             .requests
             .send(request)
             .map_err(|_| LmError::Engine("the engine's thread has stopped".into()))?;
-        Ok(LmStream::from_engine(receiver))
+        Ok(LmStream::from_engine(receiver, loaded.name.clone()))
     }
 
     /// A message's exact cost in prompt tokens, its chat-template framing included; `None`

@@ -314,6 +314,9 @@ async fn run(inner: Arc<Inner>, reply: Arc<Reply>) {
         finish_reason: end.finish_reason,
         prompt_tokens: end.prompt_tokens,
         completion_tokens: end.completion_tokens,
+        model: end.model,
+        time_to_first_token_ms: end.time_to_first_token_ms,
+        generation_ms: end.generation_ms,
         updated_at: chrono::Utc::now(),
         ..reply.row.clone()
     });
@@ -366,7 +369,8 @@ async fn generate(inner: &Inner, reply: &Reply, metrics: &mut ReplyMetrics) -> R
         Ok(prompt) => prompt,
         Err(end) => return end,
     };
-    let first_token_deadline = Instant::now() + settings.first_token_timeout;
+    let asked = Instant::now();
+    let first_token_deadline = asked + settings.first_token_timeout;
     let started = timeout_at(
         first_token_deadline,
         inner.lm.stream_chat(&prompt, &options),
@@ -382,10 +386,13 @@ async fn generate(inner: &Inner, reply: &Reply, metrics: &mut ReplyMetrics) -> R
         Ok(Ok(stream)) => stream,
     };
 
-    let mut got_text = false;
     let mut end = ReplyEnd::new(Status::Complete, None);
+    end.model = Some(stream.model().to_owned());
+    // The first and the latest piece of text, for the reply's stats.
+    let mut text_at: Option<(Instant, Instant)> = None;
     let mut last_checkpoint = Instant::now();
     loop {
+        let got_text = text_at.is_some();
         let deadline = if got_text {
             Instant::now() + settings.idle_timeout
         } else {
@@ -400,7 +407,8 @@ async fn generate(inner: &Inner, reply: &Reply, metrics: &mut ReplyMetrics) -> R
         };
         match event {
             LmEvent::Text(_) | LmEvent::Reasoning(_) => {
-                got_text = true;
+                let now = Instant::now();
+                text_at = Some((text_at.map_or(now, |(first, _)| first), now));
                 metrics.token();
                 match event {
                     LmEvent::Text(piece) => reply.append(&piece, false),
@@ -425,6 +433,8 @@ async fn generate(inner: &Inner, reply: &Reply, metrics: &mut ReplyMetrics) -> R
                 end.completion_tokens = i32::try_from(usage.completion_tokens).ok();
             }
             LmEvent::Timings(t) => {
+                // The engine's own clock, when it has one, over ours.
+                end.generation_ms = whole_ms(t.predicted_ms);
                 let per_second = |n: u32, ms: f64| {
                     if ms > 0.0 {
                         f64::from(n) * 1000.0 / ms
@@ -448,7 +458,18 @@ async fn generate(inner: &Inner, reply: &Reply, metrics: &mut ReplyMetrics) -> R
     if end.finish_reason.is_none() {
         return failed(LmError::Truncated);
     }
+    if let Some((first, last)) = text_at {
+        end.time_to_first_token_ms = whole_ms((first - asked).as_secs_f64() * 1000.0);
+        if end.generation_ms.is_none() {
+            end.generation_ms = whole_ms((last - first).as_secs_f64() * 1000.0);
+        }
+    }
     end
+}
+
+/// Milliseconds as a stored stat: whole, and `None` when not a sensible duration.
+fn whole_ms(ms: f64) -> Option<i32> {
+    (ms.is_finite() && ms >= 0.0 && ms < f64::from(i32::MAX)).then(|| ms.round() as i32)
 }
 
 /// System prompt + as much recent history as fits the model's context, and the chat's settings.

@@ -127,6 +127,9 @@ mod tests {
             owner: None,
             lease_expires_at: None,
             stop_requested: false,
+            model: None,
+            time_to_first_token_ms: None,
+            generation_ms: None,
         }
     }
 

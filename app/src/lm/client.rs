@@ -100,7 +100,7 @@ impl LmClient {
             .create_stream_byot(request)
             .await
             .map_err(|e| map_error(e, &self.settings.api_url, Origin::Response))?;
-        Ok(LmStream::new(Source::Server(inner)))
+        Ok(LmStream::new(Source::Server(inner), model))
     }
 
     /// The prompt budget in tokens for `model` (`None`: the default one): configured, or the

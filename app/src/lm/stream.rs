@@ -26,6 +26,8 @@ pub(super) enum Source {
 /// next decode step and frees the sequence.
 pub struct LmStream {
     source: Source,
+    /// The model asked to write the reply, by the name its engine gives it.
+    model: String,
     pending: std::collections::VecDeque<LmEvent>,
     think: ThinkSplitter,
 }
@@ -34,17 +36,23 @@ pub struct LmStream {
 const THINK_HOLD: Duration = Duration::from_millis(250);
 
 impl LmStream {
-    /// A stream fed by the embedded engine.
-    pub fn from_engine(events: EngineEvents) -> Self {
-        Self::new(Source::Engine(events))
+    /// A stream fed by the embedded engine, writing with `model`.
+    pub fn from_engine(events: EngineEvents, model: String) -> Self {
+        Self::new(Source::Engine(events), model)
     }
 
-    pub(super) fn new(source: Source) -> Self {
+    pub(super) fn new(source: Source, model: String) -> Self {
         Self {
             source,
+            model,
             pending: Default::default(),
             think: ThinkSplitter::default(),
         }
+    }
+
+    /// The model writing this reply.
+    pub fn model(&self) -> &str {
+        &self.model
     }
 
     /// The next event; `Ok(None)` when upstream ended the stream.

@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::{
     AppState,
     chat::{ChatHistory, Sidebar},
-    domain::MAX_REPLY_TOKENS,
+    domain::{MAX_REPLY_TOKENS, ReplyStats},
     render::{Templates, escape_html},
     store::{Role, Status, chat, message},
 };
@@ -55,6 +55,9 @@ pub struct MessageView {
     pub earlier_versions: Vec<Vec<MessageView>>,
     /// The model is still writing the chat's title: the page asks for it until it is there.
     pub title_pending: bool,
+    /// A finished reply's stats, each a short phrase ("12 ms to first token"); empty for
+    /// other messages.
+    pub stats: Vec<String>,
 }
 
 impl MessageView {
@@ -82,8 +85,61 @@ impl MessageView {
             superseded: message.superseded,
             earlier_versions: Vec::new(),
             title_pending: false,
+            stats: match message.status {
+                Status::Streaming => Vec::new(),
+                _ => message
+                    .stats()
+                    .map(|s| stats_phrases(&s))
+                    .unwrap_or_default(),
+            },
         }
     }
+}
+
+/// A reply's stats as the page shows them, discreetly, under it.
+fn stats_phrases(stats: &ReplyStats) -> Vec<String> {
+    let mut phrases = Vec::new();
+    if let Some(model) = &stats.model {
+        phrases.push(model.clone());
+    }
+    match (stats.prompt_tokens, stats.completion_tokens) {
+        (Some(prompt), Some(completion)) => phrases.push(format!(
+            "{} prompt + {} reply tokens",
+            grouped(prompt.into()),
+            grouped(completion.into())
+        )),
+        (None, Some(completion)) => {
+            phrases.push(format!("{} reply tokens", grouped(completion.into())))
+        }
+        _ => {}
+    }
+    if let Some(ms) = stats.time_to_first_token_ms {
+        phrases.push(if ms < 10_000 {
+            format!("first token in {} ms", grouped(ms.into()))
+        } else {
+            format!("first token in {:.1} s", f64::from(ms) / 1000.0)
+        });
+    }
+    if let Some(rate) = stats.tokens_per_second {
+        phrases.push(format!("{rate:.1} tokens/s"));
+    }
+    phrases
+}
+
+/// A count with thousands separators: 1,234,567.
+pub fn grouped(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if n < 0 {
+        out.push('-');
+    }
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
 }
 
 /// The history as the chat page shows it: earlier versions of an edited message folded into
@@ -170,5 +226,48 @@ impl SettingsView {
             models,
             saved,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_grouped_by_thousands() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1000), "1,000");
+        assert_eq!(grouped(1_234_567), "1,234,567");
+        assert_eq!(grouped(-4096), "-4,096");
+    }
+
+    #[test]
+    fn stats_read_as_short_phrases_and_leave_out_what_is_not_known() {
+        let all = ReplyStats::new(
+            Some("SmolLM2".into()),
+            Some(1234),
+            Some(128),
+            Some(45),
+            Some(1450),
+        )
+        .unwrap();
+        assert_eq!(all.tokens_per_second, Some(88.3));
+        assert_eq!(
+            stats_phrases(&all),
+            [
+                "SmolLM2",
+                "1,234 prompt + 128 reply tokens",
+                "first token in 45 ms",
+                "88.3 tokens/s"
+            ]
+        );
+        let slow = ReplyStats::new(None, None, Some(3), Some(12_345), None).unwrap();
+        assert_eq!(slow.tokens_per_second, None);
+        assert_eq!(
+            stats_phrases(&slow),
+            ["3 reply tokens", "first token in 12.3 s"]
+        );
+        assert_eq!(ReplyStats::new(None, None, None, None, None), None);
     }
 }

@@ -134,6 +134,11 @@ pub mod message {
         pub lease_expires_at: Option<DateTimeUtc>,
         /// Stop was asked for on a replica other than the owner, which watches this.
         pub stop_requested: bool,
+        /// A reply's stats: the model that wrote it, from asking the model to its first token,
+        /// and from its first token to its last (the model's own clock when it reports one).
+        pub model: Option<String>,
+        pub time_to_first_token_ms: Option<i32>,
+        pub generation_ms: Option<i32>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -154,4 +159,20 @@ pub mod message {
     }
 
     impl ActiveModelBehavior for ActiveModel {}
+
+    impl Model {
+        /// A reply's stats; `None` for other messages and for replies that have none.
+        pub fn stats(&self) -> Option<crate::domain::ReplyStats> {
+            if self.role != Role::Assistant {
+                return None;
+            }
+            crate::domain::ReplyStats::new(
+                self.model.clone(),
+                self.prompt_tokens,
+                self.completion_tokens,
+                self.time_to_first_token_ms,
+                self.generation_ms,
+            )
+        }
+    }
 }

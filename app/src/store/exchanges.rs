@@ -45,6 +45,12 @@ pub struct ReplyEnd {
     pub finish_reason: Option<String>,
     pub prompt_tokens: Option<i32>,
     pub completion_tokens: Option<i32>,
+    /// The model that wrote the reply.
+    pub model: Option<String>,
+    /// From asking the model to its first piece of text.
+    pub time_to_first_token_ms: Option<i32>,
+    /// From the model's first token to its last.
+    pub generation_ms: Option<i32>,
 }
 
 impl ReplyEnd {
@@ -56,6 +62,9 @@ impl ReplyEnd {
             finish_reason: None,
             prompt_tokens: None,
             completion_tokens: None,
+            model: None,
+            time_to_first_token_ms: None,
+            generation_ms: None,
         }
     }
 }
@@ -340,6 +349,15 @@ impl Store {
             .col_expr(
                 message::Column::CompletionTokens,
                 Expr::value(end.completion_tokens),
+            )
+            .col_expr(message::Column::Model, Expr::value(end.model.clone()))
+            .col_expr(
+                message::Column::TimeToFirstTokenMs,
+                Expr::value(end.time_to_first_token_ms),
+            )
+            .col_expr(
+                message::Column::GenerationMs,
+                Expr::value(end.generation_ms),
             )
             .col_expr(message::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(message::Column::Id.eq(message_id))

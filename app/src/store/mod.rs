@@ -203,6 +203,9 @@ fn new_message(
         owner: Set(None),
         lease_expires_at: Set(None),
         stop_requested: Set(false),
+        model: Set(None),
+        time_to_first_token_ms: Set(None),
+        generation_ms: Set(None),
     }
 }
 

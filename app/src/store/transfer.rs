@@ -21,6 +21,7 @@ pub struct ImportedMessage {
     pub status: Status,
     pub error: Option<String>,
     pub superseded: bool,
+    pub stats: Option<crate::domain::ReplyStats>,
     pub created_at: chrono::DateTime<Utc>,
 }
 
@@ -61,6 +62,13 @@ impl Store {
                 row.reasoning = Set(m.reasoning);
                 row.error = Set(m.error);
                 row.superseded = Set(m.superseded);
+                if let Some(stats) = m.stats {
+                    row.model = Set(stats.model);
+                    row.prompt_tokens = Set(stats.prompt_tokens);
+                    row.completion_tokens = Set(stats.completion_tokens);
+                    row.time_to_first_token_ms = Set(stats.time_to_first_token_ms);
+                    row.generation_ms = Set(stats.generation_ms);
+                }
                 row.created_at = Set(m.created_at);
                 row
             })

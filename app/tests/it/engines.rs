@@ -76,6 +76,19 @@ async fn a_reply_streams_ends_and_is_saved_exactly_as_streamed() {
         assert_eq!(token_text(&events), saved.content, "{engine}");
         assert!(saved.prompt_tokens.unwrap_or(0) > 0, "{engine}");
         assert!(saved.completion_tokens.unwrap_or(0) > 0, "{engine}");
+        // The reply's stats: both engines name the model (the embedded one by its file) and
+        // time it.
+        let stats = saved.stats().unwrap();
+        assert_eq!(
+            stats.model.as_deref(),
+            Some("llama-2-tiny-random"),
+            "{engine}"
+        );
+        assert!(
+            stats.time_to_first_token_ms.is_some(),
+            "{engine}: {stats:?}"
+        );
+        assert!(stats.generation_ms.is_some(), "{engine}: {stats:?}");
     }
 }
 

@@ -700,6 +700,10 @@ async fn migrations_go_up_down_and_up_again() {
         }
     };
     Migrator::down(&db, Some(1)).await.unwrap();
+    assert!(
+        !has("model").await && !has("generation_ms").await && has_table("session_versions").await
+    );
+    Migrator::down(&db, Some(1)).await.unwrap();
     assert!(!has_table("session_versions").await && has("lease_expires_at").await);
     // Its triggers went with it: a write to a table they were on works without their table.
     db.execute_unprepared(
@@ -717,6 +721,7 @@ async fn migrations_go_up_down_and_up_again() {
     assert!(!has("reasoning").await && has("seq").await);
     Migrator::up(&db, None).await.unwrap();
     assert!(has("reasoning, superseded, owner, lease_expires_at, stop_requested").await);
+    assert!(has("model, time_to_first_token_ms, generation_ms").await);
     assert!(has_table("session_versions").await);
     // Constraints hold: bad roles and statuses are refused, a message needs an existing chat,
     // and deleting a chat deletes its messages.

@@ -723,8 +723,9 @@ async fn model_output_cannot_inject_anything_executable() {
 /// Every tag in `html` (a literal `<` can only start one: text is escaped) is harmless markup:
 /// an allowed element, no event handlers or styles, and links only to http(s) or mailto.
 fn assert_only_safe_markup(html: &str, payload: &str) {
-    const ALLOWED: [&str; 23] = [
+    const ALLOWED: [&str; 24] = [
         "p",
+        "span",
         "a",
         "code",
         "pre",
@@ -777,6 +778,13 @@ fn assert_only_safe_markup(html: &str, payload: &str) {
                 ["href", "rel", "class", "title"].contains(&key.as_str()),
                 "{payload:?} produced attribute {key}={value:?}"
             );
+            if key == "class" {
+                assert!(
+                    value.split(' ').all(|class| class.starts_with("language-")
+                        || (name == "span" && class.starts_with("hl-"))),
+                    "{payload:?} produced class {value:?} on <{name}>"
+                );
+            }
             if key == "href" {
                 assert!(
                     value.starts_with("http://")

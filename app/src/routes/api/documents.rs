@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::{
-    domain::ChatSettings,
+    domain::{ChatSettings, ReplyStats},
     lm::ModelInfo,
     store::{chat, message},
 };
@@ -54,12 +54,16 @@ pub struct MessageJson {
     /// An earlier version: a user message that was edited, or a reply to one. Left out of
     /// prompts.
     pub superseded: bool,
+    /// A reply's stats: model, tokens, time to first token, tokens a second. `null` for
+    /// other messages, and for replies still being written or with nothing measured.
+    pub stats: Option<ReplyStats>,
     pub created_at: DateTime<Utc>,
 }
 
 impl From<message::Model> for MessageJson {
     fn from(m: message::Model) -> Self {
         MessageJson {
+            stats: m.stats(),
             id: m.id,
             chat_id: m.chat_id,
             seq: m.seq,
