@@ -200,6 +200,10 @@ test("copy buttons copy a message and a code block exactly", async () => {
 
   // The reply arrived by streaming; its code block gets its own button once it is rendered.
   const reply = page.locator(".message.assistant").last();
+  // Highlighted on the server (a `js` fence): classed spans in at least two colours.
+  const colours = await reply.locator("pre code").evaluate((code) =>
+    [...new Set([...code.querySelectorAll("span[class^='hl-']")].map((s) => getComputedStyle(s).color))]);
+  assert.ok(colours.length >= 2, `the code block is highlighted: ${JSON.stringify(colours)}`);
   await reply.locator(".copy-code").click();
   assert.equal(await clipboard(), "const answer = 42; // <ok>\n");
   await reply.locator(".copy-message").click();
