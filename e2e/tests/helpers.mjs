@@ -38,7 +38,7 @@ export async function launch() {
     });
     context.on("console", (message) => {
       if (/Content Security Policy|Refused to/i.test(message.text())) {
-        policyViolations.push(`${message.location().url}: ${message.text()}`);
+        policyViolations.push(`${message.page()?.url()} (${message.location().url}): ${message.text()}`);
       }
     });
     return context;

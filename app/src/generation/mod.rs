@@ -387,7 +387,14 @@ async fn generate(inner: &Inner, reply: &Reply, metrics: &mut ReplyMetrics) -> R
     };
 
     let mut end = ReplyEnd::new(Status::Complete, None);
-    end.model = Some(stream.model().to_owned());
+    // Cut to what the column holds: a long name must never keep the reply's end from saving.
+    end.model = Some(
+        stream
+            .model()
+            .chars()
+            .take(crate::domain::MAX_MODEL_NAME_CHARS)
+            .collect(),
+    );
     // The first and the latest piece of text, for the reply's stats.
     let mut text_at: Option<(Instant, Instant)> = None;
     let mut last_checkpoint = Instant::now();

@@ -165,3 +165,13 @@ async fn replies_that_did_not_finish_show_no_made_up_stats() {
         .unwrap();
     assert!(!page.contains("reply-stats"), "{page}");
 }
+
+#[tokio::test]
+async fn a_model_name_longer_than_its_column_never_keeps_a_reply_from_being_saved() {
+    // PostgreSQL holds 200 characters there and refuses more; the name is cut, the reply kept.
+    let app = TestApp::spawn_with(|c| c.lm_model = Some("m".repeat(300))).await;
+    let chat = app.create_chat(&app.client, "hello").await;
+    let reply = api_messages(&app, chat).await.pop().unwrap();
+    assert_eq!(reply["status"], "complete", "{reply}");
+    assert_eq!(reply["stats"]["model"], "m".repeat(200));
+}
