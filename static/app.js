@@ -188,3 +188,34 @@ document.addEventListener("htmx:beforeRequest", (event) => {
     document.querySelector("#chat-settings .saved")?.remove();
   }
 });
+
+// The context gauge came back after a reply: draw the line above the messages that no longer
+// reach the model where it says (the server draws it on a page it renders).
+document.addEventListener("htmx:load", (event) => {
+  const gauge = event.detail.elt;
+  if (gauge instanceof HTMLElement && gauge.id === "context-gauge") placeContextBoundary(gauge);
+});
+
+function placeContextBoundary(gauge) {
+  const list = document.getElementById("messages");
+  if (!list) return;
+  let line = document.getElementById("context-boundary");
+  const first = Number(gauge.dataset.firstSentSeq);
+  const items = [...list.querySelectorAll(":scope > li.message[data-seq]")];
+  if (!gauge.dataset.firstSentSeq || items.length === 0) {
+    line?.remove();
+    return;
+  }
+  if (!line) {
+    line = document.createElement("li");
+    line.id = "context-boundary";
+    line.className = "context-boundary";
+  }
+  line.textContent = gauge.dataset.boundaryText ?? "";
+  let before = items.find((item) => Number(item.dataset.seq) >= first) ?? null;
+  // An edited message's earlier versions sit just above it: the line goes above them too.
+  if (before?.previousElementSibling?.classList.contains("earlier-versions")) {
+    before = before.previousElementSibling;
+  }
+  list.insertBefore(line, before);
+}

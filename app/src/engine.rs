@@ -73,6 +73,15 @@ impl Engine {
         }
     }
 
+    /// The context as far as is known now, without waiting for the model server.
+    pub fn known_context_tokens(&self, model: Option<&str>) -> Option<u32> {
+        match self {
+            Engine::Server(client) => client.known_context_tokens(model),
+            #[cfg(feature = "embedded")]
+            Engine::Embedded(engine) => engine.context_tokens(),
+        }
+    }
+
     /// A message's cost in prompt tokens: exact from the embedded model's tokenizer (with its
     /// chat template's framing), else an estimate that errs on the safe side.
     pub fn count_tokens(&self, role: &str, text: &str) -> u32 {
@@ -84,6 +93,15 @@ impl Engine {
             Engine::Embedded(engine) => engine
                 .count_tokens(role, text)
                 .unwrap_or_else(|| estimate_tokens(text)),
+        }
+    }
+
+    /// Whether `count_tokens` is exact (the embedded model's tokenizer) rather than an estimate.
+    pub fn counts_exactly(&self) -> bool {
+        match self {
+            Engine::Server(_) => false,
+            #[cfg(feature = "embedded")]
+            Engine::Embedded(engine) => engine.context_tokens().is_some(),
         }
     }
 

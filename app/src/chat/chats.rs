@@ -7,6 +7,7 @@ use crate::{
     AppState,
     domain::{MessageText, Title},
     error::{AppError, AppResult},
+    generation::ContextUse,
     limits::Action,
     session::Session,
     store::{PageOfChats, chat, message},
@@ -25,6 +26,14 @@ pub async fn find(state: &AppState, session: &Session, chat_id: Uuid) -> AppResu
         .find_chat(&session.id, chat_id)
         .await?
         .ok_or(AppError::NotFound("chat"))
+}
+
+/// How much of the model's context the chat's next prompt uses, and which of its messages no
+/// longer reach the model.
+#[tracing::instrument(skip_all, fields(%chat_id))]
+pub async fn context(state: &AppState, session: &Session, chat_id: Uuid) -> AppResult<ContextUse> {
+    let chat = find(state, session, chat_id).await?;
+    Ok(state.generations.context_use(&session.id, &chat).await?)
 }
 
 /// A page of the session's chats, most recently active first, continuing after the chat
@@ -174,10 +183,11 @@ pub async fn create(
     state
         .rate_limits
         .check(Action::CreateChat, &session.id, address)?;
-    if new_chat.first_message.is_some() {
+    if let Some(text) = &new_chat.first_message {
         state
             .rate_limits
             .check(Action::Send, &session.id, address)?;
+        super::messages::refuse_unless_fits(state, None, text)?;
     }
     let greeting = Some(state.config.greeting.as_str());
     let first_message = new_chat.first_message.as_ref().map(MessageText::as_str);

@@ -36,6 +36,7 @@ pub async fn send(
     state
         .rate_limits
         .check(Action::Send, &session.id, address)?;
+    check_fits(state, session, chat_id, text).await?;
     let outcome = state
         .store
         .add_exchange(&session.id, chat_id, text.as_str())
@@ -57,6 +58,7 @@ pub async fn edit(
     state
         .rate_limits
         .check(Action::Send, &session.id, address)?;
+    check_fits(state, session, chat_id, text).await?;
     let outcome = state
         .store
         .edit_exchange(&session.id, chat_id, message_id, text.as_str())
@@ -77,6 +79,31 @@ pub async fn regenerate(
         .check(Action::Send, &session.id, address)?;
     let outcome = state.store.add_reply(&session.id, chat_id).await?;
     start(state, session, outcome).await
+}
+
+/// A message that cannot reach the model (with the system prompt, it is larger than the
+/// context allows) is refused before anything is stored; the composer keeps it.
+async fn check_fits(
+    state: &AppState,
+    session: &Session,
+    chat_id: Uuid,
+    text: &MessageText,
+) -> AppResult<()> {
+    let chat = super::find(state, session, chat_id).await?;
+    refuse_unless_fits(state, Some(&chat), text)
+}
+
+/// A message too large for the model's context (with the chat's system prompt) as the error
+/// the visitor reads; `chat` is `None` for a chat being created.
+pub(super) fn refuse_unless_fits(
+    state: &AppState,
+    chat: Option<&chat::Model>,
+    text: &MessageText,
+) -> AppResult<()> {
+    state
+        .generations
+        .check_message_fits(chat, text.as_str())
+        .map_err(|e| AppError::TooLarge(e.to_string()))
 }
 
 /// Starts the reply the store made, or says why there is none.

@@ -11,8 +11,9 @@ mod settings;
 mod transfer;
 
 pub use chats::{
-    ChatHistory, MESSAGES_PER_PAGE, MessagePage, NewChat, OpenedChat, Sidebar, TitleStatus, create,
-    delete, find, list, messages, open, rename, session_version, sidebar, title_status,
+    ChatHistory, MESSAGES_PER_PAGE, MessagePage, NewChat, OpenedChat, Sidebar, TitleStatus,
+    context, create, delete, find, list, messages, open, rename, session_version, sidebar,
+    title_status,
 };
 pub use messages::{Exchange, edit, regenerate, send, stop};
 pub use profile::set_display_name;

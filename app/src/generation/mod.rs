@@ -26,7 +26,7 @@ mod prompt;
 mod save;
 mod title;
 
-pub use prompt::{fit_to_context, reply_options};
+pub use prompt::{ContextUse, fit_to_context, reply_options};
 pub use title::clean_generated_title;
 
 use sea_orm::ActiveEnum;
@@ -506,18 +506,102 @@ async fn build_prompt(
         let gone = "This chat no longer exists.".to_owned();
         return Err(ReplyEnd::new(Status::Error, Some(gone)));
     }
-    let chat = &reply.chat;
-    let options = reply_options(&inner.settings, chat);
-    let system_prompt = chat
-        .system_prompt
-        .as_deref()
-        .unwrap_or(&inner.settings.system_prompt);
-    let budget = match inner.settings.context_tokens {
-        Some(configured) => Some(configured),
-        None => inner.lm.context_tokens(options.model.as_deref()).await,
-    };
-    let count = |turn: &PromptMessage| inner.lm.count_tokens(turn.role, &turn.content);
-    let prompt = fit_to_context(system_prompt, &history, budget, options.max_tokens, &count)
-        .map_err(failed)?;
+    let options = reply_options(&inner.settings, &reply.chat);
+    let context = inner.context_tokens(&options).await;
+    let prompt = fit_to_context(
+        inner.system_prompt(&reply.chat),
+        &history,
+        context,
+        options.max_tokens,
+        &inner.counter(),
+    )
+    .map_err(failed)?;
     Ok((prompt, options))
+}
+
+impl Inner {
+    /// The chat's system prompt, or the configured one.
+    fn system_prompt<'a>(&'a self, chat: &'a chat::Model) -> &'a str {
+        chat.system_prompt
+            .as_deref()
+            .unwrap_or(&self.settings.system_prompt)
+    }
+
+    /// The model's context in tokens: configured (`LM_CONTEXT_TOKENS`), else the engine's.
+    async fn context_tokens(&self, options: &ReplyOptions) -> Option<u32> {
+        match self.settings.context_tokens {
+            Some(configured) => Some(configured),
+            None => self.lm.context_tokens(options.model.as_deref()).await,
+        }
+    }
+
+    /// A prompt message's cost in tokens, as the engine counts it.
+    fn counter(&self) -> impl Fn(&PromptMessage) -> u32 + '_ {
+        |turn: &PromptMessage| self.lm.count_tokens(turn.role, &turn.content)
+    }
+}
+
+impl Generations {
+    /// What the chat's next prompt uses of the model's context, and which of its messages no
+    /// longer reach the model (`prompt::context_use`).
+    pub async fn context_use(
+        &self,
+        session_id: &SessionId,
+        chat: &chat::Model,
+    ) -> Result<ContextUse, sea_orm::DbErr> {
+        let inner = &self.inner;
+        let limit = inner.settings.history_limit;
+        let options = reply_options(&inner.settings, chat);
+        let (history, context) = tokio::join!(
+            inner
+                .store
+                .prompt_history(session_id, chat.id, i64::MAX, limit),
+            inner.context_tokens(&options),
+        );
+        let history = history?;
+        let complete = (history.len() as u64) < limit;
+        let used = prompt::context_use(
+            inner.system_prompt(chat),
+            &history,
+            complete,
+            context,
+            options.max_tokens,
+            &inner.counter(),
+        );
+        Ok(ContextUse {
+            exact: inner.lm.counts_exactly(),
+            ..used
+        })
+    }
+
+    /// Refuses a new message that could not reach the model however much history were left
+    /// out, before anything is stored. Only a context already known counts: this never waits
+    /// for the model server (the reply would then fail with the same message). `chat` is
+    /// `None` for the first message of a chat not created yet (the defaults apply).
+    pub fn check_message_fits(
+        &self,
+        chat: Option<&chat::Model>,
+        text: &str,
+    ) -> Result<(), LmError> {
+        let inner = &self.inner;
+        let (system_prompt, model, max_tokens) = match chat {
+            Some(chat) => {
+                let options = reply_options(&inner.settings, chat);
+                (inner.system_prompt(chat), options.model, options.max_tokens)
+            }
+            None => (
+                inner.settings.system_prompt.as_str(),
+                None,
+                inner.settings.max_tokens,
+            ),
+        };
+        let context = match inner.settings.context_tokens {
+            Some(configured) => Some(configured),
+            None => inner.lm.known_context_tokens(model.as_deref()),
+        };
+        let Some(context) = context else {
+            return Ok(());
+        };
+        prompt::check_message_fits(system_prompt, text, context, max_tokens, &inner.counter())
+    }
 }

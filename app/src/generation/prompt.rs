@@ -21,19 +21,36 @@ pub fn reply_options(settings: &GenerationSettings, chat: &chat::Model) -> Reply
     }
 }
 
-/// Builds the prompt: the system prompt, then the history trimmed oldest-first so that it fits
-/// `context` tokens with room left for the reply. The system prompt and the newest message always
-/// stay; when even they do not fit, that is an error before the model is called. Replies that
-/// failed are left out, and of several replies to one message only the last counts. `count`
-/// gives a message's cost in tokens (the engine's tokenizer, or an estimate).
-pub fn fit_to_context(
-    system_prompt: &str,
-    history: &[message::Model],
-    context: Option<u32>,
-    max_reply_tokens: u32,
-    count: &dyn Fn(&PromptMessage) -> u32,
-) -> Result<Vec<PromptMessage>, LmError> {
-    let mut turns: Vec<PromptMessage> = Vec::with_capacity(history.len());
+/// How much of the model's context a chat's next prompt uses, and which messages it leaves out.
+/// The pages' gauge and the API's `GET .../context` show it; counts are the engine's (exact
+/// for the embedded model, an estimate for llama-server).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ContextUse {
+    /// The system prompt and the history the next prompt would send, in tokens.
+    pub used_tokens: u32,
+    /// The model's context in tokens; `None` when the engine cannot say (yet).
+    pub context_tokens: Option<u32>,
+    /// What a prompt may use: the context less the room kept for the reply.
+    pub budget_tokens: Option<u32>,
+    /// Messages older than this position no longer reach the model (trimmed to fit, or beyond
+    /// the history read); `None` when every message does.
+    pub first_sent_seq: Option<i64>,
+    /// How many of the chat's messages that otherwise would be sent are left out to fit.
+    pub left_out: u32,
+    /// Counted by the model's own tokenizer; else estimated (on the safe side).
+    pub exact: bool,
+}
+
+/// A message of the history as the prompt sends it, with its position in the chat.
+struct Turn {
+    seq: i64,
+    message: PromptMessage,
+}
+
+/// The history as a prompt sends it: failed and superseded replies are left out, and of several
+/// replies to one message only the last counts.
+fn turns(history: &[message::Model]) -> Vec<Turn> {
+    let mut turns: Vec<Turn> = Vec::with_capacity(history.len());
     for message in history {
         let role = match message.role {
             Role::User => "user",
@@ -50,50 +67,161 @@ pub fn fit_to_context(
         {
             continue;
         }
-        if role == "assistant" && turns.last().is_some_and(|t| t.role == "assistant") {
+        if role == "assistant" && turns.last().is_some_and(|t| t.message.role == "assistant") {
             turns.pop();
         }
-        turns.push(PromptMessage {
-            role,
-            content: message.content.clone(),
+        turns.push(Turn {
+            seq: message.seq,
+            message: PromptMessage {
+                role,
+                content: message.content.clone(),
+            },
         });
     }
-    // A new reply answers the latest user message: earlier replies to it are not part of its prompt.
-    while turns.last().is_some_and(|t| t.role == "assistant") {
-        turns.pop();
-    }
-    let system = (!system_prompt.trim().is_empty()).then(|| PromptMessage {
+    turns
+}
+
+fn system_turn(system_prompt: &str) -> Option<PromptMessage> {
+    (!system_prompt.trim().is_empty()).then(|| PromptMessage {
         role: "system",
         content: system_prompt.to_owned(),
-    });
+    })
+}
 
-    let Some(context) = context else {
-        return Ok(system.into_iter().chain(turns).collect());
-    };
-    // Room for the reply: up to a quarter of the context.
-    let budget = context.saturating_sub(max_reply_tokens.min(context / 4));
-    let mut used = system.as_ref().map_or(0, count);
+/// What a prompt may use of `context` tokens: room for the reply is kept, up to a quarter.
+fn budget(context: u32, max_reply_tokens: u32) -> u32 {
+    context.saturating_sub(max_reply_tokens.min(context / 4))
+}
+
+/// How many of the newest `turns` fit `budget` after `used` tokens, and the tokens they bring.
+fn newest_that_fit(
+    turns: &[Turn],
+    mut used: u32,
+    budget: u32,
+    count: &dyn Fn(&PromptMessage) -> u32,
+) -> (usize, u32) {
     let mut kept = 0;
-    for (i, turn) in turns.iter().enumerate().rev() {
-        let cost = count(turn);
-        let newest = i + 1 == turns.len();
+    for turn in turns.iter().rev() {
+        let cost = count(&turn.message);
         if used + cost > budget {
-            if newest {
-                return Err(LmError::MessageTooLarge {
-                    tokens: cost,
-                    budget: budget.saturating_sub(used),
-                });
-            }
             break;
         }
         used += cost;
         kept += 1;
     }
+    (kept, used)
+}
+
+/// Builds the prompt: the system prompt, then the history trimmed oldest-first so that it fits
+/// `context` tokens with room left for the reply. The system prompt and the newest message always
+/// stay; when even they do not fit, that is an error before the model is called. Replies that
+/// failed are left out, and of several replies to one message only the last counts. `count`
+/// gives a message's cost in tokens (the engine's tokenizer, or an estimate).
+pub fn fit_to_context(
+    system_prompt: &str,
+    history: &[message::Model],
+    context: Option<u32>,
+    max_reply_tokens: u32,
+    count: &dyn Fn(&PromptMessage) -> u32,
+) -> Result<Vec<PromptMessage>, LmError> {
+    let mut turns = turns(history);
+    // A new reply answers the latest user message: earlier replies to it are not part of its prompt.
+    while turns.last().is_some_and(|t| t.message.role == "assistant") {
+        turns.pop();
+    }
+    let system = system_turn(system_prompt);
+    let Some(context) = context else {
+        return Ok(system
+            .into_iter()
+            .chain(turns.into_iter().map(|t| t.message))
+            .collect());
+    };
+    let budget = budget(context, max_reply_tokens);
+    let used = system.as_ref().map_or(0, count);
+    let (kept, _) = newest_that_fit(&turns, used, budget, count);
+    if kept == 0
+        && let Some(newest) = turns.last()
+    {
+        return Err(LmError::MessageTooLarge {
+            tokens: count(&newest.message),
+            budget: budget.saturating_sub(used),
+        });
+    }
     let first_kept = turns.len() - kept;
     Ok(system
         .into_iter()
-        .chain(turns.into_iter().skip(first_kept))
+        .chain(turns.into_iter().skip(first_kept).map(|t| t.message))
         .collect())
+}
+
+/// What the chat's next prompt uses of the context: the system prompt and as much of `history`
+/// as fits with room for a new message. `complete` says `history` is the whole chat (else it is
+/// its newest part, and older messages count as left out).
+pub fn context_use(
+    system_prompt: &str,
+    history: &[message::Model],
+    complete: bool,
+    context: Option<u32>,
+    max_reply_tokens: u32,
+    count: &dyn Fn(&PromptMessage) -> u32,
+) -> ContextUse {
+    let turns = turns(history);
+    let system = system_turn(system_prompt);
+    let used = system.as_ref().map_or(0, count);
+    let oldest_read = history.first().map(|m| m.seq);
+    let everything_before_read = (!complete).then_some(oldest_read).flatten();
+    let Some(context) = context else {
+        let used = used + turns.iter().map(|t| count(&t.message)).sum::<u32>();
+        return ContextUse {
+            used_tokens: used,
+            context_tokens: None,
+            budget_tokens: None,
+            first_sent_seq: everything_before_read,
+            left_out: 0,
+            exact: false,
+        };
+    };
+    let budget = budget(context, max_reply_tokens);
+    let (kept, used) = newest_that_fit(&turns, used, budget, count);
+    let left_out = turns.len() - kept;
+    let first_sent_seq = if left_out > 0 {
+        // Between the last left out and the first kept: failed replies there are not sent either.
+        Some(turns[left_out - 1].seq + 1)
+    } else {
+        everything_before_read
+    };
+    ContextUse {
+        used_tokens: used,
+        context_tokens: Some(context),
+        budget_tokens: Some(budget),
+        first_sent_seq,
+        left_out: u32::try_from(left_out).unwrap_or(u32::MAX),
+        exact: false,
+    }
+}
+
+/// Whether a new message of `text` can reach the model at all: with the system prompt, within
+/// the budget. Older history is trimmed to make room, so only these two count.
+pub fn check_message_fits(
+    system_prompt: &str,
+    text: &str,
+    context: u32,
+    max_reply_tokens: u32,
+    count: &dyn Fn(&PromptMessage) -> u32,
+) -> Result<(), LmError> {
+    let budget = budget(context, max_reply_tokens);
+    let used = system_turn(system_prompt).as_ref().map_or(0, count);
+    let tokens = count(&PromptMessage {
+        role: "user",
+        content: text.to_owned(),
+    });
+    if used + tokens > budget {
+        return Err(LmError::MessageTooLarge {
+            tokens,
+            budget: budget.saturating_sub(used),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -228,6 +356,96 @@ mod tests {
         assert_eq!(
             roles(&prompt),
             [("user", "q"), ("assistant", "second try"), ("user", "q2")]
+        );
+    }
+
+    #[test]
+    fn the_gauge_counts_the_next_prompt_with_the_latest_reply_in_it() {
+        let history = [
+            msg(1, Role::Assistant, Status::Complete, "hello"),
+            msg(2, Role::User, Status::Complete, "question"),
+            msg(3, Role::Assistant, Status::Error, "half an ans"),
+            msg(4, Role::Assistant, Status::Complete, "answer"),
+        ];
+        let used = context_use("sys", &history, true, Some(4096), 512, &estimate);
+        // The next prompt: sys, hello, question, answer (the failed reply is not sent).
+        let expected: u32 = ["sys", "hello", "question", "answer"]
+            .iter()
+            .map(|t| crate::lm::estimate_tokens(t))
+            .sum();
+        assert_eq!(used.used_tokens, expected);
+        assert_eq!(used.context_tokens, Some(4096));
+        assert_eq!(used.budget_tokens, Some(4096 - 512));
+        assert_eq!((used.first_sent_seq, used.left_out), (None, 0));
+    }
+
+    #[test]
+    fn the_gauge_says_where_the_messages_left_out_end() {
+        let old = "o".repeat(300); // 104 tokens each
+        let history = [
+            msg(1, Role::User, Status::Complete, &old),
+            msg(2, Role::Assistant, Status::Complete, &old),
+            msg(3, Role::User, Status::Complete, &old),
+            msg(4, Role::Assistant, Status::Error, "failed"),
+            msg(5, Role::Assistant, Status::Complete, "short answer"),
+        ];
+        // 256 context, 64 for the reply: 192; system 5, answer 8, one old turn 104; not two.
+        let used = context_use("be", &history, true, Some(256), 64, &estimate);
+        assert_eq!(used.left_out, 2);
+        // After the last one left out (seq 2), so the failed reply is below the line too.
+        assert_eq!(used.first_sent_seq, Some(3));
+        assert_eq!(used.used_tokens, 5 + 104 + 8);
+        assert!(used.used_tokens <= used.budget_tokens.unwrap());
+        // The reply's prompt for the same history agrees on what fits.
+        let mut with_question = history.to_vec();
+        with_question.push(msg(6, Role::User, Status::Complete, "q"));
+        let prompt = fit_to_context("be", &with_question, Some(256), 64, &estimate).unwrap();
+        assert!(
+            !prompt
+                .iter()
+                .any(|p| p.content == old && p.role == "assistant")
+        );
+    }
+
+    #[test]
+    fn history_beyond_what_was_read_counts_as_left_out() {
+        let history = [
+            msg(41, Role::User, Status::Complete, "q"),
+            msg(42, Role::Assistant, Status::Complete, "a"),
+        ];
+        let used = context_use("", &history, false, Some(4096), 100, &estimate);
+        assert_eq!((used.first_sent_seq, used.left_out), (Some(41), 0));
+        let used = context_use("", &history, true, Some(4096), 100, &estimate);
+        assert_eq!(used.first_sent_seq, None);
+    }
+
+    #[test]
+    fn without_a_known_context_the_gauge_counts_everything() {
+        let history = [msg(1, Role::User, Status::Complete, &"x".repeat(30_000))];
+        let used = context_use("", &history, true, None, 100, &estimate);
+        assert_eq!(used.used_tokens, 10_004);
+        assert_eq!((used.context_tokens, used.budget_tokens), (None, None));
+        assert_eq!((used.first_sent_seq, used.left_out), (None, 0));
+    }
+
+    #[test]
+    fn a_new_message_fits_when_it_and_the_system_prompt_do() {
+        // 256 context, 64 for the reply: 192 tokens for the system prompt and the message.
+        let fits = |text: &str| check_message_fits("sys", text, 256, 64, &estimate);
+        // "sys": 5 tokens; 549 bytes: 187 tokens; 192 in all.
+        assert_eq!(fits(&"y".repeat(549)), Ok(()));
+        let error = fits(&"y".repeat(552)).unwrap_err();
+        assert_eq!(
+            error,
+            LmError::MessageTooLarge {
+                tokens: 188,
+                budget: 187
+            }
+        );
+        assert!(
+            error
+                .to_string()
+                .contains("too long for the model's context")
         );
     }
 }

@@ -110,6 +110,19 @@ impl LmClient {
             return Some(configured);
         }
         let models = self.models().await.ok()?;
+        self.n_ctx_of(&models, model)
+    }
+
+    /// The context of `model` as far as is known now, without asking the server.
+    pub fn known_context_tokens(&self, model: Option<&str>) -> Option<u32> {
+        if let Some(configured) = self.settings.context_tokens {
+            return Some(configured);
+        }
+        let models = self.models.peek()?.ok()?;
+        self.n_ctx_of(&models, model)
+    }
+
+    fn n_ctx_of(&self, models: &[ModelInfo], model: Option<&str>) -> Option<u32> {
         let wanted = model.or(self.settings.model.as_deref());
         match wanted {
             Some(id) => models.iter().find(|m| m.id == id),

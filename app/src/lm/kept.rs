@@ -66,6 +66,13 @@ impl<T: Clone + Send + 'static> Kept<T> {
         answer.clone()
     }
 
+    /// The kept answer, however old, without asking for one; `None` when there is none yet
+    /// (or the first ask is under way).
+    pub fn peek(&self) -> Option<T> {
+        let kept = self.inner.answer.try_lock().ok()?;
+        kept.as_ref().map(|(_, answer)| answer.clone())
+    }
+
     /// Drops the kept answer: the next ask waits for a fresh one.
     pub async fn forget(&self) {
         *self.inner.answer.lock().await = None;

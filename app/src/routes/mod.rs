@@ -61,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/chats/{id}/settings", post(settings::update))
         .route("/chats/{id}/title", get(chats::title))
+        .route("/chats/{id}/context", get(chats::context))
         .route("/chats/{id}/export", get(transfer::export))
         .route(
             "/chats/import",

@@ -145,6 +145,7 @@ fn finished_reply_html(
     let mut view = MessageView::new(&state.templates, reply);
     view.can_regenerate = true;
     view.title_pending = title_pending;
+    view.refresh_context = true;
     #[derive(Serialize)]
     struct FinalReply {
         m: MessageView,

@@ -7,6 +7,7 @@ use crate::{
     AppState,
     chat::{ChatHistory, Sidebar},
     domain::{MAX_REPLY_TOKENS, ReplyStats},
+    generation::ContextUse,
     render::{Templates, escape_html},
     store::{Role, Status, chat, message},
 };
@@ -58,6 +59,12 @@ pub struct MessageView {
     /// A finished reply's stats, each a short phrase ("12 ms to first token"); empty for
     /// other messages.
     pub stats: Vec<String>,
+    /// Position in the chat (the page marks messages that no longer reach the model by it).
+    pub seq: i64,
+    /// The messages above this one no longer reach the model: the page draws the line here.
+    pub context_boundary_before: bool,
+    /// A finished reply just streamed: the page asks for the context gauge again.
+    pub refresh_context: bool,
 }
 
 impl MessageView {
@@ -85,6 +92,9 @@ impl MessageView {
             superseded: message.superseded,
             earlier_versions: Vec::new(),
             title_pending: false,
+            seq: message.seq,
+            context_boundary_before: false,
+            refresh_context: false,
             stats: match message.status {
                 Status::Streaming => Vec::new(),
                 _ => message
@@ -182,6 +192,90 @@ pub fn history_views(templates: &Templates, history: &ChatHistory) -> Vec<Messag
     views
 }
 
+/// The context gauge beside the composer: how much of the model's context the next prompt
+/// uses ("1,234 of 4,096 tokens"), and what the line above the messages left out says.
+#[derive(Serialize)]
+pub struct ContextView {
+    pub chat_id: String,
+    pub used_tokens: u32,
+    pub context_tokens: Option<u32>,
+    pub budget_tokens: Option<u32>,
+    /// The gauge's words.
+    pub text: String,
+    /// What hovering it explains.
+    pub explanation: String,
+    /// Messages before this position no longer reach the model.
+    pub first_sent_seq: Option<i64>,
+    /// What the line above the messages left out says.
+    pub boundary_text: String,
+    /// The prompt is at or over its budget: messages are being left out.
+    pub full: bool,
+}
+
+impl ContextView {
+    pub fn new(chat_id: uuid::Uuid, used: &ContextUse) -> Self {
+        let about = if used.exact { "" } else { "about " };
+        let tokens = grouped(used.used_tokens.into());
+        let mut text = match used.context_tokens {
+            Some(context) => format!("{about}{tokens} of {} tokens", grouped(context.into())),
+            None => format!("{about}{tokens} tokens"),
+        };
+        if used.left_out > 0 {
+            text.push_str(&format!(" · {} left out", plural(used.left_out, "message")));
+        }
+        let explanation = match (used.context_tokens, used.budget_tokens) {
+            (Some(context), Some(budget)) => format!(
+                "What the next prompt uses of the model's context: the system prompt and as many of the latest messages as fit. {} of the {} tokens are kept free for the reply.",
+                grouped((context - budget.min(context)).into()),
+                grouped(context.into())
+            ),
+            _ => "What the next prompt uses: the system prompt and the messages. The model's context size is not known yet.".to_owned(),
+        };
+        let boundary_text = match used.left_out {
+            0 => "Messages above this line no longer reach the model: only the latest are read for each reply.".to_owned(),
+            n => format!(
+                "{} above this line no longer {} the model: the chat is longer than its context holds.",
+                plural(n, "message"),
+                if n == 1 { "reaches" } else { "reach" }
+            ),
+        };
+        Self {
+            chat_id: chat_id.to_string(),
+            used_tokens: used.used_tokens,
+            context_tokens: used.context_tokens,
+            budget_tokens: used.budget_tokens,
+            text,
+            explanation,
+            first_sent_seq: used.first_sent_seq,
+            boundary_text,
+            full: used.left_out > 0,
+        }
+    }
+}
+
+/// Marks where the line goes above the first message that still reaches the model; `true`
+/// when every message shown is left out (the line goes after them).
+pub fn mark_context_boundary(views: &mut [MessageView], first_sent_seq: Option<i64>) -> bool {
+    let Some(first) = first_sent_seq else {
+        return false;
+    };
+    match views.iter_mut().find(|v| v.seq >= first) {
+        Some(view) => {
+            view.context_boundary_before = true;
+            false
+        }
+        None => !views.is_empty(),
+    }
+}
+
+/// "1 message", "3 messages".
+fn plural(n: u32, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        n => format!("{} {noun}s", grouped(n.into())),
+    }
+}
+
 /// The settings form as the chat page shows it.
 #[derive(Serialize)]
 pub struct SettingsView {
@@ -269,5 +363,43 @@ mod tests {
             ["3 reply tokens", "first token in 12.3 s"]
         );
         assert_eq!(ReplyStats::new(None, None, None, None, None), None);
+    }
+
+    #[test]
+    fn the_gauge_reads_as_tokens_of_the_context_and_says_what_is_left_out() {
+        let mut used = ContextUse {
+            used_tokens: 1234,
+            context_tokens: Some(4096),
+            budget_tokens: Some(3584),
+            first_sent_seq: None,
+            left_out: 0,
+            exact: true,
+        };
+        let view = ContextView::new(uuid::Uuid::nil(), &used);
+        assert_eq!(view.text, "1,234 of 4,096 tokens");
+        assert!(
+            view.explanation
+                .contains("512 of the 4,096 tokens are kept free")
+        );
+        assert!(!view.full);
+        used.exact = false;
+        used.left_out = 1;
+        used.first_sent_seq = Some(7);
+        let view = ContextView::new(uuid::Uuid::nil(), &used);
+        assert_eq!(
+            view.text,
+            "about 1,234 of 4,096 tokens · 1 message left out"
+        );
+        assert!(
+            view.boundary_text
+                .starts_with("1 message above this line no longer reaches")
+        );
+        assert!(view.full);
+        used.context_tokens = None;
+        used.budget_tokens = None;
+        used.left_out = 0;
+        let view = ContextView::new(uuid::Uuid::nil(), &used);
+        assert_eq!(view.text, "about 1,234 tokens");
+        assert!(view.boundary_text.contains("only the latest are read"));
     }
 }

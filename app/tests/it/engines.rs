@@ -289,7 +289,7 @@ async fn more_replies_than_slots_wait_their_turn_and_all_finish() {
 }
 
 #[tokio::test]
-async fn a_long_chat_is_trimmed_to_fit_and_a_message_too_large_is_a_clear_error() {
+async fn a_long_chat_is_trimmed_to_fit_and_a_message_too_large_is_refused() {
     let configure = |c: &mut Config| {
         c.lm_max_tokens = 16;
         c.lm_context_tokens = Some(400);
@@ -314,13 +314,33 @@ async fn a_long_chat_is_trimmed_to_fit_and_a_message_too_large_is_a_clear_error(
                 saved.prompt_tokens
             );
         }
-        let reply = app
-            .send_and_wait(&app.client, chat, &"word ".repeat(1000))
+        // Counted by each engine (the embedded one exactly), and refused before it is stored.
+        let context: serde_json::Value = app
+            .get(&format!("/api/v1/chats/{chat}/context"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            context["exact"],
+            engine == "embedded",
+            "{engine}: {context}"
+        );
+        assert!(
+            context["left_out"].as_u64().unwrap() > 0,
+            "{engine}: {context}"
+        );
+        let messages = app.count("messages").await;
+        let response = app
+            .post(
+                &format!("/chats/{chat}/messages"),
+                &[("content", &"word ".repeat(1000))],
+            )
             .await;
-        let saved = app.finished(reply).await;
-        assert_eq!(saved.status, Status::Error, "{engine}");
-        let error = saved.error.unwrap_or_default();
+        assert_eq!(response.status(), 413, "{engine}");
+        let error = response.text().await.unwrap();
         assert!(error.contains("too long"), "{engine}: {error}");
+        assert_eq!(app.count("messages").await, messages, "{engine}");
     }
 }
 

@@ -5,6 +5,7 @@ mod helpers;
 
 mod api;
 mod connections;
+mod context_gauge;
 mod engines;
 mod faults;
 mod features;

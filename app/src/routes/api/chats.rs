@@ -11,7 +11,9 @@ use uuid::Uuid;
 
 use super::{
     ApiJson, ApiPath, ApiQuery, ERRORS, MAX_PAGE,
-    documents::{ChatJson, ChatPage, ChatWithMessages, Models, NewChat, Rename, SearchResults},
+    documents::{
+        ChatJson, ChatPage, ChatWithMessages, ContextJson, Models, NewChat, Rename, SearchResults,
+    },
     page_size,
 };
 use crate::{
@@ -131,6 +133,19 @@ pub async fn put_settings(
 ) -> AppResult<Json<ChatJson>> {
     let chat = chat::update_settings(&state, &session, id, requested).await?;
     Ok(Json(chat.into()))
+}
+
+/// How much of the model's context the chat's next prompt uses, and which messages no longer
+/// reach the model because the chat is longer than the context.
+#[utoipa::path(get, path = "/chats/{id}/context", tag = "chats", params(("id" = Uuid, Path)), security(("bearer" = []), ("session_cookie" = [])),
+    responses((status = 200, description = "The chat's use of the context", body = ContextJson),
+              (status = "4XX", description = "No such chat in this session", body = Problem, content_type = ERRORS)))]
+pub async fn get_context(
+    State(state): State<AppState>,
+    session: Session,
+    ApiPath(id): ApiPath<Uuid>,
+) -> AppResult<Json<ContextJson>> {
+    Ok(Json(chat::context(&state, &session, id).await?.into()))
 }
 
 /// The models the language model server serves.

@@ -8,9 +8,40 @@ use uuid::Uuid;
 
 use crate::{
     domain::{ChatSettings, ReplyStats},
+    generation::ContextUse,
     lm::ModelInfo,
     store::{chat, message},
 };
+
+/// How much of the model's context the chat's next prompt uses, and what it leaves out.
+#[derive(Serialize, ToSchema)]
+pub struct ContextJson {
+    /// Tokens the system prompt and the messages that fit take.
+    pub used_tokens: u32,
+    /// The model's context in tokens; `null` when the model server cannot say (yet).
+    pub context_tokens: Option<u32>,
+    /// What a prompt may use: the context less the room kept for the reply.
+    pub budget_tokens: Option<u32>,
+    /// Counted by the model's own tokenizer (embedded engine); else estimated on the safe side.
+    pub exact: bool,
+    /// Messages before this position (`seq`) no longer reach the model; `null` when all do.
+    pub first_sent_seq: Option<i64>,
+    /// How many messages are left out so that the rest fits.
+    pub left_out: u32,
+}
+
+impl From<ContextUse> for ContextJson {
+    fn from(c: ContextUse) -> Self {
+        ContextJson {
+            used_tokens: c.used_tokens,
+            context_tokens: c.context_tokens,
+            budget_tokens: c.budget_tokens,
+            exact: c.exact,
+            first_sent_seq: c.first_sent_seq,
+            left_out: c.left_out,
+        }
+    }
+}
 
 #[derive(Serialize, ToSchema)]
 pub struct ChatJson {

@@ -135,6 +135,7 @@ pub fn router(import_body_limit: usize) -> (axum::Router<AppState>, utoipa::open
         .routes(routes!(messages::list_messages, messages::send_message))
         .routes(routes!(messages::edit_message))
         .routes(routes!(chats::put_settings))
+        .routes(routes!(chats::get_context))
         .routes(routes!(chats::export_chat))
         .routes(routes!(chats::search))
         .routes(routes!(chats::list_models))

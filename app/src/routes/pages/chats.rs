@@ -16,7 +16,9 @@ use crate::{
     page_cache::{PageKey, Stamp},
     routes::{
         ClientAddress, Htmx, parse_id, redirect, render,
-        views::{Frame, MessageView, SettingsView, history_views},
+        views::{
+            ContextView, Frame, MessageView, SettingsView, history_views, mark_context_boundary,
+        },
     },
     session::Session,
     store,
@@ -96,6 +98,9 @@ struct ChatPage {
     paged: bool,
     max_message_bytes: usize,
     settings: SettingsView,
+    context: ContextView,
+    /// Every message shown is left out of the prompt: the line goes after them.
+    context_boundary_at_end: bool,
 }
 
 /// The chat page, from the page cache when nothing it shows has changed since it was rendered:
@@ -110,7 +115,14 @@ pub async fn show(
     // First: a write after this read makes the stamp older than the page, never newer.
     let version = chat::session_version(&state, &session).await?;
     let models = chat::model_choices(&state).await;
-    let stamp = Stamp::new(version, (&models, state.generations.title_pending(chat_id)));
+    let stamp = Stamp::new(
+        version,
+        (
+            &models,
+            state.lm.known_context_tokens(None),
+            state.generations.title_pending(chat_id),
+        ),
+    );
     let key = PageKey {
         session: session.id.clone(),
         chat: chat_id,
@@ -119,7 +131,7 @@ pub async fn show(
     if let Some(page) = state.pages.get(&key, stamp) {
         return Ok(Html(page));
     }
-    let (sidebar, opened) = tokio::try_join!(
+    let (sidebar, opened, context) = tokio::try_join!(
         chat::sidebar(&state, &session),
         chat::open(
             &state,
@@ -128,11 +140,16 @@ pub async fn show(
             query.before,
             chat::MESSAGES_PER_PAGE
         ),
+        chat::context(&state, &session, chat_id),
     )?;
     let history = &opened.history;
+    let mut messages = history_views(&state.templates, history);
+    let context_boundary_at_end = mark_context_boundary(&mut messages, context.first_sent_seq);
     let page = ChatPage {
         frame: sidebar.into(),
-        messages: history_views(&state.templates, history),
+        messages,
+        context: ContextView::new(chat_id, &context),
+        context_boundary_at_end,
         earlier: history.earlier,
         streaming: history
             .messages
@@ -147,6 +164,25 @@ pub async fn show(
     let page = Bytes::from(page);
     state.pages.put(key, stamp, page.clone());
     Ok(Html(page))
+}
+
+#[derive(Serialize)]
+struct ContextFragment {
+    g: ContextView,
+}
+
+/// The context gauge, asked for again by the page after each reply.
+pub async fn context(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> AppResult<Html<String>> {
+    let chat_id = parse_id(&id, "chat")?;
+    let context = chat::context(&state, &session, chat_id).await?;
+    let fragment = ContextFragment {
+        g: ContextView::new(chat_id, &context),
+    };
+    render(&state, "fragments/context_gauge.html", fragment)
 }
 
 #[derive(Serialize)]
