@@ -1,7 +1,8 @@
 // A deliberately slow OpenAI-compatible model server for the end-to-end tests: it streams
 // TOKENS pieces DELAY_MS apart (` word0 word1 …`), then a code block, in llama-server's recorded
 // chunk format (../shared/fixtures/llama-server/stream-plain.sse).
-// - `/v1/models` lists two models ("slow", the default, and "slow-b"), so the app offers a picker.
+// - `/v1/models` lists two models ("slow", the default, and "slow-b"), so the app offers a picker;
+//   slow's context is 4,096 tokens, slow-b's 640.
 // - When the newest user message has the word "think", REASONING pieces of `reasoning_content`
 //   ("Step N of my reasoning. ") come first, at the same pace.
 // - A request for a chat's title (its system message starts "You name conversations") is answered
@@ -17,6 +18,8 @@ const reasoningPieces = Number(process.env.REASONING ?? 5);
 const titleDelayMs = Number(process.env.TITLE_DELAY_MS ?? 0);
 const TITLE_ANSWER = '"Slow Test Title."';
 const models = ["slow", "slow-b"];
+// slow-b's context is small, so that a few long messages fill it (the context gauge's test).
+const contexts = { slow: 4096, "slow-b": 640 };
 
 const chunk = (delta, finish = null, model = "slow") =>
   `data: ${JSON.stringify({ choices: [{ finish_reason: finish, index: 0, delta }], created: 1795487765, id: "chatcmpl-slow", model, system_fingerprint: "b1-0c1e570", object: "chat.completion.chunk" })}\n\n`;
@@ -83,7 +86,7 @@ http.createServer((req, res) => {
   if (path === "/health") return res.end('{"status":"ok"}');
   if (path === "/v1/models") {
     res.setHeader("Content-Type", "application/json");
-    return res.end(JSON.stringify({ object: "list", data: models.map((id) => ({ id, object: "model", meta: { n_ctx: 4096 } })) }));
+    return res.end(JSON.stringify({ object: "list", data: models.map((id) => ({ id, object: "model", meta: { n_ctx: contexts[id] } })) }));
   }
   if (path === "/last-request") {
     res.setHeader("Content-Type", "application/json");

@@ -440,6 +440,104 @@ test("a model's reasoning streams live under Thinking, then folds away apart fro
   await context.close();
 });
 
+test("the context gauge follows the chat, marks the messages that no longer fit, and refuses one that cannot", async () => {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
+  const page = await context.newPage();
+  await startChat(page, SLOW_BASE, "Gauge, please");
+  await waitForReplyEnd(page);
+  const chatId = chatIdOf(page);
+  const origin = new URL(page.url()).origin;
+  const gauge = page.locator("#context-gauge");
+  const shown = async () => {
+    const text = await gauge.locator(".context-text").textContent();
+    const match = text.match(/^about ([\d,]+) of ([\d,]+) tokens/);
+    assert.ok(match, `the gauge reads "${text}"`);
+    return { used: Number(match[1].replace(/,/g, "")), context: Number(match[2].replace(/,/g, "")), text };
+  };
+  const api = async () => (await page.request.get(`${origin}/api/v1/chats/${chatId}/context`)).json();
+
+  // Beside the composer: what the next prompt uses of the model's 4,096 tokens, as the API says.
+  const first = await shown();
+  assert.equal(first.context, 4096);
+  assert.equal((await api()).used_tokens, first.used);
+  assert.equal(await gauge.locator("meter").getAttribute("max"), "4096");
+  assert.ok(await gauge.isVisible(), "the gauge is on screen");
+
+  // After the next reply it has grown, without a reload.
+  await send(page, "A second message for the gauge to count.");
+  await waitInPage(page, (before) => {
+    const m = document.querySelector("#context-gauge .context-text")?.textContent.match(/^about ([\d,]+) of/);
+    return m && Number(m[1].replace(/,/g, "")) > before;
+  }, first.used, "the gauge grows after the reply");
+  assert.equal((await api()).used_tokens, (await shown()).used);
+
+  // A model with a smaller context (slow-b: 640 tokens): the gauge follows the setting at once.
+  await openSettings(page);
+  await page.selectOption("#model", "slow-b");
+  await page.getByRole("button", { name: "Save settings" }).click();
+  await page.locator("#chat-settings .saved").waitFor();
+  await waitInPage(page, () => / of 640 tokens/.test(document.querySelector("#context-gauge")?.textContent ?? ""), null,
+    "the gauge counts against slow-b's 640 tokens");
+  await page.locator("#chat-settings summary").click();
+
+  // Long messages until the oldest no longer fit: a line above the first one sent, drawn live.
+  const paragraph = "A long paragraph about lighthouses, tides and the keepers who watched them. ".repeat(6);
+  for (let i = 1; (await page.locator("#context-boundary").count()) === 0; i += 1) {
+    assert.ok(i <= 6, "no message was ever left out");
+    const before = await gauge.textContent();
+    await send(page, `${i}. ${paragraph}`);
+    await waitInPage(page, (text) => document.getElementById("context-gauge")?.textContent !== text, before,
+      "the gauge comes back after the reply");
+  }
+  const where = async () => page.evaluate(() => {
+    const line = document.getElementById("context-boundary");
+    const next = line?.nextElementSibling;
+    const above = [...document.querySelectorAll("#messages > li.message")].filter((li) =>
+      line.compareDocumentPosition(li) & Node.DOCUMENT_POSITION_PRECEDING);
+    return {
+      text: line?.textContent.trim(),
+      nextSeq: Number(next?.dataset.seq),
+      above: above.length,
+      dimmed: above.every((li) => Number(getComputedStyle(li).opacity) < 0.7),
+      belowOpaque: getComputedStyle(next).opacity === "1",
+      gaugeFull: document.getElementById("context-gauge").classList.contains("full"),
+      gaugeText: document.querySelector("#context-gauge .context-text").textContent,
+    };
+  });
+  const stated = await api();
+  const live = await where();
+  assert.ok(stated.left_out > 0, JSON.stringify(stated));
+  assert.equal(live.nextSeq, stated.first_sent_seq, "the line is just above the first message sent");
+  assert.ok(live.above >= stated.left_out && live.dimmed && live.belowOpaque, JSON.stringify(live));
+  assert.match(live.text, /above this line no longer reach(es)? the model/);
+  assert.ok(live.gaugeFull, "the gauge says the context is full");
+  assert.match(live.gaugeText, new RegExp(`· ${stated.left_out} messages? left out`));
+  // The model was not sent what is above the line.
+  const sent = await lastRequest();
+  const leftOut = await page.evaluate((seq) => [...document.querySelectorAll("#messages > li.message")]
+    .filter((li) => Number(li.dataset.seq) < seq).map((li) => li.querySelector(".content")?.textContent.trim()), stated.first_sent_seq);
+  assert.ok(leftOut.some((t) => t?.startsWith("Gauge, please")), JSON.stringify(leftOut));
+  assert.ok(!sent.messages.some((m) => m.content === "Gauge, please"), "the first message was not sent");
+  await page.locator("#context-boundary").scrollIntoViewIfNeeded();
+  await shot(page, "36-context-trimmed");
+
+  // After a reload the page draws the same line itself.
+  await page.reload();
+  assert.deepEqual(await where(), live);
+
+  // A message that cannot fit even alone: refused with a readable error, nothing added, the text kept.
+  const huge = "word ".repeat(1000);
+  const messages = await page.locator("#messages > .message").count();
+  await page.fill("#content", huge);
+  await page.locator("#content").press("Enter");
+  await waitInPage(page, () => /too long for the model's context/.test(document.getElementById("flash")?.textContent ?? ""), null,
+    "the refusal in #flash");
+  assert.equal(await page.locator("#messages > .message").count(), messages, "no message was added");
+  assert.equal(await page.inputValue("#content"), huge, "the composer keeps the text");
+  await shot(page, "37-context-refused");
+  await context.close();
+});
+
 test("installable: Chromium reads the manifest and finds nothing that stops installing the app", async () => {
   const context = await launchWithProfile(mkdtempSync(join(tmpdir(), "chat-e2e-profile-")));
   try {

@@ -253,6 +253,14 @@ impl ContextView {
     }
 }
 
+/// The gauge alone: the page's request for it after a reply, or out of band beside a form.
+#[derive(Serialize)]
+pub struct ContextFragment {
+    pub g: ContextView,
+    /// Swapped in out of band (`hx-swap-oob`), beside another fragment.
+    pub oob: bool,
+}
+
 /// Marks where the line goes above the first message that still reaches the model; `true`
 /// when every message shown is left out (the line goes after them).
 pub fn mark_context_boundary(views: &mut [MessageView], first_sent_seq: Option<i64>) -> bool {

@@ -117,6 +117,23 @@ async fn the_gauge_counts_the_next_prompt_and_follows_each_message() {
         "{fragment}"
     );
 
+    // Saving the chat's settings (a shorter reply leaves more room) brings the gauge along.
+    let response = app
+        .post_htmx(
+            &format!("/chats/{chat}/settings"),
+            &[
+                ("system_prompt", ""),
+                ("temperature", ""),
+                ("max_tokens", "100"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let fragment = response.text().await.unwrap();
+    let gauge = gauge_of(&fragment);
+    assert!(gauge.contains("hx-swap-oob=\"true\""), "{gauge}");
+    assert!(gauge.contains("high=\"3996\""), "{gauge}");
+
     // Another session's chat, or none: not found, as everywhere.
     let stranger = crate::helpers::browser();
     for url in [

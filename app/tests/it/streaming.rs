@@ -472,8 +472,11 @@ async fn the_prompt_is_trimmed_oldest_first_to_fit_the_context() {
         "recent kept"
     );
 
-    // One message too large for the context: a clear error, and the model is not called.
+    // One message too large for the context: a clear error, and the model is not called. With
+    // the context known, the send itself is refused (`context_gauge`); here the app has not
+    // heard the model server's context yet (it forgot it), so the reply finds out.
     let calls = fake.log(|l| l.request_count);
+    app.state.lm.forget_model_info().await;
     let reply = app.send(&app.client, chat, &"word ".repeat(400)).await;
     let saved = app.finished(reply).await;
     assert_eq!(saved.status, Status::Error);

@@ -17,7 +17,8 @@ use crate::{
     routes::{
         ClientAddress, Htmx, parse_id, redirect, render,
         views::{
-            ContextView, Frame, MessageView, SettingsView, history_views, mark_context_boundary,
+            ContextFragment, ContextView, Frame, MessageView, SettingsView, history_views,
+            mark_context_boundary,
         },
     },
     session::Session,
@@ -166,11 +167,6 @@ pub async fn show(
     Ok(Html(page))
 }
 
-#[derive(Serialize)]
-struct ContextFragment {
-    g: ContextView,
-}
-
 /// The context gauge, asked for again by the page after each reply.
 pub async fn context(
     State(state): State<AppState>,
@@ -181,6 +177,7 @@ pub async fn context(
     let context = chat::context(&state, &session, chat_id).await?;
     let fragment = ContextFragment {
         g: ContextView::new(chat_id, &context),
+        oob: false,
     };
     render(&state, "fragments/context_gauge.html", fragment)
 }

@@ -3,7 +3,7 @@
 use axum::{
     Form,
     extract::{Path, State},
-    response::{IntoResponse, Response},
+    response::{Html, IntoResponse, Response},
 };
 use serde::Serialize;
 
@@ -11,7 +11,10 @@ use crate::{
     AppState, chat,
     domain::{ChatSettings, SettingsFields},
     error::AppResult,
-    routes::{Htmx, parse_id, redirect, render, views::SettingsView},
+    routes::{
+        Htmx, parse_id, redirect, render,
+        views::{ContextFragment, ContextView, SettingsView},
+    },
     session::Session,
 };
 
@@ -34,12 +37,21 @@ pub async fn update(
     if !htmx {
         return Ok(redirect(false, &format!("/chats/{chat_id}")));
     }
-    let models = chat::model_choices(&state).await;
+    // Another model or reply length changes what fits: the gauge comes along, out of band.
+    let (models, context) = tokio::join!(
+        chat::model_choices(&state),
+        chat::context(&state, &session, chat_id)
+    );
     let settings = SettingsView::new(&state, &chat, models, true);
-    Ok(render(
+    let Html(mut html) = render(
         &state,
         "fragments/settings.html",
         SettingsFragment { settings },
-    )?
-    .into_response())
+    )?;
+    let gauge = ContextFragment {
+        g: ContextView::new(chat_id, &context?),
+        oob: true,
+    };
+    html.push_str(&render(&state, "fragments/context_gauge.html", gauge)?.0);
+    Ok(Html(html).into_response())
 }
