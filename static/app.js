@@ -139,6 +139,10 @@ function addCopyButtons() {
     if (!content || message.querySelector(".copy-message")) return;
     content.after(copyButton("copy-message", "Copy this message", () => shownText(content)));
   });
+  document.querySelectorAll(".share-links .share-link").forEach((link) => {
+    if (link.parentElement?.querySelector(".copy-link")) return;
+    link.after(copyButton("copy-link", "Copy this link", () => new URL(link.getAttribute("href"), location.href).href));
+  });
   document.querySelectorAll(".message .content pre").forEach((pre) => {
     if (pre.querySelector(".copy-code")) return;
     const code = pre.querySelector("code") ?? pre;

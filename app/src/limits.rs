@@ -58,6 +58,8 @@ pub enum Action {
     Send,
     /// A chat created.
     CreateChat,
+    /// A shared link made (a copy of a chat is stored): counted with new chats.
+    Share,
 }
 
 type Limiter<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock>;
@@ -109,7 +111,7 @@ impl RateLimits {
         };
         let pair = match action {
             Action::Send => &limits.0,
-            Action::CreateChat => &limits.1,
+            Action::CreateChat | Action::Share => &limits.1,
         };
         let clock = DefaultClock::default();
         // The address is asked only when the session may go on, so a session over its limit
@@ -125,6 +127,7 @@ impl RateLimits {
         let what = match action {
             Action::Send => "messages",
             Action::CreateChat => "new chats",
+            Action::Share => "new chats or links",
         };
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         Err(AppError::RateLimited {

@@ -486,8 +486,14 @@ test("the context gauge follows the chat, marks the messages that no longer fit,
     assert.ok(i <= 6, "no message was ever left out");
     const before = await gauge.textContent();
     await send(page, `${i}. ${paragraph}`);
-    await waitInPage(page, (text) => document.getElementById("context-gauge")?.textContent !== text, before,
-      "the gauge comes back after the reply");
+    // The new gauge is in, and the line (if any) is where it says (app.js moves it once htmx settles).
+    await waitInPage(page, (text) => {
+      const fresh = document.getElementById("context-gauge");
+      if (!fresh || fresh.textContent === text) return false;
+      const line = document.getElementById("context-boundary");
+      const first = fresh.dataset.firstSentSeq;
+      return first === undefined ? line === null : line?.nextElementSibling?.dataset.seq === first;
+    }, before, "the gauge comes back after the reply, and the line follows it");
   }
   const where = async () => page.evaluate(() => {
     const line = document.getElementById("context-boundary");

@@ -8,6 +8,7 @@ mod m20261124_000002_chat_features;
 mod m20261124_000003_reply_leases;
 mod m20261202_000004_session_versions;
 mod m20261202_000005_reply_stats;
+mod m20261202_000006_shares;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000003_reply_leases::Migration),
             Box::new(m20261202_000004_session_versions::Migration),
             Box::new(m20261202_000005_reply_stats::Migration),
+            Box::new(m20261202_000006_shares::Migration),
         ]
     }
 }

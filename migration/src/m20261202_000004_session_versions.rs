@@ -27,36 +27,50 @@ const TABLES: [(&str, &str); 3] = [
 ];
 
 fn sqlite_triggers() -> Vec<String> {
-    let bump = |row: &str, column: &str| {
+    TABLES
+        .iter()
+        .flat_map(|(table, column)| sqlite_triggers_for(table, column))
+        .collect()
+}
+
+fn postgres_triggers() -> Vec<String> {
+    TABLES
+        .iter()
+        .flat_map(|(table, column)| postgres_triggers_for(table, column))
+        .collect()
+}
+
+/// SQLite's triggers raising the session's version on every write to `table`, whose `column`
+/// names the session (later migrations add them for their own tables).
+pub(crate) fn sqlite_triggers_for(table: &str, column: &str) -> Vec<String> {
+    let bump = |row: &str| {
         format!(
             "INSERT INTO session_versions (session_id, version) VALUES ({row}.{column}, 1) \
              ON CONFLICT (session_id) DO UPDATE SET version = version + 1;"
         )
     };
-    let mut statements = Vec::new();
-    for (table, column) in TABLES {
-        statements.push(format!(
+    vec![
+        format!(
             "CREATE TRIGGER {table}_version_insert AFTER INSERT ON {table} BEGIN {} END",
-            bump("NEW", column)
-        ));
-        statements.push(format!(
+            bump("NEW")
+        ),
+        format!(
             "CREATE TRIGGER {table}_version_update AFTER UPDATE ON {table} BEGIN {} \
              UPDATE session_versions SET version = version + 1 \
              WHERE session_id = OLD.{column} AND OLD.{column} <> NEW.{column}; END",
-            bump("NEW", column)
-        ));
-        statements.push(format!(
+            bump("NEW")
+        ),
+        format!(
             "CREATE TRIGGER {table}_version_delete AFTER DELETE ON {table} BEGIN {} END",
-            bump("OLD", column)
-        ));
-    }
-    statements
+            bump("OLD")
+        ),
+    ]
 }
 
-fn postgres_triggers() -> Vec<String> {
-    let mut statements = Vec::new();
-    for (table, column) in TABLES {
-        statements.push(format!(
+/// PostgreSQL's trigger (and its function) doing the same, before each row is written.
+pub(crate) fn postgres_triggers_for(table: &str, column: &str) -> Vec<String> {
+    vec![
+        format!(
             "CREATE FUNCTION {table}_version_bump() RETURNS trigger LANGUAGE plpgsql AS $$
              BEGIN
                IF TG_OP <> 'INSERT' THEN
@@ -70,13 +84,26 @@ fn postgres_triggers() -> Vec<String> {
                IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
                RETURN NEW;
              END $$"
-        ));
-        statements.push(format!(
+        ),
+        format!(
             "CREATE TRIGGER {table}_version BEFORE INSERT OR UPDATE OR DELETE ON {table} \
              FOR EACH ROW EXECUTE FUNCTION {table}_version_bump()"
-        ));
+        ),
+    ]
+}
+
+/// The statements dropping what `sqlite_triggers_for` or `postgres_triggers_for` created.
+pub(crate) fn drop_triggers_for(backend: DatabaseBackend, table: &str) -> Vec<String> {
+    match backend {
+        DatabaseBackend::Postgres => vec![
+            format!("DROP TRIGGER {table}_version ON {table}"),
+            format!("DROP FUNCTION {table}_version_bump()"),
+        ],
+        _ => ["insert", "update", "delete"]
+            .iter()
+            .map(|operation| format!("DROP TRIGGER {table}_version_{operation}"))
+            .collect(),
     }
-    statements
 }
 
 #[async_trait::async_trait]
@@ -114,19 +141,8 @@ impl MigrationTrait for Migration {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
         for (table, _) in TABLES {
-            match manager.get_database_backend() {
-                DatabaseBackend::Postgres => {
-                    db.execute_unprepared(&format!("DROP TRIGGER {table}_version ON {table}"))
-                        .await?;
-                    db.execute_unprepared(&format!("DROP FUNCTION {table}_version_bump()"))
-                        .await?;
-                }
-                _ => {
-                    for operation in ["insert", "update", "delete"] {
-                        db.execute_unprepared(&format!("DROP TRIGGER {table}_version_{operation}"))
-                            .await?;
-                    }
-                }
+            for statement in drop_triggers_for(manager.get_database_backend(), table) {
+                db.execute_unprepared(&statement).await?;
             }
         }
         manager

@@ -8,6 +8,7 @@ mod messages;
 mod profile;
 mod search;
 mod settings;
+mod shares;
 mod transfer;
 
 pub use chats::{
@@ -19,4 +20,5 @@ pub use messages::{Exchange, edit, regenerate, send, stop};
 pub use profile::set_display_name;
 pub use search::{MessageHit, SearchResults, search};
 pub use settings::{model_choices, models, update_settings};
-pub use transfer::{ChatExport, Export, ExportFormat, export, import};
+pub use shares::{SharedChat, revoke_share, share, shared, shares};
+pub use transfer::{ChatExport, Export, ExportFormat, ExportMessage, export, import};

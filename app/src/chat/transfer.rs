@@ -277,7 +277,7 @@ pub struct Export {
 }
 
 /// Every message of a chat goes into its export.
-const ALL_MESSAGES: u64 = 1_000_000;
+pub(super) const ALL_MESSAGES: u64 = 1_000_000;
 
 /// A chat and all its messages in `format`.
 #[tracing::instrument(skip_all, fields(%chat_id))]

@@ -31,7 +31,7 @@ use tower_http::{
 use uuid::Uuid;
 
 use crate::{AppState, chat::Export, error::AppError, session};
-use pages::{chats, messages, profile, search, settings, transfer};
+use pages::{chats, messages, profile, search, settings, shares, transfer};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -62,6 +62,8 @@ pub fn router(state: AppState) -> Router {
         .route("/chats/{id}/settings", post(settings::update))
         .route("/chats/{id}/title", get(chats::title))
         .route("/chats/{id}/context", get(chats::context))
+        .route("/chats/{id}/share", post(shares::create))
+        .route("/chats/{id}/share/revoke", post(shares::revoke))
         .route("/chats/{id}/export", get(transfer::export))
         .route(
             "/chats/import",
@@ -106,6 +108,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/model/status", get(health::model_status))
+        // A shared link needs no session, and gets none.
+        .route("/s/{token}", get(shares::show))
         .fallback(not_found)
         .layer(middleware::from_fn(security::same_origin_only));
     let mut router = router

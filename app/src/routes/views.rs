@@ -5,11 +5,11 @@ use serde::Serialize;
 
 use crate::{
     AppState,
-    chat::{ChatHistory, Sidebar},
+    chat::{ChatHistory, ExportMessage, Sidebar},
     domain::{MAX_REPLY_TOKENS, ReplyStats},
     generation::ContextUse,
-    render::{Templates, escape_html},
-    store::{Role, Status, chat, message},
+    render::{Templates, escape_html, markdown_to_html},
+    store::{Role, Status, chat, message, share},
 };
 
 /// What every page shows around its content: the sidebar and the visitor's name.
@@ -251,6 +251,82 @@ impl ContextView {
             full: used.left_out > 0,
         }
     }
+}
+
+/// The chat's shared links, as its page lists them.
+#[derive(Serialize)]
+pub struct SharesView {
+    pub chat_id: String,
+    pub links: Vec<ShareLinkView>,
+    /// Unfolded: the visitor just made or revoked a link.
+    pub open: bool,
+}
+
+#[derive(Serialize)]
+pub struct ShareLinkView {
+    pub token: String,
+    pub path: String,
+    pub created: String,
+}
+
+impl SharesView {
+    pub fn new(chat_id: uuid::Uuid, links: &[share::Model], open: bool) -> Self {
+        Self {
+            chat_id: chat_id.to_string(),
+            links: links
+                .iter()
+                .map(|link| ShareLinkView {
+                    token: link.token.clone(),
+                    path: format!("/s/{}", link.token),
+                    created: link.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+                })
+                .collect(),
+            open,
+        }
+    }
+}
+
+/// A message of a shared chat, as its link shows it.
+#[derive(Serialize)]
+pub struct SharedMessageView {
+    pub role: String,
+    /// Safe HTML: escaped text for the user's messages, sanitised markdown for replies.
+    pub html: String,
+    pub reasoning_html: String,
+    /// How the reply ended, when not complete.
+    pub note: Option<String>,
+    pub stats: Vec<String>,
+}
+
+/// The messages of a shared chat as its link shows them.
+pub fn shared_views(messages: &[ExportMessage]) -> Vec<SharedMessageView> {
+    messages
+        .iter()
+        .map(|m| {
+            let assistant = m.role == "assistant";
+            let note = match (m.status.as_str(), &m.error) {
+                ("stopped", _) => Some("Stopped.".to_owned()),
+                ("interrupted", _) => Some("This reply was interrupted.".to_owned()),
+                ("streaming", _) => {
+                    Some("Still being written when the chat was shared.".to_owned())
+                }
+                ("error", Some(error)) => Some(format!("This reply failed: {error}")),
+                ("error", None) => Some("This reply failed.".to_owned()),
+                _ => None,
+            };
+            SharedMessageView {
+                role: if assistant { "assistant" } else { "user" }.to_owned(),
+                html: if assistant {
+                    markdown_to_html(&m.content)
+                } else {
+                    escape_html(&m.content)
+                },
+                reasoning_html: escape_html(m.reasoning.as_deref().unwrap_or_default()),
+                note,
+                stats: m.stats.as_ref().map(stats_phrases).unwrap_or_default(),
+            }
+        })
+        .collect()
 }
 
 /// The gauge alone: the page's request for it after a reply, or out of band beside a form.

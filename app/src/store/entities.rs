@@ -176,3 +176,27 @@ pub mod message {
         }
     }
 }
+
+pub mod share {
+    use sea_orm::entity::prelude::*;
+
+    /// A shared link: the token is the link, the snapshot the chat as it was then (JSON).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "shares")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub token: String,
+        pub session_id: String,
+        pub chat_id: Uuid,
+        #[sea_orm(column_type = "Text")]
+        pub title: String,
+        #[sea_orm(column_type = "Text")]
+        pub snapshot: String,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

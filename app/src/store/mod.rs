@@ -10,6 +10,7 @@ mod exchanges;
 mod leases;
 mod search;
 mod sessions;
+mod shares;
 mod transfer;
 
 use std::time::Duration;
@@ -19,7 +20,7 @@ use chrono::Utc;
 pub use entities::{
     chat,
     message::{self, Role, Status},
-    session,
+    session, share,
 };
 pub use exchanges::{NewReply, ReplyEnd};
 use migration::{Migrator, MigratorTrait};

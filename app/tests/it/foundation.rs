@@ -700,6 +700,8 @@ async fn migrations_go_up_down_and_up_again() {
         }
     };
     Migrator::down(&db, Some(1)).await.unwrap();
+    assert!(!has_table("shares").await && has("model").await);
+    Migrator::down(&db, Some(1)).await.unwrap();
     assert!(
         !has("model").await && !has("generation_ms").await && has_table("session_versions").await
     );
@@ -722,7 +724,7 @@ async fn migrations_go_up_down_and_up_again() {
     Migrator::up(&db, None).await.unwrap();
     assert!(has("reasoning, superseded, owner, lease_expires_at, stop_requested").await);
     assert!(has("model, time_to_first_token_ms, generation_ms").await);
-    assert!(has_table("session_versions").await);
+    assert!(has_table("session_versions").await && has_table("shares").await);
     // Constraints hold: bad roles and statuses are refused, a message needs an existing chat,
     // and deleting a chat deletes its messages.
     let chat = "'00000000-0000-0000-0000-000000000001'";

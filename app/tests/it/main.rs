@@ -17,4 +17,5 @@ mod properties;
 mod replicas;
 mod reply_stats;
 mod security;
+mod shares;
 mod streaming;

@@ -10,8 +10,37 @@ use crate::{
     domain::{ChatSettings, ReplyStats},
     generation::ContextUse,
     lm::ModelInfo,
-    store::{chat, message},
+    store::{chat, message, share},
 };
+
+/// A shared link: a read-only snapshot of a chat that anyone with the link can read.
+#[derive(Serialize, ToSchema)]
+pub struct ShareJson {
+    /// The link's secret; revoke with `DELETE /api/v1/shares/{token}`.
+    pub token: String,
+    /// Where the snapshot is, on this server: `/s/{token}`.
+    #[schema(example = "/s/3q2-7wVhx0mH5cX1AqzKk0ZyJg1N5PMbWxYc2EoKwUo")]
+    pub url: String,
+    /// The chat's title when shared.
+    pub title: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<share::Model> for ShareJson {
+    fn from(s: share::Model) -> Self {
+        ShareJson {
+            url: format!("/s/{}", s.token),
+            token: s.token,
+            title: s.title,
+            created_at: s.created_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Shares {
+    pub shares: Vec<ShareJson>,
+}
 
 /// How much of the model's context the chat's next prompt uses, and what it leaves out.
 #[derive(Serialize, ToSchema)]

@@ -6,6 +6,7 @@
 mod chats;
 mod documents;
 mod messages;
+mod shares;
 
 pub use documents::MessageJson;
 
@@ -136,6 +137,8 @@ pub fn router(import_body_limit: usize) -> (axum::Router<AppState>, utoipa::open
         .routes(routes!(messages::edit_message))
         .routes(routes!(chats::put_settings))
         .routes(routes!(chats::get_context))
+        .routes(routes!(shares::create_share, shares::list_shares))
+        .routes(routes!(shares::revoke_share))
         .routes(routes!(chats::export_chat))
         .routes(routes!(chats::search))
         .routes(routes!(chats::list_models))

@@ -17,8 +17,8 @@ use crate::{
     routes::{
         ClientAddress, Htmx, parse_id, redirect, render,
         views::{
-            ContextFragment, ContextView, Frame, MessageView, SettingsView, history_views,
-            mark_context_boundary,
+            ContextFragment, ContextView, Frame, MessageView, SettingsView, SharesView,
+            history_views, mark_context_boundary,
         },
     },
     session::Session,
@@ -100,6 +100,7 @@ struct ChatPage {
     max_message_bytes: usize,
     settings: SettingsView,
     context: ContextView,
+    shares: SharesView,
     /// Every message shown is left out of the prompt: the line goes after them.
     context_boundary_at_end: bool,
 }
@@ -132,7 +133,7 @@ pub async fn show(
     if let Some(page) = state.pages.get(&key, stamp) {
         return Ok(Html(page));
     }
-    let (sidebar, opened, context) = tokio::try_join!(
+    let (sidebar, opened, context, links) = tokio::try_join!(
         chat::sidebar(&state, &session),
         chat::open(
             &state,
@@ -142,6 +143,7 @@ pub async fn show(
             chat::MESSAGES_PER_PAGE
         ),
         chat::context(&state, &session, chat_id),
+        chat::shares(&state, &session, chat_id),
     )?;
     let history = &opened.history;
     let mut messages = history_views(&state.templates, history);
@@ -150,6 +152,7 @@ pub async fn show(
         frame: sidebar.into(),
         messages,
         context: ContextView::new(chat_id, &context),
+        shares: SharesView::new(chat_id, &links, false),
         context_boundary_at_end,
         earlier: history.earlier,
         streaming: history

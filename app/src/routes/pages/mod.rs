@@ -6,4 +6,5 @@ pub mod messages;
 pub mod profile;
 pub mod search;
 pub mod settings;
+pub mod shares;
 pub mod transfer;
