@@ -122,6 +122,35 @@ impl Title {
     }
 }
 
+/// The longest folder name, in characters.
+pub const MAX_FOLDER_NAME_CHARS: usize = 60;
+/// A session has at most this many folders (the sidebar lists them all).
+pub const MAX_FOLDERS: u64 = 100;
+
+/// A folder's name as typed: on one line with single spaces; blank or too long is refused.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FolderName(String);
+
+impl FolderName {
+    pub fn parse(raw: &str) -> AppResult<Self> {
+        reject_nul(raw)?;
+        let name = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+        if name.is_empty() {
+            return Err(AppError::Invalid("Please give the folder a name.".into()));
+        }
+        if name.chars().count() > MAX_FOLDER_NAME_CHARS {
+            return Err(AppError::Invalid(format!(
+                "Please use a folder name of at most {MAX_FOLDER_NAME_CHARS} characters."
+            )));
+        }
+        Ok(Self(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Text to search for: trimmed, at most [`MAX_QUERY_CHARS`]; blank is no search at all.
 #[derive(Clone, Debug)]
 pub struct SearchQuery(String);

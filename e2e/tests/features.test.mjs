@@ -456,10 +456,14 @@ test("the context gauge follows the chat, marks the messages that no longer fit,
   };
   const api = async () => (await page.request.get(`${origin}/api/v1/chats/${chatId}/context`)).json();
 
-  // Beside the composer: what the next prompt uses of the model's 4,096 tokens, as the API says.
+  // Beside the composer: what the next prompt uses of the model's 4,096 tokens, as the API says
+  // (once the finished reply has brought the gauge back).
+  const stated = await api();
+  await waitInPage(page, (n) => document.querySelector("#context-gauge .context-text")?.textContent
+    .startsWith(`about ${n} of`), stated.used_tokens.toLocaleString("en-US"), "the gauge shows what the API says");
   const first = await shown();
   assert.equal(first.context, 4096);
-  assert.equal((await api()).used_tokens, first.used);
+  assert.equal(first.used, stated.used_tokens);
   assert.equal(await gauge.locator("meter").getAttribute("max"), "4096");
   assert.ok(await gauge.isVisible(), "the gauge is on screen");
 
@@ -542,6 +546,54 @@ test("the context gauge follows the chat, marks the messages that no longer fit,
   assert.equal(await page.inputValue("#content"), huge, "the composer keeps the text");
   await shot(page, "37-context-refused");
   await context.close();
+});
+
+test("share by link: anyone opens a read-only copy without a cookie, later messages stay out, Revoke ends it", async () => {
+  const owner = await browser.newContext({ viewport: { width: 1100, height: 900 } });
+  const page = await owner.newPage();
+  await startChat(page, SLOW_BASE, "Share this chat, please");
+  await waitForReplyEnd(page);
+  await settleTitle(page, chatIdOf(page));
+  const title = await page.inputValue("#title");
+
+  await page.locator("#shares summary").click();
+  await page.getByRole("button", { name: "Create a link" }).click();
+  const link = page.locator("#shares .share-link");
+  await link.first().waitFor();
+  assert.equal(await link.count(), 1);
+  assert.notEqual(await page.locator("#shares").getAttribute("open"), null, "the list stays open");
+  assert.equal(await page.locator("#shares .copy-link").count(), 1, "a Copy button beside the link");
+  const href = await link.getAttribute("href");
+  assert.match(href, /^\/s\/[A-Za-z0-9_-]{43}$/);
+  await shot(page, "38-share-link-made");
+
+  // Someone else, with no cookie: the chat as it was, and nothing else.
+  const stranger = await browser.newContext({ viewport: { width: 900, height: 700 } });
+  const other = await stranger.newPage();
+  const origin = new URL(page.url()).origin;
+  const response = await other.goto(origin + href);
+  assert.equal(response.status(), 200);
+  assert.equal(await other.locator("h1").textContent(), title);
+  assert.match(await other.locator(".message.user .content").first().textContent(), /Share this chat, please/);
+  assert.ok((await other.locator(".message.assistant .content").last().textContent()).includes("word0"));
+  assert.equal(await other.locator(".sidebar, form, #composer").count(), 0, "no sidebar, no forms");
+  assert.deepEqual(await stranger.cookies(), [], "no cookie was set");
+  await shot(other, "39-shared-chat");
+
+  // What is written afterwards does not reach the link.
+  await send(page, "Something said after sharing");
+  await other.reload();
+  assert.equal(await other.getByText("Something said after sharing").count(), 0);
+
+  // Revoke: the list is empty and the link is gone for everyone.
+  await page.locator("#shares").getByRole("button", { name: "Revoke" }).click();
+  await waitInPage(page, () => document.querySelectorAll("#shares .share-link").length === 0, null, "the link leaves the list");
+  const gone = await other.reload();
+  assert.equal(gone.status(), 404);
+  assert.match(await other.locator("body").textContent(), /not found/i);
+  await shot(other, "40-shared-revoked");
+  await stranger.close();
+  await owner.close();
 });
 
 test("installable: Chromium reads the manifest and finds nothing that stops installing the app", async () => {

@@ -9,6 +9,7 @@ mod m20261124_000003_reply_leases;
 mod m20261202_000004_session_versions;
 mod m20261202_000005_reply_stats;
 mod m20261202_000006_shares;
+mod m20261202_000007_pins_and_folders;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000004_session_versions::Migration),
             Box::new(m20261202_000005_reply_stats::Migration),
             Box::new(m20261202_000006_shares::Migration),
+            Box::new(m20261202_000007_pins_and_folders::Migration),
         ]
     }
 }

@@ -10,7 +10,7 @@ use crate::{
     generation::ContextUse,
     limits::Action,
     session::Session,
-    store::{PageOfChats, chat, message},
+    store::{PageOfChats, chat, folder, message},
 };
 
 /// Chats in the sidebar; all of them are on `/chats`, a page at a time.
@@ -58,24 +58,60 @@ pub async fn session_version(state: &AppState, session: &Session) -> AppResult<i
     Ok(state.store.session_version(&session.id).await?)
 }
 
-/// What every page shows around its content: the newest chats and the visitor's name.
+/// What every page shows around its content: the pinned chats, the folders with their chats,
+/// the newest of the other chats, and the visitor's name.
 pub struct Sidebar {
+    /// Pinned chats, the most recently pinned first (whatever folder they are in).
+    pub pinned: Vec<chat::Model>,
+    /// Every folder, by name, with its chats that are not pinned, most recently active first.
+    pub folders: Vec<FolderOfChats>,
+    /// The newest of the other chats.
     pub chats: Vec<chat::Model>,
     /// There are more chats than the sidebar shows.
     pub more_chats: bool,
     pub display_name: Option<String>,
 }
 
+pub struct FolderOfChats {
+    pub folder: folder::Model,
+    pub chats: Vec<chat::Model>,
+}
+
 pub async fn sidebar(state: &AppState, session: &Session) -> AppResult<Sidebar> {
-    let (mut chats, display_name) = tokio::try_join!(
-        state
-            .store
-            .list_chats(&session.id, None, CHATS_IN_SIDEBAR + 1),
+    let (listed, folders, display_name) = tokio::try_join!(
+        state.store.sidebar_chats(&session.id, CHATS_IN_SIDEBAR + 1),
+        state.store.list_folders(&session.id),
         state.store.display_name(&session.id),
     )?;
+    let mut chats = listed.recent;
     let more_chats = chats.len() as u64 > CHATS_IN_SIDEBAR;
     chats.truncate(CHATS_IN_SIDEBAR as usize);
+    let mut folders: Vec<FolderOfChats> = folders
+        .into_iter()
+        .map(|folder| FolderOfChats {
+            folder,
+            chats: Vec::new(),
+        })
+        .collect();
+    let mut pinned = Vec::new();
+    for chat in listed.organized {
+        if chat.pinned_at.is_some() {
+            pinned.push(chat);
+            continue;
+        }
+        match folders
+            .iter_mut()
+            .find(|f| Some(f.folder.id) == chat.folder_id)
+        {
+            Some(folder) => folder.chats.push(chat),
+            // Its folder was deleted while it was being moved there: it counts as unfiled.
+            None => chats.push(chat),
+        }
+    }
+    pinned.sort_by(|a, b| b.pinned_at.cmp(&a.pinned_at));
     Ok(Sidebar {
+        pinned,
+        folders,
         chats,
         more_chats,
         display_name,

@@ -4,6 +4,7 @@
 //! The HTML pages (`routes::pages`) and the JSON API (`routes::api`) are thin adapters over
 //! these: extract, call, render or serialise. Nothing here speaks HTTP. See ARCHITECTURE.md.
 mod chats;
+mod folders;
 mod messages;
 mod profile;
 mod search;
@@ -12,10 +13,11 @@ mod shares;
 mod transfer;
 
 pub use chats::{
-    ChatHistory, MESSAGES_PER_PAGE, MessagePage, NewChat, OpenedChat, Sidebar, TitleStatus,
-    context, create, delete, find, list, messages, open, rename, session_version, sidebar,
-    title_status,
+    ChatHistory, FolderOfChats, MESSAGES_PER_PAGE, MessagePage, NewChat, OpenedChat, Sidebar,
+    TitleStatus, context, create, delete, find, list, messages, open, rename, session_version,
+    sidebar, title_status,
 };
+pub use folders::{create_folder, delete_folder, folders, move_to_folder, pin, rename_folder};
 pub use messages::{Exchange, edit, regenerate, send, stop};
 pub use profile::set_display_name;
 pub use search::{MessageHit, SearchResults, search};

@@ -31,7 +31,7 @@ use tower_http::{
 use uuid::Uuid;
 
 use crate::{AppState, chat::Export, error::AppError, session};
-use pages::{chats, messages, profile, search, settings, shares, transfer};
+use pages::{chats, folders, messages, profile, search, settings, shares, transfer};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -62,6 +62,11 @@ pub fn router(state: AppState) -> Router {
         .route("/chats/{id}/settings", post(settings::update))
         .route("/chats/{id}/title", get(chats::title))
         .route("/chats/{id}/context", get(chats::context))
+        .route("/chats/{id}/pin", post(folders::pin))
+        .route("/chats/{id}/folder", post(folders::move_chat))
+        .route("/folders", post(folders::create))
+        .route("/folders/{id}/rename", post(folders::rename))
+        .route("/folders/{id}/delete", post(folders::delete))
         .route("/chats/{id}/share", post(shares::create))
         .route("/chats/{id}/share/revoke", post(shares::revoke))
         .route("/chats/{id}/export", get(transfer::export))

@@ -15,15 +15,35 @@ use crate::{
 /// What every page shows around its content: the sidebar and the visitor's name.
 #[derive(Serialize)]
 pub struct Frame {
+    pub pinned: Vec<chat::Model>,
+    pub folders: Vec<FolderView>,
     pub chats: Vec<chat::Model>,
     /// There are more chats than the sidebar shows.
     pub more_chats: bool,
     pub display_name: Option<String>,
 }
 
+/// A folder in the sidebar, with its chats.
+#[derive(Serialize)]
+pub struct FolderView {
+    pub id: String,
+    pub name: String,
+    pub chats: Vec<chat::Model>,
+}
+
 impl From<Sidebar> for Frame {
     fn from(sidebar: Sidebar) -> Self {
         Self {
+            pinned: sidebar.pinned,
+            folders: sidebar
+                .folders
+                .into_iter()
+                .map(|f| FolderView {
+                    id: f.folder.id.to_string(),
+                    name: f.folder.name,
+                    chats: f.chats,
+                })
+                .collect(),
             chats: sidebar.chats,
             more_chats: sidebar.more_chats,
             display_name: sidebar.display_name,

@@ -196,7 +196,7 @@ impl Store {
 
     /// Applies `update` to this session's chat and returns the chat as it is now, in one
     /// statement; `None` when this session has no such chat.
-    async fn update_chat(
+    pub(super) async fn update_chat(
         &self,
         session_id: &SessionId,
         chat_id: Uuid,

@@ -37,6 +37,10 @@ pub mod chat {
         pub temperature: Option<f32>,
         pub max_tokens: Option<i32>,
         pub model: Option<String>,
+        /// When the chat was pinned to the top of the sidebar; `None`: not pinned.
+        pub pinned_at: Option<DateTimeUtc>,
+        /// The folder it is in (one of its session's); `None`: none.
+        pub folder_id: Option<Uuid>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -192,6 +196,26 @@ pub mod share {
         pub title: String,
         #[sea_orm(column_type = "Text")]
         pub snapshot: String,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod folder {
+    use sea_orm::entity::prelude::*;
+
+    /// A folder of a session's chats, in the sidebar.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
+    #[sea_orm(table_name = "folders")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub session_id: String,
+        pub name: String,
         pub created_at: DateTimeUtc,
     }
 

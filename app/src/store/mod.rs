@@ -7,6 +7,7 @@
 mod chats;
 pub mod entities;
 mod exchanges;
+mod folders;
 mod leases;
 mod search;
 mod sessions;
@@ -18,11 +19,12 @@ use std::time::Duration;
 pub use chats::{ChatSettings, NewChat, PageOfChats, TitleCandidate};
 use chrono::Utc;
 pub use entities::{
-    chat,
+    chat, folder,
     message::{self, Role, Status},
     session, share,
 };
 pub use exchanges::{NewReply, ReplyEnd};
+pub use folders::{Moved, SidebarChats};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, EntityTrait, Set,

@@ -46,6 +46,9 @@ impl Store {
             temperature: Set(imported.settings.temperature),
             max_tokens: Set(imported.settings.max_tokens),
             model: Set(imported.settings.model),
+            // An imported chat starts unpinned and in no folder.
+            pinned_at: Set(None),
+            folder_id: Set(None),
         }
         .insert(&txn)
         .await?;

@@ -699,6 +699,19 @@ async fn migrations_go_up_down_and_up_again() {
                 .is_ok()
         }
     };
+    let chat_has = |column: &'static str| {
+        let db = db.clone();
+        async move {
+            db.execute_unprepared(&format!("SELECT {column} FROM chats"))
+                .await
+                .is_ok()
+        }
+    };
+    Migrator::down(&db, Some(1)).await.unwrap();
+    assert!(
+        !has_table("folders").await && !chat_has("pinned_at").await && !chat_has("folder_id").await
+    );
+    assert!(has_table("shares").await);
     Migrator::down(&db, Some(1)).await.unwrap();
     assert!(!has_table("shares").await && has("model").await);
     Migrator::down(&db, Some(1)).await.unwrap();
@@ -725,6 +738,7 @@ async fn migrations_go_up_down_and_up_again() {
     assert!(has("reasoning, superseded, owner, lease_expires_at, stop_requested").await);
     assert!(has("model, time_to_first_token_ms, generation_ms").await);
     assert!(has_table("session_versions").await && has_table("shares").await);
+    assert!(has_table("folders").await && chat_has("pinned_at, folder_id").await);
     // Constraints hold: bad roles and statuses are refused, a message needs an existing chat,
     // and deleting a chat deletes its messages.
     let chat = "'00000000-0000-0000-0000-000000000001'";

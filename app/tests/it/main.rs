@@ -9,6 +9,7 @@ mod context_gauge;
 mod engines;
 mod faults;
 mod features;
+mod folders;
 mod foundation;
 mod installable;
 mod metrics;

@@ -10,7 +10,7 @@ use crate::{
     domain::{ChatSettings, ReplyStats},
     generation::ContextUse,
     lm::ModelInfo,
-    store::{chat, message, share},
+    store::{chat, folder, message, share},
 };
 
 /// A shared link: a read-only snapshot of a chat that anyone with the link can read.
@@ -79,6 +79,10 @@ pub struct ChatJson {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub settings: ChatSettings,
+    /// Kept at the top of the sidebar.
+    pub pinned: bool,
+    /// The folder it is in; `null`: none.
+    pub folder_id: Option<Uuid>,
 }
 
 impl From<chat::Model> for ChatJson {
@@ -90,8 +94,50 @@ impl From<chat::Model> for ChatJson {
             created_at: c.created_at,
             updated_at: c.updated_at,
             settings,
+            pinned: c.pinned_at.is_some(),
+            folder_id: c.folder_id,
         }
     }
+}
+
+/// A folder of chats, in the sidebar.
+#[derive(Serialize, ToSchema)]
+pub struct FolderJson {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<folder::Model> for FolderJson {
+    fn from(f: folder::Model) -> Self {
+        FolderJson {
+            id: f.id,
+            name: f.name,
+            created_at: f.created_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Folders {
+    pub folders: Vec<FolderJson>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct FolderBody {
+    #[schema(min_length = 1, max_length = 60)]
+    pub name: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct Pin {
+    pub pinned: bool,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct MoveToFolder {
+    /// A folder of this session; `null`: out of any folder.
+    pub folder_id: Option<Uuid>,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -5,6 +5,7 @@
 //! document is generated from the annotations here and served at `/api/openapi.json`.
 mod chats;
 mod documents;
+mod folders;
 mod messages;
 mod shares;
 
@@ -139,6 +140,10 @@ pub fn router(import_body_limit: usize) -> (axum::Router<AppState>, utoipa::open
         .routes(routes!(chats::get_context))
         .routes(routes!(shares::create_share, shares::list_shares))
         .routes(routes!(shares::revoke_share))
+        .routes(routes!(folders::list_folders, folders::create_folder))
+        .routes(routes!(folders::rename_folder, folders::delete_folder))
+        .routes(routes!(folders::put_pin))
+        .routes(routes!(folders::put_folder))
         .routes(routes!(chats::export_chat))
         .routes(routes!(chats::search))
         .routes(routes!(chats::list_models))
