@@ -108,7 +108,7 @@ pub async fn sidebar(state: &AppState, session: &Session) -> AppResult<Sidebar> 
             None => chats.push(chat),
         }
     }
-    pinned.sort_by(|a, b| b.pinned_at.cmp(&a.pinned_at));
+    pinned.sort_by_key(|c| std::cmp::Reverse(c.pinned_at));
     Ok(Sidebar {
         pinned,
         folders,
