@@ -95,7 +95,8 @@ start_nginx 18087 13002
 export E2E_BASE_URL=http://127.0.0.1:18088 E2E_SLOW_BASE_URL=http://127.0.0.1:18089 E2E_LLAMA_URL=http://127.0.0.1:18080 \
   E2E_EMBEDDED_BASE_URL=http://127.0.0.1:18087 E2E_FIRST_RUN_URL=http://127.0.0.1:13003 \
   E2E_FAKE_HUB_URL=http://127.0.0.1:18095
-if ! (cd e2e && npm test); then
+# E2E_TESTS narrows the run to some files (e.g. E2E_TESTS=tests/features.test.mjs), for work on them.
+if ! (cd e2e && if [ -n "${E2E_TESTS:-}" ]; then node --test --test-concurrency=1 $E2E_TESTS; else npm test; fi); then
   for log in "$work"/*.log "$work"/nginx-*/nginx.log; do echo "--- $log"; tail -n 30 "$log"; done
   exit 1
 fi

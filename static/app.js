@@ -139,7 +139,7 @@ function addCopyButtons() {
     if (!content || message.querySelector(".copy-message")) return;
     content.after(copyButton("copy-message", "Copy this message", () => shownText(content)));
   });
-  document.querySelectorAll(".share-links .share-link").forEach((link) => {
+  document.querySelectorAll(".share-links .share-link, .device-link-made .device-link").forEach((link) => {
     if (link.parentElement?.querySelector(".copy-link")) return;
     link.after(copyButton("copy-link", "Copy this link", () => new URL(link.getAttribute("href"), location.href).href));
   });

@@ -26,6 +26,9 @@ pub enum AppError {
     TooLarge(String),
     #[error("{0}")]
     Conflict(String),
+    /// Something that existed and is no more (a used or expired link code): 410.
+    #[error("{0}")]
+    Gone(String),
     /// Too many requests of one kind in a short time: 429 with `Retry-After`.
     #[error("{message}")]
     RateLimited {
@@ -57,6 +60,7 @@ impl AppError {
             AppError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::Gone(_) => StatusCode::GONE,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,

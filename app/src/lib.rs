@@ -158,6 +158,7 @@ impl AppState {
             sessions: SessionConfig {
                 key,
                 secure: config.cookie_secure,
+                store: store.clone(),
             },
             config: Arc::new(config),
             store,

@@ -60,6 +60,9 @@ pub enum Action {
     CreateChat,
     /// A shared link made (a copy of a chat is stored): counted with new chats.
     Share,
+    /// A device link code made, looked at or used (so codes cannot be guessed): counted with
+    /// new chats.
+    Link,
 }
 
 type Limiter<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock>;
@@ -111,7 +114,7 @@ impl RateLimits {
         };
         let pair = match action {
             Action::Send => &limits.0,
-            Action::CreateChat | Action::Share => &limits.1,
+            Action::CreateChat | Action::Share | Action::Link => &limits.1,
         };
         let clock = DefaultClock::default();
         // The address is asked only when the session may go on, so a session over its limit
@@ -128,6 +131,7 @@ impl RateLimits {
             Action::Send => "messages",
             Action::CreateChat => "new chats",
             Action::Share => "new chats or links",
+            Action::Link => "device links or link codes tried",
         };
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         Err(AppError::RateLimited {

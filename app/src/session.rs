@@ -1,23 +1,51 @@
 //! Anonymous sessions: a random 128-bit id in an encrypted, signed cookie (axum-extra's
 //! `PrivateCookieJar`). A missing, tampered or undecryptable cookie silently starts a new session.
+//!
+//! The cookie also names the browser's *device* (`{session}.{device}`): a session may be used
+//! from several browsers (linked with a one-time code, `chat::devices`), and each can be signed
+//! out on its own. Every request with a cookie checks its device's row (one primary-key read):
+//! a device signed out is refused at once, on every replica, and that browser starts afresh.
+//! The row is written on the device's second request (so one-off visitors cost nothing) and its
+//! "last used" at most every [`RENEW_AFTER`], when the cookie's lifetime is renewed too.
+use std::time::Duration;
+
 use axum::{
     extract::{FromRef, FromRequestParts, Request, State},
-    http::request::Parts,
+    http::{header, request::Parts},
     middleware::Next,
     response::{IntoResponse, Response},
 };
 use axum_extra::extract::cookie::{Cookie, Key, PrivateCookieJar, SameSite};
 use base64::Engine;
+use chrono::Utc;
+use uuid::Uuid;
 
-use crate::error::AppError;
+use crate::{error::AppError, store::Store};
 
+/// The cookie over plain HTTP (`COOKIE_SECURE` off).
 pub const COOKIE_NAME: &str = "chat_session";
+/// The cookie with `COOKIE_SECURE`: the `__Host-` prefix makes browsers take it only over HTTPS,
+/// for this host alone (no `Domain`) and the whole site, so no subdomain can set or shadow it.
+pub const HOST_COOKIE_NAME: &str = "__Host-chat_session";
 
-/// Cookie settings, shared through the app state.
+/// How long a device's "last used" may lag, and how often its cookie's lifetime is renewed.
+pub const RENEW_AFTER: Duration = Duration::from_secs(3600);
+
+/// The session cookie's name for this configuration.
+pub fn cookie_name(secure: bool) -> &'static str {
+    if secure {
+        HOST_COOKIE_NAME
+    } else {
+        COOKIE_NAME
+    }
+}
+
+/// Cookie settings, shared through the app state; the store checks each cookie's device.
 #[derive(Clone)]
 pub struct SessionConfig {
     pub key: Key,
     pub secure: bool,
+    pub store: Store,
 }
 
 impl FromRef<SessionConfig> for Key {
@@ -32,6 +60,8 @@ pub use crate::domain::SessionId;
 #[derive(Clone, Debug)]
 pub struct Session {
     pub id: SessionId,
+    /// The browser it came from (`None` with an API token).
+    pub device: Option<Uuid>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Session {
@@ -41,6 +71,66 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
         parts.extensions.get::<Session>().cloned().ok_or_else(|| {
             AppError::Internal(anyhow::anyhow!("session layer missing on this route"))
         })
+    }
+}
+
+/// Put in a response's extensions by a handler that moves this browser to another session (a
+/// device link): the session layer then writes that cookie instead.
+#[derive(Clone, Debug)]
+pub struct SwitchSession {
+    pub id: SessionId,
+    pub device: Uuid,
+}
+
+/// The cookie's value: the session and the device.
+fn cookie_value(id: &SessionId, device: Uuid) -> String {
+    format!("{id}.{}", device.simple())
+}
+
+/// A cookie's session and device; cookies from before devices carry only the session.
+fn parse_cookie_value(value: &str) -> Option<(SessionId, Option<Uuid>)> {
+    match value.split_once('.') {
+        Some((id, device)) => Some((SessionId::parse(id)?, Some(Uuid::parse_str(device).ok()?))),
+        None => Some((SessionId::parse(value)?, None)),
+    }
+}
+
+/// A short, readable name for a browser from its `User-Agent` ("Firefox on Linux").
+pub fn device_label(user_agent: &str) -> String {
+    let has = |needle: &str| user_agent.contains(needle);
+    let browser = if has("Firefox/") {
+        "Firefox"
+    } else if has("Edg/") {
+        "Edge"
+    } else if has("OPR/") {
+        "Opera"
+    } else if has("Chrome/") || has("Chromium/") {
+        "Chrome"
+    } else if has("Safari/") {
+        "Safari"
+    } else if has("curl/") {
+        "curl"
+    } else {
+        "A browser"
+    };
+    let system = if has("Android") {
+        Some("Android")
+    } else if has("iPhone") || has("iPad") {
+        Some("iOS")
+    } else if has("Mac OS X") || has("Macintosh") {
+        Some("macOS")
+    } else if has("Windows") {
+        Some("Windows")
+    } else if has("CrOS") {
+        Some("ChromeOS")
+    } else if has("Linux") {
+        Some("Linux")
+    } else {
+        None
+    };
+    match system {
+        Some(system) => format!("{browser} on {system}"),
+        None => browser.to_owned(),
     }
 }
 
@@ -69,7 +159,8 @@ fn session_of_token(key: &Key, token: &str) -> Option<SessionId> {
 }
 
 /// Finds the session: from `Authorization: Bearer <token>` when present (a bad token is a 401,
-/// never a new session), else from the cookie, else a new one (its cookie set on the response).
+/// never a new session), else from the cookie and its device, else a new one (its cookie set on
+/// the response). A signed-out device's cookie is a new session too.
 pub async fn session_layer(
     State(config): State<SessionConfig>,
     jar: PrivateCookieJar,
@@ -78,7 +169,7 @@ pub async fn session_layer(
 ) -> Response {
     let bearer = request
         .headers()
-        .get(axum::http::header::AUTHORIZATION)
+        .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_owned());
@@ -89,29 +180,92 @@ pub async fn session_layer(
             )
             .into_response();
         };
-        request.extensions_mut().insert(Session { id });
+        request
+            .extensions_mut()
+            .insert(Session { id, device: None });
         return next.run(request).await;
     }
-    let existing = jar
-        .get(COOKIE_NAME)
-        .and_then(|c| SessionId::parse(c.value()));
-    let (id, is_new) = match existing {
-        Some(id) => (id, false),
-        None => (SessionId::random(), true),
+    let name = cookie_name(config.secure);
+    let current = jar.get(name).and_then(|c| parse_cookie_value(c.value()));
+    // Turning COOKIE_SECURE on keeps the sessions of the plain cookie, moved to the new name.
+    let legacy = match (&current, config.secure) {
+        (None, true) => jar
+            .get(COOKIE_NAME)
+            .and_then(|c| parse_cookie_value(c.value())),
+        _ => None,
     };
-    request.extensions_mut().insert(Session { id: id.clone() });
-    let response = next.run(request).await;
-    if !is_new {
-        return response;
-    }
-    let cookie = Cookie::build((COOKIE_NAME, id.to_string()))
+    let moving = legacy.is_some();
+    let label = device_label(
+        request
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    );
+    let known = match current.or(legacy) {
+        Some(found) => match check_device(&config.store, found, &label).await {
+            Ok(known) => known,
+            Err(e) => return e.into_response(),
+        },
+        None => None,
+    };
+    let (id, device, renew) = match known {
+        Some((id, device, renew)) => (id, device, renew || moving),
+        // A new visitor, or a device signed out: a new session, registered on its next request.
+        None => (SessionId::random(), Uuid::now_v7(), true),
+    };
+    request.extensions_mut().insert(Session {
+        id: id.clone(),
+        device: Some(device),
+    });
+    let mut response = next.run(request).await;
+    let (id, device) = match response.extensions_mut().remove::<SwitchSession>() {
+        Some(switch) => (switch.id, switch.device),
+        None if renew => (id, device),
+        None => return response,
+    };
+    let cookie = Cookie::build((name, cookie_value(&id, device)))
         .http_only(true)
         .same_site(SameSite::Lax)
         .path("/")
         .secure(config.secure)
         .max_age(time_year())
         .build();
-    (jar.add(cookie), response).into_response()
+    let mut jar = jar.add(cookie);
+    if moving {
+        jar = jar.remove(Cookie::build(COOKIE_NAME).path("/"));
+    }
+    (jar, response).into_response()
+}
+
+/// The cookie's session and device if the device may go on, and whether its cookie is due for
+/// renewal; `None` when it was signed out. A device seen for the first time is recorded (a
+/// cookie from before devices gets a device of its own, and a new cookie).
+async fn check_device(
+    store: &Store,
+    (id, device): (SessionId, Option<Uuid>),
+    label: &str,
+) -> Result<Option<(SessionId, Uuid, bool)>, AppError> {
+    let Some(device) = device else {
+        let device = Uuid::now_v7();
+        store.register_device(&id, device, label).await?;
+        return Ok(Some((id, device, true)));
+    };
+    match store.find_device(device).await? {
+        None => {
+            store.register_device(&id, device, label).await?;
+            Ok(Some((id, device, false)))
+        }
+        Some(row) if row.session_id == id.as_str() && row.revoked_at.is_none() => {
+            let idle = (Utc::now() - row.last_used_at).to_std().unwrap_or_default();
+            let renew = idle >= RENEW_AFTER;
+            if renew {
+                store.touch_device(device).await?;
+            }
+            Ok(Some((id, device, renew)))
+        }
+        Some(_) => Ok(None),
+    }
 }
 
 fn time_year() -> time::Duration {

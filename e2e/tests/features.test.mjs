@@ -514,18 +514,18 @@ test("the context gauge follows the chat, marks the messages that no longer fit,
       gaugeText: document.querySelector("#context-gauge .context-text").textContent,
     };
   });
-  const stated = await api();
+  const trimmed = await api();
   const live = await where();
-  assert.ok(stated.left_out > 0, JSON.stringify(stated));
-  assert.equal(live.nextSeq, stated.first_sent_seq, "the line is just above the first message sent");
-  assert.ok(live.above >= stated.left_out && live.dimmed && live.belowOpaque, JSON.stringify(live));
+  assert.ok(trimmed.left_out > 0, JSON.stringify(trimmed));
+  assert.equal(live.nextSeq, trimmed.first_sent_seq, "the line is just above the first message sent");
+  assert.ok(live.above >= trimmed.left_out && live.dimmed && live.belowOpaque, JSON.stringify(live));
   assert.match(live.text, /above this line no longer reach(es)? the model/);
   assert.ok(live.gaugeFull, "the gauge says the context is full");
-  assert.match(live.gaugeText, new RegExp(`· ${stated.left_out} messages? left out`));
+  assert.match(live.gaugeText, new RegExp(`· ${trimmed.left_out} messages? left out`));
   // The model was not sent what is above the line.
   const sent = await lastRequest();
   const leftOut = await page.evaluate((seq) => [...document.querySelectorAll("#messages > li.message")]
-    .filter((li) => Number(li.dataset.seq) < seq).map((li) => li.querySelector(".content")?.textContent.trim()), stated.first_sent_seq);
+    .filter((li) => Number(li.dataset.seq) < seq).map((li) => li.querySelector(".content")?.textContent.trim()), trimmed.first_sent_seq);
   assert.ok(leftOut.some((t) => t?.startsWith("Gauge, please")), JSON.stringify(leftOut));
   assert.ok(!sent.messages.some((m) => m.content === "Gauge, please"), "the first message was not sent");
   await page.locator("#context-boundary").scrollIntoViewIfNeeded();
@@ -594,6 +594,63 @@ test("share by link: anyone opens a read-only copy without a cookie, later messa
   await shot(other, "40-shared-revoked");
   await stranger.close();
   await owner.close();
+});
+
+test("pins and folders arrange the sidebar in place, and deleting a folder keeps its chats", async () => {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 800 } });
+  const page = await context.newPage();
+  await page.goto(SLOW_BASE + "/");
+  const origin = new URL(page.url()).origin;
+  const ids = {};
+  for (const title of ["Alpha", "Beta", "Gamma"]) {
+    const response = await page.request.post(`${origin}/api/v1/chats`, { data: { title } });
+    assert.equal(response.status(), 201);
+    ids[title] = (await response.json()).id;
+  }
+  const section = (selector) => page.evaluate((s) =>
+    [...document.querySelectorAll(`${s} .chat-link`)].map((a) => a.textContent.trim()), selector);
+
+  await page.goto(`${origin}/chats/${ids.Alpha}`);
+  await page.evaluate(() => { window.__sameDocument = true; });
+  assert.deepEqual(await section("#chat-list"), ["Gamma", "Beta", "Alpha"]);
+  await page.locator("#chat-organize").getByRole("button", { name: "Pin" }).click();
+  await waitInPage(page, () => document.querySelector("#pinned-list .chat-link")?.textContent.trim() === "Alpha", null,
+    "Alpha under Pinned");
+  assert.deepEqual(await section("#chat-list"), ["Gamma", "Beta"]);
+  assert.equal(await page.locator("#chat-organize button.pin").textContent(), "Unpin");
+  assert.equal(await page.evaluate(() => window.__sameDocument), true, "no reload");
+
+  // A folder, made on "All chats" with a plain form.
+  await page.goto(`${origin}/chats`);
+  await page.fill("#new-folder", "Work");
+  await page.getByRole("button", { name: "Create folder" }).click();
+  await page.waitForURL(/\/chats#folders$/);
+  assert.equal(await page.locator(".folders-manage input[name=name]").first().inputValue(), "Work");
+
+  // Beta moved into it from its page: the sidebar shows the folder with Beta, in place.
+  await page.goto(`${origin}/chats/${ids.Beta}`);
+  await page.evaluate(() => { window.__sameDocument = true; });
+  await page.selectOption("#folder_id", { label: "Work" });
+  await page.locator("#chat-organize").getByRole("button", { name: "Move" }).click();
+  await waitInPage(page, () => [...document.querySelectorAll(".folder .chat-link")].some((a) => a.textContent.trim() === "Beta"), null,
+    "Beta in the folder Work");
+  assert.equal(await page.locator(".folder summary .folder-name").textContent(), "Work");
+  assert.deepEqual(await section("#chat-list"), ["Gamma"]);
+  assert.deepEqual(await section("#pinned-list"), ["Alpha"]);
+  assert.equal(await page.evaluate(() => window.__sameDocument), true, "no reload");
+  await shot(page, "41-pins-and-folders");
+  await page.reload();
+  assert.deepEqual(await section(".folder"), ["Beta"]);
+  assert.equal(await page.inputValue("#folder_id"), await page.locator("#folder_id option", { hasText: "Work" }).getAttribute("value"));
+
+  // Deleting the folder (after a confirmation) keeps Beta, among the other chats again.
+  await page.goto(`${origin}/chats`);
+  page.once("dialog", (dialog) => dialog.accept());
+  await page.locator(".folders-manage").getByRole("button", { name: "Delete" }).click();
+  await waitInPage(page, () => document.querySelector(".folders-manage li") === null, null, "the folder is gone");
+  assert.deepEqual(await section("#chat-list"), ["Gamma", "Beta"]);
+  assert.equal(await page.locator(".sidebar .folder").count(), 0);
+  await context.close();
 });
 
 test("installable: Chromium reads the manifest and finds nothing that stops installing the app", async () => {

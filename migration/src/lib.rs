@@ -10,6 +10,7 @@ mod m20261202_000004_session_versions;
 mod m20261202_000005_reply_stats;
 mod m20261202_000006_shares;
 mod m20261202_000007_pins_and_folders;
+mod m20261202_000008_devices;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000005_reply_stats::Migration),
             Box::new(m20261202_000006_shares::Migration),
             Box::new(m20261202_000007_pins_and_folders::Migration),
+            Box::new(m20261202_000008_devices::Migration),
         ]
     }
 }

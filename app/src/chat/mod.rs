@@ -4,6 +4,7 @@
 //! The HTML pages (`routes::pages`) and the JSON API (`routes::api`) are thin adapters over
 //! these: extract, call, render or serialise. Nothing here speaks HTTP. See ARCHITECTURE.md.
 mod chats;
+mod devices;
 mod folders;
 mod messages;
 mod profile;
@@ -17,6 +18,7 @@ pub use chats::{
     TitleStatus, context, create, delete, find, list, messages, open, rename, session_version,
     sidebar, title_status,
 };
+pub use devices::{LINK_LIFETIME, NewLink, check_link, devices, new_link, redeem_link, sign_out};
 pub use folders::{create_folder, delete_folder, folders, move_to_folder, pin, rename_folder};
 pub use messages::{Exchange, edit, regenerate, send, stop};
 pub use profile::set_display_name;

@@ -31,7 +31,7 @@ use tower_http::{
 use uuid::Uuid;
 
 use crate::{AppState, chat::Export, error::AppError, session};
-use pages::{chats, folders, messages, profile, search, settings, shares, transfer};
+use pages::{chats, devices, folders, messages, profile, search, settings, shares, transfer};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -62,6 +62,11 @@ pub fn router(state: AppState) -> Router {
         .route("/chats/{id}/settings", post(settings::update))
         .route("/chats/{id}/title", get(chats::title))
         .route("/chats/{id}/context", get(chats::context))
+        .route("/devices", get(devices::list))
+        .route("/devices/link", post(devices::create_link))
+        .route("/devices/{id}/signout", post(devices::sign_out))
+        .route("/link", get(devices::enter_code))
+        .route("/link/{code}", get(devices::confirm).post(devices::redeem))
         .route("/chats/{id}/pin", post(folders::pin))
         .route("/chats/{id}/folder", post(folders::move_chat))
         .route("/folders", post(folders::create))

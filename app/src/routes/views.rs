@@ -5,11 +5,11 @@ use serde::Serialize;
 
 use crate::{
     AppState,
-    chat::{ChatHistory, ExportMessage, Sidebar},
+    chat::{ChatHistory, ExportMessage, LINK_LIFETIME, NewLink, Sidebar},
     domain::{MAX_REPLY_TOKENS, ReplyStats},
     generation::ContextUse,
     render::{Templates, escape_html, markdown_to_html},
-    store::{Role, Status, chat, message, share},
+    store::{Role, Status, chat, device, message, share},
 };
 
 /// What every page shows around its content: the sidebar and the visitor's name.
@@ -269,6 +269,49 @@ impl ContextView {
             first_sent_seq: used.first_sent_seq,
             boundary_text,
             full: used.left_out > 0,
+        }
+    }
+}
+
+/// A browser of the session, as the devices page lists it.
+#[derive(Serialize)]
+pub struct DeviceView {
+    pub id: String,
+    pub label: String,
+    pub created: String,
+    pub last_used: String,
+    /// The browser showing the page.
+    pub current: bool,
+}
+
+impl DeviceView {
+    pub fn new(device: &device::Model, current: Option<uuid::Uuid>) -> Self {
+        Self {
+            id: device.id.to_string(),
+            label: device.label.clone(),
+            created: device.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+            last_used: device.last_used_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+            current: current == Some(device.id),
+        }
+    }
+}
+
+/// A link code just made, as the devices page shows it (once).
+#[derive(Serialize)]
+pub struct NewLinkView {
+    pub code: String,
+    pub path: String,
+    pub expires: String,
+    pub minutes: u64,
+}
+
+impl From<NewLink> for NewLinkView {
+    fn from(link: NewLink) -> Self {
+        Self {
+            path: format!("/link/{}", link.code_in_url),
+            code: link.code,
+            expires: link.expires_at.format("%H:%M UTC").to_string(),
+            minutes: LINK_LIFETIME.as_secs() / 60,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! messages), `search`, `transfer` (import) and `leases` (which replica writes which reply). What
 //! they share lives here.
 mod chats;
+mod devices;
 pub mod entities;
 mod exchanges;
 mod folders;
@@ -19,7 +20,7 @@ use std::time::Duration;
 pub use chats::{ChatSettings, NewChat, PageOfChats, TitleCandidate};
 use chrono::Utc;
 pub use entities::{
-    chat, folder,
+    chat, device, device_link, folder,
     message::{self, Role, Status},
     session, share,
 };

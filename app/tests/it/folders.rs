@@ -65,6 +65,28 @@ async fn pins_and_folders_arrange_the_sidebar_with_plain_forms_and_htmx() {
     );
     assert!(b_page.contains(">Unpin</button>"));
 
+    // Pinning with htmx answers the sidebar, and the chat's controls out of band.
+    let response = app
+        .post_htmx(&format!("/chats/{c}/pin"), &[("pinned", "true")])
+        .await;
+    assert_eq!(response.status(), 200);
+    let fragment = response.text().await.unwrap();
+    assert_eq!(
+        ids_in(&fragment, "id=\"pinned-list\""),
+        [c_id, b_id],
+        "{fragment}"
+    );
+    assert_eq!(ids_in(&fragment, "id=\"chat-list\""), [a_id]);
+    assert!(
+        fragment.contains("class=\"chat-item current\""),
+        "the chat stays marked current"
+    );
+    // Only the controls are out of band (a sidebar entry so marked would leave the sidebar).
+    assert_eq!(fragment.matches("hx-swap-oob").count(), 1, "{fragment}");
+    assert!(fragment.contains("name=\"pinned\" value=\"false\""));
+    app.post(&format!("/chats/{c}/pin"), &[("pinned", "false")])
+        .await;
+
     // A folder, made on /chats; A moved into it with htmx: the sidebar and the controls come back.
     let response = app.post("/folders", &[("name", "  Work   stuff ")]).await;
     assert_eq!(response.status(), 303);

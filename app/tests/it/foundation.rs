@@ -43,8 +43,15 @@ async fn a_new_visitor_gets_a_private_session_cookie() {
 #[tokio::test]
 async fn cookie_is_secure_when_configured() {
     let app = TestApp::spawn_with(|c| c.cookie_secure = true).await;
-    let cookie = session_cookie(&app.get("/").await).unwrap();
-    assert!(cookie.contains("Secure"), "{cookie}");
+    let response = app.get("/").await;
+    let cookie = response.headers()["set-cookie"].to_str().unwrap();
+    // The `__Host-` prefix: Secure, the whole site, this host only (`devices` has more).
+    assert!(cookie.starts_with("__Host-chat_session="), "{cookie}");
+    assert!(
+        cookie.contains("Secure") && cookie.contains("Path=/"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("Domain"), "{cookie}");
 }
 
 #[tokio::test]
@@ -708,6 +715,9 @@ async fn migrations_go_up_down_and_up_again() {
         }
     };
     Migrator::down(&db, Some(1)).await.unwrap();
+    assert!(!has_table("devices").await && !has_table("device_links").await);
+    assert!(has_table("folders").await);
+    Migrator::down(&db, Some(1)).await.unwrap();
     assert!(
         !has_table("folders").await && !chat_has("pinned_at").await && !chat_has("folder_id").await
     );
@@ -739,6 +749,7 @@ async fn migrations_go_up_down_and_up_again() {
     assert!(has("model, time_to_first_token_ms, generation_ms").await);
     assert!(has_table("session_versions").await && has_table("shares").await);
     assert!(has_table("folders").await && chat_has("pinned_at, folder_id").await);
+    assert!(has_table("devices").await && has_table("device_links").await);
     // Constraints hold: bad roles and statuses are refused, a message needs an existing chat,
     // and deleting a chat deletes its messages.
     let chat = "'00000000-0000-0000-0000-000000000001'";

@@ -6,6 +6,7 @@ mod helpers;
 mod api;
 mod connections;
 mod context_gauge;
+mod devices;
 mod engines;
 mod faults;
 mod features;

@@ -10,7 +10,7 @@ use crate::{
     domain::{ChatSettings, ReplyStats},
     generation::ContextUse,
     lm::ModelInfo,
-    store::{chat, folder, message, share},
+    store::{chat, device, folder, message, share},
 };
 
 /// A shared link: a read-only snapshot of a chat that anyone with the link can read.
@@ -98,6 +98,45 @@ impl From<chat::Model> for ChatJson {
             folder_id: c.folder_id,
         }
     }
+}
+
+/// A browser that uses this session's chats.
+#[derive(Serialize, ToSchema)]
+pub struct DeviceJson {
+    pub id: Uuid,
+    /// Its browser and system, from its `User-Agent` ("Firefox on Linux").
+    pub label: String,
+    pub created_at: DateTime<Utc>,
+    /// Updated at most once an hour.
+    pub last_used_at: DateTime<Utc>,
+}
+
+impl From<device::Model> for DeviceJson {
+    fn from(d: device::Model) -> Self {
+        DeviceJson {
+            id: d.id,
+            label: d.label,
+            created_at: d.created_at,
+            last_used_at: d.last_used_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Devices {
+    pub devices: Vec<DeviceJson>,
+}
+
+/// A one-time code that links another browser (or API client) to this session.
+#[derive(Serialize, ToSchema)]
+pub struct DeviceLinkJson {
+    /// As people type it: `ABCD-EFGH`.
+    #[schema(example = "K7QF-9M2X")]
+    pub code: String,
+    /// The page that uses it, on this server: `/link/{code}`.
+    #[schema(example = "/link/K7QF9M2X")]
+    pub url: String,
+    pub expires_at: DateTime<Utc>,
 }
 
 /// A folder of chats, in the sidebar.

@@ -4,6 +4,7 @@
 //! details (written by the error middleware for every `/api/` response). The OpenAPI 3.1
 //! document is generated from the annotations here and served at `/api/openapi.json`.
 mod chats;
+mod devices;
 mod documents;
 mod folders;
 mod messages;
@@ -144,6 +145,10 @@ pub fn router(import_body_limit: usize) -> (axum::Router<AppState>, utoipa::open
         .routes(routes!(folders::rename_folder, folders::delete_folder))
         .routes(routes!(folders::put_pin))
         .routes(routes!(folders::put_folder))
+        .routes(routes!(devices::list_devices))
+        .routes(routes!(devices::sign_out_device))
+        .routes(routes!(devices::create_link))
+        .routes(routes!(devices::redeem_link))
         .routes(routes!(chats::export_chat))
         .routes(routes!(chats::search))
         .routes(routes!(chats::list_models))

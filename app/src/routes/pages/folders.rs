@@ -4,6 +4,7 @@
 use axum::{
     Form,
     extract::{Path, State},
+    http::{HeaderValue, StatusCode},
     response::{Html, IntoResponse, Response},
 };
 use serde::{Deserialize, Serialize};
@@ -18,9 +19,11 @@ use crate::{
 };
 
 #[derive(Serialize)]
-struct SidebarFragment {
-    frame: Frame,
-    chat: store::chat::Model,
+struct SidebarFragment<'a> {
+    frame: &'a Frame,
+    chat: &'a store::chat::Model,
+    /// Only the chat's controls go out of band: a sidebar entry marked so would be taken out
+    /// of the sidebar and swapped where it was.
     oob: bool,
 }
 
@@ -31,13 +34,17 @@ async fn sidebar_and_controls(
     chat: store::chat::Model,
 ) -> AppResult<Response> {
     let frame: Frame = chat::sidebar(state, session).await?.into();
-    let fragment = SidebarFragment {
-        frame,
-        chat,
-        oob: true,
+    let sidebar = SidebarFragment {
+        frame: &frame,
+        chat: &chat,
+        oob: false,
     };
-    let Html(mut html) = render(state, "fragments/sidebar.html", &fragment)?;
-    html.push_str(&render(state, "fragments/chat_organize.html", &fragment)?.0);
+    let Html(mut html) = render(state, "fragments/sidebar.html", &sidebar)?;
+    let controls = SidebarFragment {
+        oob: true,
+        ..sidebar
+    };
+    html.push_str(&render(state, "fragments/chat_organize.html", &controls)?.0);
     Ok(Html(html).into_response())
 }
 
@@ -103,9 +110,17 @@ pub struct FolderForm {
     name: String,
 }
 
-/// Back to the folders on `/chats`.
+/// Back to the folders on `/chats`. htmx (the delete button, on that page) reloads it: an
+/// `HX-Redirect` to the same page with a `#fragment` would only scroll.
 fn to_folders(htmx: bool) -> Response {
-    redirect(htmx, "/chats#folders")
+    if htmx {
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        response
+            .headers_mut()
+            .insert("hx-refresh", HeaderValue::from_static("true"));
+        return response;
+    }
+    redirect(false, "/chats#folders")
 }
 
 /// `POST /folders` with a `name`.

@@ -2,6 +2,7 @@
 //! use case (`crate::chat`) and renders a template (`templates/`) or redirects; plain forms work
 //! without JavaScript (a 303 back to the page), htmx gets a fragment.
 pub mod chats;
+pub mod devices;
 pub mod folders;
 pub mod messages;
 pub mod profile;
