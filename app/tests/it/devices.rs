@@ -96,12 +96,8 @@ async fn a_code_links_another_browser_which_can_then_be_signed_out() {
         .unwrap();
     assert_eq!(typed.status(), 303);
     let typed_to = typed.headers()["location"].to_str().unwrap().to_owned();
-    assert_eq!(
-        text(second.get(app.url(&typed_to)).send().await.unwrap())
-            .await
-            .contains("Link this browser"),
-        true
-    );
+    let question = text(second.get(app.url(&typed_to)).send().await.unwrap()).await;
+    assert!(question.contains("Link this browser"), "{question}");
 
     // Confirmed: the second browser shows the first one's chats.
     let response = post_form(&second, &app.url(&path), &[], false).await;
