@@ -98,23 +98,35 @@ impl MessageText {
     }
 }
 
+/// A name as typed, on one line with single spaces; blank, or longer than `max` characters, is
+/// refused with a message about `what` ("a title", "a folder name").
+fn one_line_name(raw: &str, max: usize, blank: &str, what: &str) -> AppResult<String> {
+    reject_nul(raw)?;
+    let name = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+    if name.is_empty() {
+        return Err(AppError::Invalid(blank.into()));
+    }
+    if name.chars().count() > max {
+        return Err(AppError::Invalid(format!(
+            "Please use {what} of at most {max} characters."
+        )));
+    }
+    Ok(name)
+}
+
 /// A chat title as typed: on one line with single spaces; blank or too long is refused.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Title(String);
 
 impl Title {
     pub fn parse(raw: &str) -> AppResult<Self> {
-        reject_nul(raw)?;
-        let title = raw.split_whitespace().collect::<Vec<_>>().join(" ");
-        if title.is_empty() {
-            return Err(AppError::Invalid("Please give the chat a title.".into()));
-        }
-        if title.chars().count() > MAX_TITLE_CHARS {
-            return Err(AppError::Invalid(format!(
-                "Please use a title of at most {MAX_TITLE_CHARS} characters."
-            )));
-        }
-        Ok(Self(title))
+        one_line_name(
+            raw,
+            MAX_TITLE_CHARS,
+            "Please give the chat a title.",
+            "a title",
+        )
+        .map(Self)
     }
 
     pub fn as_str(&self) -> &str {
@@ -133,17 +145,13 @@ pub struct FolderName(String);
 
 impl FolderName {
     pub fn parse(raw: &str) -> AppResult<Self> {
-        reject_nul(raw)?;
-        let name = raw.split_whitespace().collect::<Vec<_>>().join(" ");
-        if name.is_empty() {
-            return Err(AppError::Invalid("Please give the folder a name.".into()));
-        }
-        if name.chars().count() > MAX_FOLDER_NAME_CHARS {
-            return Err(AppError::Invalid(format!(
-                "Please use a folder name of at most {MAX_FOLDER_NAME_CHARS} characters."
-            )));
-        }
-        Ok(Self(name))
+        one_line_name(
+            raw,
+            MAX_FOLDER_NAME_CHARS,
+            "Please give the folder a name.",
+            "a folder name",
+        )
+        .map(Self)
     }
 
     pub fn as_str(&self) -> &str {

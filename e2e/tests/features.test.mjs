@@ -562,7 +562,8 @@ test("share by link: anyone opens a read-only copy without a cookie, later messa
   await link.first().waitFor();
   assert.equal(await link.count(), 1);
   assert.notEqual(await page.locator("#shares").getAttribute("open"), null, "the list stays open");
-  assert.equal(await page.locator("#shares .copy-link").count(), 1, "a Copy button beside the link");
+  await page.locator("#shares .copy-link").waitFor(); // a Copy button, once htmx has settled
+  assert.equal(await page.locator("#shares .copy-link").count(), 1);
   const href = await link.getAttribute("href");
   assert.match(href, /^\/s\/[A-Za-z0-9_-]{43}$/);
   await shot(page, "38-share-link-made");
@@ -651,6 +652,62 @@ test("pins and folders arrange the sidebar in place, and deleting a folder keeps
   assert.deepEqual(await section("#chat-list"), ["Gamma", "Beta"]);
   assert.equal(await page.locator(".sidebar .folder").count(), 0);
   await context.close();
+});
+
+test("another device: a one-time link shows the chats in a second browser, which is then signed out", async () => {
+  const first = await browser.newContext({ viewport: { width: 1100, height: 800 } });
+  const page = await first.newPage();
+  await startChat(page, SLOW_BASE, "A chat for both browsers");
+  await waitForReplyEnd(page);
+  const chatUrl = page.url();
+
+  await page.locator(".devices-hint a").click();
+  await page.waitForURL(/\/devices$/);
+  assert.equal(await page.locator(".device-list li").count(), 1);
+  assert.match(await page.locator(".device-list li").textContent(), /this browser/);
+  await page.getByRole("button", { name: "Link another browser" }).click();
+  const link = page.locator(".device-link-made .device-link");
+  await link.waitFor();
+  const href = await link.getAttribute("href");
+  const code = await page.locator(".link-code").textContent();
+  assert.match(code, /^[0-9A-Z]{4}-[0-9A-Z]{4}$/);
+  await page.locator(".device-link-made .copy-link").waitFor(); // a Copy button, once htmx has settled
+  await shot(page, "42-device-link");
+
+  // The second browser types the code; the link only asks until it is confirmed.
+  const second = await browser.newContext({ viewport: { width: 900, height: 700 } });
+  const other = await second.newPage();
+  const origin = new URL(page.url()).origin;
+  await other.goto(origin + "/link");
+  await other.fill("#code", code.toLowerCase());
+  await other.getByRole("button", { name: "Continue" }).click();
+  await other.waitForURL((url) => url.pathname === href);
+  assert.equal(await other.locator(".chat-link", { hasText: "A chat for both browsers" }).count(), 0, "not yet");
+  await shot(other, "43-device-link-confirm");
+  await other.getByRole("button", { name: "Link this browser" }).click();
+  await other.waitForURL(origin + "/");
+  await other.locator(".chat-link", { hasText: "A chat for both browsers" }).first().waitFor();
+  await other.goto(chatUrl);
+  assert.match(await other.locator(".message.user .content").first().textContent(), /A chat for both browsers/);
+
+  // The code was used: opening it again says so.
+  const again = await other.goto(origin + href);
+  assert.equal(again.status(), 410);
+  assert.match(await other.locator("body").textContent(), /used already/);
+
+  // The first browser sees both and signs the second out; the second's cookie stops working.
+  await page.goto(origin + "/devices");
+  assert.equal(await page.locator(".device-list li").count(), 2);
+  page.once("dialog", (dialog) => dialog.accept());
+  await page.locator(".device-list li", { hasNotText: "this browser" }).getByRole("button", { name: "Sign out" }).click();
+  await waitInPage(page, () => document.querySelectorAll(".device-list li").length === 1, null, "one device left");
+  const gone = await other.goto(chatUrl);
+  assert.equal(gone.status(), 404);
+  await other.goto(origin + "/");
+  assert.equal(await other.locator(".chat-link", { hasText: "A chat for both browsers" }).count(), 0);
+  await shot(other, "44-device-signed-out");
+  await second.close();
+  await first.close();
 });
 
 test("installable: Chromium reads the manifest and finds nothing that stops installing the app", async () => {

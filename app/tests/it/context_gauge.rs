@@ -12,13 +12,6 @@ async fn context_json(app: &TestApp, chat: uuid::Uuid) -> Value {
     response.json().await.unwrap()
 }
 
-async fn api_messages(app: &TestApp, chat: uuid::Uuid) -> Vec<Value> {
-    let response = app.get(&format!("/api/v1/chats/{chat}/messages")).await;
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
-    body["messages"].as_array().unwrap().clone()
-}
-
 /// The estimate the app uses with llama-server, summed over a request's messages.
 fn estimated_prompt(request: &Value) -> u64 {
     request["messages"]
@@ -166,7 +159,7 @@ async fn messages_that_no_longer_fit_are_marked_on_the_page_and_in_the_api() {
     assert_eq!(budget, 400 - 16);
     let used = context["used_tokens"].as_u64().unwrap();
     let first_sent = context["first_sent_seq"].as_i64().unwrap();
-    let messages = api_messages(&app, chat).await;
+    let messages = app.api_messages(chat).await;
     let (left_out, sent): (Vec<&Value>, Vec<&Value>) = messages
         .iter()
         .partition(|m| m["seq"].as_i64().unwrap() < first_sent);
@@ -208,7 +201,7 @@ async fn messages_that_no_longer_fit_are_marked_on_the_page_and_in_the_api() {
             "<li id=\"m-{}\" data-seq=\"{first_sent}\"",
             messages
                 .iter()
-                .chain(api_messages(&app, chat).await.iter())
+                .chain(app.api_messages(chat).await.iter())
                 .find(|m| m["seq"] == first_sent)
                 .unwrap()["id"]
                 .as_str()
@@ -289,7 +282,8 @@ async fn a_message_that_cannot_fit_is_refused_before_anything_is_stored_or_asked
         "{problem}"
     );
     // Edit and resend, and a new chat's first message, likewise.
-    let edited = api_messages(&app, chat)
+    let edited = app
+        .api_messages(chat)
         .await
         .into_iter()
         .rfind(|m| m["role"] == "user")

@@ -96,6 +96,7 @@ async fn a_code_links_another_browser_which_can_then_be_signed_out() {
         .unwrap();
     assert_eq!(typed.status(), 303);
     let typed_to = typed.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(typed_to, path, "the code as the link has it");
     let question = text(second.get(app.url(&typed_to)).send().await.unwrap()).await;
     assert!(question.contains("Link this browser"), "{question}");
 

@@ -7,13 +7,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, sse::EventReader};
 
-async fn api_messages(app: &TestApp, chat: uuid::Uuid) -> Vec<Value> {
-    let response = app.get(&format!("/api/v1/chats/{chat}/messages")).await;
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
-    body["messages"].as_array().unwrap().clone()
-}
-
 #[tokio::test]
 async fn a_finished_reply_shows_its_model_tokens_and_timings_in_the_page_the_api_and_the_export() {
     let app = TestApp::spawn().await;
@@ -24,7 +17,7 @@ async fn a_finished_reply_shows_its_model_tokens_and_timings_in_the_page_the_api
     let chat = app.create_chat(&app.client, "hello").await;
 
     // The API: the reply's stats, none for the user's message.
-    let messages = api_messages(&app, chat).await;
+    let messages = app.api_messages(chat).await;
     let user = messages.iter().find(|m| m["role"] == "user").unwrap();
     assert!(user["stats"].is_null(), "{user}");
     let reply = messages.last().unwrap();
@@ -102,7 +95,7 @@ async fn a_finished_reply_shows_its_model_tokens_and_timings_in_the_page_the_api
     assert_eq!(&exported["stats"], stats);
     let imported = import(&app, &export).await;
     assert_eq!(
-        &api_messages(&app, imported).await.last().unwrap()["stats"],
+        &app.api_messages(imported).await.last().unwrap()["stats"],
         stats
     );
 }
@@ -135,7 +128,7 @@ async fn imported_stats_are_checked_and_only_replies_keep_them() {
         ]
     });
     let chat = import(&app, &export).await;
-    let messages = api_messages(&app, chat).await;
+    let messages = app.api_messages(chat).await;
     assert!(
         messages[0]["stats"].is_null(),
         "a user message has no stats"
@@ -154,7 +147,7 @@ async fn replies_that_did_not_finish_show_no_made_up_stats() {
     let app = TestApp::spawn().await;
     app.fake_lm.set(|k| k.error_after = Some(2));
     let chat = app.create_chat(&app.client, "hello").await;
-    let reply = api_messages(&app, chat).await.pop().unwrap();
+    let reply = app.api_messages(chat).await.pop().unwrap();
     assert_eq!(reply["status"], "error");
     assert!(reply["stats"].is_null(), "{reply}");
     let page = app
@@ -171,7 +164,7 @@ async fn a_model_name_longer_than_its_column_never_keeps_a_reply_from_being_save
     // PostgreSQL holds 200 characters there and refuses more; the name is cut, the reply kept.
     let app = TestApp::spawn_with(|c| c.lm_model = Some("m".repeat(300))).await;
     let chat = app.create_chat(&app.client, "hello").await;
-    let reply = api_messages(&app, chat).await.pop().unwrap();
+    let reply = app.api_messages(chat).await.pop().unwrap();
     assert_eq!(reply["status"], "complete", "{reply}");
     assert_eq!(reply["stats"]["model"], "m".repeat(200));
 }

@@ -113,7 +113,12 @@ pub async fn enter_code(
         .map(str::trim)
         .filter(|c| !c.is_empty())
     {
-        let code: String = code.chars().filter(char::is_ascii_alphanumeric).collect();
+        // The link as the devices page shows it: no dashes, capitals.
+        let code: String = code
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .map(|c| c.to_ascii_uppercase())
+            .collect();
         return Ok(redirect(false, &format!("/link/{code}")));
     }
     let frame = chat::sidebar(&state, &session).await?.into();

@@ -323,6 +323,14 @@ impl TestApp {
         panic!("reply {id} still streaming after 10 s");
     }
 
+    /// A chat's messages as the API lists them (its first page).
+    pub async fn api_messages(&self, chat: uuid::Uuid) -> Vec<serde_json::Value> {
+        let response = self.get(&format!("/api/v1/chats/{chat}/messages")).await;
+        assert_eq!(response.status(), 200);
+        let body: serde_json::Value = response.json().await.unwrap();
+        body["messages"].as_array().unwrap().clone()
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         let db = self.store.connection();
         let row = db
