@@ -74,9 +74,9 @@ impl Engine {
     }
 
     /// The context as far as is known now, without waiting for the model server.
-    pub fn known_context_tokens(&self, model: Option<&str>) -> Option<u32> {
+    pub async fn known_context_tokens(&self, model: Option<&str>) -> Option<u32> {
         match self {
-            Engine::Server(client) => client.known_context_tokens(model),
+            Engine::Server(client) => client.known_context_tokens(model).await,
             #[cfg(feature = "embedded")]
             Engine::Embedded(engine) => engine.context_tokens(),
         }

@@ -159,6 +159,7 @@ impl AppState {
                 key,
                 secure: config.cookie_secure,
                 store: store.clone(),
+                devices: Default::default(),
             },
             config: Arc::new(config),
             store,

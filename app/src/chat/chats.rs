@@ -223,7 +223,7 @@ pub async fn create(
         state
             .rate_limits
             .check(Action::Send, &session.id, address)?;
-        super::messages::refuse_unless_fits(state, None, text)?;
+        super::messages::refuse_unless_fits(state, None, text).await?;
     }
     let greeting = Some(state.config.greeting.as_str());
     let first_message = new_chat.first_message.as_ref().map(MessageText::as_str);

@@ -46,7 +46,10 @@ pub async fn devices(state: &AppState, session: &Session) -> AppResult<Vec<devic
 #[tracing::instrument(skip_all, fields(%device_id))]
 pub async fn sign_out(state: &AppState, session: &Session, device_id: Uuid) -> AppResult<()> {
     match state.store.revoke_device(&session.id, device_id).await? {
-        true => Ok(()),
+        true => {
+            state.sessions.devices.forget(device_id);
+            Ok(())
+        }
         false => Err(AppError::NotFound("device")),
     }
 }
@@ -122,6 +125,7 @@ pub async fn redeem_link(
         .ok_or_else(|| AppError::Internal(anyhow::anyhow!("a link names a malformed session")))?;
     if let Some(device) = session.device {
         state.store.revoke_device(&session.id, device).await?;
+        state.sessions.devices.forget(device);
     }
     Ok(joined)
 }

@@ -90,12 +90,12 @@ async fn check_fits(
     text: &MessageText,
 ) -> AppResult<()> {
     let chat = super::find(state, session, chat_id).await?;
-    refuse_unless_fits(state, Some(&chat), text)
+    refuse_unless_fits(state, Some(&chat), text).await
 }
 
 /// A message too large for the model's context (with the chat's system prompt) as the error
 /// the visitor reads; `chat` is `None` for a chat being created.
-pub(super) fn refuse_unless_fits(
+pub(super) async fn refuse_unless_fits(
     state: &AppState,
     chat: Option<&chat::Model>,
     text: &MessageText,
@@ -103,6 +103,7 @@ pub(super) fn refuse_unless_fits(
     state
         .generations
         .check_message_fits(chat, text.as_str())
+        .await
         .map_err(|e| AppError::TooLarge(e.to_string()))
 }
 

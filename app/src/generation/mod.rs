@@ -578,7 +578,7 @@ impl Generations {
     /// out, before anything is stored. Only a context already known counts: this never waits
     /// for the model server (the reply would then fail with the same message). `chat` is
     /// `None` for the first message of a chat not created yet (the defaults apply).
-    pub fn check_message_fits(
+    pub async fn check_message_fits(
         &self,
         chat: Option<&chat::Model>,
         text: &str,
@@ -597,7 +597,7 @@ impl Generations {
         };
         let context = match inner.settings.context_tokens {
             Some(configured) => Some(configured),
-            None => inner.lm.known_context_tokens(model.as_deref()),
+            None => inner.lm.known_context_tokens(model.as_deref()).await,
         };
         let Some(context) = context else {
             return Ok(());

@@ -114,11 +114,11 @@ impl LmClient {
     }
 
     /// The context of `model` as far as is known now, without asking the server.
-    pub fn known_context_tokens(&self, model: Option<&str>) -> Option<u32> {
+    pub async fn known_context_tokens(&self, model: Option<&str>) -> Option<u32> {
         if let Some(configured) = self.settings.context_tokens {
             return Some(configured);
         }
-        let models = self.models.peek()?.ok()?;
+        let models = self.models.peek().await?.ok()?;
         self.n_ctx_of(&models, model)
     }
 

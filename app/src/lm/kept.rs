@@ -23,6 +23,8 @@ struct Inner<T> {
     answer: Mutex<Option<(Instant, T)>>,
     /// A background refresh is running: old answers start no second one.
     refreshing: AtomicBool,
+    /// There is an answer (set once the first one is kept, cleared by `forget`).
+    answered: AtomicBool,
 }
 
 impl<T> Clone for Kept<T> {
@@ -39,6 +41,7 @@ impl<T: Clone + Send + 'static> Kept<T> {
             inner: Arc::new(Inner {
                 answer: Mutex::new(None),
                 refreshing: AtomicBool::new(false),
+                answered: AtomicBool::new(false),
             }),
         }
     }
@@ -53,6 +56,7 @@ impl<T: Clone + Send + 'static> Kept<T> {
         let Some((at, answer)) = &*kept else {
             let answer = fetch.await;
             *kept = Some((Instant::now(), answer.clone()));
+            self.inner.answered.store(true, Ordering::SeqCst);
             return answer;
         };
         if at.elapsed() >= max_age(answer) && !self.inner.refreshing.swap(true, Ordering::SeqCst) {
@@ -66,16 +70,22 @@ impl<T: Clone + Send + 'static> Kept<T> {
         answer.clone()
     }
 
-    /// The kept answer, however old, without asking for one; `None` when there is none yet
-    /// (or the first ask is under way).
-    pub fn peek(&self) -> Option<T> {
-        let kept = self.inner.answer.try_lock().ok()?;
+    /// The kept answer, however old, without asking for one; `None` when there is none yet.
+    /// Never waits for the server: while the first ask is under way (it holds the lock) the
+    /// answer is `None`; otherwise the lock is only ever held for a moment.
+    pub async fn peek(&self) -> Option<T> {
+        if !self.inner.answered.load(Ordering::SeqCst) {
+            return None;
+        }
+        let kept = self.inner.answer.lock().await;
         kept.as_ref().map(|(_, answer)| answer.clone())
     }
 
     /// Drops the kept answer: the next ask waits for a fresh one.
     pub async fn forget(&self) {
-        *self.inner.answer.lock().await = None;
+        let mut kept = self.inner.answer.lock().await;
+        *kept = None;
+        self.inner.answered.store(false, Ordering::SeqCst);
     }
 }
 

@@ -283,6 +283,8 @@ async fn with_cookie_secure_the_cookie_is_host_prefixed_and_old_cookies_move_to_
         "UPDATE devices SET last_used_at = '2026-01-01T00:00:00Z', created_at = '2026-01-01T00:00:00Z'",
     )
     .await;
+    // (Once this replica reads the row again.)
+    tokio::time::sleep(app::session::DEVICE_CHECK_TTL).await;
     let renewed = plain
         .get(app.url("/devices"))
         .header("cookie", &moved)
@@ -356,4 +358,23 @@ async fn the_api_lists_devices_makes_codes_and_turns_one_into_a_token() {
     // That was this client's own browser: it is a new session now.
     let after: Value = app.get("/api/v1/chats").await.json().await.unwrap();
     assert_eq!(after["chats"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn a_device_signed_out_by_another_replica_is_refused_within_a_second() {
+    let app = TestApp::spawn().await;
+    app.create_chat(&app.client, "Seen by two replicas").await;
+    let home = text(app.get("/").await).await;
+    assert!(home.contains("Seen by two replicas"));
+    // Another replica signs this browser out: its row changes, this replica was not told.
+    sql(
+        &app,
+        "UPDATE devices SET revoked_at = '2026-01-01T00:00:00Z'",
+    )
+    .await;
+    tokio::time::sleep(app::session::DEVICE_CHECK_TTL + std::time::Duration::from_millis(100))
+        .await;
+    let after = app.get("/").await;
+    assert!(after.headers().get("set-cookie").is_some(), "a new session");
+    assert!(!text(after).await.contains("Seen by two replicas"));
 }

@@ -117,14 +117,7 @@ pub async fn show(
     // First: a write after this read makes the stamp older than the page, never newer.
     let version = chat::session_version(&state, &session).await?;
     let models = chat::model_choices(&state).await;
-    let stamp = Stamp::new(
-        version,
-        (
-            &models,
-            state.lm.known_context_tokens(None),
-            state.generations.title_pending(chat_id),
-        ),
-    );
+    let stamp = Stamp::new(version, (&models, state.generations.title_pending(chat_id)));
     let key = PageKey {
         session: session.id.clone(),
         chat: chat_id,
