@@ -11,8 +11,21 @@ document.addEventListener("keydown", (event) => {
   if (event.key !== "Enter" || event.shiftKey || event.isComposing || event.keyCode === 229) return;
   event.preventDefault();
   const submit = field.form?.querySelector("button[type=submit]");
-  if (field.value.trim() === "" || submit?.disabled) return;
+  const files = field.form?.querySelector("input[type=file]")?.files;
+  if ((field.value.trim() === "" && !files?.length) || submit?.disabled) return;
   field.form?.requestSubmit();
+});
+
+// Files dropped on a composer become its attachments (the file input keeps them).
+document.addEventListener("dragover", (event) => {
+  if (event.target instanceof Element && event.target.closest(".composer")) event.preventDefault();
+});
+document.addEventListener("drop", (event) => {
+  const form = event.target instanceof Element ? event.target.closest(".composer") : null;
+  const input = form?.querySelector("input[type=file]");
+  if (!input || !event.dataTransfer?.files.length) return;
+  event.preventDefault();
+  input.files = event.dataTransfer.files;
 });
 
 // After htmx sends the composer: clear it on success, keep the text when it was refused.

@@ -222,9 +222,18 @@ pub struct Config {
     #[arg(long, env = "TITLE_GENERATION", action = ArgAction::Set, default_value_t = true, value_parser = parse_on_off)]
     pub title_generation: bool,
 
-    /// Largest chat export that can be imported, in bytes.
-    #[arg(long, env = "MAX_IMPORT_BYTES", default_value_t = 4 * 1024 * 1024)]
+    /// Largest chat export that can be imported, in bytes (an export carries its chat's files,
+    /// base64: a third larger than they are).
+    #[arg(long, env = "MAX_IMPORT_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_import_bytes: usize,
+
+    /// Most files one message may carry (0: attachments are off).
+    #[arg(long, env = "MAX_ATTACHMENTS", default_value_t = 5)]
+    pub max_attachments: usize,
+
+    /// Largest file that can be attached to a message, in bytes.
+    #[arg(long, env = "MAX_ATTACHMENT_BYTES", default_value_t = 5 * 1024 * 1024)]
+    pub max_attachment_bytes: usize,
 
     /// Largest message a user may send, in bytes.
     #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 32 * 1024)]
@@ -347,6 +356,20 @@ impl Config {
     /// may become `%XX`), plus room for the other fields.
     pub fn body_limit(&self) -> usize {
         self.max_message_bytes * 3 + 16 * 1024
+    }
+
+    /// The largest request that sends a message: the message and its files at their limits,
+    /// as base64 (the JSON API's encoding, larger than a form's multipart), plus room.
+    pub fn message_body_limit(&self) -> usize {
+        self.body_limit() + self.max_attachments * self.max_attachment_bytes.div_ceil(3) * 4
+    }
+
+    /// What the attachment limits are.
+    pub fn attachment_limits(&self) -> crate::attachments::Limits {
+        crate::attachments::Limits {
+            max_count: self.max_attachments,
+            max_bytes: self.max_attachment_bytes,
+        }
     }
 
     /// The largest import request: the export plus room for the multipart framing.

@@ -85,6 +85,14 @@ impl MessageText {
         Ok(Self(text))
     }
 
+    /// A message sent with files may be blank: the files are the message.
+    pub fn parse_with_files(text: String, max_bytes: usize, has_files: bool) -> AppResult<Self> {
+        if has_files && text.trim().is_empty() {
+            return Ok(Self(String::new()));
+        }
+        Self::parse(text, max_bytes)
+    }
+
     /// A chat's optional first message: blank means none.
     pub fn parse_optional(text: String, max_bytes: usize) -> AppResult<Option<Self>> {
         match text.trim().is_empty() {
@@ -395,6 +403,14 @@ pub fn reject_nul(text: &str) -> AppResult<()> {
 /// A size as people read it: bytes below 1 KiB, else whole KiB (rounded so that "over the limit"
 /// never reads as equal to it).
 pub fn size(bytes: usize) -> String {
+    const MIB: usize = 1024 * 1024;
+    if bytes >= MIB {
+        return if bytes.is_multiple_of(MIB) {
+            format!("{} MiB", bytes / MIB)
+        } else {
+            format!("{:.1} MiB", bytes as f64 / MIB as f64)
+        };
+    }
     if bytes < 1024 {
         format!("{bytes} bytes")
     } else if bytes.is_multiple_of(1024) {
@@ -500,5 +516,7 @@ mod tests {
         assert_eq!(size(1023), "1023 bytes");
         assert_eq!(size(2048), "2 KiB");
         assert_eq!(size(1536), "1.5 KiB");
+        assert_eq!(size(4 * 1024 * 1024), "4 MiB");
+        assert_eq!(size(1536 * 1024), "1.5 MiB");
     }
 }

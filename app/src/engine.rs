@@ -105,6 +105,16 @@ impl Engine {
         }
     }
 
+    /// Whether the model can be sent images: llama-server's own answer; the embedded engine
+    /// loads text models only.
+    pub async fn has_vision(&self) -> bool {
+        match self {
+            Engine::Server(client) => client.has_vision().await,
+            #[cfg(feature = "embedded")]
+            Engine::Embedded(_) => false,
+        }
+    }
+
     /// Forgets what the server said about its models (it may have restarted with others).
     pub async fn forget_model_info(&self) {
         match self {

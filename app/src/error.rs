@@ -24,6 +24,10 @@ pub enum AppError {
     Invalid(String),
     #[error("{0}")]
     TooLarge(String),
+    /// A file of a kind that cannot be used (an attachment that is neither text, PDF nor an
+    /// image a model can see): 415.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error("{0}")]
     Conflict(String),
     /// Something that existed and is no more (a used or expired link code): 410.
@@ -59,6 +63,7 @@ impl AppError {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::Gone(_) => StatusCode::GONE,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,

@@ -2,6 +2,7 @@
 //! connects the database, applies migrations, starts the engine, builds the state and the
 //! router (`routes::router`), and serves until SIGINT/SIGTERM. ARCHITECTURE.md maps the modules.
 pub mod assets;
+pub mod attachments;
 pub mod chat;
 pub mod config;
 pub mod domain;

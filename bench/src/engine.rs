@@ -479,6 +479,7 @@ impl Phase {
                     .context("the long chat's first turn")?;
                 chat.push(PromptMessage {
                     role: "assistant",
+                    images: Vec::new(),
                     content: first.text.clone(),
                 });
                 chat.push(user(
@@ -524,6 +525,7 @@ fn long_chat(round: usize) -> Vec<PromptMessage> {
         system(),
         PromptMessage {
             role: "assistant",
+            images: Vec::new(),
             content: format!(
                 "Hello! This is conversation number {round}. How can I help you today?"
             ),
@@ -536,6 +538,7 @@ fn long_chat(round: usize) -> Vec<PromptMessage> {
         )));
         chat.push(PromptMessage {
             role: "assistant",
+            images: Vec::new(),
             content: format!(
                 "One interesting thing about {topic} is that people have studied it for centuries and still find surprises."
             ),
@@ -555,6 +558,7 @@ pub(crate) fn asking(content: &str) -> Vec<PromptMessage> {
 fn system() -> PromptMessage {
     PromptMessage {
         role: "system",
+        images: Vec::new(),
         content: SYSTEM_PROMPT.to_owned(),
     }
 }
@@ -562,6 +566,7 @@ fn system() -> PromptMessage {
 fn user(content: &str) -> PromptMessage {
     PromptMessage {
         role: "user",
+        images: Vec::new(),
         content: content.to_owned(),
     }
 }

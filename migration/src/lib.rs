@@ -11,6 +11,7 @@ mod m20261202_000005_reply_stats;
 mod m20261202_000006_shares;
 mod m20261202_000007_pins_and_folders;
 mod m20261202_000008_devices;
+mod m20261203_000009_attachments;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000006_shares::Migration),
             Box::new(m20261202_000007_pins_and_folders::Migration),
             Box::new(m20261202_000008_devices::Migration),
+            Box::new(m20261203_000009_attachments::Migration),
         ]
     }
 }

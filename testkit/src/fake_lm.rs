@@ -49,6 +49,8 @@ pub struct Knobs {
     /// Frames a stream may have sent ahead of what the client read (1: each waits for the
     /// client, so a client that goes away is seen at once; the benchmarks use more).
     pub stream_buffer: usize,
+    /// What `/props` says in `modalities.vision` (a server started with `--mmproj`).
+    pub vision: bool,
 }
 
 impl Default for Knobs {
@@ -69,6 +71,7 @@ impl Default for Knobs {
             title_reply: Some("\"Greetings, Numbers and More.\"".into()),
             title_delay: Duration::ZERO,
             stream_buffer: 1,
+            vision: false,
         }
     }
 }
@@ -195,6 +198,7 @@ impl FakeLm {
             .route("/v1/chat/completions", post(chat))
             .route("/v1/models", get(models))
             .route("/health", get(health))
+            .route("/props", get(props))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -232,6 +236,16 @@ impl FakeLm {
         }
         self.log(&check)
     }
+}
+
+/// `/props` as llama-server 0.3.36 answered it (`testkit/fixtures/props.json`, recorded from
+/// the build CI makes), with the knobs' context size and vision.
+async fn props(State(shared): State<Shared>) -> Json<Value> {
+    let mut props: Value = serde_json::from_str(include_str!("../fixtures/props.json")).unwrap();
+    let knobs = shared.knobs.lock().unwrap().clone();
+    props["default_generation_settings"]["n_ctx"] = knobs.n_ctx.into();
+    props["modalities"]["vision"] = knobs.vision.into();
+    Json(props)
 }
 
 async fn models(State(shared): State<Shared>) -> Json<Value> {

@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use crate::{
     AppState,
+    attachments::Upload,
     domain::{MessageText, Title},
     error::{AppError, AppResult},
     generation::ContextUse,
@@ -204,6 +205,8 @@ pub async fn open(
 #[derive(Default)]
 pub struct NewChat {
     pub first_message: Option<MessageText>,
+    /// Files sent with the first message.
+    pub files: Vec<Upload>,
     pub title: Option<Title>,
 }
 
@@ -219,14 +222,20 @@ pub async fn create(
     state
         .rate_limits
         .check(Action::CreateChat, &session.id, address)?;
+    let mut files = Vec::new();
     if let Some(text) = &new_chat.first_message {
         state
             .rate_limits
             .check(Action::Send, &session.id, address)?;
-        super::messages::refuse_unless_fits(state, None, text).await?;
+        files = super::messages::read_attachments(state, new_chat.files).await?;
+        let message = super::messages::new_user_message(text, &files);
+        super::messages::refuse_unless_fits(state, None, &message, !files.is_empty()).await?;
     }
     let greeting = Some(state.config.greeting.as_str());
-    let first_message = new_chat.first_message.as_ref().map(MessageText::as_str);
+    let first_message = new_chat
+        .first_message
+        .as_ref()
+        .map(|text| (text.as_str(), files.as_slice()));
     let created = state
         .store
         .create_chat(&session.id, greeting, first_message)

@@ -6,8 +6,11 @@ use uuid::Uuid;
 
 use crate::{
     AppState,
+    attachments::{self, Attachment, Upload, prompt_text},
     domain::{INTERRUPTED, MessageText},
     error::{AppError, AppResult},
+    generation::user_message,
+    lm::{LmError, PromptMessage},
     limits::Action,
     session::Session,
     store::{NewReply, ReplyEnd, Role, Status, chat, message},
@@ -32,16 +35,41 @@ pub async fn send(
     address: IpAddr,
     chat_id: Uuid,
     text: &MessageText,
+    uploads: Vec<Upload>,
 ) -> AppResult<Exchange> {
     state
         .rate_limits
         .check(Action::Send, &session.id, address)?;
-    check_fits(state, session, chat_id, text).await?;
+    let files = read_attachments(state, uploads).await?;
+    let chat = super::find(state, session, chat_id).await?;
+    let message = new_user_message(text, &files);
+    refuse_unless_fits(state, Some(&chat), &message, !files.is_empty()).await?;
     let outcome = state
         .store
-        .add_exchange(&session.id, chat_id, text.as_str())
+        .add_exchange(&session.id, chat_id, text.as_str(), &files)
         .await?;
     start(state, session, outcome).await
+}
+
+/// Checks and reads a message's uploads (off the async threads: a PDF's text takes a while).
+/// An image needs a model that can see; the model server is asked only when one is attached.
+pub(super) async fn read_attachments(
+    state: &AppState,
+    uploads: Vec<Upload>,
+) -> AppResult<Vec<Attachment>> {
+    if uploads.is_empty() {
+        return Ok(Vec::new());
+    }
+    let limits = state.config.attachment_limits();
+    attachments::check_count(uploads.len(), limits)?;
+    let vision = state.lm.has_vision().await;
+    tokio::task::spawn_blocking(move || attachments::prepare(uploads, limits, vision))
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("reading attachments: {e}")))?
+}
+
+fn refs(files: &[Attachment]) -> Vec<attachments::AttachmentRef> {
+    files.iter().map(Attachment::reference).collect()
 }
 
 /// Edit and resend: the chat's latest user message is replaced by `text` and a new reply
@@ -58,7 +86,26 @@ pub async fn edit(
     state
         .rate_limits
         .check(Action::Send, &session.id, address)?;
-    check_fits(state, session, chat_id, text).await?;
+    // The new version keeps the files of the one it replaces: they count too.
+    let (chat, edited) = tokio::try_join!(
+        super::find(state, session, chat_id),
+        async {
+            Ok(state
+                .store
+                .find_message(&session.id, chat_id, message_id)
+                .await?)
+        },
+    )?;
+    let message = match &edited {
+        Some(m) => user_message(
+            text.as_str(),
+            m.attachment_text.as_deref(),
+            &m.attachment_refs(),
+        ),
+        None => user_message(text.as_str(), None, &[]),
+    };
+    let with_files = edited.is_some_and(|m| m.attachments.is_some());
+    refuse_unless_fits(state, Some(&chat), &message, with_files).await?;
     let outcome = state
         .store
         .edit_exchange(&session.id, chat_id, message_id, text.as_str())
@@ -81,30 +128,30 @@ pub async fn regenerate(
     start(state, session, outcome).await
 }
 
-/// A message that cannot reach the model (with the system prompt, it is larger than the
-/// context allows) is refused before anything is stored; the composer keeps it.
-async fn check_fits(
-    state: &AppState,
-    session: &Session,
-    chat_id: Uuid,
-    text: &MessageText,
-) -> AppResult<()> {
-    let chat = super::find(state, session, chat_id).await?;
-    refuse_unless_fits(state, Some(&chat), text).await
-}
-
-/// A message too large for the model's context (with the chat's system prompt) as the error
-/// the visitor reads; `chat` is `None` for a chat being created.
+/// A message that cannot reach the model (with the system prompt and its files, it is larger
+/// than the context allows) is refused before anything is stored; the composer keeps it.
+/// `chat` is `None` for a chat being created.
 pub(super) async fn refuse_unless_fits(
     state: &AppState,
     chat: Option<&chat::Model>,
-    text: &MessageText,
+    message: &PromptMessage,
+    with_files: bool,
 ) -> AppResult<()> {
     state
         .generations
-        .check_message_fits(chat, text.as_str())
+        .check_message_fits(chat, message)
         .await
-        .map_err(|e| AppError::TooLarge(e.to_string()))
+        .map_err(|e| match e {
+            LmError::MessageTooLarge { tokens, budget } if with_files => AppError::TooLarge(format!(
+                "Your message with its files is too long for the model's context (about {tokens} tokens; at most {budget} fit). Attach fewer or smaller files."
+            )),
+            e => AppError::TooLarge(e.to_string()),
+        })
+}
+
+/// A message ready for the fit check (`generation::user_message`), from files read now.
+pub(super) fn new_user_message(text: &MessageText, files: &[Attachment]) -> PromptMessage {
+    user_message(text.as_str(), prompt_text(files).as_deref(), &refs(files))
 }
 
 /// Starts the reply the store made, or says why there is none.

@@ -3,6 +3,7 @@
 //! [`crate::domain`] types, and returns a domain result or an [`AppError`](crate::error::AppError).
 //! The HTML pages (`routes::pages`) and the JSON API (`routes::api`) are thin adapters over
 //! these: extract, call, render or serialise. Nothing here speaks HTTP. See ARCHITECTURE.md.
+mod attachments;
 mod chats;
 mod devices;
 mod folders;
@@ -13,6 +14,7 @@ mod settings;
 mod shares;
 mod transfer;
 
+pub use attachments::attachment;
 pub use chats::{
     ChatHistory, FolderOfChats, MESSAGES_PER_PAGE, MessagePage, NewChat, OpenedChat, Sidebar,
     TitleStatus, context, create, delete, find, list, messages, open, rename, session_version,
@@ -25,4 +27,6 @@ pub use profile::set_display_name;
 pub use search::{MessageHit, SearchResults, search};
 pub use settings::{model_choices, models, update_settings};
 pub use shares::{SharedChat, revoke_share, share, shared, shares};
-pub use transfer::{ChatExport, Export, ExportFormat, ExportMessage, export, import};
+pub use transfer::{
+    ChatExport, Export, ExportAttachment, ExportFormat, ExportMessage, export, import,
+};

@@ -51,7 +51,8 @@ pub async fn share(
         .store
         .list_messages(&session.id, chat_id, None, super::transfer::ALL_MESSAGES)
         .await?;
-    let document = export_document(&chat, &messages);
+    // The snapshot names the chat's files but does not carry them: a link shares the text.
+    let document = export_document(&chat, &messages, &Default::default());
     let snapshot = Snapshot {
         messages: document
             .messages

@@ -1,8 +1,9 @@
 //! A chat as a download (Markdown to read, JSON to keep) and a JSON export imported as a new
 //! chat. The JSON export is the format other tools may rely on: `format`, `version`, `title`,
-//! `settings` (a chat's [`ChatSettings`]), `messages`.
-use std::net::IpAddr;
+//! `settings` (a chat's [`ChatSettings`]), `messages` (each with its `attachments`, base64).
+use std::{collections::HashMap, net::IpAddr};
 
+use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use sea_orm::ActiveEnum;
 use serde::{Deserialize, Serialize};
@@ -11,11 +12,12 @@ use uuid::Uuid;
 
 use crate::{
     AppState,
-    domain::{ChatSettings, ReplyStats, Title, reject_nul},
+    attachments::{self, Attachment, AttachmentRef, Limits, Upload},
+    domain::{ChatSettings, ReplyStats, Title, reject_nul, size},
     error::{AppError, AppResult},
     limits::Action,
     session::Session,
-    store::{ImportedChat, ImportedMessage, Role, Status, chat, message},
+    store::{ImportedChat, ImportedMessage, Role, Status, attachment, chat, message},
 };
 
 /// What `format` says in every export.
@@ -67,14 +69,43 @@ pub struct ExportMessage {
     pub stats: Option<ReplyStats>,
     #[serde(default)]
     pub created_at: Option<DateTime<Utc>>,
+    /// The files sent with a user message, as they were sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<ExportAttachment>,
+}
+
+/// A file of a message, in an export (with its bytes) or a shared link's snapshot (without).
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExportAttachment {
+    pub name: String,
+    /// What the app took it for; an import decides again from the bytes.
+    #[schema(example = "text/markdown")]
+    pub media_type: String,
+    pub size_bytes: u64,
+    /// The file's bytes, base64 (standard alphabet, padded). Absent in a shared link's snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
 }
 
 fn complete() -> String {
     "complete".into()
 }
 
-/// The export of a chat and its messages.
-pub fn export_document(chat: &chat::Model, messages: &[message::Model]) -> ChatExport {
+/// The export of a chat and its messages, with the bytes of the files found in `files` (a
+/// shared link's snapshot passes none: it names them only).
+pub fn export_document(
+    chat: &chat::Model,
+    messages: &[message::Model],
+    files: &HashMap<Uuid, attachment::Model>,
+) -> ChatExport {
+    let export_file = |r: AttachmentRef| ExportAttachment {
+        data: files
+            .get(&r.id)
+            .map(|f| base64::engine::general_purpose::STANDARD.encode(&f.data)),
+        name: r.name,
+        media_type: r.media_type,
+        size_bytes: r.size_bytes,
+    };
     ChatExport {
         format: EXPORT_FORMAT.into(),
         version: EXPORT_VERSION,
@@ -93,6 +124,7 @@ pub fn export_document(chat: &chat::Model, messages: &[message::Model]) -> ChatE
                 superseded: m.superseded,
                 stats: m.stats(),
                 created_at: Some(m.created_at),
+                attachments: m.attachment_refs().into_iter().map(export_file).collect(),
             })
             .collect(),
     }
@@ -128,6 +160,14 @@ pub fn export_markdown(chat: &chat::Model, messages: &[message::Model]) -> Strin
             out.push_str(&quote(reasoning));
             out.push_str("\n\n");
         }
+        let files = m.attachment_refs();
+        if !files.is_empty() {
+            let names: Vec<String> = files
+                .iter()
+                .map(|f| format!("{} ({})", f.name, size(f.size_bytes as usize)))
+                .collect();
+            out.push_str(&format!("_Attached: {}._\n\n", names.join(", ")));
+        }
         out.push_str(m.content.trim_end());
         out.push_str("\n\n");
         match m.status {
@@ -154,6 +194,9 @@ fn quote(text: &str) -> String {
 
 /// Turns an export into a chat to create, or says what is wrong with it.
 async fn parse_export(state: &AppState, export: ChatExport) -> AppResult<ImportedChat> {
+    // Files are checked like files sent now, except that images stay (a model that cannot see
+    // is told they are left out) and each message may carry as many as it did.
+    let limits = state.config.attachment_limits();
     if export.format != EXPORT_FORMAT || export.version != EXPORT_VERSION {
         return Err(AppError::Invalid(format!(
             "This is not a chat export this app can read (format “{}”, version {}; expected “{EXPORT_FORMAT}”, version {EXPORT_VERSION}).",
@@ -196,7 +239,11 @@ async fn parse_export(state: &AppState, export: ChatExport) -> AppResult<Importe
         {
             reject_nul(text).map_err(|e| at(e.to_string()))?;
         }
+        let attachments = import_attachments(m.attachments, limits)
+            .await
+            .map_err(|e| at(e.to_string()))?;
         messages.push(ImportedMessage {
+            attachments,
             role,
             content: m.content,
             reasoning: m.reasoning.filter(|r| !r.is_empty()),
@@ -231,6 +278,41 @@ async fn parse_export(state: &AppState, export: ChatExport) -> AppResult<Importe
         settings,
         messages,
     })
+}
+
+/// An export's files, decoded and read like uploads (blocking: PDFs' text).
+async fn import_attachments(
+    files: Vec<ExportAttachment>,
+    limits: Limits,
+) -> AppResult<Vec<Attachment>> {
+    if files.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut uploads = Vec::with_capacity(files.len());
+    for file in files {
+        let Some(data) = file.data else {
+            return Err(AppError::Invalid(format!(
+                "the file “{}” has no data.",
+                file.name
+            )));
+        };
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data.as_bytes())
+            .map_err(|_| {
+                AppError::Invalid(format!("the file “{}” is not valid base64.", file.name))
+            })?;
+        uploads.push(Upload {
+            name: file.name,
+            bytes: bytes.into(),
+        });
+    }
+    let limits = Limits {
+        max_count: limits.max_count.max(uploads.len()),
+        ..limits
+    };
+    tokio::task::spawn_blocking(move || attachments::prepare(uploads, limits, true))
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("reading attachments: {e}")))?
 }
 
 /// Creates a chat from an export (counts as creating a chat for the rate limits).
@@ -299,7 +381,14 @@ pub async fn export(
             "md",
         ),
         ExportFormat::Json => {
-            let document = export_document(&chat, &messages);
+            let files = state
+                .store
+                .chat_attachments(&session.id, chat_id)
+                .await?
+                .into_iter()
+                .map(|f| (f.id, f))
+                .collect();
+            let document = export_document(&chat, &messages, &files);
             let json = serde_json::to_string_pretty(&document)
                 .map_err(|e| AppError::Internal(anyhow::anyhow!("writing an export: {e}")))?;
             (json, "application/json", "json")

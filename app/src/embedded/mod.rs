@@ -290,6 +290,7 @@ impl EmbeddedEngine {
         let loaded = self.loaded().ok()?;
         let message = [PromptMessage {
             role: role_name(role),
+            images: Vec::new(),
             content: text.to_owned(),
         }];
         let framed = apply_template(&loaded.model, &loaded.template, &message, false).ok()?;
@@ -371,6 +372,7 @@ fn chat_template(model: &LlamaModel) -> LlamaChatTemplate {
     let chatml = || LlamaChatTemplate::new("chatml").expect("no NUL in a literal");
     let probe = [PromptMessage {
         role: "user",
+        images: Vec::new(),
         content: "hi".into(),
     }];
     match model.chat_template(None) {

@@ -26,14 +26,14 @@ mod prompt;
 mod save;
 mod title;
 
-pub use prompt::{ContextUse, fit_to_context, reply_options};
+pub use prompt::{ContextUse, fit_to_context, reply_options, user_message};
 pub use title::clean_generated_title;
 
 use sea_orm::ActiveEnum;
 
 use crate::{
     engine::Engine,
-    lm::{LmError, LmEvent, PromptMessage, ReplyOptions},
+    lm::{IMAGE_TOKENS, LmError, LmEvent, PromptMessage, ReplyOptions},
     metrics::ReplyMetrics,
     session::SessionId,
     store::{ReplyEnd, Status, Store, chat, message},
@@ -508,7 +508,7 @@ async fn build_prompt(
     }
     let options = reply_options(&inner.settings, &reply.chat);
     let context = inner.context_tokens(&options).await;
-    let prompt = fit_to_context(
+    let mut prompt = fit_to_context(
         inner.system_prompt(&reply.chat),
         &history,
         context,
@@ -516,7 +516,43 @@ async fn build_prompt(
         &inner.counter(),
     )
     .map_err(failed)?;
+    attach_images(inner, reply, &mut prompt)
+        .await
+        .map_err(not_loaded)?;
     Ok((prompt, options))
+}
+
+/// The images of the prompt's messages: read from the store for a model that can see; for one
+/// that cannot (the chat's model changed since they were sent), each message says an image is
+/// left out.
+async fn attach_images(
+    inner: &Inner,
+    reply: &Reply,
+    prompt: &mut [PromptMessage],
+) -> Result<(), sea_orm::DbErr> {
+    let wanted: Vec<Uuid> = prompt
+        .iter()
+        .flat_map(|m| m.images.iter().map(|i| i.attachment_id))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    if !inner.lm.has_vision().await {
+        for message in prompt.iter_mut().filter(|m| !m.images.is_empty()) {
+            message.images.clear();
+            message.content.push_str("\n\n");
+            message.content.push_str(crate::attachments::IMAGE_LEFT_OUT);
+        }
+        return Ok(());
+    }
+    let mut data = inner
+        .store
+        .attachment_data(&reply.session_id, reply.chat_id, &wanted)
+        .await?;
+    for image in prompt.iter_mut().flat_map(|m| m.images.iter_mut()) {
+        image.data = data.remove(&image.attachment_id);
+    }
+    Ok(())
 }
 
 impl Inner {
@@ -537,7 +573,12 @@ impl Inner {
 
     /// A prompt message's cost in tokens, as the engine counts it.
     fn counter(&self) -> impl Fn(&PromptMessage) -> u32 + '_ {
-        |turn: &PromptMessage| self.lm.count_tokens(turn.role, &turn.content)
+        |turn: &PromptMessage| {
+            let images = u32::try_from(turn.images.len()).unwrap_or(u32::MAX);
+            self.lm
+                .count_tokens(turn.role, &turn.content)
+                .saturating_add(images.saturating_mul(IMAGE_TOKENS))
+        }
     }
 }
 
@@ -581,7 +622,7 @@ impl Generations {
     pub async fn check_message_fits(
         &self,
         chat: Option<&chat::Model>,
-        text: &str,
+        message: &PromptMessage,
     ) -> Result<(), LmError> {
         let inner = &self.inner;
         let (system_prompt, model, max_tokens) = match chat {
@@ -602,6 +643,12 @@ impl Generations {
         let Some(context) = context else {
             return Ok(());
         };
-        prompt::check_message_fits(system_prompt, text, context, max_tokens, &inner.counter())
+        prompt::check_message_fits(
+            system_prompt,
+            message,
+            context,
+            max_tokens,
+            &inner.counter(),
+        )
     }
 }

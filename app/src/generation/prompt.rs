@@ -1,7 +1,8 @@
 //! What the model is asked: the system prompt and as much recent history as fits its context,
 //! with the chat's settings; and the request for a chat's title.
 use crate::{
-    lm::{LmError, PromptMessage, ReplyOptions},
+    attachments::AttachmentRef,
+    lm::{LmError, PromptImage, PromptMessage, ReplyOptions},
     store::{Role, Status, chat, message},
 };
 
@@ -51,39 +52,78 @@ struct Turn {
 /// replies to one message only the last counts.
 fn turns(history: &[message::Model]) -> Vec<Turn> {
     let mut turns: Vec<Turn> = Vec::with_capacity(history.len());
-    for message in history {
-        let role = match message.role {
+    for stored in history {
+        let role = match stored.role {
             Role::User => "user",
             Role::Assistant => "assistant",
             Role::System => "system",
         };
-        if message.superseded {
+        if stored.superseded {
             continue;
         }
-        if message.role == Role::Assistant
-            && (message.status == Status::Error
-                || message.status == Status::Streaming
-                || message.content.is_empty())
+        if stored.role == Role::Assistant
+            && (stored.status == Status::Error
+                || stored.status == Status::Streaming
+                || stored.content.is_empty())
         {
             continue;
         }
         if role == "assistant" && turns.last().is_some_and(|t| t.message.role == "assistant") {
             turns.pop();
         }
-        turns.push(Turn {
-            seq: message.seq,
-            message: PromptMessage {
+        let message = match stored.role {
+            Role::User => user_message(
+                &stored.content,
+                stored.attachment_text.as_deref(),
+                &stored.attachment_refs(),
+            ),
+            _ => PromptMessage {
                 role,
-                content: message.content.clone(),
+                content: stored.content.clone(),
+                images: Vec::new(),
             },
+        };
+        turns.push(Turn {
+            seq: stored.seq,
+            message,
         });
     }
     turns
 }
 
+/// A user's message as the prompt sends it: its files' text first (each labelled with its
+/// name), then what the user wrote; its images to be read from the store (a model that cannot
+/// see gets a note instead, at the end of `build_prompt`).
+pub fn user_message(
+    text: &str,
+    attachment_text: Option<&str>,
+    attachments: &[AttachmentRef],
+) -> PromptMessage {
+    let content = match attachment_text {
+        Some(files) if text.trim().is_empty() => files.to_owned(),
+        Some(files) => format!("{files}\n\n{text}"),
+        None => text.to_owned(),
+    };
+    let images = attachments
+        .iter()
+        .filter(|a| a.is_image())
+        .map(|a| PromptImage {
+            attachment_id: a.id,
+            media_type: a.media_type.clone(),
+            data: None,
+        })
+        .collect();
+    PromptMessage {
+        role: "user",
+        content,
+        images,
+    }
+}
+
 fn system_turn(system_prompt: &str) -> Option<PromptMessage> {
     (!system_prompt.trim().is_empty()).then(|| PromptMessage {
         role: "system",
+        images: Vec::new(),
         content: system_prompt.to_owned(),
     })
 }
@@ -200,21 +240,19 @@ pub fn context_use(
     }
 }
 
-/// Whether a new message of `text` can reach the model at all: with the system prompt, within
-/// the budget. Older history is trimmed to make room, so only these two count.
+/// Whether a new `message` (with its files: [`user_message`]) can reach the model at all: with
+/// the system prompt, within the budget. Older history is trimmed to make room, so only these
+/// two count.
 pub fn check_message_fits(
     system_prompt: &str,
-    text: &str,
+    message: &PromptMessage,
     context: u32,
     max_reply_tokens: u32,
     count: &dyn Fn(&PromptMessage) -> u32,
 ) -> Result<(), LmError> {
     let budget = budget(context, max_reply_tokens);
     let used = system_turn(system_prompt).as_ref().map_or(0, count);
-    let tokens = count(&PromptMessage {
-        role: "user",
-        content: text.to_owned(),
-    });
+    let tokens = count(message);
     if used + tokens > budget {
         return Err(LmError::MessageTooLarge {
             tokens,
@@ -258,6 +296,8 @@ mod tests {
             model: None,
             time_to_first_token_ms: None,
             generation_ms: None,
+            attachments: None,
+            attachment_text: None,
         }
     }
 
@@ -429,9 +469,52 @@ mod tests {
     }
 
     #[test]
+    fn a_message_sends_its_files_text_first_and_its_images_to_be_read() {
+        let mut with_files = msg(1, Role::User, Status::Complete, "What is in these?");
+        let image = AttachmentRef {
+            id: Uuid::now_v7(),
+            name: "cat.png".into(),
+            media_type: "image/png".into(),
+            size_bytes: 10,
+        };
+        let text_file = AttachmentRef {
+            media_type: "text/plain".into(),
+            name: "a.txt".into(),
+            ..image.clone()
+        };
+        with_files.attachments = Some(serde_json::to_string(&[&text_file, &image]).unwrap());
+        with_files.attachment_text = Some("Attached file “a.txt”:\n```\nhello\n```".into());
+        let only_files = msg(3, Role::User, Status::Complete, "");
+        let only_files = message::Model {
+            attachment_text: Some("Attached file “b.txt”:\n```\nb\n```".into()),
+            ..only_files
+        };
+        let history = [
+            with_files,
+            msg(2, Role::Assistant, Status::Complete, "A cat."),
+            only_files,
+        ];
+        let prompt = fit_to_context("", &history, None, 100, &estimate).unwrap();
+        assert_eq!(
+            prompt[0].content,
+            "Attached file “a.txt”:\n```\nhello\n```\n\nWhat is in these?"
+        );
+        assert_eq!(prompt[0].images.len(), 1);
+        assert_eq!(prompt[0].images[0].attachment_id, image.id);
+        assert!(prompt[0].images[0].data.is_none());
+        assert_eq!(prompt[2].content, "Attached file “b.txt”:\n```\nb\n```");
+        // The gauge counts the files' text too.
+        let used = context_use("", &history, true, None, 100, &estimate);
+        let sent: u32 = prompt.iter().map(estimate).sum();
+        assert_eq!(used.used_tokens, sent);
+    }
+
+    #[test]
     fn a_new_message_fits_when_it_and_the_system_prompt_do() {
         // 256 context, 64 for the reply: 192 tokens for the system prompt and the message.
-        let fits = |text: &str| check_message_fits("sys", text, 256, 64, &estimate);
+        let fits = |text: &str| {
+            check_message_fits("sys", &user_message(text, None, &[]), 256, 64, &estimate)
+        };
         // "sys": 5 tokens; 549 bytes: 187 tokens; 192 in all.
         assert_eq!(fits(&"y".repeat(549)), Ok(()));
         let error = fits(&"y".repeat(552)).unwrap_err();

@@ -88,10 +88,12 @@ fn title_prompt(first_message: &str, first_reply: &str) -> Vec<PromptMessage> {
     vec![
         PromptMessage {
             role: "system",
+            images: Vec::new(),
             content: "You name conversations. Answer with a title of at most six words for the conversation below: no quotes, no trailing punctuation, nothing else.".into(),
         },
         PromptMessage {
             role: "user",
+            images: Vec::new(),
             content: format!(
                 "User: {}\n\nAssistant: {}\n\nTitle:",
                 clip(first_message, 1000),

@@ -39,6 +39,8 @@ pub struct LmClient {
     models: Kept<Result<Vec<ModelInfo>, LmError>>,
     /// The last health answer, so that many open pages cost one upstream request.
     last_status: Kept<ModelStatus>,
+    /// Whether the server's model can see images (`/props`), kept like the list of models.
+    vision: Kept<Result<bool, LmError>>,
 }
 
 /// How long the list of models is believed before it is asked for again (in the background).
@@ -71,6 +73,7 @@ impl LmClient {
             settings: Arc::new(settings),
             models: Kept::new(),
             last_status: Kept::new(),
+            vision: Kept::new(),
         })
     }
 
@@ -200,6 +203,55 @@ impl LmClient {
                 n_ctx: m.meta.and_then(|m| m.n_ctx),
             })
             .collect())
+    }
+
+    /// Whether the server's model takes images: llama-server's `GET /props` says so in
+    /// `modalities.vision` (started with a multimodal projector, `--mmproj`). Asked at most
+    /// every 30 seconds; a server that cannot be asked is taken to have no vision.
+    pub async fn has_vision(&self) -> bool {
+        let max_age = |answer: &Result<_, _>| match answer {
+            Ok(_) => MODELS_TTL,
+            Err(_) => MODELS_FAILURE_TTL,
+        };
+        let this = self.clone();
+        self.vision
+            .get(max_age, async move { this.fetch_vision().await })
+            .await
+            .unwrap_or(false)
+    }
+
+    async fn fetch_vision(&self) -> Result<bool, LmError> {
+        #[derive(Deserialize)]
+        struct Props {
+            #[serde(default)]
+            modalities: Modalities,
+        }
+        #[derive(Deserialize, Default)]
+        struct Modalities {
+            #[serde(default)]
+            vision: bool,
+        }
+        let base = self.settings.api_url.trim_end_matches('/');
+        let root = base.strip_suffix("/v1").unwrap_or(base);
+        let mut request = self
+            .http
+            .get(format!("{root}/props"))
+            .timeout(Duration::from_secs(5));
+        if let Some(key) = &self.settings.api_key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.map_err(|e| {
+            tracing::warn!(error = %e, "asking the model server for its props failed");
+            LmError::Unreachable(self.settings.api_url.clone())
+        })?;
+        if !response.status().is_success() {
+            return Ok(false);
+        }
+        let props: Props = response
+            .json()
+            .await
+            .map_err(|e| LmError::Protocol(short(&e.to_string())))?;
+        Ok(props.modalities.vision)
     }
 
     /// [`Self::status`], asked at most once every two seconds, in the background once known.

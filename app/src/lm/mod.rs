@@ -72,10 +72,56 @@ pub enum LmError {
 }
 
 /// One message of the prompt.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct PromptMessage {
     pub role: &'static str,
     pub content: String,
+    /// Images sent with the message, for a model that can see (their bytes are read just
+    /// before the prompt is sent).
+    pub images: Vec<PromptImage>,
+}
+
+/// An image attached to a prompt's message.
+#[derive(Debug, Clone)]
+pub struct PromptImage {
+    pub attachment_id: uuid::Uuid,
+    pub media_type: String,
+    /// `None` until read from the store.
+    pub data: Option<axum::body::Bytes>,
+}
+
+/// Tokens an image is taken to cost: vision models spend from a few hundred to over a
+/// thousand on one; the larger figure keeps the context check on the safe side.
+pub const IMAGE_TOKENS: u32 = 1024;
+
+/// As the OpenAI-compatible API takes it: the content a string, or with images a list of parts
+/// (text, then each image as a `data:` URL).
+impl Serialize for PromptMessage {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine as _;
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("role", self.role)?;
+        let images: Vec<_> = self
+            .images
+            .iter()
+            .filter_map(|i| i.data.as_ref().map(|data| (&i.media_type, data)))
+            .collect();
+        if images.is_empty() {
+            map.serialize_entry("content", &self.content)?;
+        } else {
+            let mut parts = vec![serde_json::json!({"type": "text", "text": self.content})];
+            for (media_type, data) in images {
+                let encoded = base64::engine::general_purpose::STANDARD.encode(data);
+                parts.push(serde_json::json!({
+                    "type": "image_url",
+                    "image_url": {"url": format!("data:{media_type};base64,{encoded}")},
+                }));
+            }
+            map.serialize_entry("content", &parts)?;
+        }
+        map.end()
+    }
 }
 
 /// How to generate one reply: the chat's settings, or the configured defaults.

@@ -36,16 +36,24 @@ use pages::{chats, devices, folders, messages, profile, search, settings, shares
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn router(state: AppState) -> Router {
+    // Sending a message (or starting a chat with one) may carry files.
+    let with_files = DefaultBodyLimit::max(state.config.message_body_limit());
     let pages = Router::new()
         .route("/", get(chats::home))
-        .route("/chats", get(chats::list).post(chats::create))
+        .route(
+            "/chats",
+            get(chats::list).post(chats::create).layer(with_files),
+        )
         .route("/chats/{id}", get(chats::show))
         .route("/chats/{id}/rename", post(chats::rename))
         .route(
             "/chats/{id}/delete",
             get(chats::confirm_delete).post(chats::delete),
         )
-        .route("/chats/{id}/messages", post(messages::create))
+        .route(
+            "/chats/{id}/messages",
+            post(messages::create).layer(with_files),
+        )
         .route(
             "/chats/{id}/messages/{message_id}/stream",
             get(messages::stream),
@@ -62,6 +70,10 @@ pub fn router(state: AppState) -> Router {
         .route("/chats/{id}/settings", post(settings::update))
         .route("/chats/{id}/title", get(chats::title))
         .route("/chats/{id}/context", get(chats::context))
+        .route(
+            "/chats/{id}/attachments/{attachment_id}",
+            get(messages::attachment),
+        )
         .route("/devices", get(devices::list))
         .route("/devices/link", post(devices::create_link))
         .route("/devices/{id}/signout", post(devices::sign_out))
@@ -86,7 +98,10 @@ pub fn router(state: AppState) -> Router {
             session::session_layer,
         ));
 
-    let (api_v1, openapi) = api::router(state.config.import_body_limit());
+    let (api_v1, openapi) = api::router(
+        state.config.import_body_limit(),
+        state.config.message_body_limit(),
+    );
     let openapi = std::sync::Arc::new(openapi);
     let api = api_v1
         .layer(middleware::from_fn_with_state(
@@ -238,6 +253,52 @@ pub fn download(export: Export) -> Response {
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// A message's file as it was sent, to save, never to show: `attachment` disposition (with the
+/// name in ASCII and, RFC 6266, in UTF-8), the type the app decided from its bytes, and a CSP
+/// that sandboxes it should a browser open it anyway.
+pub fn attachment_download(file: crate::store::attachment::Model) -> Response {
+    let ascii: String = file
+        .name
+        .chars()
+        .map(|c| match c {
+            ' '..='~' if c != '"' && c != '\\' && c != '%' => c,
+            _ => '_',
+        })
+        .collect();
+    let encoded = percent_encode(&file.name);
+    let disposition = format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}");
+    let media_type = match file.media_type.as_str() {
+        "text/plain" | "text/markdown" | "text/csv" => format!("{}; charset=utf-8", file.media_type),
+        other => other.to_owned(),
+    };
+    let mut response = file.data.into_response();
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_TYPE, media_type),
+        (header::CONTENT_DISPOSITION, disposition),
+        (header::CACHE_CONTROL, "private, no-store".to_owned()),
+        (header::CONTENT_SECURITY_POLICY, "sandbox; default-src 'none'".to_owned()),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    response
+}
+
+/// RFC 8187's `value-chars`: letters, digits and a few marks stay, every other byte is `%XX`.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// The one place errors are logged and their bodies written. A handler's [`AppError`] travels

@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::{
     AppState,
     chat::{ChatHistory, ExportMessage, LINK_LIFETIME, NewLink, Sidebar},
-    domain::{MAX_REPLY_TOKENS, ReplyStats},
+    domain::{MAX_REPLY_TOKENS, ReplyStats, size},
     generation::ContextUse,
     render::{Templates, escape_html, markdown_to_html},
     store::{Role, Status, chat, device, message, share},
@@ -85,6 +85,27 @@ pub struct MessageView {
     pub context_boundary_before: bool,
     /// A finished reply just streamed: the page asks for the context gauge again.
     pub refresh_context: bool,
+    /// The files sent with a user message, as download chips.
+    pub attachments: Vec<AttachmentView>,
+}
+
+/// A file sent with a message, as its chip shows it: the name, the size, where it downloads
+/// (`url` is `None` on a shared link, which names files without sharing them).
+#[derive(Serialize, Clone, Debug)]
+pub struct AttachmentView {
+    pub name: String,
+    pub size: String,
+    pub url: Option<String>,
+}
+
+impl AttachmentView {
+    fn new(name: &str, size_bytes: u64, url: Option<String>) -> Self {
+        Self {
+            name: name.to_owned(),
+            size: size(usize::try_from(size_bytes).unwrap_or(usize::MAX)),
+            url,
+        }
+    }
 }
 
 impl MessageView {
@@ -115,6 +136,14 @@ impl MessageView {
             seq: message.seq,
             context_boundary_before: false,
             refresh_context: false,
+            attachments: message
+                .attachment_refs()
+                .iter()
+                .map(|a| {
+                    let url = format!("/chats/{}/attachments/{}", message.chat_id, a.id);
+                    AttachmentView::new(&a.name, a.size_bytes, Some(url))
+                })
+                .collect(),
             stats: match message.status {
                 Status::Streaming => Vec::new(),
                 _ => message
@@ -359,6 +388,8 @@ pub struct SharedMessageView {
     /// How the reply ended, when not complete.
     pub note: Option<String>,
     pub stats: Vec<String>,
+    /// The files the message carried, named only.
+    pub attachments: Vec<AttachmentView>,
 }
 
 /// The messages of a shared chat as its link shows them.
@@ -378,6 +409,11 @@ pub fn shared_views(messages: &[ExportMessage]) -> Vec<SharedMessageView> {
                 _ => None,
             };
             SharedMessageView {
+                attachments: m
+                    .attachments
+                    .iter()
+                    .map(|a| AttachmentView::new(&a.name, a.size_bytes, None))
+                    .collect(),
                 role: if assistant { "assistant" } else { "user" }.to_owned(),
                 html: if assistant {
                     markdown_to_html(&m.content)

@@ -8,10 +8,10 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{
-    DEFAULT_TITLE, Role, Status, Store, TITLE_LOOKAHEAD, chat, insert_messages, message,
-    new_message, title_from,
+    DEFAULT_TITLE, FileColumns, Role, Status, Store, TITLE_LOOKAHEAD,
+    attachments::insert_attachments, chat, insert_messages, message, new_message, title_for,
 };
-use crate::session::SessionId;
+use crate::{attachments::Attachment, session::SessionId};
 
 /// A newly created chat.
 pub struct NewChat {
@@ -117,10 +117,13 @@ impl Store {
         &self,
         session_id: &SessionId,
         greeting: Option<&str>,
-        first_message: Option<&str>,
+        first_message: Option<(&str, &[Attachment])>,
     ) -> Result<NewChat, DbErr> {
         let now = Utc::now();
-        let title = first_message.map_or_else(|| DEFAULT_TITLE.to_owned(), title_from);
+        let title = first_message.map_or_else(
+            || DEFAULT_TITLE.to_owned(),
+            |(content, files)| title_for(content, files.first().map(|f| f.name.as_str())),
+        );
         let txn = self.db.begin().await?;
         let chat = chat::ActiveModel {
             id: Set(Uuid::now_v7()),
@@ -142,18 +145,19 @@ impl Store {
                 Status::Complete,
             ));
         }
-        if let Some(content) = first_message {
+        if let Some((content, files)) = first_message {
             let seq = rows.len() as i64 + 1;
-            rows.push(new_message(
-                &chat,
-                seq,
-                Role::User,
-                content,
-                Status::Complete,
-            ));
+            let mut user = new_message(&chat, seq, Role::User, content, Status::Complete);
+            FileColumns::of(files).set_on(&mut user);
+            rows.push(user);
             rows.push(self.claimed_reply(&chat, seq + 1));
         }
         let mut messages = insert_messages(&txn, rows).await?;
+        if let Some((_, files)) = first_message
+            && let Some(user) = messages.iter().find(|m| m.role == Role::User)
+        {
+            insert_attachments(&txn, &chat, user.id, files).await?;
+        }
         txn.commit().await?;
         let reply = match first_message {
             Some(_) => messages.pop(),
@@ -233,7 +237,9 @@ impl Store {
             return Ok(None);
         };
         let first_message = &first[user_at];
-        if chat.title != title_from(&first_message.content) {
+        let files = first_message.attachment_refs();
+        let first_file = files.first().map(|f| f.name.as_str());
+        if chat.title != title_for(&first_message.content, first_file) {
             return Ok(None);
         }
         let replies: Vec<&message::Model> = first[user_at + 1..]
@@ -246,7 +252,12 @@ impl Store {
         };
         Ok(Some(TitleCandidate {
             title: chat.title.clone(),
-            first_message: first_message.content.clone(),
+            first_message: match first_file {
+                Some(name) if first_message.content.trim().is_empty() => {
+                    format!("(sends the file “{name}”)")
+                }
+                _ => first_message.content.clone(),
+            },
             first_reply: reply.content.clone(),
             model: chat.model.clone(),
         }))

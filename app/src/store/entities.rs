@@ -143,6 +143,14 @@ pub mod message {
         pub model: Option<String>,
         pub time_to_first_token_ms: Option<i32>,
         pub generation_ms: Option<i32>,
+        /// The files sent with this message, as JSON (`AttachmentRef`s: id, name, type, size);
+        /// their bytes are in `attachments`. `None`: none.
+        #[sea_orm(column_type = "Text", nullable)]
+        pub attachments: Option<String>,
+        /// The files' text as the prompt sends it before the message, each labelled with its
+        /// name (`crate::attachments::prompt_text`). `None`: no text-like file.
+        #[sea_orm(column_type = "Text", nullable)]
+        pub attachment_text: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -178,7 +186,43 @@ pub mod message {
                 self.generation_ms,
             )
         }
+
+        /// The files sent with this message (none when it has none, or its column is unreadable).
+        pub fn attachment_refs(&self) -> Vec<crate::attachments::AttachmentRef> {
+            self.attachments
+                .as_deref()
+                .and_then(|json| serde_json::from_str(json).ok())
+                .unwrap_or_default()
+        }
     }
+}
+
+pub mod attachment {
+    use sea_orm::entity::prelude::*;
+
+    /// A file sent with a message, as it was uploaded. Read only to download it, to export it,
+    /// and (images) to show it to a model that can see.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "attachments")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub session_id: String,
+        pub chat_id: Uuid,
+        /// The message it was sent with (an edited message shares its files).
+        pub message_id: Uuid,
+        #[sea_orm(column_type = "Text")]
+        pub name: String,
+        pub media_type: String,
+        pub size_bytes: i64,
+        pub data: Vec<u8>,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
 }
 
 pub mod share {

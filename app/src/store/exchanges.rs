@@ -10,10 +10,10 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{
-    DEFAULT_TITLE, Role, Status, Store, chat, insert_messages, message, new_message, session,
-    title_from,
+    DEFAULT_TITLE, FileColumns, Role, Status, Store, attachments::insert_attachments, chat,
+    insert_messages, message, new_message, session, title_for,
 };
-use crate::session::SessionId;
+use crate::{attachments::Attachment, session::SessionId};
 
 /// What asking for a new reply in a chat came to.
 pub enum NewReply {
@@ -120,6 +120,7 @@ impl Store {
         session_id: &SessionId,
         chat_id: Uuid,
         content: &str,
+        files: &[Attachment],
     ) -> Result<NewReply, DbErr> {
         // Few statements on purpose: SQLite holds its one write lock from the first UPDATE to the
         // commit, so every round trip here delays every other send (see BENCHMARKS.md).
@@ -132,34 +133,37 @@ impl Store {
             return Ok(NewReply::Busy);
         }
         if chat.title == DEFAULT_TITLE && !state.has_user_message {
-            chat.title = title_from(content);
+            chat.title = title_for(content, files.first().map(|f| f.name.as_str()));
             chat::Entity::update_many()
                 .col_expr(chat::Column::Title, Expr::value(chat.title.clone()))
                 .filter(chat::Column::Id.eq(chat.id))
                 .exec(&txn)
                 .await?;
         }
-        self.finish_exchange(txn, chat, state, content).await
+        self.finish_exchange(txn, chat, state, content, FileColumns::of(files), files)
+            .await
     }
 
-    /// The end of a send or an edit: the user's message and the reply to write, at `seq` and
-    /// `seq + 1`, committed.
+    /// The end of a send or an edit: the user's message (with `columns` saying what files it
+    /// has, and `new_files` stored now) and the reply to write, at `seq` and `seq + 1`,
+    /// committed.
     async fn finish_exchange(
         &self,
         txn: sea_orm::DatabaseTransaction,
         chat: chat::Model,
         state: ChatState,
         content: &str,
+        columns: FileColumns,
+        new_files: &[Attachment],
     ) -> Result<NewReply, DbErr> {
         let seq = state.last_seq + 1;
-        let mut inserted = insert_messages(
-            &txn,
-            vec![
-                new_message(&chat, seq, Role::User, content, Status::Complete),
-                self.claimed_reply(&chat, seq + 1),
-            ],
-        )
-        .await?;
+        let mut user = new_message(&chat, seq, Role::User, content, Status::Complete);
+        columns.set_on(&mut user);
+        let mut inserted =
+            insert_messages(&txn, vec![user, self.claimed_reply(&chat, seq + 1)]).await?;
+        if let Some(user) = inserted.first() {
+            insert_attachments(&txn, &chat, user.id, new_files).await?;
+        }
         txn.commit().await?;
         let (Some(reply), Some(user)) = (inserted.pop(), inserted.pop()) else {
             return Err(DbErr::RecordNotInserted);
@@ -217,7 +221,9 @@ impl Store {
             .filter(message::Column::Seq.gte(latest_user.seq))
             .exec(&txn)
             .await?;
-        self.finish_exchange(txn, chat, state, content).await
+        let columns = FileColumns::kept_from(&latest_user);
+        self.finish_exchange(txn, chat, state, content, columns, &[])
+            .await
     }
     /// Adds a new reply to the latest user message (Regenerate, Retry). Earlier replies stay.
     #[tracing::instrument(level = "debug", skip_all, fields(%chat_id))]

@@ -4,6 +4,7 @@
 //! One file per aggregate, each with its own `impl Store`: `sessions`, `chats`, `exchanges` (the
 //! messages), `search`, `transfer` (import) and `leases` (which replica writes which reply). What
 //! they share lives here.
+mod attachments;
 mod chats;
 mod devices;
 pub mod entities;
@@ -19,8 +20,9 @@ use std::time::Duration;
 
 pub use chats::{ChatSettings, NewChat, PageOfChats, TitleCandidate};
 use chrono::Utc;
+pub use attachments::FileColumns;
 pub use entities::{
-    chat, device, device_link, folder,
+    attachment, chat, device, device_link, folder,
     message::{self, Role, Status},
     session, share,
 };
@@ -210,6 +212,8 @@ fn new_message(
         model: Set(None),
         time_to_first_token_ms: Set(None),
         generation_ms: Set(None),
+        attachments: Set(None),
+        attachment_text: Set(None),
     }
 }
 
@@ -227,6 +231,15 @@ async fn insert_messages(
     // RETURNING promises no order on SQLite.
     inserted.sort_by_key(|m| m.seq);
     Ok(inserted)
+}
+
+/// A chat's first title: the first words of its first message, or (a message of files only)
+/// the first file's name.
+pub fn title_for(content: &str, first_file: Option<&str>) -> String {
+    match first_file {
+        Some(name) if content.trim().is_empty() => title_from(name),
+        _ => title_from(content),
+    }
 }
 
 /// The first words of a message, on one line, at most about 60 characters.

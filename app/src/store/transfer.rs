@@ -4,8 +4,11 @@ use chrono::Utc;
 use sea_orm::{ActiveModelTrait, DbErr, Set, TransactionTrait};
 use uuid::Uuid;
 
-use super::{ChatSettings, Role, Status, Store, chat, insert_messages, message, new_message};
-use crate::session::SessionId;
+use super::{
+    ChatSettings, FileColumns, Role, Status, Store, attachments::insert_attachments, chat,
+    insert_messages, message, new_message,
+};
+use crate::{attachments::Attachment, session::SessionId};
 
 /// A chat to create from an export.
 pub struct ImportedChat {
@@ -23,6 +26,8 @@ pub struct ImportedMessage {
     pub superseded: bool,
     pub stats: Option<crate::domain::ReplyStats>,
     pub created_at: chrono::DateTime<Utc>,
+    /// Files it carried (checked like files sent now).
+    pub attachments: Vec<Attachment>,
 }
 
 impl Store {
@@ -52,6 +57,7 @@ impl Store {
         }
         .insert(&txn)
         .await?;
+        let mut files = Vec::new();
         let rows: Vec<message::ActiveModel> = imported
             .messages
             .into_iter()
@@ -73,12 +79,23 @@ impl Store {
                     row.generation_ms = Set(stats.generation_ms);
                 }
                 row.created_at = Set(m.created_at);
+                FileColumns::of(&m.attachments).set_on(&mut row);
+                if !m.attachments.is_empty() {
+                    files.push((i as i64 + 1, m.attachments));
+                }
                 row
             })
             .collect();
         // Bounded statements: SQLite allows at most 32,766 bound values in one.
+        let mut ids = std::collections::HashMap::new();
         for batch in rows.chunks(500) {
-            insert_messages(&txn, batch.to_vec()).await?;
+            for inserted in insert_messages(&txn, batch.to_vec()).await? {
+                ids.insert(inserted.seq, inserted.id);
+            }
+        }
+        for (seq, attachments) in files {
+            let message_id = ids.get(&seq).copied().ok_or(DbErr::RecordNotInserted)?;
+            insert_attachments(&txn, &chat, message_id, &attachments).await?;
         }
         txn.commit().await?;
         Ok(chat)

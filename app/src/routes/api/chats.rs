@@ -64,6 +64,7 @@ pub async fn create_chat(
 ) -> AppResult<(StatusCode, Json<ChatJson>)> {
     let new_chat = chat::NewChat {
         first_message: None,
+        files: Vec::new(),
         title: body.title.as_deref().map(Title::parse).transpose()?,
     };
     let chat = chat::create(&state, &session, address, new_chat).await?;

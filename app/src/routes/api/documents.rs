@@ -7,7 +7,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::{
+    attachments::Upload,
     domain::{ChatSettings, ReplyStats},
+    error::{AppError, AppResult},
     generation::ContextUse,
     lm::ModelInfo,
     store::{chat, device, folder, message, share},
@@ -203,11 +205,25 @@ pub struct MessageJson {
     /// other messages, and for replies still being written or with nothing measured.
     pub stats: Option<ReplyStats>,
     pub created_at: DateTime<Utc>,
+    /// The files sent with a user message.
+    pub attachments: Vec<AttachmentJson>,
 }
 
 impl From<message::Model> for MessageJson {
     fn from(m: message::Model) -> Self {
+        let attachments = m
+            .attachment_refs()
+            .into_iter()
+            .map(|a| AttachmentJson {
+                url: format!("/api/v1/chats/{}/attachments/{}", m.chat_id, a.id),
+                id: a.id,
+                name: a.name,
+                media_type: a.media_type,
+                size_bytes: a.size_bytes,
+            })
+            .collect();
         MessageJson {
+            attachments,
             stats: m.stats(),
             id: m.id,
             chat_id: m.chat_id,
@@ -260,8 +276,60 @@ pub struct Rename {
 
 #[derive(Deserialize, ToSchema)]
 pub struct NewMessage {
-    #[schema(min_length = 1)]
+    /// What the user wrote; may be empty when files are attached.
+    #[serde(default)]
     pub content: String,
+    /// Files sent with the message (at most `MAX_ATTACHMENTS`, each at most
+    /// `MAX_ATTACHMENT_BYTES`): text, PDF, or images for a model that can see.
+    #[serde(default)]
+    pub attachments: Vec<NewAttachment>,
+}
+
+/// A file to attach.
+#[derive(Deserialize, ToSchema)]
+pub struct NewAttachment {
+    #[schema(example = "notes.md")]
+    pub name: String,
+    /// The file's bytes, base64 (standard alphabet, padded).
+    pub data: String,
+}
+
+impl NewMessage {
+    /// The attachments as uploads, or which one is not base64.
+    pub fn uploads(&mut self) -> AppResult<Vec<Upload>> {
+        use base64::Engine as _;
+        std::mem::take(&mut self.attachments)
+            .into_iter()
+            .map(|a| {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(a.data.as_bytes())
+                    .map_err(|_| {
+                        AppError::Invalid(format!(
+                            "The data of “{}” is not base64 (standard alphabet, padded).",
+                            a.name
+                        ))
+                    })?;
+                Ok(Upload {
+                    name: a.name,
+                    bytes: bytes.into(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// A file sent with a message.
+#[derive(Serialize, ToSchema)]
+pub struct AttachmentJson {
+    pub id: Uuid,
+    pub name: String,
+    /// Decided by the app from the file's bytes.
+    #[schema(example = "application/pdf")]
+    pub media_type: String,
+    pub size_bytes: u64,
+    /// Where to download it (as sent; never rendered).
+    #[schema(example = "/api/v1/chats/0193…/attachments/0193…")]
+    pub url: String,
 }
 
 #[derive(Serialize, ToSchema)]

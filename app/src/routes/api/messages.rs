@@ -20,7 +20,7 @@ use crate::{
     domain::MessageText,
     error::{AppError, AppResult},
     routes::{
-        ClientAddress, Problem,
+        ClientAddress, Problem, attachment_download,
         stream::{self, Encoding},
     },
     session::{self, Session},
@@ -64,10 +64,29 @@ pub async fn send_message(
     session: Session,
     ClientAddress(address): ClientAddress,
     ApiPath(id): ApiPath<Uuid>,
-    ApiJson(body): ApiJson<NewMessage>,
+    ApiJson(mut body): ApiJson<NewMessage>,
 ) -> AppResult<(StatusCode, Json<Sent>)> {
-    let text = MessageText::parse(body.content, state.config.max_message_bytes)?;
-    sent(chat::send(&state, &session, address, id, &text).await?)
+    let uploads = body.uploads()?;
+    let text = MessageText::parse_with_files(
+        body.content,
+        state.config.max_message_bytes,
+        !uploads.is_empty(),
+    )?;
+    sent(chat::send(&state, &session, address, id, &text, uploads).await?)
+}
+
+/// A file sent with a message, as it was sent (`Content-Disposition: attachment`).
+#[utoipa::path(get, path = "/chats/{id}/attachments/{attachment_id}", tag = "messages",
+    params(("id" = Uuid, Path), ("attachment_id" = Uuid, Path)), security(("bearer" = []), ("session_cookie" = [])),
+    responses((status = 200, description = "The file's bytes, with its type and name", content_type = "application/octet-stream"),
+              (status = "4XX", description = "No such file in this session's chat", body = Problem, content_type = ERRORS)))]
+pub async fn download_attachment(
+    State(state): State<AppState>,
+    session: Session,
+    ApiPath((id, attachment_id)): ApiPath<(Uuid, Uuid)>,
+) -> AppResult<Response> {
+    let file = chat::attachment(&state, &session, id, attachment_id).await?;
+    Ok(attachment_download(file))
 }
 
 /// Edit and resend: replaces the chat's latest user message with `content` and starts a new

@@ -126,8 +126,12 @@ impl Modify for Security {
 }
 
 /// The `/api/v1` routes and the OpenAPI document that describes them. Imports may be as large
-/// as `import_body_limit`; other requests have the app's body limit.
-pub fn router(import_body_limit: usize) -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+/// as `import_body_limit`, sending a message (with files) `message_body_limit`; other requests
+/// have the app's body limit.
+pub fn router(
+    import_body_limit: usize,
+    message_body_limit: usize,
+) -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
     let v1 = OpenApiRouter::new()
         .routes(routes!(chats::list_chats, chats::create_chat))
         .routes(routes!(
@@ -135,8 +139,8 @@ pub fn router(import_body_limit: usize) -> (axum::Router<AppState>, utoipa::open
             chats::rename_chat,
             chats::delete_chat
         ))
-        .routes(routes!(messages::list_messages, messages::send_message))
         .routes(routes!(messages::edit_message))
+        .routes(routes!(messages::download_attachment))
         .routes(routes!(chats::put_settings))
         .routes(routes!(chats::get_context))
         .routes(routes!(shares::create_share, shares::list_shares))
@@ -159,7 +163,11 @@ pub fn router(import_body_limit: usize) -> (axum::Router<AppState>, utoipa::open
     let import = OpenApiRouter::new()
         .routes(routes!(chats::import_chat))
         .layer(axum::extract::DefaultBodyLimit::max(import_body_limit));
-    let v1 = v1.merge(import);
+    // A message may carry files (base64).
+    let send = OpenApiRouter::new()
+        .routes(routes!(messages::list_messages, messages::send_message))
+        .layer(axum::extract::DefaultBodyLimit::max(message_body_limit));
+    let v1 = v1.merge(import).merge(send);
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .split_for_parts()

@@ -11,11 +11,11 @@ use serde::{Deserialize, Serialize};
 use crate::{
     AppState,
     chat::{self, NewChat, TitleStatus},
-    domain::{MessageText, Title},
+    domain::{MessageText, Title, size},
     error::AppResult,
     page_cache::{PageKey, Stamp},
     routes::{
-        ClientAddress, Htmx, parse_id, redirect, render,
+        ClientAddress, Htmx, pages::messages::ComposerForm, parse_id, redirect, render,
         views::{
             ContextFragment, ContextView, Frame, MessageView, SettingsView, SharesView,
             history_views, mark_context_boundary,
@@ -32,6 +32,8 @@ const CHATS_PER_PAGE: u64 = 100;
 struct HomePage {
     frame: Frame,
     max_message_bytes: usize,
+    max_attachments: usize,
+    max_attachment_size: String,
 }
 
 pub async fn home(State(state): State<AppState>, session: Session) -> AppResult<Html<String>> {
@@ -39,6 +41,8 @@ pub async fn home(State(state): State<AppState>, session: Session) -> AppResult<
     let page = HomePage {
         frame,
         max_message_bytes: state.config.max_message_bytes,
+        max_attachments: state.config.max_attachments,
+        max_attachment_size: size(state.config.max_attachment_bytes),
     };
     render(&state, "home.html", page)
 }
@@ -98,6 +102,8 @@ struct ChatPage {
     streaming: bool,
     paged: bool,
     max_message_bytes: usize,
+    max_attachments: usize,
+    max_attachment_size: String,
     settings: SettingsView,
     context: ContextView,
     shares: SharesView,
@@ -154,6 +160,8 @@ pub async fn show(
             .any(|m| m.status == store::Status::Streaming),
         paged: !history.newest,
         max_message_bytes: state.config.max_message_bytes,
+        max_attachments: state.config.max_attachments,
+        max_attachment_size: size(state.config.max_attachment_bytes),
         settings: SettingsView::new(&state, &opened.chat, models, false),
         chat: opened.chat,
     };
@@ -202,23 +210,22 @@ pub async fn title(
     }
 }
 
-#[derive(Deserialize)]
-pub struct CreateForm {
-    /// An optional first message.
-    #[serde(default)]
-    content: String,
-}
-
-/// Starts a chat, optionally with a first message (blank means none).
+/// Starts a chat, optionally with a first message (blank, with no files, means none).
 pub async fn create(
     State(state): State<AppState>,
     session: Session,
     ClientAddress(address): ClientAddress,
     Htmx(htmx): Htmx,
-    Form(form): Form<CreateForm>,
+    form: ComposerForm,
 ) -> AppResult<Response> {
+    let max = state.config.max_message_bytes;
+    let first_message = match form.files.is_empty() {
+        true => MessageText::parse_optional(form.content, max)?,
+        false => Some(MessageText::parse_with_files(form.content, max, true)?),
+    };
     let new_chat = NewChat {
-        first_message: MessageText::parse_optional(form.content, state.config.max_message_bytes)?,
+        first_message,
+        files: form.files,
         title: None,
     };
     let chat = chat::create(&state, &session, address, new_chat).await?;

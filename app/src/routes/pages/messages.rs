@@ -2,8 +2,8 @@
 //! reply's event stream.
 use axum::{
     Form,
-    extract::{Path, State},
-    http::{HeaderMap, StatusCode},
+    extract::{FromRequest, Multipart, Path, Request, State, multipart::MultipartError},
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde::{Deserialize, Serialize};
@@ -11,11 +11,12 @@ use uuid::Uuid;
 
 use crate::{
     AppState,
+    attachments::{self, Upload},
     chat::{self, Exchange},
-    domain::MessageText,
-    error::AppResult,
+    domain::{MessageText, size},
+    error::{AppError, AppResult},
     routes::{
-        ClientAddress, Htmx, parse_id, redirect, render,
+        ClientAddress, Htmx, attachment_download, parse_id, redirect, render,
         stream::{self, Encoding},
         views::{MessageView, history_views},
     },
@@ -27,6 +28,81 @@ use crate::{
 pub struct MessageForm {
     #[serde(default)]
     content: String,
+}
+
+/// The composer's form: the message (`content`) and its files (`files`, several allowed),
+/// multipart when it has a file input, or form-encoded (a page without one, a script). File
+/// inputs left empty are no files. Reading stops at the first file over the size limit, or at
+/// one file more than the count allows.
+pub struct ComposerForm {
+    pub content: String,
+    pub files: Vec<Upload>,
+}
+
+impl FromRequest<AppState> for ComposerForm {
+    type Rejection = AppError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, AppError> {
+        let multipart = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("multipart/form-data"));
+        if !multipart {
+            let Form(form) = Form::<MessageForm>::from_request(request, state)
+                .await
+                .map_err(|e| AppError::BadRequest(e.body_text()))?;
+            return Ok(Self {
+                content: form.content,
+                files: Vec::new(),
+            });
+        }
+        let mut multipart = Multipart::from_request(request, state)
+            .await
+            .map_err(|e| AppError::BadRequest(e.body_text()))?;
+        let limits = state.config.attachment_limits();
+        let too_much = |e: MultipartError| match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => AppError::TooLarge(format!(
+                "That is more than a message can carry: at most {} files of {} each.",
+                limits.max_count,
+                size(limits.max_bytes)
+            )),
+            _ => AppError::BadRequest(format!("The form could not be read: {}", e.body_text())),
+        };
+        let mut form = Self {
+            content: String::new(),
+            files: Vec::new(),
+        };
+        while let Some(mut field) = multipart.next_field().await.map_err(too_much)? {
+            match field.name() {
+                Some("content") => form.content = field.text().await.map_err(too_much)?,
+                Some("files") => {
+                    let name = field.file_name().unwrap_or_default().to_owned();
+                    let mut bytes = Vec::new();
+                    while let Some(chunk) = field.chunk().await.map_err(too_much)? {
+                        bytes.extend_from_slice(&chunk);
+                        if bytes.len() > limits.max_bytes {
+                            return Err(attachments::too_large(
+                                &attachments::file_name(&name),
+                                bytes.len(),
+                                limits,
+                            ));
+                        }
+                    }
+                    if name.is_empty() && bytes.is_empty() {
+                        continue;
+                    }
+                    form.files.push(Upload {
+                        name,
+                        bytes: bytes.into(),
+                    });
+                    attachments::check_count(form.files.len(), limits)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(form)
+    }
 }
 
 #[derive(Serialize)]
@@ -43,12 +119,28 @@ pub async fn create(
     ClientAddress(address): ClientAddress,
     Htmx(htmx): Htmx,
     Path(id): Path<String>,
-    Form(form): Form<MessageForm>,
+    form: ComposerForm,
 ) -> AppResult<Response> {
     let chat_id = parse_id(&id, "chat")?;
-    let text = MessageText::parse(form.content, state.config.max_message_bytes)?;
-    let exchange = chat::send(&state, &session, address, chat_id, &text).await?;
+    let text = MessageText::parse_with_files(
+        form.content,
+        state.config.max_message_bytes,
+        !form.files.is_empty(),
+    )?;
+    let exchange = chat::send(&state, &session, address, chat_id, &text, form.files).await?;
     new_messages(&state, htmx, chat_id, exchange)
+}
+
+/// A message's file, to download as it was sent.
+pub async fn attachment(
+    State(state): State<AppState>,
+    session: Session,
+    Path((id, attachment_id)): Path<(String, String)>,
+) -> AppResult<Response> {
+    let chat_id = parse_id(&id, "chat")?;
+    let attachment_id = parse_id(&attachment_id, "file")?;
+    let file = chat::attachment(&state, &session, chat_id, attachment_id).await?;
+    Ok(attachment_download(file))
 }
 
 /// A new reply to the latest user message (Regenerate, or Retry after a failure).
