@@ -75,7 +75,8 @@ impl AttachmentRef {
 const ACCEPTED: &str = "text files (plain text, Markdown, CSV, JSON, source code), PDFs and, for a model that can see, images";
 
 /// What a model that cannot see is told instead of an image left out of its prompt.
-pub const IMAGE_LEFT_OUT: &str = "(An image attached here is not shown: this model cannot see images.)";
+pub const IMAGE_LEFT_OUT: &str =
+    "(An image attached here is not shown: this model cannot see images.)";
 
 /// Checks a message's uploads against the limits and reads each one: its kind from its bytes,
 /// a PDF's text. `vision`: the model can be sent images. Blocking (PDF text extraction): run it
@@ -201,7 +202,9 @@ fn text_media_type(name: &str) -> &'static str {
 /// A PDF's text, or why there is none. A PDF the extractor cannot handle (it may panic on
 /// malformed files) is refused, never a crash.
 fn pdf_text(name: &str, bytes: &[u8]) -> AppResult<String> {
-    let extracted = catch_unwind(AssertUnwindSafe(|| pdf_extract::extract_text_from_mem(bytes)));
+    let extracted = catch_unwind(AssertUnwindSafe(|| {
+        pdf_extract::extract_text_from_mem(bytes)
+    }));
     let text = match extracted {
         Ok(Ok(text)) => text,
         Ok(Err(e)) => {
@@ -230,11 +233,7 @@ fn pdf_text(name: &str, bytes: &[u8]) -> AppResult<String> {
 /// path), without control characters, at most 200 characters; `file` when nothing is left.
 pub fn file_name(raw: &str) -> String {
     let last = raw.rsplit(['/', '\\']).next().unwrap_or(raw);
-    let name: String = last
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect();
+    let name: String = last.chars().filter(|c| !c.is_control()).take(200).collect();
     let name = name.trim();
     if name.is_empty() || name == "." || name == ".." {
         "file".into()
@@ -254,13 +253,12 @@ pub fn prompt_text(files: &[Attachment]) -> Option<String> {
 }
 
 fn labelled(name: &str, text: &str) -> String {
-    let longest_run = text
-        .split(|c| c != '`')
-        .map(str::len)
-        .max()
-        .unwrap_or(0);
+    let longest_run = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     let fence = "`".repeat(longest_run.max(2) + 1);
-    format!("Attached file “{name}”:\n{fence}\n{}\n{fence}", text.trim_end())
+    format!(
+        "Attached file “{name}”:\n{fence}\n{}\n{fence}",
+        text.trim_end()
+    )
 }
 
 #[cfg(test)]
@@ -299,7 +297,9 @@ mod tests {
     #[test]
     fn binary_files_and_images_without_vision_are_refused_readably() {
         let err = prepare(vec![upload("x.bin", b"\x00\x01\x02")], LIMITS, false).unwrap_err();
-        assert!(matches!(err, AppError::UnsupportedMediaType(ref m) if m.contains("“x.bin”") && m.contains("PDF")));
+        assert!(
+            matches!(err, AppError::UnsupportedMediaType(ref m) if m.contains("“x.bin”") && m.contains("PDF"))
+        );
         let png = b"\x89PNG\r\n\x1a\n0000";
         let err = prepare(vec![upload("cat.png", png)], LIMITS, false).unwrap_err();
         assert!(err.to_string().contains("cannot see images"), "{err}");
@@ -315,7 +315,9 @@ mod tests {
         assert!(err.to_string().contains("at most 3 files"), "{err}");
         let big = vec![0x61; 2000];
         let err = prepare(vec![upload("big.txt", &big)], LIMITS, false).unwrap_err();
-        assert!(matches!(err, AppError::TooLarge(ref m) if m.contains("“big.txt”") && m.contains("1 KiB")));
+        assert!(
+            matches!(err, AppError::TooLarge(ref m) if m.contains("“big.txt”") && m.contains("1 KiB"))
+        );
         let err = prepare(vec![upload("empty.txt", b"")], LIMITS, false).unwrap_err();
         assert!(err.to_string().contains("empty"), "{err}");
     }
@@ -323,7 +325,10 @@ mod tests {
     #[test]
     fn damaged_pdfs_are_refused_not_crashed_on() {
         let err = prepare(vec![upload("x.pdf", b"%PDF-1.4 garbage")], LIMITS, false).unwrap_err();
-        assert!(err.to_string().contains("could not be read as a PDF"), "{err}");
+        assert!(
+            err.to_string().contains("could not be read as a PDF"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -347,7 +352,13 @@ mod tests {
         )
         .unwrap();
         let text = prompt_text(&files).unwrap();
-        assert!(text.starts_with("Attached file “a.md”:\n````\n```rust"), "{text}");
-        assert!(text.contains("Attached file “b.txt”:\n```\nplain\n```"), "{text}");
+        assert!(
+            text.starts_with("Attached file “a.md”:\n````\n```rust"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Attached file “b.txt”:\n```\nplain\n```"),
+            "{text}"
+        );
     }
 }

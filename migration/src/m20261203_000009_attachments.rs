@@ -48,7 +48,12 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Attachments::Table)
-                    .col(ColumnDef::new(Attachments::Id).uuid().not_null().primary_key())
+                    .col(
+                        ColumnDef::new(Attachments::Id)
+                            .uuid()
+                            .not_null()
+                            .primary_key(),
+                    )
                     .col(
                         ColumnDef::new(Attachments::SessionId)
                             .string_len(64)
@@ -94,8 +99,14 @@ impl MigrationTrait for Migration {
             )
             .await?;
         for mut column in [
-            ColumnDef::new(Messages::Attachments).text().null().to_owned(),
-            ColumnDef::new(Messages::AttachmentText).text().null().to_owned(),
+            ColumnDef::new(Messages::Attachments)
+                .text()
+                .null()
+                .to_owned(),
+            ColumnDef::new(Messages::AttachmentText)
+                .text()
+                .null()
+                .to_owned(),
         ] {
             manager
                 .alter_table(

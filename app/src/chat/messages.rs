@@ -10,8 +10,8 @@ use crate::{
     domain::{INTERRUPTED, MessageText},
     error::{AppError, AppResult},
     generation::user_message,
-    lm::{LmError, PromptMessage},
     limits::Action,
+    lm::{LmError, PromptMessage},
     session::Session,
     store::{NewReply, ReplyEnd, Role, Status, chat, message},
 };
@@ -87,15 +87,12 @@ pub async fn edit(
         .rate_limits
         .check(Action::Send, &session.id, address)?;
     // The new version keeps the files of the one it replaces: they count too.
-    let (chat, edited) = tokio::try_join!(
-        super::find(state, session, chat_id),
-        async {
-            Ok(state
-                .store
-                .find_message(&session.id, chat_id, message_id)
-                .await?)
-        },
-    )?;
+    let (chat, edited) = tokio::try_join!(super::find(state, session, chat_id), async {
+        Ok(state
+            .store
+            .find_message(&session.id, chat_id, message_id)
+            .await?)
+    },)?;
     let message = match &edited {
         Some(m) => user_message(
             text.as_str(),

@@ -270,7 +270,9 @@ pub fn attachment_download(file: crate::store::attachment::Model) -> Response {
     let encoded = percent_encode(&file.name);
     let disposition = format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}");
     let media_type = match file.media_type.as_str() {
-        "text/plain" | "text/markdown" | "text/csv" => format!("{}; charset=utf-8", file.media_type),
+        "text/plain" | "text/markdown" | "text/csv" => {
+            format!("{}; charset=utf-8", file.media_type)
+        }
         other => other.to_owned(),
     };
     let mut response = file.data.into_response();
@@ -279,7 +281,10 @@ pub fn attachment_download(file: crate::store::attachment::Model) -> Response {
         (header::CONTENT_TYPE, media_type),
         (header::CONTENT_DISPOSITION, disposition),
         (header::CACHE_CONTROL, "private, no-store".to_owned()),
-        (header::CONTENT_SECURITY_POLICY, "sandbox; default-src 'none'".to_owned()),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "sandbox; default-src 'none'".to_owned(),
+        ),
     ] {
         if let Ok(value) = HeaderValue::from_str(&value) {
             headers.insert(name, value);

@@ -18,9 +18,9 @@ mod transfer;
 
 use std::time::Duration;
 
+pub use attachments::FileColumns;
 pub use chats::{ChatSettings, NewChat, PageOfChats, TitleCandidate};
 use chrono::Utc;
-pub use attachments::FileColumns;
 pub use entities::{
     attachment, chat, device, device_link, folder,
     message::{self, Role, Status},

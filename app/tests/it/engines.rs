@@ -369,6 +369,7 @@ mod embedded {
     fn user(text: &str) -> PromptMessage {
         PromptMessage {
             role: "user",
+            images: Vec::new(),
             content: text.into(),
         }
     }
@@ -531,6 +532,7 @@ mod embedded {
                     )),
                     PromptMessage {
                         role: "assistant",
+                        images: Vec::new(),
                         content: format!("The number {i} is fine, and so are its neighbours."),
                     },
                 ]
@@ -543,6 +545,7 @@ mod embedded {
         let mut follow_up = history.clone();
         follow_up.push(PromptMessage {
             role: "assistant",
+            images: Vec::new(),
             content: first.text.clone(),
         });
         follow_up.push(user("One more, please."));
@@ -572,6 +575,7 @@ mod embedded {
         let prompt = [
             PromptMessage {
                 role: "system",
+                images: Vec::new(),
                 content: "You are a helpful assistant.".into(),
             },
             user("What is the capital of France?"),

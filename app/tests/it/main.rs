@@ -4,6 +4,7 @@
 mod helpers;
 
 mod api;
+mod attachments;
 mod connections;
 mod context_gauge;
 mod devices;

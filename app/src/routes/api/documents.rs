@@ -276,8 +276,7 @@ pub struct Rename {
 
 #[derive(Deserialize, ToSchema)]
 pub struct NewMessage {
-    /// What the user wrote; may be empty when files are attached.
-    #[serde(default)]
+    /// What the user wrote; may be empty (`""`) when files are attached.
     pub content: String,
     /// Files sent with the message (at most `MAX_ATTACHMENTS`, each at most
     /// `MAX_ATTACHMENT_BYTES`): text, PDF, or images for a model that can see.

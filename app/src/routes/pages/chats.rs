@@ -15,7 +15,9 @@ use crate::{
     error::AppResult,
     page_cache::{PageKey, Stamp},
     routes::{
-        ClientAddress, Htmx, pages::messages::ComposerForm, parse_id, redirect, render,
+        ClientAddress, Htmx,
+        pages::messages::ComposerForm,
+        parse_id, redirect, render,
         views::{
             ContextFragment, ContextView, Frame, MessageView, SettingsView, SharesView,
             history_views, mark_context_boundary,

@@ -49,9 +49,21 @@ impl FromRequest<AppState> for ComposerForm {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("multipart/form-data"));
         if !multipart {
+            // Without files a form needs no more than the app's usual body limit.
+            let request = request.map(|body| {
+                axum::body::Body::new(http_body_util::Limited::new(
+                    body,
+                    state.config.body_limit(),
+                ))
+            });
             let Form(form) = Form::<MessageForm>::from_request(request, state)
                 .await
-                .map_err(|e| AppError::BadRequest(e.body_text()))?;
+                .map_err(|e| match e.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => AppError::TooLarge(
+                        "That is too large to send. Please shorten it and try again.".into(),
+                    ),
+                    _ => AppError::BadRequest(e.body_text()),
+                })?;
             return Ok(Self {
                 content: form.content,
                 files: Vec::new(),
