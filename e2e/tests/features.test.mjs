@@ -730,6 +730,96 @@ test("installable: Chromium reads the manifest and finds nothing that stops inst
   }
 });
 
+/** A one-page PDF whose page shows `text` (the offsets computed, so readers accept it). */
+function pdfWithText(text) {
+  const stream = `BT /F1 12 Tf 72 712 Td (${text}) Tj ET`;
+  const objects = [
+    "<< /Type /Catalog /Pages 2 0 R >>",
+    "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+    "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
+    `<< /Length ${stream.length} >>\nstream\n${stream}\nendstream`,
+    "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
+  ];
+  let pdf = "%PDF-1.4\n";
+  const offsets = [];
+  objects.forEach((object, i) => {
+    offsets.push(pdf.length);
+    pdf += `${i + 1} 0 obj\n${object}\nendobj\n`;
+  });
+  const xref = pdf.length;
+  pdf += `xref\n0 ${objects.length + 1}\n0000000000 65535 f \n`;
+  for (const offset of offsets) pdf += `${String(offset).padStart(10, "0")} 00000 n \n`;
+  pdf += `trailer\n<< /Size ${objects.length + 1} /Root 1 0 R >>\nstartxref\n${xref}\n%%EOF\n`;
+  return Buffer.from(pdf, "latin1");
+}
+
+test("attachments: files go with a message as chips that download the original; an image is refused readably", async () => {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 900 }, acceptDownloads: true });
+  const page = await context.newPage();
+  await startChat(page, SLOW_BASE, "Hello before the files");
+  await waitForReplyEnd(page);
+  await settleTitle(page, chatIdOf(page));
+  const notes = Buffer.from("# Notes\n\n- <b>not markup</b>\n- pears\n");
+  await page.setInputFiles("#files", [
+    { name: "notes.md", mimeType: "text/markdown", buffer: notes },
+    { name: "report.pdf", mimeType: "application/pdf", buffer: pdfWithText("Revenue grew by 7 percent") },
+  ]);
+  await shot(page, "45-attachments-chosen");
+  await send(page, "What do my files say?");
+  const bubble = page.locator(".message.user").last();
+  const chips = bubble.locator("a.attachment");
+  assert.equal(await chips.count(), 2);
+  assert.match(await chips.first().textContent(), /notes\.md\s+\d+ bytes/);
+  assert.match(await chips.last().textContent(), /report\.pdf/);
+  assert.equal(await page.locator("#files").evaluate((input) => input.files.length), 0, "the composer is cleared");
+  assert.equal(await page.locator(".message b").count(), 0, "nothing in a file is rendered");
+  // The model got both files' text, labelled, before the question.
+  const request = await lastRequest();
+  const asked = request.messages.at(-1).content;
+  assert.match(asked, /^Attached file “notes\.md”:\n```\n# Notes/);
+  assert.match(asked, /Attached file “report\.pdf”:[\s\S]*Revenue grew by 7 percent/);
+  assert.match(asked, /What do my files say\?$/);
+  await shot(page, "46-attachments-sent");
+
+  // A chip downloads the file as it was sent.
+  const [download] = await Promise.all([page.waitForEvent("download"), chips.first().click()]);
+  assert.equal(download.suggestedFilename(), "notes.md");
+  assert.deepEqual(readFileSync(await download.path()), notes);
+
+  // After a reload the chips are still there (stored with the message).
+  await page.reload();
+  assert.equal(await page.locator(".message.user").last().locator("a.attachment").count(), 2);
+
+  // An image, to a model that cannot see: a readable refusal; the text and the file stay.
+  const png = Buffer.from("89504e470d0a1a0a0000000d49484452", "hex");
+  await page.setInputFiles("#files", { name: "photo.png", mimeType: "image/png", buffer: png });
+  const before = await page.locator(".message").count();
+  await page.fill("#content", "And this picture?");
+  await page.locator("#content").press("Enter");
+  await waitInPage(page, () => /cannot see images/.test(document.getElementById("flash")?.textContent ?? ""), null,
+    "the refusal shows in the flash region");
+  assert.match(await page.locator("#flash").textContent(), /“photo\.png” is an image/);
+  assert.equal(await page.locator(".message").count(), before, "nothing was added");
+  assert.equal(await page.inputValue("#content"), "And this picture?");
+  assert.equal(await page.locator("#files").evaluate((input) => input.files.length), 1);
+  await shot(page, "47-attachment-refused");
+  await context.close();
+});
+
+test("attachments without JavaScript: the plain form uploads the file and the page shows its chip", async () => {
+  const context = await browser.newContext({ viewport: { width: 1000, height: 800 }, javaScriptEnabled: false });
+  const page = await context.newPage();
+  await page.goto(SLOW_BASE + "/");
+  await page.setInputFiles("#files", { name: "todo.txt", mimeType: "text/plain", buffer: Buffer.from("buy milk") });
+  await page.locator(".composer button[type=submit]").click();
+  await page.waitForURL((url) => /^\/chats\/[0-9a-f-]{36}$/.test(url.pathname));
+  const chip = page.locator(".message.user a.attachment");
+  await chip.waitFor();
+  assert.match(await chip.textContent(), /todo\.txt\s+8 bytes/);
+  await shot(page, "48-attachment-no-js");
+  await context.close();
+});
+
 test("no page of these flows reported a Content-Security-Policy violation", () => {
   assert.deepEqual(policyViolations, []);
 });
