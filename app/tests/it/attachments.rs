@@ -8,7 +8,7 @@ use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, reply_id};
+use crate::helpers::{TestApp, hrefs, reply_id};
 
 const NOTES: &[u8] = b"# Shopping\n\n- apples\n- <script>alert(1)</script>\n";
 const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01";
@@ -83,10 +83,7 @@ fn last_prompt(app: &TestApp) -> Vec<Value> {
 
 /// The download links a page shows, in order.
 fn chips(html: &str) -> Vec<String> {
-    html.split("class=\"attachment\" href=\"")
-        .skip(1)
-        .map(|rest| rest.split('"').next().unwrap().replace("&#x2f;", "/"))
-        .collect()
+    hrefs(html, "attachment")
 }
 
 async fn message_count(app: &TestApp) -> i64 {
@@ -515,14 +512,7 @@ async fn export_and_import_carry_the_files_and_a_shared_link_only_names_them() {
         .text()
         .await
         .unwrap();
-    let link = page
-        .split("class=\"share-link\" href=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .replace("&#x2f;", "/");
+    let link = hrefs(&page, "share-link").remove(0);
     let shared = crate::helpers::browser()
         .get(app.url(&link))
         .send()

@@ -3,7 +3,7 @@
 //! engines; the chat page lists its links and revokes them; a revoked link is not found.
 use serde_json::Value;
 
-use crate::helpers::{TestApp, post_form};
+use crate::helpers::{TestApp, hrefs, post_form};
 
 /// A client with no cookies at all, following nothing.
 fn stranger() -> reqwest::Client {
@@ -15,10 +15,7 @@ fn stranger() -> reqwest::Client {
 
 /// The `/s/...` paths a page lists, in order.
 fn links_in(html: &str) -> Vec<String> {
-    html.split("class=\"share-link\" href=\"")
-        .skip(1)
-        .map(|rest| rest.split('"').next().unwrap().replace("&#x2f;", "/"))
-        .collect()
+    hrefs(html, "share-link")
 }
 
 #[tokio::test]

@@ -345,6 +345,14 @@ impl TestApp {
     }
 }
 
+/// The `href`s of the links of `class` a page shows, in order (unescaped).
+pub fn hrefs(html: &str, class: &str) -> Vec<String> {
+    html.split(&format!("class=\"{class}\" href=\""))
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap().replace("&#x2f;", "/"))
+        .collect()
+}
+
 /// The reply id in a 303's `Location: /chats/{chat}#m-{reply}`.
 pub fn reply_id(response: &reqwest::Response) -> uuid::Uuid {
     let location = response.headers()["location"].to_str().unwrap();
