@@ -46,6 +46,11 @@ config = kinds[("ConfigMap", "chat-app")]
 need('SKIP_MIGRATIONS: "true"' in config, "replicas leave migrations to the Job")
 llama = kinds[("Deployment", "llama-server")]
 need("persistentVolumeClaim" in llama and "/models" in llama, "llama-server reads its model from a volume")
+need(re.search(r"replicas: ([2-9]|\d\d)", llama), "several model servers")
+pool = [d for (kind, name), d in kinds.items() if kind == "ConfigMap" and name.startswith("llama-balancer")]
+need(pool and "least_conn" in pool[0] and "proxy_buffering off" in pool[0], "the model servers' balancer sends each request to the least busy one, unbuffered")
+need("llama-balancer" in kinds[("Service", "llama-server")], "LM_API_URL's Service is the balancer")
+need("clusterIP: None" in kinds[("Service", "llama-server-pods")], "the balancer finds the servers through a headless Service")
 if sys.argv[2]:
     # Every variable the manifests give the app is one of its options.
     help_text = subprocess.run([sys.argv[2], "--help"], capture_output=True, text=True, check=True).stdout

@@ -7,6 +7,7 @@
 //   ("Step N of my reasoning. ") come first, at the same pace.
 // - A request for a chat's title (its system message starts "You name conversations") is answered
 //   at once (after TITLE_DELAY_MS, 0 by default) with `"Slow Test Title."`.
+// - `GET /props` says, like llama-server, whether the model can see images: not unless VISION=1.
 // - `GET /last-request` answers the JSON body of the latest chat completion request that was not
 //   for a title (`null` before the first), so that tests can check what the app sent upstream.
 import http from "node:http";
@@ -16,6 +17,7 @@ const tokens = Number(process.env.TOKENS ?? 20);
 const delayMs = Number(process.env.DELAY_MS ?? 100);
 const reasoningPieces = Number(process.env.REASONING ?? 5);
 const titleDelayMs = Number(process.env.TITLE_DELAY_MS ?? 0);
+const vision = process.env.VISION === "1";
 const TITLE_ANSWER = '"Slow Test Title."';
 const models = ["slow", "slow-b"];
 // slow-b's context is small, so that a few long messages fill it (the context gauge's test).
@@ -87,6 +89,10 @@ http.createServer((req, res) => {
   if (path === "/v1/models") {
     res.setHeader("Content-Type", "application/json");
     return res.end(JSON.stringify({ object: "list", data: models.map((id) => ({ id, object: "model", meta: { n_ctx: contexts[id] } })) }));
+  }
+  if (path === "/props") {
+    res.setHeader("Content-Type", "application/json");
+    return res.end(JSON.stringify({ model_path: "slow.gguf", modalities: { vision, audio: false } }));
   }
   if (path === "/last-request") {
     res.setHeader("Content-Type", "application/json");

@@ -65,6 +65,11 @@ impl Attachment {
     }
 }
 
+/// The list a message's row and the API show of `files`.
+pub fn references(files: &[Attachment]) -> Vec<AttachmentRef> {
+    files.iter().map(Attachment::reference).collect()
+}
+
 impl AttachmentRef {
     pub fn is_image(&self) -> bool {
         self.media_type.starts_with("image/")
@@ -87,6 +92,17 @@ pub fn prepare(uploads: Vec<Upload>, limits: Limits, vision: bool) -> AppResult<
         .into_iter()
         .map(|upload| read(upload, limits, vision))
         .collect()
+}
+
+/// [`prepare`] on a blocking thread, so a PDF's text does not hold up the async threads.
+pub async fn prepare_off_thread(
+    uploads: Vec<Upload>,
+    limits: Limits,
+    vision: bool,
+) -> AppResult<Vec<Attachment>> {
+    tokio::task::spawn_blocking(move || prepare(uploads, limits, vision))
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("reading attachments: {e}")))?
 }
 
 /// More files than a message may carry is refused before any is read.

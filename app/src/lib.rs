@@ -14,6 +14,7 @@ pub mod generation;
 pub mod highlight;
 pub mod hub;
 pub mod limits;
+pub mod live;
 pub mod lm;
 pub mod metrics;
 pub mod page_cache;
@@ -58,6 +59,8 @@ pub struct AppState {
     pub stream_slots: StreamSlots,
     /// Rendered chat pages (see `page_cache`).
     pub pages: Arc<page_cache::PageCache>,
+    /// The streams here following replies other replicas write (`live`; PostgreSQL only).
+    pub live: live::Feed,
 }
 
 impl FromRef<AppState> for SessionConfig {
@@ -147,15 +150,19 @@ impl AppState {
                 generate_titles: config.title_generation,
             },
         );
-        let rate_limits = RateLimits::new(config.rate_limit_settings());
+        // Several replicas share PostgreSQL, so their limits live there; SQLite is one process.
+        let shared_limits = store.is_postgres().then(|| store.clone());
+        let rate_limits = RateLimits::new(config.rate_limit_settings(), shared_limits);
         let stream_slots = StreamSlots::new(config.max_streams_per_session);
         let pages = Arc::new(page_cache::PageCache::new(
             config.page_cache_mib.saturating_mul(1 << 20),
         ));
+        let live = live::Feed::new(store.is_postgres());
         Ok(Self {
             rate_limits,
             stream_slots,
             pages,
+            live,
             sessions: SessionConfig {
                 key,
                 secure: config.cookie_secure,
@@ -294,7 +301,7 @@ pub async fn serve_on(
             let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
             loop {
                 tokio::select! {
-                    _ = every_minute.tick() => limits.forget_idle(),
+                    _ = every_minute.tick() => limits.forget_idle().await,
                     _ = stopping.cancelled() => break,
                 }
             }
@@ -308,6 +315,19 @@ pub async fn serve_on(
             .clone()
             .watch_leases(state.closing.clone()),
     );
+    // Other replicas' replies followed live, this replica's published for them, Stop told at
+    // once (PostgreSQL): until the replies in flight are saved at shutdown.
+    let live = state.live.is_enabled().then(|| {
+        let (url, closing) = (state.config.database_url(), state.closing.clone());
+        let listening = live::listen(
+            url,
+            state.live.clone(),
+            state.generations.clone(),
+            closing.clone(),
+        );
+        let publishing = state.generations.clone().publish_pieces(closing);
+        (tokio::spawn(listening), tokio::spawn(publishing))
+    });
     // Metrics on their own listener, up until the app has drained.
     let metrics_stop = CancellationToken::new();
     let metrics = match state.config.metrics_addr {
@@ -327,6 +347,10 @@ pub async fn serve_on(
     drain.await?;
     forget_idle.await?;
     leases.await?;
+    if let Some((listening, publishing)) = live {
+        listening.await?;
+        publishing.await?;
+    }
     metrics_stop.cancel();
     if let Some(metrics) = metrics {
         metrics.await??;

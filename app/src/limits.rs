@@ -15,7 +15,7 @@ use governor::{
     state::keyed::DefaultKeyedStateStore,
 };
 
-use crate::error::AppError;
+use crate::{error::AppError, store::Store};
 
 /// A rate as written in the configuration: `30/min`, `5/s`, `200/h`. The whole amount may be
 /// used at once; it then comes back evenly over the period.
@@ -67,18 +67,58 @@ pub enum Action {
 
 type Limiter<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock>;
 
+/// One action's limits: per session and per address, counted here (SQLite: one process) or
+/// in the database (PostgreSQL: every replica).
 struct Pair {
+    /// The allowances' names in the database (`send`, `chat`).
+    name: &'static str,
+    session: Rate,
+    address: Rate,
     per_session: Limiter<String>,
     per_address: Limiter<IpAddr>,
 }
 
 impl Pair {
-    fn new(session: Rate, address: Rate) -> Self {
+    fn new(name: &'static str, session: Rate, address: Rate) -> Self {
         Pair {
+            name,
+            session,
+            address,
             per_session: RateLimiter::keyed(session.quota()),
             per_address: RateLimiter::keyed(address.quota()),
         }
     }
+
+    /// The session's allowance, then the address's: how long to wait, if either is used up.
+    /// The address is asked only when the session may go on, so a session over its limit does
+    /// not use up the allowance of others at its address.
+    async fn take(
+        &self,
+        shared: Option<&Store>,
+        session: &str,
+        address: IpAddr,
+    ) -> Result<Option<Duration>, AppError> {
+        let Some(store) = shared else {
+            let refused = self
+                .per_session
+                .check_key(&session.to_owned())
+                .and_then(|()| self.per_address.check_key(&address));
+            return Ok(refused
+                .err()
+                .map(|not_until| not_until.wait_time_from(DefaultClock::default().now())));
+        };
+        let (name, session_rate, address_rate) = (self.name, self.session, self.address);
+        let key = format!("{name}:session:{session}");
+        if let Some(wait) = take_shared(store, &key, session_rate).await? {
+            return Ok(Some(wait));
+        }
+        take_shared(store, &format!("{name}:address:{address}"), address_rate).await
+    }
+}
+
+async fn take_shared(store: &Store, key: &str, rate: Rate) -> Result<Option<Duration>, AppError> {
+    let per_use = rate.per / rate.count.get();
+    Ok(store.take_allowance(key, per_use, rate.per).await?)
 }
 
 pub struct RateLimitSettings {
@@ -89,43 +129,55 @@ pub struct RateLimitSettings {
 }
 
 /// Per-session and per-address rate limits; `None` when turned off.
+///
+/// With several replicas (PostgreSQL) the allowances are rows in the database
+/// (`store/limits.rs`), so a session's limit holds whichever replica it reaches. nginx's
+/// `limit_req` could not do this: it cannot read the encrypted session cookie, and each nginx
+/// (an ingress runs several) counts alone. One statement per allowance, by the database's
+/// clock.
 #[derive(Clone)]
 pub struct RateLimits {
-    limits: Option<Arc<(Pair, Pair)>>,
+    limits: Option<Arc<Limits>>,
+}
+
+struct Limits {
+    sends: Pair,
+    chats: Pair,
+    /// The database the allowances are kept in (PostgreSQL); `None`: in this process.
+    shared: Option<Store>,
 }
 
 impl RateLimits {
-    pub fn new(settings: Option<RateLimitSettings>) -> Self {
+    /// Limits kept in `shared` when given (PostgreSQL), else in this process.
+    pub fn new(settings: Option<RateLimitSettings>, shared: Option<Store>) -> Self {
         RateLimits {
             limits: settings.map(|s| {
-                Arc::new((
-                    Pair::new(s.sends_per_session, s.sends_per_address),
-                    Pair::new(s.chats_per_session, s.chats_per_address),
-                ))
+                Arc::new(Limits {
+                    sends: Pair::new("send", s.sends_per_session, s.sends_per_address),
+                    chats: Pair::new("chat", s.chats_per_session, s.chats_per_address),
+                    shared,
+                })
             }),
         }
     }
 
     /// Takes one `action` from the session's and the address's allowance, or says how long to
     /// wait. The address limit is looser: several people can share one address.
-    pub fn check(&self, action: Action, session: &str, address: IpAddr) -> Result<(), AppError> {
+    pub async fn check(
+        &self,
+        action: Action,
+        session: &str,
+        address: IpAddr,
+    ) -> Result<(), AppError> {
         let Some(limits) = &self.limits else {
             return Ok(());
         };
         let pair = match action {
-            Action::Send => &limits.0,
-            Action::CreateChat | Action::Share | Action::Link => &limits.1,
+            Action::Send => &limits.sends,
+            Action::CreateChat | Action::Share | Action::Link => &limits.chats,
         };
-        let clock = DefaultClock::default();
-        // The address is asked only when the session may go on, so a session over its limit
-        // does not use up the allowance of others at its address.
-        let refused = pair
-            .per_session
-            .check_key(&session.to_owned())
-            .and_then(|()| pair.per_address.check_key(&address));
-        let wait = match refused {
-            Ok(()) => return Ok(()),
-            Err(not_until) => not_until.wait_time_from(clock.now()),
+        let Some(wait) = pair.take(limits.shared.as_ref(), session, address).await? else {
+            return Ok(());
         };
         let what = match action {
             Action::Send => "messages",
@@ -142,13 +194,19 @@ impl RateLimits {
         })
     }
 
-    /// Forgets keys whose allowance is full again, so memory follows recent activity only.
-    pub fn forget_idle(&self) {
-        if let Some(limits) = &self.limits {
-            for pair in [&limits.0, &limits.1] {
-                pair.per_session.retain_recent();
-                pair.per_address.retain_recent();
+    /// Forgets allowances that are whole again, so memory (or the table) follows recent
+    /// activity only.
+    pub async fn forget_idle(&self) {
+        let Some(limits) = &self.limits else { return };
+        if let Some(store) = &limits.shared {
+            if let Err(e) = store.forget_full_allowances().await {
+                tracing::warn!(error = %e, "forgetting whole rate-limit allowances");
             }
+            return;
+        }
+        for pair in [&limits.sends, &limits.chats] {
+            pair.per_session.retain_recent();
+            pair.per_address.retain_recent();
         }
     }
 }
@@ -237,19 +295,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_session_gets_its_burst_then_waits_and_others_are_unaffected() {
-        let limits = RateLimits::new(Some(RateLimitSettings {
-            sends_per_session: "3/min".parse().unwrap(),
-            sends_per_address: "100/min".parse().unwrap(),
-            chats_per_session: "1/min".parse().unwrap(),
-            chats_per_address: "100/min".parse().unwrap(),
-        }));
+    #[tokio::test]
+    async fn a_session_gets_its_burst_then_waits_and_others_are_unaffected() {
+        let limits = RateLimits::new(
+            Some(RateLimitSettings {
+                sends_per_session: "3/min".parse().unwrap(),
+                sends_per_address: "100/min".parse().unwrap(),
+                chats_per_session: "1/min".parse().unwrap(),
+                chats_per_address: "100/min".parse().unwrap(),
+            }),
+            None,
+        );
         let address: IpAddr = "192.0.2.1".parse().unwrap();
         for _ in 0..3 {
-            limits.check(Action::Send, "a", address).unwrap();
+            limits.check(Action::Send, "a", address).await.unwrap();
         }
-        match limits.check(Action::Send, "a", address) {
+        match limits.check(Action::Send, "a", address).await {
             Err(AppError::RateLimited {
                 retry_after,
                 message,
@@ -260,34 +321,47 @@ mod tests {
             other => panic!("expected a rate limit, got {other:?}"),
         }
         // Another session, and another action of the same session, have their own allowance.
-        limits.check(Action::Send, "b", address).unwrap();
-        limits.check(Action::CreateChat, "a", address).unwrap();
-        assert!(limits.check(Action::CreateChat, "a", address).is_err());
+        limits.check(Action::Send, "b", address).await.unwrap();
+        limits
+            .check(Action::CreateChat, "a", address)
+            .await
+            .unwrap();
+        assert!(
+            limits
+                .check(Action::CreateChat, "a", address)
+                .await
+                .is_err()
+        );
     }
 
-    #[test]
-    fn an_address_is_limited_across_sessions() {
-        let limits = RateLimits::new(Some(RateLimitSettings {
-            sends_per_session: "100/min".parse().unwrap(),
-            sends_per_address: "2/min".parse().unwrap(),
-            chats_per_session: "100/min".parse().unwrap(),
-            chats_per_address: "100/min".parse().unwrap(),
-        }));
+    #[tokio::test]
+    async fn an_address_is_limited_across_sessions() {
+        let limits = RateLimits::new(
+            Some(RateLimitSettings {
+                sends_per_session: "100/min".parse().unwrap(),
+                sends_per_address: "2/min".parse().unwrap(),
+                chats_per_session: "100/min".parse().unwrap(),
+                chats_per_address: "100/min".parse().unwrap(),
+            }),
+            None,
+        );
         let address: IpAddr = "192.0.2.7".parse().unwrap();
-        limits.check(Action::Send, "a", address).unwrap();
-        limits.check(Action::Send, "b", address).unwrap();
-        assert!(limits.check(Action::Send, "c", address).is_err());
+        limits.check(Action::Send, "a", address).await.unwrap();
+        limits.check(Action::Send, "b", address).await.unwrap();
+        assert!(limits.check(Action::Send, "c", address).await.is_err());
         limits
             .check(Action::Send, "c", "192.0.2.8".parse().unwrap())
+            .await
             .unwrap();
     }
 
-    #[test]
-    fn turned_off_limits_never_refuse() {
-        let limits = RateLimits::new(None);
+    #[tokio::test]
+    async fn turned_off_limits_never_refuse() {
+        let limits = RateLimits::new(None, None);
         for _ in 0..1000 {
             limits
                 .check(Action::Send, "a", "192.0.2.1".parse().unwrap())
+                .await
                 .unwrap();
         }
     }

@@ -16,6 +16,7 @@ use crate::{
     AppState,
     error::{AppError, AppResult},
     generation::{Phase, Reply, ReplyState},
+    live::{Following, Piece, extend},
     session::{Session, SessionId},
     store::{Role, Status, message},
 };
@@ -117,12 +118,14 @@ pub async fn open(
     let slot = state.stream_slots.acquire(&session.id)?;
     let resume_from = last_event_id.and_then(Offsets::parse);
     let in_chat = |id: Uuid| chat_id.is_none_or(|chat| chat == id);
-    let source = match state.generations.attach(&session.id, message_id) {
+    let mut source = match state.generations.attach(&session.id, message_id) {
         Some(reply) if in_chat(reply.chat_id) => Source::Live {
             updates: reply.subscribe(),
             reply,
         },
         _ => {
+            // Subscribed before the row is read, so no piece falls between the two.
+            let following = state.live.follow(message_id);
             let message = state
                 .store
                 .find_session_message(&session.id, message_id)
@@ -132,14 +135,31 @@ pub async fn open(
             Source::Stored {
                 session_id: session.id.clone(),
                 message: Box::new(message),
+                live: following.map(|following| LiveFollow {
+                    following,
+                    ahead: Vec::new(),
+                    row_read_at: tokio::time::Instant::now(),
+                }),
             }
         }
+    };
+    let resumed_past_row = match (&mut source, resume_from) {
+        (
+            Source::Stored {
+                message,
+                live: Some(_),
+                ..
+            },
+            Some(requested),
+        ) if message.status == Status::Streaming => resume_past_row(message, requested),
+        _ => false,
     };
     let offsets = match &source {
         // A finished reply's end at once: its `done` carries the whole reply.
         Source::Stored { message, .. } if message.status != Status::Streaming => {
             Offsets::end_of(message)
         }
+        _ if resumed_past_row => resume_from.unwrap_or_default(),
         _ => source.resume_point(resume_from),
     };
     let follow = Follow {
@@ -167,11 +187,79 @@ enum Source {
         reply: Arc<Reply>,
         updates: watch::Receiver<ReplyState>,
     },
-    /// The row, read again every [`FOLLOW_INTERVAL`] while it is `streaming`.
+    /// The row, read again every [`FOLLOW_INTERVAL`] while it is `streaming`; on PostgreSQL
+    /// with the writer's pieces added as they arrive (`live`), and the row read only when
+    /// they stop or one was missed.
     Stored {
         session_id: SessionId,
         message: Box<message::Model>,
+        live: Option<LiveFollow>,
     },
+}
+
+/// A stored reply's pieces, from the replica writing it (`live.rs`).
+struct LiveFollow {
+    following: Following,
+    /// Pieces after a gap, kept until a read of the row reaches them.
+    ahead: Vec<Piece>,
+    row_read_at: tokio::time::Instant,
+}
+
+/// Most text kept after a gap; past it the oldest pieces go (the row has them by then).
+const MAX_AHEAD_BYTES: usize = 256 * 1024;
+
+/// A reader resuming past the text its reply's row holds: it was sent that text live, and the
+/// writer's checkpoint is older. Its offsets are taken as they are, and the row's text is
+/// lengthened to them with spaces, which are never sent (the reader is past them); pieces
+/// then add to it from there, and the reply's end is read whole from the row. `false`, with
+/// nothing changed: the offsets are within the row (checked as usual) or not a character
+/// boundary of it.
+fn resume_past_row(message: &mut message::Model, requested: Offsets) -> bool {
+    let reasoning = message.reasoning.get_or_insert_default();
+    let parts = [
+        (&mut message.content, requested.text),
+        (reasoning, requested.reasoning),
+    ];
+    let past = parts.iter().any(|(text, at)| *at > text.len());
+    let valid = parts
+        .iter()
+        .all(|(text, at)| *at > text.len() || text.is_char_boundary(*at));
+    if !(past && valid) {
+        return false;
+    }
+    for (text, at) in parts {
+        if at > text.len() {
+            let missing = at - text.len();
+            text.extend(std::iter::repeat_n(' ', missing));
+        }
+    }
+    true
+}
+
+/// Adds a piece to a stored reply being followed. `false`: it starts after what is known (a
+/// piece was missed), and only what fits is added.
+fn add_piece(message: &mut message::Model, piece: &Piece) -> bool {
+    if message.status != Status::Streaming {
+        return true;
+    }
+    let reasoning = message.reasoning.get_or_insert_default();
+    let reasoning_fits = extend(reasoning, piece.reasoning_at, &piece.reasoning);
+    reasoning_fits && extend(&mut message.content, piece.text_at, &piece.text)
+}
+
+/// A new read of a followed row, merged with what is known: a finished reply as it is stored;
+/// a streaming one keeps the longer of the two texts (each is a beginning of the same reply).
+fn merge_row(known: &mut message::Model, mut latest: message::Model) {
+    if latest.status == Status::Streaming {
+        if known.content.len() > latest.content.len() {
+            latest.content = std::mem::take(&mut known.content);
+        }
+        let known_reasoning = known.reasoning.as_deref().map_or(0, str::len);
+        if known_reasoning > latest.reasoning.as_deref().map_or(0, str::len) {
+            latest.reasoning = known.reasoning.take();
+        }
+    }
+    *known = latest;
 }
 
 /// What a source says after its text.
@@ -232,6 +320,34 @@ impl Source {
                 (piece, progress)
             }
         }
+    }
+}
+
+impl LiveFollow {
+    /// Adds `piece` and any others already waiting. Whether the row should be read now: the
+    /// reply ended, or a piece was missed (at most four times a second while the gap lasts:
+    /// the writer's checkpoints are what closes it).
+    fn take(&mut self, message: &mut message::Model, first: Piece) -> bool {
+        let mut piece = Some(first);
+        let mut ended = false;
+        while let Some(next) = piece {
+            ended |= next.end;
+            if !add_piece(message, &next) {
+                self.ahead.push(next);
+            }
+            piece = self.following.pieces.try_recv().ok();
+        }
+        let mut ahead_bytes: usize = self
+            .ahead
+            .iter()
+            .map(|p| p.text.len() + p.reasoning.len())
+            .sum();
+        while ahead_bytes > MAX_AHEAD_BYTES && !self.ahead.is_empty() {
+            let oldest = self.ahead.remove(0);
+            ahead_bytes -= oldest.text.len() + oldest.reasoning.len();
+        }
+        let gap = !self.ahead.is_empty() && self.row_read_at.elapsed() >= FOLLOW_INTERVAL / 4;
+        ended || gap
     }
 }
 
@@ -327,10 +443,33 @@ impl Follow {
             Source::Stored {
                 session_id,
                 message,
+                live,
             } => {
-                tokio::select! {
-                    _ = tokio::time::sleep(FOLLOW_INTERVAL) => {}
-                    _ = closing.cancelled() => return false,
+                let read_row = match live {
+                    None => {
+                        tokio::select! {
+                            _ = tokio::time::sleep(FOLLOW_INTERVAL) => {}
+                            _ = closing.cancelled() => return false,
+                        }
+                        true
+                    }
+                    Some(live) => {
+                        if !live.following.take_missed() {
+                            tokio::select! {
+                                piece = live.following.pieces.recv() => match piece {
+                                    Some(piece) => live.take(message, piece),
+                                    None => true,
+                                },
+                                _ = tokio::time::sleep(FOLLOW_INTERVAL) => true,
+                                _ = closing.cancelled() => return false,
+                            }
+                        } else {
+                            true
+                        }
+                    }
+                };
+                if !read_row {
+                    return true;
                 }
                 match self
                     .state
@@ -338,9 +477,13 @@ impl Follow {
                     .find_message(session_id, message.chat_id, message.id)
                     .await
                 {
-                    Ok(Some(latest)) => **message = latest,
+                    Ok(Some(latest)) => merge_row(message, latest),
                     Ok(None) => return false,
                     Err(e) => tracing::warn!(error = %e, "following a reply in the database"),
+                }
+                if let Some(live) = live {
+                    live.row_read_at = tokio::time::Instant::now();
+                    live.ahead.retain(|piece| !add_piece(message, piece));
                 }
                 true
             }

@@ -12,6 +12,7 @@ mod m20261202_000006_shares;
 mod m20261202_000007_pins_and_folders;
 mod m20261202_000008_devices;
 mod m20261203_000009_attachments;
+mod m20261203_000010_rate_limits;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000007_pins_and_folders::Migration),
             Box::new(m20261202_000008_devices::Migration),
             Box::new(m20261203_000009_attachments::Migration),
+            Box::new(m20261203_000010_rate_limits::Migration),
         ]
     }
 }

@@ -221,12 +221,14 @@ pub async fn create(
 ) -> AppResult<chat::Model> {
     state
         .rate_limits
-        .check(Action::CreateChat, &session.id, address)?;
+        .check(Action::CreateChat, &session.id, address)
+        .await?;
     let mut files = Vec::new();
     if let Some(text) = &new_chat.first_message {
         state
             .rate_limits
-            .check(Action::Send, &session.id, address)?;
+            .check(Action::Send, &session.id, address)
+            .await?;
         files = super::messages::read_attachments(state, new_chat.files).await?;
         let message = super::messages::new_user_message(text, &files);
         super::messages::refuse_unless_fits(state, None, &message, !files.is_empty()).await?;

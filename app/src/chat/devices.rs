@@ -59,7 +59,8 @@ pub async fn sign_out(state: &AppState, session: &Session, device_id: Uuid) -> A
 pub async fn new_link(state: &AppState, session: &Session, address: IpAddr) -> AppResult<NewLink> {
     state
         .rate_limits
-        .check(Action::Link, &session.id, address)?;
+        .check(Action::Link, &session.id, address)
+        .await?;
     let bytes: [u8; CODE_CHARS] = rand::random();
     let code_in_url: String = bytes
         .iter()
@@ -87,7 +88,8 @@ pub async fn check_link(
 ) -> AppResult<()> {
     state
         .rate_limits
-        .check(Action::Link, &session.id, address)?;
+        .check(Action::Link, &session.id, address)
+        .await?;
     let Some(code) = normalize(code) else {
         return Err(AppError::Gone(UNKNOWN.into()));
     };

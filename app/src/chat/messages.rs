@@ -39,7 +39,8 @@ pub async fn send(
 ) -> AppResult<Exchange> {
     state
         .rate_limits
-        .check(Action::Send, &session.id, address)?;
+        .check(Action::Send, &session.id, address)
+        .await?;
     let files = read_attachments(state, uploads).await?;
     let chat = super::find(state, session, chat_id).await?;
     let message = new_user_message(text, &files);
@@ -63,13 +64,7 @@ pub(super) async fn read_attachments(
     let limits = state.config.attachment_limits();
     attachments::check_count(uploads.len(), limits)?;
     let vision = state.lm.has_vision().await;
-    tokio::task::spawn_blocking(move || attachments::prepare(uploads, limits, vision))
-        .await
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("reading attachments: {e}")))?
-}
-
-fn refs(files: &[Attachment]) -> Vec<attachments::AttachmentRef> {
-    files.iter().map(Attachment::reference).collect()
+    attachments::prepare_off_thread(uploads, limits, vision).await
 }
 
 /// Edit and resend: the chat's latest user message is replaced by `text` and a new reply
@@ -85,7 +80,8 @@ pub async fn edit(
 ) -> AppResult<Exchange> {
     state
         .rate_limits
-        .check(Action::Send, &session.id, address)?;
+        .check(Action::Send, &session.id, address)
+        .await?;
     // The new version keeps the files of the one it replaces: they count too.
     let (chat, edited) = tokio::try_join!(super::find(state, session, chat_id), async {
         Ok(state
@@ -120,7 +116,8 @@ pub async fn regenerate(
 ) -> AppResult<Exchange> {
     state
         .rate_limits
-        .check(Action::Send, &session.id, address)?;
+        .check(Action::Send, &session.id, address)
+        .await?;
     let outcome = state.store.add_reply(&session.id, chat_id).await?;
     start(state, session, outcome).await
 }
@@ -148,7 +145,11 @@ pub(super) async fn refuse_unless_fits(
 
 /// A message ready for the fit check (`generation::user_message`), from files read now.
 pub(super) fn new_user_message(text: &MessageText, files: &[Attachment]) -> PromptMessage {
-    user_message(text.as_str(), prompt_text(files).as_deref(), &refs(files))
+    user_message(
+        text.as_str(),
+        prompt_text(files).as_deref(),
+        &attachments::references(files),
+    )
 }
 
 /// Starts the reply the store made, or says why there is none.
@@ -230,6 +231,11 @@ pub async fn stop(
     }
     if !state.store.request_stop(&session.id, message_id).await? {
         return find().await;
+    }
+    // The writer acts on the flag at once when told; if the notification is lost, within a
+    // second (its lease watcher reads the flag).
+    if let Err(e) = state.store.notify_stop(message_id).await {
+        tracing::warn!(error = %e, "telling the writing replica to stop");
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {

@@ -45,7 +45,8 @@ pub async fn share(
 ) -> AppResult<share::Model> {
     state
         .rate_limits
-        .check(Action::Share, &session.id, address)?;
+        .check(Action::Share, &session.id, address)
+        .await?;
     let chat = super::find(state, session, chat_id).await?;
     let messages = state
         .store

@@ -310,9 +310,7 @@ async fn import_attachments(
         max_count: limits.max_count.max(uploads.len()),
         ..limits
     };
-    tokio::task::spawn_blocking(move || attachments::prepare(uploads, limits, true))
-        .await
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("reading attachments: {e}")))?
+    attachments::prepare_off_thread(uploads, limits, true).await
 }
 
 /// Creates a chat from an export (counts as creating a chat for the rate limits).
@@ -326,7 +324,8 @@ pub async fn import(
     let imported = parse_export(state, export).await?;
     state
         .rate_limits
-        .check(Action::CreateChat, &session.id, address)?;
+        .check(Action::CreateChat, &session.id, address)
+        .await?;
     Ok(state.store.import_chat(&session.id, imported).await?)
 }
 

@@ -11,7 +11,8 @@ use super::Generations;
 impl Generations {
     /// Keeps this replica's claims and watches the others', until `until` is cancelled: renews
     /// the leases of the replies written here (every third of the lease), stops those whose
-    /// Stop was asked for on another replica (every second at most), and marks `interrupted`
+    /// Stop was asked for on another replica (every second at most: on PostgreSQL the listener
+    /// in `live.rs` delivers it at once; this catches a notification missed), and marks `interrupted`
     /// the replies whose replica stopped renewing (it died).
     pub async fn watch_leases(self, until: CancellationToken) {
         let store = &self.inner.store;
@@ -26,14 +27,7 @@ impl Generations {
             }
             let live: Vec<Uuid> = self.lock().replies.keys().copied().collect();
             match store.stops_requested(&live).await {
-                Ok(stopped) => {
-                    let registry = self.lock();
-                    for id in stopped {
-                        if let Some(reply) = registry.replies.get(&id) {
-                            reply.stop.cancel();
-                        }
-                    }
-                }
+                Ok(stopped) => stopped.into_iter().for_each(|id| self.stop_here(id)),
                 Err(e) => tracing::warn!(error = %e, "checking for Stop from other replicas"),
             }
             if renewed.is_some_and(|at| at.elapsed() < renew_every) {

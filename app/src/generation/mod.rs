@@ -21,8 +21,10 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument;
 use uuid::Uuid;
 
+mod assemble;
 mod leases;
 mod prompt;
+mod publish;
 mod save;
 mod title;
 
@@ -33,7 +35,7 @@ use sea_orm::ActiveEnum;
 
 use crate::{
     engine::Engine,
-    lm::{IMAGE_TOKENS, LmError, LmEvent, PromptMessage, ReplyOptions},
+    lm::{LmError, LmEvent, PromptMessage},
     metrics::ReplyMetrics,
     session::SessionId,
     store::{ReplyEnd, Status, Store, chat, message},
@@ -141,6 +143,8 @@ struct Inner {
     /// Cancelled when shutdown's grace period is over: replies still running are interrupted.
     interrupt: CancellationToken,
     accepting: AtomicBool,
+    /// Told when a reply starts (the publisher sleeps while none is running).
+    started: tokio::sync::Notify,
 }
 
 impl Inner {
@@ -180,6 +184,7 @@ impl Generations {
                 tasks: TaskTracker::new(),
                 interrupt: CancellationToken::new(),
                 accepting: AtomicBool::new(true),
+                started: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -219,6 +224,7 @@ impl Generations {
         let span =
             tracing::info_span!("reply", chat_id = %live.chat_id, message_id = %live.message_id);
         self.inner.tasks.spawn(run(inner, live).instrument(span));
+        self.inner.started.notify_one();
         Ok(())
     }
 
@@ -246,6 +252,14 @@ impl Generations {
         let finished = state.wait_for(|s| matches!(s.phase, Phase::Finished { .. }));
         let _ = tokio::time::timeout(Duration::from_secs(5), finished).await;
         true
+    }
+
+    /// Stops the reply if this replica is writing it (Stop asked on another replica), without
+    /// waiting for its end.
+    pub fn stop_here(&self, message_id: Uuid) {
+        if let Some(reply) = self.lock().replies.get(&message_id) {
+            reply.stop.cancel();
+        }
     }
 
     /// Whether the model is writing this chat's title now.
@@ -365,7 +379,7 @@ async fn generate(inner: &Inner, reply: &Reply, metrics: &mut ReplyMetrics) -> R
     reply.state.send_modify(|s| s.phase = Phase::Generating);
     metrics.generating();
 
-    let (prompt, options) = match build_prompt(inner, reply).await {
+    let (prompt, options) = match assemble::build_prompt(inner, reply).await {
         Ok(prompt) => prompt,
         Err(end) => return end,
     };
@@ -477,109 +491,6 @@ async fn generate(inner: &Inner, reply: &Reply, metrics: &mut ReplyMetrics) -> R
 /// Milliseconds as a stored stat: whole, and `None` when not a sensible duration.
 fn whole_ms(ms: f64) -> Option<i32> {
     (ms.is_finite() && ms >= 0.0 && ms < f64::from(i32::MAX)).then(|| ms.round() as i32)
-}
-
-/// System prompt + as much recent history as fits the model's context, and the chat's settings.
-async fn build_prompt(
-    inner: &Inner,
-    reply: &Reply,
-) -> Result<(Vec<PromptMessage>, ReplyOptions), ReplyEnd> {
-    let not_loaded = |e: sea_orm::DbErr| {
-        tracing::error!(error = %e, "loading the conversation failed");
-        ReplyEnd::new(
-            Status::Error,
-            Some("The conversation could not be loaded from the database. Please retry.".into()),
-        )
-    };
-    let history = inner
-        .store
-        .prompt_history(
-            &reply.session_id,
-            reply.chat_id,
-            reply.row.seq,
-            inner.settings.history_limit,
-        )
-        .await
-        .map_err(not_loaded)?;
-    // Every reply answers a stored message: no history means the chat was deleted meanwhile.
-    if history.is_empty() {
-        let gone = "This chat no longer exists.".to_owned();
-        return Err(ReplyEnd::new(Status::Error, Some(gone)));
-    }
-    let options = reply_options(&inner.settings, &reply.chat);
-    let context = inner.context_tokens(&options).await;
-    let mut prompt = fit_to_context(
-        inner.system_prompt(&reply.chat),
-        &history,
-        context,
-        options.max_tokens,
-        &inner.counter(),
-    )
-    .map_err(failed)?;
-    attach_images(inner, reply, &mut prompt)
-        .await
-        .map_err(not_loaded)?;
-    Ok((prompt, options))
-}
-
-/// The images of the prompt's messages: read from the store for a model that can see; for one
-/// that cannot (the chat's model changed since they were sent), each message says an image is
-/// left out.
-async fn attach_images(
-    inner: &Inner,
-    reply: &Reply,
-    prompt: &mut [PromptMessage],
-) -> Result<(), sea_orm::DbErr> {
-    let wanted: Vec<Uuid> = prompt
-        .iter()
-        .flat_map(|m| m.images.iter().map(|i| i.attachment_id))
-        .collect();
-    if wanted.is_empty() {
-        return Ok(());
-    }
-    if !inner.lm.has_vision().await {
-        for message in prompt.iter_mut().filter(|m| !m.images.is_empty()) {
-            message.images.clear();
-            message.content.push_str("\n\n");
-            message.content.push_str(crate::attachments::IMAGE_LEFT_OUT);
-        }
-        return Ok(());
-    }
-    let mut data = inner
-        .store
-        .attachment_data(&reply.session_id, reply.chat_id, &wanted)
-        .await?;
-    for image in prompt.iter_mut().flat_map(|m| m.images.iter_mut()) {
-        image.data = data.remove(&image.attachment_id);
-    }
-    Ok(())
-}
-
-impl Inner {
-    /// The chat's system prompt, or the configured one.
-    fn system_prompt<'a>(&'a self, chat: &'a chat::Model) -> &'a str {
-        chat.system_prompt
-            .as_deref()
-            .unwrap_or(&self.settings.system_prompt)
-    }
-
-    /// The model's context in tokens: configured (`LM_CONTEXT_TOKENS`), else the engine's.
-    async fn context_tokens(&self, options: &ReplyOptions) -> Option<u32> {
-        match self.settings.context_tokens {
-            Some(configured) => Some(configured),
-            None => self.lm.context_tokens(options.model.as_deref()).await,
-        }
-    }
-
-    /// A prompt message's cost in tokens, as the engine counts it.
-    fn counter(&self) -> impl Fn(&PromptMessage) -> u32 + '_ {
-        |turn: &PromptMessage| {
-            let images = u32::try_from(turn.images.len()).unwrap_or(u32::MAX);
-            self.lm
-                .count_tokens(turn.role, &turn.content)
-                .saturating_add(images.saturating_mul(IMAGE_TOKENS))
-        }
-    }
 }
 
 impl Generations {

@@ -47,6 +47,14 @@ pub struct LmClient {
 const MODELS_TTL: Duration = Duration::from_secs(30);
 /// How long a failure to list them is: the server may be back soon.
 const MODELS_FAILURE_TTL: Duration = Duration::from_secs(2);
+/// How long an answer about the server (its models, its vision) is believed.
+fn answer_max_age<T>(answer: &Result<T, LmError>) -> Duration {
+    match answer {
+        Ok(_) => MODELS_TTL,
+        Err(_) => MODELS_FAILURE_TTL,
+    }
+}
+
 /// How long a health answer is.
 const STATUS_TTL: Duration = Duration::from_secs(2);
 
@@ -152,13 +160,9 @@ impl LmClient {
     /// What the server serves (`GET /v1/models`), asked at most every 30 seconds (every 2
     /// seconds while it cannot be asked); an old answer is served while a new one is asked for.
     pub async fn models(&self) -> Result<Vec<ModelInfo>, LmError> {
-        let max_age = |answer: &Result<_, _>| match answer {
-            Ok(_) => MODELS_TTL,
-            Err(_) => MODELS_FAILURE_TTL,
-        };
         let this = self.clone();
         self.models
-            .get(max_age, async move { this.fetch_models().await })
+            .get(answer_max_age, async move { this.fetch_models().await })
             .await
     }
 
@@ -209,13 +213,9 @@ impl LmClient {
     /// `modalities.vision` (started with a multimodal projector, `--mmproj`). Asked at most
     /// every 30 seconds; a server that cannot be asked is taken to have no vision.
     pub async fn has_vision(&self) -> bool {
-        let max_age = |answer: &Result<_, _>| match answer {
-            Ok(_) => MODELS_TTL,
-            Err(_) => MODELS_FAILURE_TTL,
-        };
         let this = self.clone();
         self.vision
-            .get(max_age, async move { this.fetch_vision().await })
+            .get(answer_max_age, async move { this.fetch_vision().await })
             .await
             .unwrap_or(false)
     }

@@ -23,9 +23,8 @@ impl FileColumns {
         if files.is_empty() {
             return Self::default();
         }
-        let refs: Vec<_> = files.iter().map(Attachment::reference).collect();
         Self {
-            attachments: serde_json::to_string(&refs).ok(),
+            attachments: serde_json::to_string(&crate::attachments::references(files)).ok(),
             attachment_text: crate::attachments::prompt_text(files),
         }
     }

@@ -158,6 +158,11 @@ impl Store {
         {
             insert_attachments(&txn, &chat, user.id, files).await?;
         }
+        if first_message.is_some()
+            && let Some(reply) = messages.last()
+        {
+            self.start_lease(&txn, reply.id).await?;
+        }
         txn.commit().await?;
         let reply = match first_message {
             Some(_) => messages.pop(),

@@ -164,6 +164,9 @@ impl Store {
         if let Some(user) = inserted.first() {
             insert_attachments(&txn, &chat, user.id, new_files).await?;
         }
+        if let Some(reply) = inserted.last() {
+            self.start_lease(&txn, reply.id).await?;
+        }
         txn.commit().await?;
         let (Some(reply), Some(user)) = (inserted.pop(), inserted.pop()) else {
             return Err(DbErr::RecordNotInserted);
@@ -248,6 +251,7 @@ impl Store {
             .await?
             .pop()
             .ok_or(DbErr::RecordNotInserted)?;
+        self.start_lease(&txn, reply.id).await?;
         txn.commit().await?;
         Ok(NewReply::Started {
             user: None,
@@ -313,10 +317,7 @@ impl Store {
                 message::Column::Reasoning,
                 Expr::value(non_empty(reasoning)),
             )
-            .col_expr(
-                message::Column::LeaseExpiresAt,
-                Expr::value(self.lease_until()),
-            )
+            .col_expr(message::Column::LeaseExpiresAt, self.lease_until())
             .col_expr(message::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(message::Column::Id.eq(message_id))
             .filter(message::Column::SessionId.eq(session_id.as_str()))

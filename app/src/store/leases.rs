@@ -18,7 +18,7 @@ impl Store {
         let mine_or_abandoned = sea_orm::Condition::any()
             .add(message::Column::Owner.eq(self.replica.name.clone()))
             .add(message::Column::Owner.is_null())
-            .add(lease_expired());
+            .add(self.lease_expired());
         self.interrupt_where(mine_or_abandoned).await
     }
 
@@ -26,7 +26,7 @@ impl Store {
     /// keeping their checkpointed text. Returns how many.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn interrupt_expired_replies(&self) -> Result<u64, DbErr> {
-        self.interrupt_where(lease_expired()).await
+        self.interrupt_where(self.lease_expired()).await
     }
 
     async fn interrupt_where(&self, condition: sea_orm::Condition) -> Result<u64, DbErr> {
@@ -51,10 +51,7 @@ impl Store {
             return Ok(());
         }
         message::Entity::update_many()
-            .col_expr(
-                message::Column::LeaseExpiresAt,
-                Expr::value(self.lease_until()),
-            )
+            .col_expr(message::Column::LeaseExpiresAt, self.lease_until())
             .col_expr(
                 message::Column::Owner,
                 Expr::value(Some(self.replica.name.clone())),
@@ -114,16 +111,9 @@ impl Store {
             .filter(message::Column::Id.eq(message_id))
             .filter(message::Column::SessionId.eq(session_id.as_str()))
             .filter(message::Column::Status.eq(Status::Streaming))
-            .filter(lease_expired())
+            .filter(self.lease_expired())
             .exec(&self.db)
             .await?;
         Ok(updated.rows_affected > 0)
     }
-}
-
-/// A claim on a reply that nobody holds: no lease (rows from before leases) or a lapsed one.
-fn lease_expired() -> sea_orm::Condition {
-    sea_orm::Condition::any()
-        .add(message::Column::LeaseExpiresAt.is_null())
-        .add(message::Column::LeaseExpiresAt.lt(Utc::now()))
 }

@@ -11,6 +11,8 @@ pub mod entities;
 mod exchanges;
 mod folders;
 mod leases;
+mod limits;
+mod live;
 mod search;
 mod sessions;
 mod shares;
@@ -30,7 +32,9 @@ pub use exchanges::{NewReply, ReplyEnd};
 pub use folders::{Moved, SidebarChats};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, EntityTrait, Set,
+    ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
+    EntityTrait, QueryFilter, Set,
+    sea_query::{Expr, ExprTrait},
 };
 pub use search::SearchHit;
 pub use transfer::{ImportedChat, ImportedMessage};
@@ -126,17 +130,60 @@ impl Store {
         &self.replica
     }
 
-    fn lease_until(&self) -> chrono::DateTime<Utc> {
+    /// The end of a lease taken now, by the database's clock (ARCHITECTURE.md "One clock"):
+    /// replicas whose clocks disagree still agree on when a lease ends. SQLite is one process,
+    /// with one clock.
+    fn lease_until(&self) -> Expr {
+        match self.db.get_database_backend() {
+            DbBackend::Postgres => Expr::cust(format!(
+                "CURRENT_TIMESTAMP + interval '{} milliseconds'",
+                self.replica.lease.as_millis()
+            )),
+            _ => Expr::value(self.local_lease_until()),
+        }
+    }
+
+    fn local_lease_until(&self) -> chrono::DateTime<Utc> {
         let lease = chrono::Duration::from_std(self.replica.lease)
             .unwrap_or_else(|_| chrono::Duration::seconds(15));
         Utc::now() + lease
+    }
+
+    /// Now, by the database's clock (see [`Self::lease_until`]).
+    fn db_now(&self) -> Expr {
+        match self.db.get_database_backend() {
+            DbBackend::Postgres => Expr::cust("CURRENT_TIMESTAMP"),
+            _ => Expr::value(Utc::now()),
+        }
+    }
+
+    /// A claim on a reply that nobody holds: no lease (rows from before leases) or one that
+    /// ended by the database's clock.
+    fn lease_expired(&self) -> sea_orm::Condition {
+        sea_orm::Condition::any()
+            .add(message::Column::LeaseExpiresAt.is_null())
+            .add(Expr::col(message::Column::LeaseExpiresAt).lt(self.db_now()))
+    }
+
+    /// Starts the lease of the new reply `message_id` by the database's clock (its row was
+    /// inserted with this process's: a row's values cannot be SQL).
+    async fn start_lease(&self, txn: &impl ConnectionTrait, message_id: Uuid) -> Result<(), DbErr> {
+        if self.db.get_database_backend() != DbBackend::Postgres {
+            return Ok(());
+        }
+        message::Entity::update_many()
+            .col_expr(message::Column::LeaseExpiresAt, self.lease_until())
+            .filter(message::Column::Id.eq(message_id))
+            .exec(txn)
+            .await?;
+        Ok(())
     }
 
     /// A new reply to write, claimed by this replica.
     fn claimed_reply(&self, chat: &chat::Model, seq: i64) -> message::ActiveModel {
         let mut row = new_message(chat, seq, Role::Assistant, "", Status::Streaming);
         row.owner = Set(Some(self.replica.name.clone()));
-        row.lease_expires_at = Set(Some(self.lease_until()));
+        row.lease_expires_at = Set(Some(self.local_lease_until()));
         row
     }
 

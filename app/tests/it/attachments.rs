@@ -8,7 +8,7 @@ use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, hrefs, reply_id};
+use crate::helpers::{TestApp, hrefs, import_form, reply_id};
 
 const NOTES: &[u8] = b"# Shopping\n\n- apples\n- <script>alert(1)</script>\n";
 const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01";
@@ -453,13 +453,7 @@ async fn export_and_import_carry_the_files_and_a_shared_link_only_names_them() {
     assert_eq!(decode(&files[1]), pdf);
 
     // Imported: a new chat whose files download as they were, and reach its prompts.
-    let form = Form::new().part(
-        "file",
-        Part::bytes(serde_json::to_vec(&export).unwrap())
-            .file_name("chat.json")
-            .mime_str("application/json")
-            .unwrap(),
-    );
+    let form = import_form(serde_json::to_vec(&export).unwrap());
     let response = post_multipart(&app, "/chats/import", form, false).await;
     assert_eq!(response.status(), 303);
     let location = response.headers()["location"].to_str().unwrap().to_owned();
@@ -493,10 +487,7 @@ async fn export_and_import_carry_the_files_and_a_shared_link_only_names_them() {
             m["attachments"][0]["data"] = json!("not base64!");
         }
     }
-    let form = Form::new().part(
-        "file",
-        Part::bytes(serde_json::to_vec(&damaged).unwrap()).file_name("chat.json"),
-    );
+    let form = import_form(serde_json::to_vec(&damaged).unwrap());
     let response = post_multipart(&app, "/chats/import", form, false).await;
     assert_eq!(response.status(), 422);
     let body = response.text().await.unwrap();

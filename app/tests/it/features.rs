@@ -3,7 +3,7 @@
 //! without htmx) and the JSON API, against the fake llama-server.
 use std::time::Duration;
 
-use crate::helpers::{TestApp, browser, sse::EventReader};
+use crate::helpers::{TestApp, browser, import_form, sse::EventReader};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -733,13 +733,7 @@ async fn a_chat_exports_as_markdown_and_json_and_the_json_imports_as_a_new_chat(
     assert_eq!(export["messages"].as_array().unwrap().len(), original.len());
 
     // Imported through the home page's form: a new chat with the same messages and settings.
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(export.to_string().into_bytes())
-            .file_name("chat.json")
-            .mime_str("application/json")
-            .unwrap(),
-    );
+    let form = import_form(export.to_string().into_bytes());
     let response = app
         .client
         .post(app.url("/chats/import"))
@@ -825,10 +819,7 @@ async fn a_bad_import_is_a_clear_error_and_creates_nothing() {
         {"role": "assistant", "content": "partial", "status": "streaming"},
     ]});
     let upload = |bytes: Vec<u8>| {
-        let form = reqwest::multipart::Form::new().part(
-            "file",
-            reqwest::multipart::Part::bytes(bytes).file_name("x.json"),
-        );
+        let form = import_form(bytes);
         app.client
             .post(app.url("/chats/import"))
             .header("hx-request", "true")

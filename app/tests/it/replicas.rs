@@ -42,12 +42,17 @@ struct Cluster {
 
 impl Cluster {
     async fn new() -> Option<Cluster> {
+        Self::with(&[]).await
+    }
+
+    /// A cluster whose replicas have `overrides` in their environment.
+    async fn with(overrides: &[(&'static str, &str)]) -> Option<Cluster> {
         postgres_server()?;
         let data = tempfile::tempdir().unwrap();
         let database = fresh_database_url(data.path()).await;
         let fake = FakeLm::start(paced(250, 20)).await;
         let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 64]>());
-        let envs = vec![
+        let mut envs = vec![
             ("DATABASE_URL", database.clone()),
             ("LM_API_URL", fake.url()),
             ("SESSION_KEY", key),
@@ -55,6 +60,10 @@ impl Cluster {
             ("REPLY_LEASE", format!("{}ms", LEASE.as_millis())),
             ("TITLE_GENERATION", "off".to_owned()),
         ];
+        for (name, value) in overrides {
+            envs.retain(|(n, _)| n != name);
+            envs.push((name, (*value).to_owned()));
+        }
         let store = Store::connect(&database, 2).await.unwrap();
         Some(Cluster {
             data,
@@ -65,10 +74,16 @@ impl Cluster {
     }
 
     async fn replica(&self, name: &str) -> AppProcess {
+        self.replica_with(name, &[]).await
+    }
+
+    /// A replica with `extra` in its environment.
+    async fn replica_with(&self, name: &str, extra: &[(&'static str, &str)]) -> AppProcess {
         let dir = self.data.path().join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let mut envs = self.envs.clone();
         envs.push(("REPLICA_NAME", name.to_owned()));
+        envs.extend(extra.iter().map(|(n, v)| (*n, (*v).to_owned())));
         let mut app = spawn_app(&dir, &envs).await;
         app.wait_ready(Duration::from_secs(15)).await;
         app
@@ -194,6 +209,150 @@ async fn a_reply_written_by_one_replica_is_followed_through_another() {
         .unwrap();
     assert_eq!(busy.status(), 409);
     cluster.ended(next_reply, Duration::from_secs(20)).await;
+}
+
+/// A piece of a stream as a reader received it: when, the answer's offset after it, its text.
+struct Received {
+    at: Instant,
+    offset: usize,
+    text: String,
+}
+
+/// Reads a reply's HTML stream to its end, noting when each piece came.
+async fn read_timed(client: &reqwest::Client, url: &str) -> Vec<Received> {
+    let (status, _, reader) = EventReader::open(client, url, None).await;
+    assert_eq!(status, 200);
+    let mut reader = reader.unwrap();
+    let mut received = Vec::new();
+    while let Some(event) = reader.next().await {
+        match event.event.as_str() {
+            "token" => received.push(Received {
+                at: Instant::now(),
+                offset: event.id.split(':').next().unwrap().parse().unwrap(),
+                text: helpers::sse::token_text(std::slice::from_ref(&event)),
+            }),
+            "done" => return received,
+            _ => {}
+        }
+    }
+    panic!("the stream ended without done");
+}
+
+#[tokio::test]
+async fn through_another_replica_a_reply_arrives_live_exactly_once() {
+    // Checkpoints a minute apart: until the reply ends its row holds no text, so whatever a
+    // reader on the other replica gets before then came live from the writer.
+    let Some(cluster) = Cluster::with(&[("CHECKPOINT_INTERVAL", "60s")]).await else {
+        eprintln!("needs PostgreSQL (TEST_DATABASE_URL); the CI run on PostgreSQL covers it");
+        return;
+    };
+    let a = cluster.replica("replica-a").await;
+    let b = cluster.replica("replica-b").await;
+    let client = browser();
+    let (chat, reply) = start_reply(&cluster.store, &client, &a.base, "write for a while").await;
+    let stream = |base: &str| format!("{base}/chats/{chat}/messages/{reply}/stream");
+    let (url_a, url_b) = (stream(&a.base), stream(&b.base));
+    let (on_a, on_b) = tokio::join!(read_timed(&client, &url_a), read_timed(&client, &url_b));
+    let stored = cluster.message(reply).await;
+    assert_eq!(stored.status, Status::Complete);
+    let text = |pieces: &[Received]| pieces.iter().map(|p| p.text.as_str()).collect::<String>();
+    assert_eq!(text(&on_b), stored.content, "every piece once, in order");
+    assert!(
+        on_b.len() >= 20,
+        "followed token by token, not at checkpoints: {} pieces",
+        on_b.len()
+    );
+    // How far behind the writer's own stream the other replica's is, at the same offsets.
+    let mut lags: Vec<Duration> = on_b
+        .iter()
+        .filter_map(|p| {
+            let first_on_a = on_a.iter().find(|q| q.offset >= p.offset)?;
+            Some(p.at.saturating_duration_since(first_on_a.at))
+        })
+        .collect();
+    lags.sort();
+    eprintln!(
+        "followed through another replica: {} pieces (the writer's stream: {}); behind it by p50 {:?}, p90 {:?}, max {:?}",
+        on_b.len(),
+        on_a.len(),
+        lags[lags.len() / 2],
+        lags[lags.len() * 9 / 10],
+        lags[lags.len() - 1]
+    );
+
+    // B writes the next reply; a reader on A drops mid-reply and resumes from its last event.
+    let next = client
+        .post(format!("{}/chats/{chat}/messages", b.base))
+        .form(&[("content", "and more")])
+        .send()
+        .await
+        .unwrap();
+    let next_reply = helpers::reply_id(&next);
+    let url = format!("{}/chats/{chat}/messages/{next_reply}/stream", a.base);
+    let (_, _, reader) = EventReader::open(&client, &url, None).await;
+    let mut reader = reader.unwrap();
+    let (mut seen, mut last_id) = (String::new(), String::new());
+    while seen.len() < 40 {
+        let event = reader.next().await.expect("text");
+        if event.event == "token" {
+            seen.push_str(&helpers::sse::token_text(std::slice::from_ref(&event)));
+            last_id = event.id.clone();
+        }
+    }
+    drop(reader);
+    let (_, _, reader) = EventReader::open(&client, &url, Some(&last_id)).await;
+    let (rest, _) = read_to_end(&mut reader.unwrap()).await;
+    let stored = cluster.message(next_reply).await;
+    assert_eq!(stored.status, Status::Complete);
+    assert_eq!(
+        seen + &rest.concat(),
+        stored.content,
+        "no gap, no duplicate"
+    );
+}
+
+#[tokio::test]
+async fn a_follower_whose_notifications_are_lost_still_gets_every_piece_once() {
+    let Some(cluster) = Cluster::new().await else {
+        eprintln!("needs PostgreSQL (TEST_DATABASE_URL); the CI run on PostgreSQL covers it");
+        return;
+    };
+    let a = cluster.replica("replica-a").await;
+    let b = cluster.replica("replica-b").await;
+    let client = browser();
+    let (chat, reply) = start_reply(&cluster.store, &client, &a.base, "write for a while").await;
+    let url = format!("{}/chats/{chat}/messages/{reply}/stream", b.base);
+    let (_, _, reader) = EventReader::open(&client, &url, None).await;
+    let mut reader = reader.unwrap();
+    let mut seen = String::new();
+    while seen.len() < 40 {
+        let event = reader.next().await.expect("text");
+        if event.event == "token" {
+            seen.push_str(&helpers::sse::token_text(std::slice::from_ref(&event)));
+        }
+    }
+    // Every replica's listening connection is cut mid-reply: what is published meanwhile
+    // reaches nobody, and the replicas listen again.
+    use sea_orm::ConnectionTrait;
+    let cut = cluster
+        .store
+        .connection()
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE 'LISTEN \"chat_reply_pieces\"%'",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(cut.len(), 2, "one listening connection per replica");
+    let (rest, _) = read_to_end(&mut reader).await;
+    let stored = cluster.message(reply).await;
+    assert_eq!(stored.status, Status::Complete);
+    assert_eq!(
+        seen + &rest.concat(),
+        stored.content,
+        "no gap, no duplicate"
+    );
 }
 
 #[tokio::test]
@@ -493,4 +652,149 @@ impl Drop for Nginx {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+}
+
+/// libfaketime, which makes a process's clock say another time (Debian's `libfaketime`).
+fn libfaketime() -> Option<&'static str> {
+    let path = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+    std::path::Path::new(path).exists().then_some(path)
+}
+
+/// What a replica's clock says, from its `Date` header.
+async fn replica_clock(base: &str) -> chrono::DateTime<chrono::Utc> {
+    let response = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    let date = response.headers()["date"].to_str().unwrap();
+    chrono::DateTime::parse_from_rfc2822(date).unwrap().to_utc()
+}
+
+#[tokio::test]
+async fn replicas_whose_clocks_disagree_by_a_minute_never_interrupt_a_live_reply() {
+    let Some(cluster) = Cluster::new().await else {
+        eprintln!("needs PostgreSQL (TEST_DATABASE_URL); the CI run on PostgreSQL covers it");
+        return;
+    };
+    let Some(faketime) = libfaketime() else {
+        eprintln!("needs libfaketime; .ci/run installs it");
+        return;
+    };
+    // Timers run on the monotonic clock, which stays true; only the wall clock is off.
+    let clock = |offset: &'static str| {
+        [
+            ("LD_PRELOAD", faketime),
+            ("FAKETIME", offset),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ]
+    };
+    let a = cluster.replica("replica-a").await;
+    let ahead = cluster.replica_with("replica-ahead", &clock("+60s")).await;
+    let behind = cluster.replica_with("replica-behind", &clock("-60s")).await;
+    let true_time = replica_clock(&a.base).await;
+    let skew = |at: chrono::DateTime<chrono::Utc>| (at - true_time).num_seconds();
+    assert!((55..=65).contains(&skew(replica_clock(&ahead.base).await)));
+    assert!((-65..=-55).contains(&skew(replica_clock(&behind.base).await)));
+
+    // Each reply takes 5 s, more than two leases (2 s). By its own clock the replica ahead
+    // would find A's lease long over; the replica behind would take leases that ended a
+    // minute ago. By the database's clock neither happens.
+    let client = browser();
+    let (_, by_a) = start_reply(&cluster.store, &client, &a.base, "write for a while").await;
+    let (_, by_behind) =
+        start_reply(&cluster.store, &client, &behind.base, "write for a while").await;
+    let (_, by_ahead) =
+        start_reply(&cluster.store, &client, &ahead.base, "write for a while").await;
+    for reply in [by_a, by_behind, by_ahead] {
+        let ended = cluster.ended(reply, Duration::from_secs(30)).await;
+        assert_eq!(
+            ended.status,
+            Status::Complete,
+            "{:?}: {:?}",
+            ended.owner,
+            ended.error
+        );
+        assert!(ended.content.contains("w249"));
+    }
+
+    // A replica that really dies is still noticed: by the database's clock, within the lease.
+    let (chat, reply) = start_reply(&cluster.store, &client, &behind.base, "again").await;
+    let mut behind = behind;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    behind.child.start_kill().unwrap();
+    behind.child.wait().await.unwrap();
+    let interrupted = cluster
+        .ended(reply, LEASE * 2 + Duration::from_secs(3))
+        .await;
+    assert_eq!(interrupted.status, Status::Interrupted);
+    let page = client
+        .get(format!("{}/chats/{chat}", ahead.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(page.text().await.unwrap().contains("Retry"));
+}
+
+#[tokio::test]
+async fn rate_limits_hold_for_a_session_whichever_replica_it_reaches() {
+    let Some(cluster) = Cluster::with(&[
+        ("RATE_LIMITS", "on"),
+        ("SEND_RATE_PER_SESSION", "3/min"),
+        ("CHAT_RATE_PER_SESSION", "2/min"),
+    ])
+    .await
+    else {
+        eprintln!("needs PostgreSQL (TEST_DATABASE_URL); the CI run on PostgreSQL covers it");
+        return;
+    };
+    cluster.fake.set(|k| *k = paced(3, 0));
+    let a = cluster.replica("replica-a").await;
+    let b = cluster.replica("replica-b").await;
+    let client = browser();
+    // Sends alternate between the replicas: the fourth, wherever it goes, is one too many.
+    let (chat, first) = start_reply(&cluster.store, &client, &a.base, "one").await;
+    cluster.ended(first, Duration::from_secs(10)).await;
+    for (base, content) in [(&b.base, "two"), (&a.base, "three")] {
+        let sent = client
+            .post(format!("{base}/chats/{chat}/messages"))
+            .form(&[("content", content)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(sent.status(), 303, "{content}");
+        cluster
+            .ended(helpers::reply_id(&sent), Duration::from_secs(10))
+            .await;
+    }
+    for base in [&b.base, &a.base] {
+        let refused = client
+            .post(format!("{base}/chats/{chat}/messages"))
+            .header("HX-Request", "true")
+            .form(&[("content", "four")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 429);
+        let wait: u64 = refused.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=20).contains(&wait), "one comes back in 20 s: {wait}");
+        assert!(refused.text().await.unwrap().contains("Too many messages"));
+    }
+    // Another session has its own allowance.
+    let other = browser();
+    let (_, reply) = start_reply(&cluster.store, &other, &b.base, "mine").await;
+    cluster.ended(reply, Duration::from_secs(10)).await;
+
+    // New chats likewise (an import is one, and sends nothing): the first session made one.
+    let export = serde_json::json!({"format": "chat-export", "version": 1, "title": "T",
+        "messages": [{"role": "user", "content": "hello"}]});
+    let import = |base: &str| {
+        client
+            .post(format!("{base}/chats/import"))
+            .multipart(helpers::import_form(export.to_string().into_bytes()))
+            .send()
+    };
+    assert_eq!(import(&b.base).await.unwrap().status(), 303);
+    assert_eq!(import(&a.base).await.unwrap().status(), 429);
+    assert_eq!(import(&b.base).await.unwrap().status(), 429);
 }

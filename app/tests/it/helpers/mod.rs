@@ -345,6 +345,17 @@ impl TestApp {
     }
 }
 
+/// The home page's import form carrying `export` as the chosen file.
+pub fn import_form(export: Vec<u8>) -> reqwest::multipart::Form {
+    reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(export)
+            .file_name("chat.json")
+            .mime_str("application/json")
+            .unwrap(),
+    )
+}
+
 /// The `href`s of the links of `class` a page shows, in order (unescaped).
 pub fn hrefs(html: &str, class: &str) -> Vec<String> {
     html.split(&format!("class=\"{class}\" href=\""))
