@@ -141,6 +141,9 @@ pub struct Feed {
 struct FeedInner {
     followers: Mutex<HashMap<Uuid, Vec<Follower>>>,
     next_id: AtomicU64,
+    /// The listener has been connected (once is enough: after a lost connection, followers
+    /// read rows until it is back).
+    listened: AtomicBool,
 }
 
 struct Follower {
@@ -196,6 +199,20 @@ impl Feed {
 
     pub fn is_enabled(&self) -> bool {
         self.inner.is_some()
+    }
+
+    /// Whether this replica has started listening (always, when disabled). Until then it is
+    /// not ready: pages following other replicas' replies through it would lag.
+    pub fn has_listened(&self) -> bool {
+        self.inner
+            .as_ref()
+            .is_none_or(|feed| feed.listened.load(Ordering::Acquire))
+    }
+
+    fn listening(&self) {
+        if let Some(feed) = &self.inner {
+            feed.listened.store(true, Ordering::Release);
+        }
     }
 
     /// Subscribes to the pieces of `reply` (before its row is read, so that none falls between
@@ -276,6 +293,7 @@ pub async fn listen(
             }
         };
         retry_in = Duration::from_millis(100);
+        feed.listening();
         // Whatever was published before now reached nobody here.
         feed.missed_all();
         loop {
@@ -405,5 +423,6 @@ mod tests {
         drop(following);
         assert!(!feed.is_followed(&reply), "unregistered when dropped");
         assert!(Feed::new(false).follow(reply).is_none());
+        assert!(Feed::new(false).has_listened() && !feed.has_listened());
     }
 }

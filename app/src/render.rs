@@ -331,7 +331,9 @@ mod tests {
         assert!(html.contains("<li>a</li>"), "{html}");
         assert!(html.contains("<table>"), "{html}");
         assert!(
-            html.contains("<code class=\"language-rust\"><span class=\"hl-source hl-rust\">"),
+            html.contains(
+                "<code class=\"language-rust\"><span class=\"hl-l2 hl-lb hl-d2\">fn </span>"
+            ),
             "{html}"
         );
         assert!(!html.contains("style="), "{html}");

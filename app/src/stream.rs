@@ -445,6 +445,7 @@ impl Follow {
                 message,
                 live,
             } => {
+                let mut feed_closed = false;
                 let read_row = match live {
                     None => {
                         tokio::select! {
@@ -453,21 +454,24 @@ impl Follow {
                         }
                         true
                     }
-                    Some(live) => {
-                        if !live.following.take_missed() {
-                            tokio::select! {
-                                piece = live.following.pieces.recv() => match piece {
-                                    Some(piece) => live.take(message, piece),
-                                    None => true,
-                                },
-                                _ = tokio::time::sleep(FOLLOW_INTERVAL) => true,
-                                _ = closing.cancelled() => return false,
+                    Some(follow) if follow.following.take_missed() => true,
+                    Some(follow) => tokio::select! {
+                        piece = follow.following.pieces.recv() => match piece {
+                            Some(piece) => follow.take(message, piece),
+                            // The feed holds the sender while this lives: not expected. From
+                            // here on the row alone is followed.
+                            None => {
+                                feed_closed = true;
+                                true
                             }
-                        } else {
-                            true
-                        }
-                    }
+                        },
+                        _ = tokio::time::sleep(FOLLOW_INTERVAL) => true,
+                        _ = closing.cancelled() => return false,
+                    },
                 };
+                if feed_closed {
+                    *live = None;
+                }
                 if !read_row {
                     return true;
                 }

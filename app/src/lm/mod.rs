@@ -61,6 +61,12 @@ pub enum LmError {
     FirstTokenTimeout(Duration),
     #[error("The language model stopped sending for {}, so the reply was ended. You can retry.", humantime::format_duration(*.0))]
     IdleTimeout(Duration),
+    /// The connection broke in the middle of a reply (the server stopped, or a balancer
+    /// in front of it lost it).
+    #[error(
+        "The connection to the language model server was lost in the middle of the reply. The text so far is kept; you can retry."
+    )]
+    ConnectionLost,
     #[error("The language model server sent something that could not be read: {0}")]
     Protocol(String),
     /// The embedded engine has no model to answer with (yet): downloading, loading or failed.

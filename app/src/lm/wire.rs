@@ -1,6 +1,6 @@
 //! What llama-server sends back: the chunks of a streamed reply and its error bodies, read into
 //! [`LmEvent`]s and into [`LmError`]s whose text a user can read.
-use async_openai::error::OpenAIError;
+use async_openai::error::{OpenAIError, StreamError};
 use serde::Deserialize;
 
 use super::{LmError, LmEvent, Timings, Usage};
@@ -110,7 +110,15 @@ pub(super) fn map_error(error: OpenAIError, api_url: &str, origin: Origin) -> Lm
                 Err(_) => LmError::Protocol(short(&body)),
             }
         }
-        OpenAIError::StreamError(e) => LmError::Protocol(short(&e.to_string())),
+        // eventsource-stream says "Transport error" when reading the body failed: the
+        // connection broke, not the format.
+        OpenAIError::StreamError(e) => match *e {
+            StreamError::EventStream(message) if message.starts_with("Transport error") => {
+                tracing::warn!(api_url, error = %message, "the model server's stream broke off");
+                LmError::ConnectionLost
+            }
+            other => LmError::Protocol(short(&other.to_string())),
+        },
         other => LmError::Protocol(short(&other.to_string())),
     }
 }
@@ -158,6 +166,20 @@ pub(super) fn short(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_that_breaks_off_is_a_lost_connection_not_a_format_error() {
+        let broken = |message: &str| {
+            let error =
+                OpenAIError::StreamError(Box::new(StreamError::EventStream(message.into())));
+            map_error(error, "http://lm", Origin::Stream)
+        };
+        assert_eq!(
+            broken("Transport error: error decoding response body"),
+            LmError::ConnectionLost
+        );
+        assert!(matches!(broken("Invalid UTF-8"), LmError::Protocol(_)));
+    }
 
     #[test]
     fn llama_server_error_bodies_become_readable_errors() {

@@ -9,8 +9,14 @@ pub async fn healthz() -> &'static str {
 }
 
 /// The app can do its work: the database answers, and its schema is up to date (with
-/// `SKIP_MIGRATIONS`, a migration Job may still be applying it).
+/// `SKIP_MIGRATIONS`, a migration Job may still be applying it); on PostgreSQL, it has started
+/// listening for the replies other replicas write (`live`).
 pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, AppError> {
+    if !state.live.has_listened() {
+        return Err(AppError::Unavailable(
+            "Not ready: not yet listening for replies written by other replicas.".into(),
+        ));
+    }
     match state.store.pending_migrations().await {
         Ok(0) => Ok("ready"),
         Ok(_) => Err(AppError::Unavailable(

@@ -15,6 +15,7 @@ mod folders;
 mod foundation;
 mod installable;
 mod metrics;
+mod model_pool;
 mod page_cache;
 mod properties;
 mod replicas;

@@ -12,7 +12,12 @@ use sea_orm::EntityTrait;
 use testkit::{AppProcess, FakeLm, Knobs};
 use uuid::Uuid;
 
-use crate::helpers::{self, browser, fresh_database_url, repo_path, spawn_app, sse::EventReader};
+use crate::helpers::{
+    self, browser, fresh_database_url,
+    nginx::{self, Nginx},
+    repo_path, spawn_app,
+    sse::EventReader,
+};
 
 /// How long a replica's claim lasts here: a dead replica's replies are taken over within about
 /// this (plus a renewal period).
@@ -511,49 +516,21 @@ async fn through_nginx_a_session_sticks_to_one_replica_and_moves_when_it_dies() 
         eprintln!("needs PostgreSQL (TEST_DATABASE_URL); the CI run on PostgreSQL covers it");
         return;
     };
-    if std::process::Command::new("nginx")
-        .arg("-v")
-        .output()
-        .is_err()
-    {
+    if !nginx::installed() {
         eprintln!("needs nginx; .ci/run installs it");
         return;
     }
     let a = cluster.replica("replica-a").await;
     let b = cluster.replica("replica-b").await;
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = nginx::free_port();
     let upstreams = [
         a.base.trim_start_matches("http://"),
         b.base.trim_start_matches("http://"),
     ];
     let conf = nginx_config(dir.path(), port, &upstreams);
-    let nginx = tokio::process::Command::new("nginx")
-        .args([
-            "-c",
-            conf.to_str().unwrap(),
-            "-p",
-            dir.path().to_str().unwrap(),
-            "-g",
-            "daemon off;",
-        ])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let nginx = Nginx(nginx);
     let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while reqwest::get(format!("{base}/healthz")).await.is_err() {
-        assert!(Instant::now() < deadline, "nginx did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let nginx = Nginx::start(&conf, dir.path(), &format!("{base}/healthz")).await;
 
     // Several sessions, a few replies each: each session's replies are all written by one
     // replica (the hash of its cookie).
@@ -638,20 +615,6 @@ async fn through_nginx_a_session_sticks_to_one_replica_and_moves_when_it_dies() 
         "written by the survivor"
     );
     drop(nginx);
-}
-
-/// nginx, stopped with SIGTERM (its master then stops its workers) when dropped.
-struct Nginx(tokio::process::Child);
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
 }
 
 /// libfaketime, which makes a process's clock say another time (Debian's `libfaketime`).

@@ -1,6 +1,7 @@
 //! Test harness: the real router served on 127.0.0.1:0 with a fresh database per test (SQLite
 //! by default; PostgreSQL when `TEST_DATABASE_URL` names a server to create databases on). The
 //! fake llama-server and the app-process runner are the `testkit` crate's (shared with bench).
+pub mod nginx;
 pub mod proxy;
 pub mod sse;
 
@@ -189,6 +190,12 @@ impl TestApp {
         let server = tokio::spawn(app::serve_on(listener, state.clone(), async {
             let _ = rx.await;
         }));
+        // Ready as a load balancer would see it (on PostgreSQL: listening for other replicas).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !state.live.has_listened() {
+            assert!(std::time::Instant::now() < deadline, "never listened");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         // Acting as the app's replica: what it stores is the app's own.
         let store = Store::connect(config.database_url.as_deref().unwrap(), 2)
             .await

@@ -1,0 +1,318 @@
+//! Several model servers as one (issue 18): two real llama-servers behind nginx with our pool
+//! configuration (`deploy/k8s/lm-pool.conf.template`, least_conn, unbuffered), the app's
+//! LM_API_URL pointing at nginx. Concurrent replies use both servers; a server killed
+//! mid-reply ends that reply with a readable error, keeping its text, and Retry goes to the
+//! survivor; the model indicator says what the pool can do. Needs llama-server (`LLAMA_SERVER`,
+//! the binary `.ci/build-llama-server.sh` prints) and nginx; `.ci/run` runs it on its own.
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use app::store::{Status, message};
+use sea_orm::EntityTrait;
+use uuid::Uuid;
+
+use crate::helpers::{
+    TestApp,
+    nginx::{self, Nginx},
+    repo_path,
+};
+
+/// A llama-server serving the tiny test model, killed when dropped.
+struct LlamaServer {
+    child: tokio::process::Child,
+    address: String,
+}
+
+impl LlamaServer {
+    /// Starts one on a free port and waits until it serves. Sampling over the whole vocabulary
+    /// (top-k off) slows the tiny model to a few hundred tokens a second, so that a reply lasts
+    /// long enough to kill its server in the middle of it.
+    async fn start(binary: &Path, log: PathBuf) -> LlamaServer {
+        let port = nginx::free_port();
+        let model = std::env::var("SHARED_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| repo_path("../shared"))
+            .join("models/llama-2-tiny-random.gguf");
+        let log = std::fs::File::create(log).unwrap();
+        let child = tokio::process::Command::new(binary)
+            .args(["-m", model.to_str().unwrap(), "--alias", "pool-model"])
+            .args(["-c", "8192", "--parallel", "2", "-t", "1"])
+            .args(["--top-k", "0", "--top-p", "0.99"])
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let address = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let health = reqwest::get(format!("http://{address}/health")).await;
+            if health.is_ok_and(|r| r.status() == 200) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "llama-server did not come up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        LlamaServer { child, address }
+    }
+
+    /// Whether it is generating now (its slots say so).
+    async fn is_busy(&self) -> bool {
+        let slots: serde_json::Value = reqwest::get(format!("http://{}/slots", self.address))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        slots
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|slot| slot["is_processing"] == true)
+    }
+
+    async fn kill(&mut self) {
+        self.child.start_kill().unwrap();
+        self.child.wait().await.unwrap();
+    }
+}
+
+/// The pool's nginx configuration, as compose and Kubernetes run it but on these servers and
+/// port, inside a main configuration that logs which server took each request.
+fn pool_config(dir: &Path, port: u16, servers: &[&str]) -> PathBuf {
+    let template = std::fs::read_to_string(repo_path("deploy/k8s/lm-pool.conf.template")).unwrap();
+    let line = "server ${LLAMA_SERVERS}:8080 resolve max_fails=1 fail_timeout=5s;";
+    assert!(template.contains(line), "the pool's server line changed");
+    let servers: String = servers
+        .iter()
+        .map(|s| format!("server {s} max_fails=1 fail_timeout=5s;\n    "))
+        .collect();
+    let pool = template
+        .replace(line, servers.trim_end())
+        .replace("${NGINX_LOCAL_RESOLVERS}", "127.0.0.1")
+        .replace("listen 8080;", &format!("listen 127.0.0.1:{port};"));
+    let pool: String = pool
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(!pool.contains("${"), "every variable filled in: {pool}");
+    let conf = format!(
+        "pid {dir}/nginx.pid;\nerror_log {dir}/error.log;\nevents {{}}\nhttp {{\n\
+         log_format pool '$request_method $uri $status $upstream_addr';\n\
+         access_log {dir}/pool.log pool;\n{pool}\n}}\n",
+        dir = dir.display()
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    path
+}
+
+/// The servers that took chat completions, as nginx logged them (the last one tried).
+fn completions_served_by(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("pool.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("POST /v1/chat/completions"))
+        .filter_map(|l| l.rsplit([' ', ',']).next().map(str::to_owned))
+        .collect()
+}
+
+async fn reply_row(app: &TestApp, id: Uuid) -> message::Model {
+    message::Entity::find_by_id(id)
+        .one(app.store.connection())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// Waits until the reply has ended (at most `within`).
+async fn ended(app: &TestApp, id: Uuid, within: Duration) -> message::Model {
+    let deadline = Instant::now() + within;
+    loop {
+        let m = reply_row(app, id).await;
+        if m.status != Status::Streaming {
+            return m;
+        }
+        assert!(Instant::now() < deadline, "reply {id} still streaming");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What the model indicator says now.
+async fn indicator(app: &TestApp) -> String {
+    app.get("/model/status").await.text().await.unwrap()
+}
+
+/// Waits until the indicator says `wanted` (it is kept for 2 s).
+async fn indicator_says(app: &TestApp, wanted: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = indicator(app).await;
+        if now.contains(wanted) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the indicator says {now}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+// Two model servers take both cores for half a minute, which would slow the tests beside it:
+// `.ci/run` runs it alone (`cargo test -p app --test it model_pool -- --ignored`).
+#[tokio::test]
+#[ignore = "runs alone: .ci/run"]
+async fn a_pool_of_model_servers_shares_replies_and_survives_losing_one() {
+    let Some(binary) = std::env::var_os("LLAMA_SERVER").map(PathBuf::from) else {
+        eprintln!(
+            "needs llama-server (LLAMA_SERVER=$(bash .ci/build-llama-server.sh)); .ci/run sets it"
+        );
+        return;
+    };
+    if !nginx::installed() {
+        eprintln!("needs nginx; .ci/run installs it");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = tokio::join!(
+        LlamaServer::start(&binary, dir.path().join("llama-1.log")),
+        LlamaServer::start(&binary, dir.path().join("llama-2.log"))
+    );
+    let mut servers = [first, second];
+    let port = nginx::free_port();
+    let addresses = [servers[0].address.clone(), servers[1].address.clone()];
+    let conf = pool_config(dir.path(), port, &[&addresses[0], &addresses[1]]);
+    let pool = format!("http://127.0.0.1:{port}");
+    let _nginx = Nginx::start(&conf, dir.path(), &format!("{pool}/health")).await;
+    let app = TestApp::spawn_with(|c| {
+        c.lm_api_url = Some(format!("{pool}/v1"));
+        c.lm_max_tokens = 1500;
+        c.max_concurrent_generations = 8;
+        c.title_generation = false;
+    })
+    .await;
+    indicator_says(&app, "Model ready").await;
+
+    // Four replies at once: both servers take some.
+    let client = app.client.clone();
+    let mut replies = Vec::new();
+    for i in 0..4 {
+        let created = client
+            .post(app.url("/chats"))
+            .form(&[("content", format!("Tell me a long story, number {i}."))])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 303);
+        let chat: Uuid = created.headers()["location"]
+            .to_str()
+            .unwrap()
+            .trim_start_matches("/chats/")
+            .parse()
+            .unwrap();
+        let reply = app.api_messages(chat).await.last().unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .parse::<Uuid>()
+            .unwrap();
+        replies.push(reply);
+    }
+    for reply in &replies {
+        let done = ended(&app, *reply, Duration::from_secs(60)).await;
+        assert_eq!(done.status, Status::Complete, "{:?}", done.error);
+        assert!(!done.content.is_empty());
+    }
+    let served = completions_served_by(dir.path());
+    for address in &addresses {
+        assert!(
+            served.iter().any(|s| s == address),
+            "{address} took none of {served:?}"
+        );
+    }
+
+    // A reply whose server dies in the middle of it ends with a readable error and keeps what
+    // it had; Retry goes to the survivor.
+    let created = client
+        .post(app.url("/chats"))
+        .form(&[("content", "One more long story, please.")])
+        .send()
+        .await
+        .unwrap();
+    let chat: Uuid = created.headers()["location"]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("/chats/")
+        .parse()
+        .unwrap();
+    let reply: Uuid = app.api_messages(chat).await.last().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while reply_row(&app, reply).await.content.len() < 200 {
+        assert!(Instant::now() < deadline, "no text checkpointed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let busy = match (servers[0].is_busy().await, servers[1].is_busy().await) {
+        (true, false) => 0,
+        (false, true) => 1,
+        other => panic!("one server should be writing the reply: {other:?}"),
+    };
+    let before = reply_row(&app, reply).await.content;
+    servers[busy].kill().await;
+    let failed = ended(&app, reply, Duration::from_secs(30)).await;
+    assert_eq!(failed.status, Status::Error);
+    let error = failed.error.clone().unwrap_or_default();
+    assert!(
+        !error.is_empty() && !error.contains("reqwest") && !error.contains("error decoding"),
+        "a readable error: {error}"
+    );
+    assert!(
+        failed.content.starts_with(&before) && failed.content.len() >= before.len(),
+        "the text so far is kept"
+    );
+    let page = client
+        .get(app.url(&format!("/chats/{chat}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Retry"), "the page offers Retry");
+    let retry = client
+        .post(app.url(&format!("/chats/{chat}/regenerate")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retry.status(), 303);
+    let again = crate::helpers::reply_id(&retry);
+    let done = ended(&app, again, Duration::from_secs(60)).await;
+    assert_eq!(done.status, Status::Complete, "{:?}", done.error);
+    let survivor = &addresses[1 - busy];
+    assert_eq!(
+        completions_served_by(dir.path()).last(),
+        Some(survivor),
+        "the retry was written by the survivor"
+    );
+
+    // The indicator says what the pool can do: ready while one server answers, unreachable
+    // once none does. Readiness is the app's own (its database): pages and history still work.
+    indicator_says(&app, "Model ready").await;
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    servers[1 - busy].kill().await;
+    indicator_says(&app, "Model unreachable").await;
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    assert_eq!(
+        client
+            .get(app.url(&format!("/chats/{chat}")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
