@@ -142,6 +142,24 @@ async fn ended(app: &TestApp, id: Uuid, within: Duration) -> message::Model {
     }
 }
 
+/// Creates a chat with a first message: (the chat, its reply, being written).
+async fn start_chat(app: &TestApp, content: &str) -> (Uuid, Uuid) {
+    let created = app.post("/chats", &[("content", content)]).await;
+    assert_eq!(created.status(), 303);
+    let chat: Uuid = created.headers()["location"]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("/chats/")
+        .parse()
+        .unwrap();
+    let reply = app.api_messages(chat).await.last().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    (chat, reply)
+}
+
 /// What the model indicator says now.
 async fn indicator(app: &TestApp) -> String {
     app.get("/model/status").await.text().await.unwrap()
@@ -199,24 +217,7 @@ async fn a_pool_of_model_servers_shares_replies_and_survives_losing_one() {
     let client = app.client.clone();
     let mut replies = Vec::new();
     for i in 0..4 {
-        let created = client
-            .post(app.url("/chats"))
-            .form(&[("content", format!("Tell me a long story, number {i}."))])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(created.status(), 303);
-        let chat: Uuid = created.headers()["location"]
-            .to_str()
-            .unwrap()
-            .trim_start_matches("/chats/")
-            .parse()
-            .unwrap();
-        let reply = app.api_messages(chat).await.last().unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .parse::<Uuid>()
-            .unwrap();
+        let (_, reply) = start_chat(&app, &format!("Tell me a long story, number {i}.")).await;
         replies.push(reply);
     }
     for reply in &replies {
@@ -234,23 +235,7 @@ async fn a_pool_of_model_servers_shares_replies_and_survives_losing_one() {
 
     // A reply whose server dies in the middle of it ends with a readable error and keeps what
     // it had; Retry goes to the survivor.
-    let created = client
-        .post(app.url("/chats"))
-        .form(&[("content", "One more long story, please.")])
-        .send()
-        .await
-        .unwrap();
-    let chat: Uuid = created.headers()["location"]
-        .to_str()
-        .unwrap()
-        .trim_start_matches("/chats/")
-        .parse()
-        .unwrap();
-    let reply: Uuid = app.api_messages(chat).await.last().unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (chat, reply) = start_chat(&app, "One more long story, please.").await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while reply_row(&app, reply).await.content.len() < 200 {
         assert!(Instant::now() < deadline, "no text checkpointed");

@@ -146,6 +146,26 @@ async fn start_reply(
     (chat, reply.id)
 }
 
+/// Opens a reply's HTML stream and reads at least `bytes` of its text: (the reader, the text,
+/// the last event's id).
+async fn read_some(
+    client: &reqwest::Client,
+    url: &str,
+    bytes: usize,
+) -> (EventReader, String, String) {
+    let (_, _, reader) = EventReader::open(client, url, None).await;
+    let mut reader = reader.unwrap();
+    let (mut seen, mut last_id) = (String::new(), String::new());
+    while seen.len() < bytes {
+        let event = reader.next().await.expect("text");
+        if event.event == "token" {
+            seen.push_str(&helpers::sse::token_text(std::slice::from_ref(&event)));
+            last_id = event.id.clone();
+        }
+    }
+    (reader, seen, last_id)
+}
+
 /// Reads a reply's HTML stream to its end: (token texts in order, the `done` event's data).
 async fn read_to_end(reader: &mut EventReader) -> (Vec<String>, String) {
     let mut pieces = Vec::new();
@@ -294,16 +314,7 @@ async fn through_another_replica_a_reply_arrives_live_exactly_once() {
         .unwrap();
     let next_reply = helpers::reply_id(&next);
     let url = format!("{}/chats/{chat}/messages/{next_reply}/stream", a.base);
-    let (_, _, reader) = EventReader::open(&client, &url, None).await;
-    let mut reader = reader.unwrap();
-    let (mut seen, mut last_id) = (String::new(), String::new());
-    while seen.len() < 40 {
-        let event = reader.next().await.expect("text");
-        if event.event == "token" {
-            seen.push_str(&helpers::sse::token_text(std::slice::from_ref(&event)));
-            last_id = event.id.clone();
-        }
-    }
+    let (reader, seen, last_id) = read_some(&client, &url, 40).await;
     drop(reader);
     let (_, _, reader) = EventReader::open(&client, &url, Some(&last_id)).await;
     let (rest, _) = read_to_end(&mut reader.unwrap()).await;
@@ -327,15 +338,7 @@ async fn a_follower_whose_notifications_are_lost_still_gets_every_piece_once() {
     let client = browser();
     let (chat, reply) = start_reply(&cluster.store, &client, &a.base, "write for a while").await;
     let url = format!("{}/chats/{chat}/messages/{reply}/stream", b.base);
-    let (_, _, reader) = EventReader::open(&client, &url, None).await;
-    let mut reader = reader.unwrap();
-    let mut seen = String::new();
-    while seen.len() < 40 {
-        let event = reader.next().await.expect("text");
-        if event.event == "token" {
-            seen.push_str(&helpers::sse::token_text(std::slice::from_ref(&event)));
-        }
-    }
+    let (mut reader, seen, _) = read_some(&client, &url, 40).await;
     // Every replica's listening connection is cut mid-reply: what is published meanwhile
     // reaches nobody, and the replicas listen again.
     use sea_orm::ConnectionTrait;
@@ -371,15 +374,7 @@ async fn stop_through_another_replica_stops_the_writer() {
     let client = browser();
     let (chat, reply) = start_reply(&cluster.store, &client, &a.base, "write for a while").await;
     let url = format!("{}/chats/{chat}/messages/{reply}/stream", a.base);
-    let (_, _, reader) = EventReader::open(&client, &url, None).await;
-    let mut reader = reader.unwrap();
-    let mut seen = String::new();
-    while seen.len() < 20 {
-        let event = reader.next().await.expect("text");
-        if event.event == "token" {
-            seen.push_str(&helpers::sse::token_text(std::slice::from_ref(&event)));
-        }
-    }
+    let (mut reader, seen, _) = read_some(&client, &url, 20).await;
     let disconnected = cluster.fake.log(|l| l.disconnected);
     let asked = Instant::now();
     let stop = client
@@ -434,15 +429,7 @@ async fn when_a_replica_dies_a_survivor_interrupts_its_replies_and_retry_works()
 
     // Follow it through B, then kill A mid-reply.
     let url = format!("{}/chats/{chat}/messages/{reply}/stream", b.base);
-    let (_, _, reader) = EventReader::open(&client, &url, None).await;
-    let mut reader = reader.unwrap();
-    let mut seen = String::new();
-    while seen.len() < 20 {
-        let event = reader.next().await.expect("text");
-        if event.event == "token" {
-            seen.push_str(&helpers::sse::token_text(std::slice::from_ref(&event)));
-        }
-    }
+    let (mut reader, seen, _) = read_some(&client, &url, 20).await;
     a.child.start_kill().unwrap(); // SIGKILL: no chance to save anything
     a.child.wait().await.unwrap();
     let killed = Instant::now();

@@ -876,8 +876,9 @@ async fn keep_alive_comments_flow_while_the_model_is_quiet() {
 
 #[tokio::test]
 async fn without_javascript_the_page_refreshes_until_the_reply_is_there() {
+    // A reply of 2 s: the page is read while it is written, even with a busy machine.
     let tokens: Vec<String> = (0..20).map(|i| format!("n{i} ")).collect();
-    let (app, _fake) = spawn(paced(&tokens, 10), |_| {}).await;
+    let (app, _fake) = spawn(paced(&tokens, 100), |_| {}).await;
     let response = app
         .post("/chats", &[("content", "first message starts a reply")])
         .await;
