@@ -43,9 +43,13 @@ impl FromStr for Rate {
 }
 
 impl Rate {
+    /// How long one use takes to come back.
+    fn per_use(self) -> Duration {
+        self.per / self.count.get()
+    }
+
     fn quota(self) -> Quota {
-        let interval = self.per / self.count.get();
-        Quota::with_period(interval.max(Duration::from_nanos(1)))
+        Quota::with_period(self.per_use().max(Duration::from_nanos(1)))
             .unwrap_or_else(|| Quota::per_second(self.count))
             .allow_burst(self.count)
     }
@@ -117,8 +121,7 @@ impl Pair {
 }
 
 async fn take_shared(store: &Store, key: &str, rate: Rate) -> Result<Option<Duration>, AppError> {
-    let per_use = rate.per / rate.count.get();
-    Ok(store.take_allowance(key, per_use, rate.per).await?)
+    Ok(store.take_allowance(key, rate.per_use(), rate.per).await?)
 }
 
 pub struct RateLimitSettings {

@@ -237,6 +237,7 @@ impl Feed {
     }
 
     /// Streams here following `reply`.
+    #[cfg(test)]
     fn is_followed(&self, reply: &Uuid) -> bool {
         self.inner
             .as_ref()
@@ -336,9 +337,7 @@ fn handle(feed: &Feed, generations: &Generations, channel: &str, payload: &str) 
                     return;
                 }
             };
-            if feed.is_followed(&piece.reply) {
-                feed.deliver(piece);
-            }
+            feed.deliver(piece);
         }
         STOP_CHANNEL => {
             if let Ok(reply) = payload.parse::<Uuid>() {
