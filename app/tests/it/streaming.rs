@@ -250,6 +250,11 @@ async fn a_disconnected_browser_does_not_stop_the_reply() {
     assert_eq!(saved.status, Status::Complete);
     assert_eq!(saved.content, tokens.concat());
     assert_eq!(fake.log(|l| (l.completed, l.disconnected)), (1, 0));
+    // The task unregisters the reply just after saving its end.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while app.state.generations.live_count() > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(app.state.generations.live_count(), 0);
 }
 
