@@ -27,8 +27,9 @@ struct LlamaServer {
 
 impl LlamaServer {
     /// Starts one on a free port and waits until it serves. Sampling over the whole vocabulary
-    /// (top-k off) slows the tiny model to a few hundred tokens a second, so that a reply lasts
-    /// long enough to kill its server in the middle of it.
+    /// (top-k off) slows the tiny model to a few hundred tokens a second, and the end-of-stream
+    /// token is banned (its random weights would otherwise end a reply at any token), so that a
+    /// reply lasts its whole `max_tokens`: long enough to kill its server in the middle of it.
     async fn start(binary: &Path, log: PathBuf) -> LlamaServer {
         let port = nginx::free_port();
         let model = std::env::var("SHARED_DIR")
@@ -38,8 +39,8 @@ impl LlamaServer {
         let log = std::fs::File::create(log).unwrap();
         let child = tokio::process::Command::new(binary)
             .args(["-m", model.to_str().unwrap(), "--alias", "pool-model"])
-            .args(["-c", "8192", "--parallel", "2", "-t", "1"])
-            .args(["--top-k", "0", "--top-p", "0.99"])
+            .args(["-c", "16384", "--parallel", "2", "-t", "1"])
+            .args(["--top-k", "0", "--top-p", "0.99", "--ignore-eos"])
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -206,7 +207,7 @@ async fn a_pool_of_model_servers_shares_replies_and_survives_losing_one() {
     let _nginx = Nginx::start(&conf, dir.path(), &format!("{pool}/health")).await;
     let app = TestApp::spawn_with(|c| {
         c.lm_api_url = Some(format!("{pool}/v1"));
-        c.lm_max_tokens = 1500;
+        c.lm_max_tokens = 3000;
         c.max_concurrent_generations = 8;
         c.title_generation = false;
     })
@@ -244,7 +245,14 @@ async fn a_pool_of_model_servers_shares_replies_and_survives_losing_one() {
     let busy = match (servers[0].is_busy().await, servers[1].is_busy().await) {
         (true, false) => 0,
         (false, true) => 1,
-        other => panic!("one server should be writing the reply: {other:?}"),
+        other => {
+            let row = reply_row(&app, reply).await;
+            panic!(
+                "one server should be writing the reply: {other:?}; the reply is {:?} with {} bytes",
+                row.status,
+                row.content.len()
+            )
+        }
     };
     let before = reply_row(&app, reply).await.content;
     servers[busy].kill().await;
