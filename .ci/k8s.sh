@@ -51,6 +51,9 @@ pool = [d for (kind, name), d in kinds.items() if kind == "ConfigMap" and name.s
 need(pool and "least_conn" in pool[0] and "proxy_buffering off" in pool[0], "the model servers' balancer sends each request to the least busy one, unbuffered")
 need("llama-balancer" in kinds[("Service", "llama-server")], "LM_API_URL's Service is the balancer")
 need("clusterIP: None" in kinds[("Service", "llama-server-pods")], "the balancer finds the servers through a headless Service")
+balancer = kinds[("Deployment", "llama-balancer")]
+need(re.search(r"value: llama-server-pods\.\$\(POD_NAMESPACE\)\.svc\.", balancer) and "fieldPath: metadata.namespace" in balancer,
+     "the balancer looks the servers up by their full name (nginx's resolver has no search domains)")
 if sys.argv[2]:
     # Every variable the manifests give the app is one of its options.
     help_text = subprocess.run([sys.argv[2], "--help"], capture_output=True, text=True, check=True).stdout

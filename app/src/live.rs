@@ -7,9 +7,12 @@
 //! here ([`Feed`], read by `stream.rs`). Pieces carry their byte offsets, so a follower can tell a
 //! piece it already has (skipped) from one after a gap (kept until the row covers the gap). A
 //! notification can be missed: the listening connection dropped, or a follower fell behind.
-//! The follower then reads the row, as it does every second when nothing arrives, so nothing
-//! is lost; the offsets keep it exactly once. Stop goes the same way, to the writer at once.
-//! SQLite is one process: none of this runs there.
+//! A follower that lacks text (it attached between two checkpoints, or a piece after a gap
+//! arrived) asks the writer to publish again from where it is ([`RESEND_CHANNEL`]), and the
+//! writer does at its next publication; it also reads the row, as it does every second when
+//! nothing arrives, so nothing is lost even when the writer cannot be reached. The offsets keep
+//! it exactly once. Stop goes the same way, to the writer at once. SQLite is one process: none
+//! of this runs there.
 use std::{
     collections::HashMap,
     sync::{
@@ -31,6 +34,9 @@ use crate::generation::Generations;
 pub const PIECES_CHANNEL: &str = "chat_reply_pieces";
 /// The channel of Stop asked on one replica for a reply another is writing (payload: its id).
 pub const STOP_CHANNEL: &str = "chat_reply_stop";
+/// The channel of a follower's request to publish a reply again from its offsets (payload: one
+/// [`Resend`]).
+pub const RESEND_CHANNEL: &str = "chat_reply_resend";
 /// How often a writing replica publishes its replies' new text: the most a follower elsewhere
 /// lags behind one here, plus the database's round trip.
 pub const PUBLISH_INTERVAL: Duration = Duration::from_millis(40);
@@ -95,6 +101,18 @@ impl Piece {
         }
         pieces
     }
+}
+
+/// A follower's request to the replica writing `reply`: publish it again from these byte
+/// offsets of its answer and reasoning (what the follower has).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resend {
+    #[serde(rename = "m")]
+    pub reply: Uuid,
+    #[serde(rename = "t")]
+    pub text_at: usize,
+    #[serde(rename = "r")]
+    pub reasoning_at: usize,
 }
 
 /// `text` in pieces of at most [`MAX_PIECE_BYTES`], cut between characters.
@@ -266,8 +284,9 @@ impl Feed {
     }
 }
 
-/// Listens for pieces and Stop on its own connection to `database_url`, until `until`: pieces
-/// go to this replica's followers, Stop to the replies written here. Reconnects after a lost
+/// Listens for pieces, Stop and resend requests on its own connection to `database_url`, until
+/// `until`: pieces go to this replica's followers, Stop and resend requests to the replies
+/// written here. Reconnects after a lost
 /// connection (telling every follower it may have missed pieces).
 pub async fn listen(
     database_url: String,
@@ -323,7 +342,9 @@ pub async fn listen(
 
 async fn connect(database_url: &str) -> Result<PgListener, sea_orm::sqlx::Error> {
     let mut listener = PgListener::connect(database_url).await?;
-    listener.listen_all([PIECES_CHANNEL, STOP_CHANNEL]).await?;
+    listener
+        .listen_all([PIECES_CHANNEL, STOP_CHANNEL, RESEND_CHANNEL])
+        .await?;
     Ok(listener)
 }
 
@@ -344,6 +365,10 @@ fn handle(feed: &Feed, generations: &Generations, channel: &str, payload: &str) 
                 generations.stop_here(reply);
             }
         }
+        RESEND_CHANNEL => match serde_json::from_str::<Resend>(payload) {
+            Ok(resend) => generations.resend_here(resend),
+            Err(e) => tracing::warn!(error = %e, "a resend request that cannot be read"),
+        },
         _ => {}
     }
 }

@@ -16,7 +16,7 @@ use crate::{
     AppState,
     error::{AppError, AppResult},
     generation::{Phase, Reply, ReplyState},
-    live::{Following, Piece, extend},
+    live::{Following, Piece, RESEND_CHANNEL, Resend, extend},
     session::{Session, SessionId},
     store::{Role, Status, message},
 };
@@ -27,6 +27,8 @@ use crate::{
 const MIN_PIECE_INTERVAL: Duration = Duration::from_millis(16);
 /// How often a reply written by another replica is read again.
 const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
+/// Least time between two requests of one stream to publish its reply again (`live.rs`).
+const RESEND_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Where a stream is: bytes of the answer and of the reasoning sent so far. As an event id:
 /// the answer's offset alone while there is no reasoning (`"120"`), else both (`"120:48"`).
@@ -139,6 +141,7 @@ pub async fn open(
                     following,
                     ahead: Vec::new(),
                     row_read_at: tokio::time::Instant::now(),
+                    resend_asked_at: None,
                 }),
             }
         }
@@ -162,6 +165,16 @@ pub async fn open(
         _ if resumed_past_row => resume_from.unwrap_or_default(),
         _ => source.resume_point(resume_from),
     };
+    // The row is the writer's last checkpoint: ask it for what it has written since.
+    if let Source::Stored {
+        message,
+        live: Some(live),
+        ..
+    } = &mut source
+        && message.status == Status::Streaming
+    {
+        live.ask_resend(state, message).await;
+    }
     let follow = Follow {
         state: state.clone(),
         source,
@@ -203,17 +216,20 @@ struct LiveFollow {
     /// Pieces after a gap, kept until a read of the row reaches them.
     ahead: Vec<Piece>,
     row_read_at: tokio::time::Instant,
+    resend_asked_at: Option<tokio::time::Instant>,
 }
 
-/// Most text kept after a gap; past it the oldest pieces go (the row has them by then).
+/// Most text kept after a gap; past it the oldest pieces go (the row has them by then). Also
+/// the most a reader may resume past the row: the writer's text since its last checkpoint.
 const MAX_AHEAD_BYTES: usize = 256 * 1024;
 
 /// A reader resuming past the text its reply's row holds: it was sent that text live, and the
 /// writer's checkpoint is older. Its offsets are taken as they are, and the row's text is
 /// lengthened to them with spaces, which are never sent (the reader is past them); pieces
 /// then add to it from there, and the reply's end is read whole from the row. `false`, with
-/// nothing changed: the offsets are within the row (checked as usual) or not a character
-/// boundary of it.
+/// nothing changed: the offsets are within the row (checked as usual), not a character
+/// boundary of it, or further past it than a writer gets between checkpoints (no reader was
+/// sent that: it replays all).
 fn resume_past_row(message: &mut message::Model, requested: Offsets) -> bool {
     let reasoning = message.reasoning.get_or_insert_default();
     let parts = [
@@ -221,9 +237,10 @@ fn resume_past_row(message: &mut message::Model, requested: Offsets) -> bool {
         (reasoning, requested.reasoning),
     ];
     let past = parts.iter().any(|(text, at)| *at > text.len());
-    let valid = parts
-        .iter()
-        .all(|(text, at)| *at > text.len() || text.is_char_boundary(*at));
+    let valid = parts.iter().all(|(text, at)| {
+        *at <= text.len().saturating_add(MAX_AHEAD_BYTES)
+            && (*at > text.len() || text.is_char_boundary(*at))
+    });
     if !(past && valid) {
         return false;
     }
@@ -337,6 +354,8 @@ impl LiveFollow {
             }
             piece = self.following.pieces.try_recv().ok();
         }
+        // What came after a gap may fit now (the writer sent the gap again).
+        self.ahead.retain(|piece| !add_piece(message, piece));
         let mut ahead_bytes: usize = self
             .ahead
             .iter()
@@ -348,6 +367,30 @@ impl LiveFollow {
         }
         let gap = !self.ahead.is_empty() && self.row_read_at.elapsed() >= FOLLOW_INTERVAL / 4;
         ended || gap
+    }
+
+    /// Asks the replica writing the reply to publish it again from what `message` holds (at
+    /// most every [`RESEND_INTERVAL`]). What it sends back fills the gap within about one
+    /// publication; the row is read all the same, in case the writer cannot be reached.
+    async fn ask_resend(&mut self, state: &AppState, message: &message::Model) {
+        if self
+            .resend_asked_at
+            .is_some_and(|at| at.elapsed() < RESEND_INTERVAL)
+        {
+            return;
+        }
+        self.resend_asked_at = Some(tokio::time::Instant::now());
+        let request = Resend {
+            reply: message.id,
+            text_at: message.content.len(),
+            reasoning_at: message.reasoning.as_deref().map_or(0, str::len),
+        };
+        let Ok(payload) = serde_json::to_string(&request) else {
+            return;
+        };
+        if let Err(e) = state.store.notify(RESEND_CHANNEL, vec![payload]).await {
+            tracing::warn!(error = %e, "asking the writing replica to publish a reply again");
+        }
     }
 }
 
@@ -446,6 +489,8 @@ impl Follow {
                 live,
             } => {
                 let mut feed_closed = false;
+                // Text is missing here: pieces were lost, or one came after a gap.
+                let mut lacking = false;
                 let read_row = match live {
                     None => {
                         tokio::select! {
@@ -454,10 +499,17 @@ impl Follow {
                         }
                         true
                     }
-                    Some(follow) if follow.following.take_missed() => true,
+                    Some(follow) if follow.following.take_missed() => {
+                        lacking = true;
+                        true
+                    }
                     Some(follow) => tokio::select! {
                         piece = follow.following.pieces.recv() => match piece {
-                            Some(piece) => follow.take(message, piece),
+                            Some(piece) => {
+                                let read_row = follow.take(message, piece);
+                                lacking = !follow.ahead.is_empty();
+                                read_row
+                            }
                             // The feed holds the sender while this lives: not expected. From
                             // here on the row alone is followed.
                             None => {
@@ -471,6 +523,12 @@ impl Follow {
                 };
                 if feed_closed {
                     *live = None;
+                }
+                if let Some(follow) = live
+                    && lacking
+                    && message.status == Status::Streaming
+                {
+                    follow.ask_resend(&self.state, message).await;
                 }
                 if !read_row {
                     return true;
@@ -526,6 +584,30 @@ mod tests {
             Offsets::default()
         );
         assert_eq!(Offsets::resume("hi", "", requested(9)), Offsets::default());
+    }
+
+    #[test]
+    fn resuming_past_the_row_is_bounded_by_what_a_writer_holds_between_checkpoints() {
+        let row = message::Model {
+            content: "héllo".into(),
+            status: Status::Streaming,
+            ..crate::store::test_message()
+        };
+        let at = |text| Offsets { text, reasoning: 0 };
+        // A reader a little past the row: taken as it is, the row lengthened to it.
+        let mut message = row.clone();
+        assert!(resume_past_row(&mut message, at(40)));
+        assert_eq!(message.content.len(), 40);
+        assert!(message.content.starts_with("héllo"));
+        // Within the row: checked as usual.
+        assert!(!resume_past_row(&mut row.clone(), at(3)));
+        // Further past it than any writer gets between checkpoints: no reader was sent that,
+        // and nothing is allocated for it (it replays all).
+        let mut message = row.clone();
+        assert!(!resume_past_row(&mut message, at(99_999_999_999)));
+        assert!(!resume_past_row(&mut message, at(6 + MAX_AHEAD_BYTES + 1)));
+        assert_eq!(message.content, "héllo");
+        assert!(resume_past_row(&mut message, at(6 + MAX_AHEAD_BYTES)));
     }
 
     #[test]

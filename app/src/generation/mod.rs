@@ -164,6 +164,9 @@ struct Registry {
     chats: HashMap<Uuid, Uuid>,
     /// Chats whose title the model is writing now.
     titles: HashSet<Uuid>,
+    /// Replies written here that a follower elsewhere asked to have published again, from
+    /// these offsets (answer, reasoning); taken by the publisher (`publish.rs`).
+    resend: HashMap<Uuid, (usize, usize)>,
 }
 
 /// The app is shutting down and starts no new replies.
@@ -262,6 +265,23 @@ impl Generations {
         }
     }
 
+    /// Publishes the reply again from the follower's offsets, if this replica is writing it
+    /// (a follower on another replica lacks text: `live.rs`). Several requests: the earliest.
+    pub fn resend_here(&self, request: crate::live::Resend) {
+        let mut registry = self.lock();
+        if !registry.replies.contains_key(&request.reply) {
+            return;
+        }
+        let from = registry
+            .resend
+            .entry(request.reply)
+            .or_insert((usize::MAX, usize::MAX));
+        *from = (
+            from.0.min(request.text_at),
+            from.1.min(request.reasoning_at),
+        );
+    }
+
     /// Whether the model is writing this chat's title now.
     pub fn title_pending(&self, chat_id: Uuid) -> bool {
         self.lock().titles.contains(&chat_id)
@@ -340,8 +360,12 @@ async fn run(inner: Arc<Inner>, reply: Arc<Reply>) {
             title_started,
         }
     });
+    // Followers elsewhere learn of the end at once (the publisher may never have seen a
+    // reply that ended between two of its publications).
+    publish::publish_end(&inner, &reply).await;
     let mut registry = inner.lock();
     registry.replies.remove(&reply.message_id);
+    registry.resend.remove(&reply.message_id);
     if registry.chats.get(&reply.chat_id) == Some(&reply.message_id) {
         registry.chats.remove(&reply.chat_id);
     }

@@ -265,7 +265,6 @@ pub fn check_message_fits(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Utc;
     use uuid::Uuid;
 
     /// The estimate llama-server's engine uses (no tokenizer at hand).
@@ -275,29 +274,11 @@ mod tests {
 
     fn msg(seq: i64, role: Role, status: Status, content: &str) -> message::Model {
         message::Model {
-            id: Uuid::now_v7(),
-            chat_id: Uuid::nil(),
-            session_id: "s".into(),
             seq,
             role,
             content: content.into(),
             status,
-            error: None,
-            finish_reason: None,
-            prompt_tokens: None,
-            completion_tokens: None,
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
-            reasoning: None,
-            superseded: false,
-            owner: None,
-            lease_expires_at: None,
-            stop_requested: false,
-            model: None,
-            time_to_first_token_ms: None,
-            generation_ms: None,
-            attachments: None,
-            attachment_text: None,
+            ..crate::store::test_message()
         }
     }
 

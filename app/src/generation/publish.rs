@@ -1,12 +1,13 @@
 //! The text this replica's replies gain, published for followers on other replicas
-//! (`live.rs`): every `PUBLISH_INTERVAL`, one statement for all replies; a reply's end after it
-//! is saved. PostgreSQL only.
+//! (`live.rs`): every `PUBLISH_INTERVAL`, one statement for all replies, from where each was
+//! published to (or from where a follower asked to have it again); a reply's end once it is
+//! saved. PostgreSQL only.
 use std::{collections::HashMap, sync::Arc};
 
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{Generations, Phase, Reply};
+use super::{Generations, Inner, Phase, Reply};
 use crate::live::{PIECES_CHANNEL, PUBLISH_INTERVAL, Piece};
 
 /// A reply being published, and how much of it (bytes of answer, of reasoning) has been.
@@ -34,33 +35,40 @@ impl Generations {
                 _ = tick.tick() => {}
                 _ = until.cancelled() => return,
             }
-            for (id, reply) in &self.lock().replies {
-                published.entry(*id).or_insert_with(|| Published {
-                    reply: reply.clone(),
-                    text: 0,
-                    reasoning: 0,
-                });
+            {
+                let mut registry = self.lock();
+                for (id, reply) in &registry.replies {
+                    published.entry(*id).or_insert_with(|| Published {
+                        reply: reply.clone(),
+                        text: 0,
+                        reasoning: 0,
+                    });
+                }
+                // A follower lacks text: publish again from what it has.
+                for (id, (text, reasoning)) in registry.resend.drain() {
+                    if let Some(p) = published.get_mut(&id) {
+                        p.text = p.text.min(text);
+                        p.reasoning = p.reasoning.min(reasoning);
+                    }
+                }
             }
             let mut payloads = Vec::new();
             published.retain(|id, p| {
                 let state = p.reply.state.borrow();
-                // Offsets of earlier lengths of the same growing texts: always boundaries.
-                let text = state.text.get(p.text..).unwrap_or_default();
-                let reasoning = state.reasoning.get(p.reasoning..).unwrap_or_default();
-                payloads.extend(Piece::split(*id, p.text, text, p.reasoning, reasoning));
+                // Earlier lengths of the same growing texts are boundaries; a follower's
+                // offsets should be, and from the start is right whatever they are.
+                let from = |at: usize, text: &str| if text.is_char_boundary(at) { at } else { 0 };
+                let (text_at, reasoning_at) = (
+                    from(p.text, &state.text),
+                    from(p.reasoning, &state.reasoning),
+                );
+                let text = &state.text[text_at..];
+                let reasoning = &state.reasoning[reasoning_at..];
+                payloads.extend(Piece::split(*id, text_at, text, reasoning_at, reasoning));
                 p.text = state.text.len();
                 p.reasoning = state.reasoning.len();
-                let ended = matches!(state.phase, Phase::Finished { .. });
-                if ended {
-                    payloads.push(Piece {
-                        reply: *id,
-                        text_at: p.text,
-                        reasoning_at: p.reasoning,
-                        end: true,
-                        ..Piece::default()
-                    });
-                }
-                !ended
+                // Its end is published by its task, once saved (`publish_end`).
+                !matches!(state.phase, Phase::Finished { .. })
             });
             if payloads.is_empty() {
                 continue;
@@ -74,5 +82,29 @@ impl Generations {
                 tracing::warn!(error = %e, "publishing replies' text for other replicas failed");
             }
         }
+    }
+}
+
+/// Tells followers on other replicas that `reply` ended (it is saved: they read it whole).
+pub(super) async fn publish_end(inner: &Inner, reply: &Reply) {
+    if !inner.store.is_postgres() {
+        return;
+    }
+    let (text, reasoning) = {
+        let state = reply.state.borrow();
+        (state.text.len(), state.reasoning.len())
+    };
+    let end = Piece {
+        reply: reply.message_id,
+        text_at: text,
+        reasoning_at: reasoning,
+        end: true,
+        ..Piece::default()
+    };
+    let Ok(payload) = serde_json::to_string(&end) else {
+        return;
+    };
+    if let Err(e) = inner.store.notify(PIECES_CHANNEL, vec![payload]).await {
+        tracing::warn!(error = %e, "publishing a reply's end for other replicas failed");
     }
 }

@@ -229,6 +229,36 @@ impl Store {
 }
 
 /// A message row of `chat` at position `seq`, created now, claimed by nobody.
+/// A message with every field set, for unit tests to change what they test.
+#[cfg(test)]
+pub(crate) fn test_message() -> message::Model {
+    message::Model {
+        id: Uuid::now_v7(),
+        chat_id: Uuid::nil(),
+        session_id: "s".into(),
+        seq: 0,
+        role: Role::Assistant,
+        content: String::new(),
+        status: Status::Complete,
+        error: None,
+        finish_reason: None,
+        prompt_tokens: None,
+        completion_tokens: None,
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+        reasoning: None,
+        superseded: false,
+        owner: None,
+        lease_expires_at: None,
+        stop_requested: false,
+        model: None,
+        time_to_first_token_ms: None,
+        generation_ms: None,
+        attachments: None,
+        attachment_text: None,
+    }
+}
+
 fn new_message(
     chat: &chat::Model,
     seq: i64,

@@ -3,7 +3,8 @@
 //! LM_API_URL pointing at nginx. Concurrent replies use both servers; a server killed
 //! mid-reply ends that reply with a readable error, keeping its text, and Retry goes to the
 //! survivor; the model indicator says what the pool can do. Needs llama-server (`LLAMA_SERVER`,
-//! the binary `.ci/build-llama-server.sh` prints) and nginx; `.ci/run` runs it on its own.
+//! the binary `.ci/build-llama-server.sh` prints) and nginx; `.ci/run` runs it on its own. A
+//! server still loading its model is passed over (two fake servers: it runs with the rest).
 use std::{
     path::{Path, PathBuf},
     time::{Duration, Instant},
@@ -307,5 +308,83 @@ async fn a_pool_of_model_servers_shares_replies_and_survives_losing_one() {
             .unwrap()
             .status(),
         200
+    );
+}
+
+/// Which servers nginx sent chat completions to, with the status each answer went out with.
+fn completions_by_status(dir: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(dir.join("pool.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("POST /v1/chat/completions"))
+        .filter_map(|l| {
+            let mut words = l.split(' ').skip(2);
+            Some((words.next()?.to_owned(), words.next()?.to_owned()))
+        })
+        .collect()
+}
+
+// Fake servers: quick, so it runs with the rest (it needs nginx, which `.ci/run` installs).
+#[tokio::test]
+async fn a_model_server_still_loading_is_passed_over_for_one_that_serves() {
+    if !nginx::installed() {
+        eprintln!("needs nginx; .ci/run installs it");
+        return;
+    }
+    // llama-server answers 503 with `unavailable_error` while it loads its model, to every
+    // request. nginx sends a GET on to the other server, but never a POST already sent: the
+    // app asks again, and nginx, having left the loading server out, sends it to the other.
+    let loading = testkit::FakeLm::start(testkit::Knobs::default()).await;
+    let serving = testkit::FakeLm::start(testkit::Knobs::default()).await;
+    let address = |url: String| {
+        url.trim_start_matches("http://")
+            .trim_end_matches("/v1")
+            .to_owned()
+    };
+    let (loading_at, serving_at) = (address(loading.url()), address(serving.url()));
+    let dir = tempfile::tempdir().unwrap();
+    let port = nginx::free_port();
+    let conf = pool_config(dir.path(), port, &[&loading_at, &serving_at]);
+    let pool = format!("http://127.0.0.1:{port}");
+    let _nginx = Nginx::start(&conf, dir.path(), &format!("{pool}/health")).await;
+    let app = TestApp::spawn_with(|c| {
+        c.lm_api_url = Some(format!("{pool}/v1"));
+        c.title_generation = false;
+    })
+    .await;
+    indicator_says(&app, "Model ready").await;
+    // One server restarts and loads its model again. Replies one after another: with none
+    // busy, nginx takes the servers in turn, so one of them is sent to the loading server.
+    let (status, body) = (
+        503,
+        r#"{"error":{"code":503,"message":"Loading model","type":"unavailable_error"}}"#,
+    );
+    loading.set(|k| {
+        k.health_status = status;
+        k.http_error = Some((status, body.to_owned()));
+    });
+
+    for i in 0..4 {
+        let (_, reply) = start_chat(&app, &format!("Hello, number {i}.")).await;
+        let done = ended(&app, reply, Duration::from_secs(20)).await;
+        assert_eq!(done.status, Status::Complete, "{:?}", done.error);
+        assert!(!done.content.is_empty());
+    }
+    let served = completions_by_status(dir.path());
+    assert!(
+        served.contains(&("503".to_owned(), loading_at.clone())),
+        "the loading server was tried: {served:?}"
+    );
+    assert!(
+        served
+            .iter()
+            .filter(|(status, _)| status == "200")
+            .all(|(_, server)| *server == serving_at),
+        "every reply was written by the server that serves: {served:?}"
+    );
+    assert_eq!(
+        serving.log(|log| log.completed),
+        4,
+        "each reply was written once"
     );
 }

@@ -325,11 +325,57 @@ async fn through_another_replica_a_reply_arrives_live_exactly_once() {
         stored.content,
         "no gap, no duplicate"
     );
+    assert!(
+        rest.len() >= 5,
+        "resumed live, not at the end: {} pieces",
+        rest.len()
+    );
+
+    // A page opened through A in the middle of B's next reply (its row still empty) gets the
+    // text written so far at once, from the writer, then the rest live.
+    let third = client
+        .post(format!("{}/chats/{chat}/messages", b.base))
+        .form(&[("content", "and more again")])
+        .send()
+        .await
+        .unwrap();
+    let third_reply = helpers::reply_id(&third);
+    let on_writer = format!("{}/chats/{chat}/messages/{third_reply}/stream", b.base);
+    let (_writer_reader, written, _) = read_some(&client, &on_writer, 100).await;
+    assert!(cluster.message(third_reply).await.content.is_empty());
+    let url = format!("{}/chats/{chat}/messages/{third_reply}/stream", a.base);
+    let (_, _, reader) = EventReader::open(&client, &url, None).await;
+    let mut reader = reader.unwrap();
+    let first = loop {
+        let event = reader.next().await.expect("an event");
+        match event.event.as_str() {
+            "token" => break helpers::sse::token_text(std::slice::from_ref(&event)),
+            "done" => panic!("nothing came before the end"),
+            _ => {}
+        }
+    };
+    assert_eq!(
+        cluster.message(third_reply).await.status,
+        Status::Streaming,
+        "the first piece came while the reply was written"
+    );
+    assert!(
+        first.starts_with(&written),
+        "the first piece holds what was written before the page attached: {first:?} vs {written:?}"
+    );
+    let (rest, _) = read_to_end(&mut reader).await;
+    let stored = cluster.message(third_reply).await;
+    assert_eq!(
+        first + &rest.concat(),
+        stored.content,
+        "no gap, no duplicate"
+    );
 }
 
 #[tokio::test]
 async fn a_follower_whose_notifications_are_lost_still_gets_every_piece_once() {
-    let Some(cluster) = Cluster::new().await else {
+    // Checkpoints a minute apart: the row cannot fill the gap, the writer must send it again.
+    let Some(cluster) = Cluster::with(&[("CHECKPOINT_INTERVAL", "60s")]).await else {
         eprintln!("needs PostgreSQL (TEST_DATABASE_URL); the CI run on PostgreSQL covers it");
         return;
     };
@@ -353,7 +399,37 @@ async fn a_follower_whose_notifications_are_lost_still_gets_every_piece_once() {
         .await
         .unwrap();
     assert_eq!(cut.len(), 2, "one listening connection per replica");
-    let (rest, _) = read_to_end(&mut reader).await;
+    let mut rest = Vec::new();
+    let mut live_after_cut = false;
+    while let Some(event) = reader.next().await {
+        match event.event.as_str() {
+            "token" => {
+                rest.push(helpers::sse::token_text(std::slice::from_ref(&event)));
+                // The row holds no text until the end: a piece while the reply is still
+                // being written came from the writer, through a listener connected again.
+                if rest.len() >= 3 && !live_after_cut {
+                    live_after_cut = cluster.message(reply).await.status == Status::Streaming;
+                }
+            }
+            "done" => break,
+            _ => {}
+        }
+    }
+    assert!(
+        live_after_cut,
+        "followed live again after the cut: {rest:?}"
+    );
+    let listening = cluster
+        .store
+        .connection()
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pid FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE 'LISTEN \"chat_reply_pieces\"%'",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(listening.len(), 2, "each replica listens again");
     let stored = cluster.message(reply).await;
     assert_eq!(stored.status, Status::Complete);
     assert_eq!(
@@ -604,10 +680,21 @@ async fn through_nginx_a_session_sticks_to_one_replica_and_moves_when_it_dies() 
     drop(nginx);
 }
 
-/// libfaketime, which makes a process's clock say another time (Debian's `libfaketime`).
-fn libfaketime() -> Option<&'static str> {
-    let path = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
-    std::path::Path::new(path).exists().then_some(path)
+/// libfaketime, which makes a process's clock say another time (Debian's `libfaketime`, under
+/// the machine's multiarch directory). CI installs it, so there a missing one is a failure.
+fn libfaketime() -> Option<String> {
+    let found = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path().join("faketime/libfaketime.so.1"))
+        .find(|path| path.exists())
+        .map(|path| path.display().to_string());
+    assert!(
+        found.is_some() || std::env::var_os("CI").is_none(),
+        "libfaketime is missing; .ci/run installs it"
+    );
+    found
 }
 
 /// What a replica's clock says, from its `Date` header.
@@ -630,7 +717,7 @@ async fn replicas_whose_clocks_disagree_by_a_minute_never_interrupt_a_live_reply
     // Timers run on the monotonic clock, which stays true; only the wall clock is off.
     let clock = |offset: &'static str| {
         [
-            ("LD_PRELOAD", faketime),
+            ("LD_PRELOAD", faketime.as_str()),
             ("FAKETIME", offset),
             ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
         ]
