@@ -344,6 +344,7 @@ async fn through_another_replica_a_reply_arrives_live_exactly_once() {
     let (_writer_reader, written, _) = read_some(&client, &on_writer, 100).await;
     assert!(cluster.message(third_reply).await.content.is_empty());
     let url = format!("{}/chats/{chat}/messages/{third_reply}/stream", a.base);
+    let attached_at = Instant::now();
     let (_, _, reader) = EventReader::open(&client, &url, None).await;
     let mut reader = reader.unwrap();
     let first = loop {
@@ -354,6 +355,11 @@ async fn through_another_replica_a_reply_arrives_live_exactly_once() {
             _ => {}
         }
     };
+    eprintln!(
+        "attached mid-reply through another replica: the text so far ({} bytes) {:?} after asking",
+        first.len(),
+        attached_at.elapsed()
+    );
     assert_eq!(
         cluster.message(third_reply).await.status,
         Status::Streaming,
