@@ -294,49 +294,58 @@ pub async fn listen(
     generations: Generations,
     until: CancellationToken,
 ) {
-    let mut retry_in = Duration::from_millis(100);
+    const FIRST_RETRY: Duration = Duration::from_millis(100);
+    let mut retry_in = FIRST_RETRY;
     loop {
         let connected = tokio::select! {
             connected = connect(&database_url) => connected,
             _ = until.cancelled() => return,
         };
-        let mut listener = match connected {
-            Ok(listener) => listener,
+        match connected {
+            Ok(mut listener) => {
+                let since = tokio::time::Instant::now();
+                feed.listening();
+                // Whatever was published before now reached nobody here.
+                feed.missed_all();
+                loop {
+                    let received = tokio::select! {
+                        received = listener.try_recv() => received,
+                        _ = until.cancelled() => return,
+                    };
+                    match received {
+                        Ok(Some(notification)) => handle(
+                            &feed,
+                            &generations,
+                            notification.channel(),
+                            notification.payload(),
+                        ),
+                        // Lost and connected again (listening again): what came meanwhile is
+                        // lost.
+                        Ok(None) => feed.missed_all(),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "listening for other replicas' replies failed; reconnecting");
+                            feed.missed_all();
+                            break;
+                        }
+                    }
+                }
+                // A connection that served a while: connect again at once. One that failed
+                // soon after connecting waits as a refused one does, so a server that accepts
+                // and then drops connections is not asked in a tight loop.
+                if since.elapsed() >= Duration::from_secs(10) {
+                    retry_in = FIRST_RETRY;
+                    continue;
+                }
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot listen for replies written by other replicas; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(retry_in) => {}
-                    _ = until.cancelled() => return,
-                }
-                retry_in = (retry_in * 2).min(Duration::from_secs(5));
-                continue;
-            }
-        };
-        retry_in = Duration::from_millis(100);
-        feed.listening();
-        // Whatever was published before now reached nobody here.
-        feed.missed_all();
-        loop {
-            let received = tokio::select! {
-                received = listener.try_recv() => received,
-                _ = until.cancelled() => return,
-            };
-            match received {
-                Ok(Some(notification)) => handle(
-                    &feed,
-                    &generations,
-                    notification.channel(),
-                    notification.payload(),
-                ),
-                // Lost and connected again (listening again): what came meanwhile is lost.
-                Ok(None) => feed.missed_all(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "listening for other replicas' replies failed; reconnecting");
-                    feed.missed_all();
-                    break;
-                }
             }
         }
+        tokio::select! {
+            _ = tokio::time::sleep(retry_in) => {}
+            _ = until.cancelled() => return,
+        }
+        retry_in = (retry_in * 2).min(Duration::from_secs(5));
     }
 }
 
