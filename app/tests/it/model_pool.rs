@@ -86,14 +86,28 @@ impl LlamaServer {
 /// port, inside a main configuration that logs which server took each request.
 fn pool_config(dir: &Path, port: u16, servers: &[&str]) -> PathBuf {
     let template = std::fs::read_to_string(repo_path("deploy/k8s/lm-pool.conf.template")).unwrap();
-    let line = "server ${LLAMA_SERVERS}:8080 resolve max_fails=1 fail_timeout=5s;";
-    assert!(template.contains(line), "the pool's server line changed");
-    let servers: String = servers
-        .iter()
-        .map(|s| format!("server {s} max_fails=1 fail_timeout=5s;\n    "))
+    // Each `server ${LLAMA_SERVERS}:8080 resolve <parameters>;` becomes one line per server.
+    let pool: String = template
+        .lines()
+        .map(|line| {
+            let Some(parameters) = line
+                .trim()
+                .strip_prefix("server ${LLAMA_SERVERS}:8080 resolve ")
+            else {
+                return format!("{line}\n");
+            };
+            servers
+                .iter()
+                .map(|s| format!("    server {s} {parameters}\n"))
+                .collect()
+        })
         .collect();
-    let pool = template
-        .replace(line, servers.trim_end())
+    assert_eq!(
+        pool.matches("server 127.0.0.1:").count(),
+        2 * servers.len(),
+        "the pool and its health checks name every server"
+    );
+    let pool = pool
         .replace("${NGINX_LOCAL_RESOLVERS}", "127.0.0.1")
         .replace("listen 8080;", &format!("listen 127.0.0.1:{port};"));
     let pool: String = pool
@@ -296,10 +310,14 @@ async fn a_pool_of_model_servers_shares_replies_and_survives_losing_one() {
     // The indicator says what the pool can do: ready while one server answers, unreachable
     // once none does. Readiness is the app's own (its database): pages and history still work.
     indicator_says(&app, "Model ready").await;
-    assert_eq!(app.get("/readyz").await.status(), 200);
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 200);
+    assert_eq!(ready.text().await.unwrap(), "ready\nmodel: ready\n");
     servers[1 - busy].kill().await;
     indicator_says(&app, "Model unreachable").await;
-    assert_eq!(app.get("/readyz").await.status(), 200);
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 200, "pages and history still work");
+    assert_eq!(ready.text().await.unwrap(), "ready\nmodel: unreachable\n");
     assert_eq!(
         client
             .get(app.url(&format!("/chats/{chat}")))
@@ -326,7 +344,7 @@ fn completions_by_status(dir: &Path) -> Vec<(String, String)> {
 
 // Fake servers: quick, so it runs with the rest (it needs nginx, which `.ci/run` installs).
 #[tokio::test]
-async fn a_model_server_still_loading_is_passed_over_for_one_that_serves() {
+async fn a_model_server_still_loading_is_passed_over_and_the_indicator_says_what_the_pool_can_do() {
     if !nginx::installed() {
         eprintln!("needs nginx; .ci/run installs it");
         return;
@@ -387,4 +405,29 @@ async fn a_model_server_still_loading_is_passed_over_for_one_that_serves() {
         4,
         "each reply was written once"
     );
+
+    // Both loading: the indicator and readiness's body say so, not that the pool is gone.
+    serving.set(|k| {
+        k.health_status = status;
+        k.http_error = Some((status, body.to_owned()));
+    });
+    indicator_says(&app, "Model loading").await;
+    // It stays so (nginx leaves no server out of its health checks), and readiness says so.
+    for _ in 0..12 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = indicator(&app).await;
+        assert!(now.contains("Model loading"), "while both load: {now}");
+    }
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 200);
+    assert_eq!(ready.text().await.unwrap(), "ready\nmodel: loading\n");
+    // One has loaded: ready again, and replies are written again.
+    serving.set(|k| {
+        k.health_status = 200;
+        k.http_error = None;
+    });
+    indicator_says(&app, "Model ready").await;
+    let (_, reply) = start_chat(&app, "Back?").await;
+    let done = ended(&app, reply, Duration::from_secs(20)).await;
+    assert_eq!(done.status, Status::Complete, "{:?}", done.error);
 }
