@@ -146,6 +146,18 @@ async fn start_reply(
     (chat, reply.id)
 }
 
+/// Sends a message in `chat` through `base`; returns its reply (being written there).
+async fn send_in(client: &reqwest::Client, base: &str, chat: Uuid, content: &str) -> Uuid {
+    let sent = client
+        .post(format!("{base}/chats/{chat}/messages"))
+        .form(&[("content", content)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 303);
+    helpers::reply_id(&sent)
+}
+
 /// Opens a reply's HTML stream and reads at least `bytes` of its text: (the reader, the text,
 /// the last event's id).
 async fn read_some(
@@ -213,14 +225,7 @@ async fn a_reply_written_by_one_replica_is_followed_through_another() {
     );
     assert!(done.contains("w249"), "the end carries the whole reply");
     // B's page shows it, and B starts the next reply in the same chat.
-    let next = client
-        .post(format!("{}/chats/{chat}/messages", b.base))
-        .form(&[("content", "and more")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(next.status(), 303);
-    let next_reply = helpers::reply_id(&next);
+    let next_reply = send_in(&client, &b.base, chat, "and more").await;
     assert_eq!(
         cluster.message(next_reply).await.owner.as_deref(),
         Some("replica-b")
@@ -306,13 +311,7 @@ async fn through_another_replica_a_reply_arrives_live_exactly_once() {
     );
 
     // B writes the next reply; a reader on A drops mid-reply and resumes from its last event.
-    let next = client
-        .post(format!("{}/chats/{chat}/messages", b.base))
-        .form(&[("content", "and more")])
-        .send()
-        .await
-        .unwrap();
-    let next_reply = helpers::reply_id(&next);
+    let next_reply = send_in(&client, &b.base, chat, "and more").await;
     let url = format!("{}/chats/{chat}/messages/{next_reply}/stream", a.base);
     let (reader, seen, last_id) = read_some(&client, &url, 40).await;
     drop(reader);
@@ -333,13 +332,7 @@ async fn through_another_replica_a_reply_arrives_live_exactly_once() {
 
     // A page opened through A in the middle of B's next reply (its row still empty) gets the
     // text written so far at once, from the writer, then the rest live.
-    let third = client
-        .post(format!("{}/chats/{chat}/messages", b.base))
-        .form(&[("content", "and more again")])
-        .send()
-        .await
-        .unwrap();
-    let third_reply = helpers::reply_id(&third);
+    let third_reply = send_in(&client, &b.base, chat, "and more again").await;
     let on_writer = format!("{}/chats/{chat}/messages/{third_reply}/stream", b.base);
     let (_writer_reader, written, _) = read_some(&client, &on_writer, 100).await;
     assert!(cluster.message(third_reply).await.content.is_empty());
