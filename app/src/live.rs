@@ -5,7 +5,7 @@
 //! all of them in one statement (`generation/publish.rs`). Every replica listens on one
 //! connection of its own ([`listen`]) and hands each piece to the streams following that reply
 //! here ([`Feed`], read by `stream.rs`). Pieces carry their byte offsets, so a follower can tell a
-//! piece it already has (skipped) from one after a gap (kept until the row covers the gap). A
+//! piece it already has (skipped) from one after a gap (kept until the gap is filled). A
 //! notification can be missed: the listening connection dropped, or a follower fell behind.
 //! A follower that lacks text (it attached between two checkpoints, or a piece after a gap
 //! arrived) asks the writer to publish again from where it is ([`RESEND_CHANNEL`]), and the
@@ -286,8 +286,8 @@ impl Feed {
 
 /// Listens for pieces, Stop and resend requests on its own connection to `database_url`, until
 /// `until`: pieces go to this replica's followers, Stop and resend requests to the replies
-/// written here. Reconnects after a lost
-/// connection (telling every follower it may have missed pieces).
+/// written here. Reconnects after a lost connection (telling every follower it may have missed
+/// pieces).
 pub async fn listen(
     database_url: String,
     feed: Feed,

@@ -213,7 +213,8 @@ enum Source {
 /// A stored reply's pieces, from the replica writing it (`live.rs`).
 struct LiveFollow {
     following: Following,
-    /// Pieces after a gap, kept until a read of the row reaches them.
+    /// Pieces after a gap, kept until the gap is filled (the writer sent it again, or a read
+    /// of the row reached them).
     ahead: Vec<Piece>,
     row_read_at: tokio::time::Instant,
     resend_asked_at: Option<tokio::time::Instant>,
