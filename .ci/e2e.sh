@@ -50,8 +50,11 @@ wait_http http://127.0.0.1:18080/health llama-server
 wait_http http://127.0.0.1:18090/health slow-lm
 
 PGPASSWORD=chat psql -h 127.0.0.1 -U chat -d postgres -qc "DROP DATABASE IF EXISTS chat_e2e" -c "CREATE DATABASE chat_e2e"
+# The two apps on chat_e2e are two replicas of one deployment: one database, one session key (a
+# page on one follows and stops a reply the other writes).
+session_key=$(head -c 64 /dev/urandom | base64 -w0)
 start_app() { # port, model URL, database
-  DATABASE_URL="postgres://chat:chat@127.0.0.1:5432/$3" BIND_ADDR="127.0.0.1:$1" LM_API_URL="$2" \
+  SESSION_KEY="$session_key" DATABASE_URL="postgres://chat:chat@127.0.0.1:5432/$3" BIND_ADDR="127.0.0.1:$1" LM_API_URL="$2" \
     LM_MAX_TOKENS=1500 MAX_CONCURRENT_GENERATIONS=2 TRUST_PROXY_HEADERS=true DATA_DIR="$work/data-$1" RUST_LOG=warn \
     "$app_bin" >"$work/app-$1.log" 2>&1 &
   pids+=($!)

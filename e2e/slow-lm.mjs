@@ -4,7 +4,8 @@
 // - `/v1/models` lists two models ("slow", the default, and "slow-b"), so the app offers a picker;
 //   slow's context is 4,096 tokens, slow-b's 640.
 // - When the newest user message has the word "think", REASONING pieces of `reasoning_content`
-//   ("Step N of my reasoning. ") come first, at the same pace.
+//   ("Step N of my reasoning. ") come first, at the same pace; with "at length", three times
+//   TOKENS pieces come.
 // - A request for a chat's title (its system message starts "You name conversations") is answered
 //   at once (after TITLE_DELAY_MS, 0 by default) with `"Slow Test Title."`.
 // - `GET /props` says, like llama-server, whether the model can see images: not unless VISION=1.
@@ -33,11 +34,16 @@ const isTitleRequest = (body) => {
   return first?.role === "system" && typeof first.content === "string" && first.content.startsWith("You name conversations");
 };
 
-const wantsThinking = (body) => {
+const newestUserText = (body) => {
   const users = (body?.messages ?? []).filter((m) => m.role === "user");
   const newest = users[users.length - 1]?.content;
-  return typeof newest === "string" && /\bthink\b/i.test(newest);
+  return typeof newest === "string" ? newest : "";
 };
+
+const wantsThinking = (body) => /\bthink\b/i.test(newestUserText(body));
+
+// "at length" asks for three times as many pieces: long enough for a second page to attach.
+const tokensFor = (body) => (/\bat length\b/i.test(newestUserText(body)) ? tokens * 3 : tokens);
 
 function answerTitle(body, res) {
   const model = body?.model ?? "slow";
@@ -59,6 +65,7 @@ function answerTitle(body, res) {
 function answerSlowly(body, res) {
   const model = body?.model ?? "slow";
   const thinking = wantsThinking(body) ? reasoningPieces : 0;
+  const pieces = tokensFor(body);
   res.writeHead(200, { "Content-Type": "text/event-stream", "X-Accel-Buffering": "no" });
   res.write(chunk({ role: "assistant", content: null }, null, model));
   let thought = 0;
@@ -69,7 +76,7 @@ function answerSlowly(body, res) {
       res.write(chunk({ reasoning_content: `Step ${thought} of my reasoning. ` }, null, model));
       return;
     }
-    if (sent < tokens) {
+    if (sent < pieces) {
       res.write(chunk({ content: ` word${sent}` }, null, model));
       sent += 1;
       return;

@@ -145,6 +145,41 @@ test("through nginx the first text of a slow reply arrives long before its end (
   await context.close();
 });
 
+// The apps behind BASE and SLOW_BASE are two replicas on one PostgreSQL database with one
+// session key (.ci/e2e.sh): a page on one follows, and stops, a reply the other writes.
+test("a page on another replica shows the reply live as its replica writes it, and stops it", async () => {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 760 } });
+  const writer = await context.newPage();
+  await startChat(writer, SLOW_BASE, "Slowly and at length, for two replicas");
+  const chatPath = new URL(writer.url()).pathname;
+  const follower = await context.newPage();
+  await follower.goto(BASE + chatPath);
+  await watchReply(follower);
+  await follower.waitForFunction(() => (document.querySelector(".status-streaming .live")?.textContent.length ?? 0) > 0);
+  await shot(follower, "49-followed-on-another-replica");
+  await waitForReplyEnd(follower);
+  const seen = await samples(follower);
+  const growing = new Set(seen.filter((s) => s.streaming && s.length > 0).map((s) => s.length));
+  assert.ok(growing.size >= 3, `text grew over ${growing.size} distinct moments: ${JSON.stringify(seen)}`);
+  await waitForReplyEnd(writer);
+  assert.equal(await newestReplyText(follower), await newestReplyText(writer), "both replicas show the same reply");
+
+  // The next reply, written by SLOW_BASE's replica, stopped from the page on BASE's.
+  await writer.fill("#content", "Again at length, then stop");
+  await writer.locator("#content").press("Enter");
+  await writer.locator(".message.assistant.status-streaming").waitFor();
+  await follower.reload();
+  await follower.waitForFunction(() => (document.querySelector(".status-streaming .live")?.textContent.length ?? 0) > 0);
+  await follower.locator(".status-streaming .stop").dispatchEvent("click");
+  await follower.getByText("Stopped.").waitFor({ timeout: 5000 });
+  await writer.getByText("Stopped.").waitFor({ timeout: 5000 });
+  const stoppedText = await newestReplyText(writer);
+  await writer.waitForTimeout(500);
+  assert.equal(await newestReplyText(writer), stoppedText, "the writer wrote no more after Stop");
+  await shot(follower, "50-stopped-from-another-replica");
+  await context.close();
+});
+
 test("the page works under its Content-Security-Policy, and a cross-site form post is refused", async () => {
   const context = await browser.newContext();
   const page = await context.newPage();
