@@ -104,7 +104,17 @@ pub(super) async fn publish_end(inner: &Inner, reply: &Reply) {
     let Ok(payload) = serde_json::to_string(&end) else {
         return;
     };
-    if let Err(e) = inner.store.notify(PIECES_CHANNEL, vec![payload]).await {
-        tracing::warn!(error = %e, "publishing a reply's end for other replicas failed");
+    // The reply stays registered (its chat busy here) until this is done: a database that is
+    // slow to answer costs followers a read of the row instead (they make one every second).
+    let notified = inner.store.notify(PIECES_CHANNEL, vec![payload]);
+    match tokio::time::timeout(END_NOTICE_TIMEOUT, notified).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "publishing a reply's end for other replicas failed")
+        }
+        Err(_) => tracing::warn!("publishing a reply's end for other replicas timed out"),
     }
 }
+
+/// How long a reply's task waits to tell followers elsewhere of its end.
+const END_NOTICE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
