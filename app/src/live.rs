@@ -4,7 +4,7 @@
 //! The writing replica publishes what each of its replies gained, every [`PUBLISH_INTERVAL`],
 //! all of them in one statement (`generation/publish.rs`). Every replica listens on one
 //! connection of its own ([`listen`]) and hands each piece to the streams following that reply
-//! here ([`Feed`], read by `stream.rs`). Pieces carry their byte offsets, so a follower can tell a
+//! here ([`Feed`], read by `stream/remote.rs`). Pieces carry their byte offsets, so a follower can tell a
 //! piece it already has (skipped) from one after a gap (kept until the gap is filled). A
 //! notification can be missed: the listening connection dropped, or a follower fell behind.
 //! A follower that lacks text (it attached between two checkpoints, or a piece after a gap

@@ -129,11 +129,24 @@ fn pool_config(dir: &Path, port: u16, servers: &[&str]) -> PathBuf {
 
 /// The servers that took chat completions, as nginx logged them (the last one tried).
 fn completions_served_by(dir: &Path) -> Vec<String> {
+    completions_by_status(dir)
+        .into_iter()
+        .map(|(_, server)| server)
+        .collect()
+}
+
+/// Each chat completion nginx passed on: the status its answer went out with, and the server
+/// that gave it (the last one tried: `$upstream_addr` lists every one, comma-separated).
+fn completions_by_status(dir: &Path) -> Vec<(String, String)> {
     std::fs::read_to_string(dir.join("pool.log"))
         .unwrap_or_default()
         .lines()
         .filter(|l| l.starts_with("POST /v1/chat/completions"))
-        .filter_map(|l| l.rsplit([' ', ',']).next().map(str::to_owned))
+        .filter_map(|l| {
+            let status = l.split(' ').nth(2)?;
+            let server = l.rsplit([' ', ',']).next()?;
+            Some((status.to_owned(), server.to_owned()))
+        })
         .collect()
 }
 
@@ -327,19 +340,6 @@ async fn a_pool_of_model_servers_shares_replies_and_survives_losing_one() {
             .status(),
         200
     );
-}
-
-/// Which servers nginx sent chat completions to, with the status each answer went out with.
-fn completions_by_status(dir: &Path) -> Vec<(String, String)> {
-    std::fs::read_to_string(dir.join("pool.log"))
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.starts_with("POST /v1/chat/completions"))
-        .filter_map(|l| {
-            let mut words = l.split(' ').skip(2);
-            Some((words.next()?.to_owned(), words.next()?.to_owned()))
-        })
-        .collect()
 }
 
 // Fake servers: quick, so it runs with the rest (it needs nginx, which `.ci/run` installs).
