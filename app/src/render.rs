@@ -123,58 +123,207 @@ impl Templates {
     }
 }
 
+/// The bounds on one markdown render. Past any of them the rest of the text is shown as plain
+/// text (escaped, its line breaks kept) under a note: nothing is lost, and no text, however
+/// hostile, costs more than a bounded time and memory to show (BENCHMARKS.md, SECURITY.md).
+pub mod bounds {
+    use std::time::Duration;
+
+    /// Text rendered as markdown at most; the rest is plain text. A reply of `MAX_REPLY_TOKENS`
+    /// can be longer, an imported one cannot (`MAX_MESSAGE_BYTES`).
+    pub const MAX_MARKDOWN_BYTES: usize = 256 * 1024;
+    /// Elements nested deeper than this (quotes, lists, emphasis, links) lose their markup and
+    /// keep their text: the sanitiser's HTML parser takes time with the square of the depth.
+    pub const MAX_NESTING: usize = 24;
+    /// HTML written for one text at most: a table's wide header makes every short row as wide.
+    /// The sanitiser reads HTML at about 80 ns a byte (release build).
+    pub const MAX_HTML_BYTES: usize = 384 * 1024;
+    /// Code highlighted in one text at most (syntect takes about 4 µs a byte); code past it is
+    /// shown as code, unhighlighted.
+    pub const MAX_HIGHLIGHTED_BYTES: usize = 10 * 1024;
+    /// Time spent turning markdown into HTML at most, checked between elements.
+    pub const TIME_BUDGET: Duration = Duration::from_millis(30);
+    /// Texts at least this long are rendered off the async workers (`Templates::render_ahead`).
+    pub const OFF_WORKER_BYTES: usize = 4 * 1024;
+}
+
 /// Markdown -> HTML that is safe to put in the page. Raw HTML the model wrote is shown as literal
 /// text (never executed, never silently dropped); images become links (no requests to URLs the
 /// model chose); links get `rel="noopener noreferrer nofollow"`; ammonia removes anything else.
+/// Bounded by [`bounds`]: what lies past them is shown as plain text.
 pub fn markdown_to_html(markdown: &str) -> String {
+    let started = std::time::Instant::now();
     let mut options = Options::empty();
     options.insert(Options::ENABLE_TABLES);
     options.insert(Options::ENABLE_STRIKETHROUGH);
     options.insert(Options::ENABLE_TASKLISTS);
+    let source = &markdown[..prefix_end(markdown, bounds::MAX_MARKDOWN_BYTES)];
     // Links whose scheme could run code (javascript:, data:, ...) are shown as text with their
     // URL, instead of as links.
     let mut unsafe_links: Vec<Option<String>> = Vec::new();
-    let events = Parser::new_ext(markdown, options).map(move |event| match event {
-        Event::Html(raw) | Event::InlineHtml(raw) => Event::Text(raw),
-        Event::Start(Tag::HtmlBlock) => Event::Start(Tag::Paragraph),
-        Event::End(TagEnd::HtmlBlock) => Event::End(TagEnd::Paragraph),
-        Event::Start(Tag::Link {
-            dest_url,
-            title,
-            id,
-            link_type,
-        })
-        | Event::Start(Tag::Image {
-            dest_url,
-            title,
-            id,
-            link_type,
-        }) => {
-            if is_safe_url(&dest_url) {
-                unsafe_links.push(None);
-                // Images become links: no requests to URLs the model chose.
+    let events = Parser::new_ext(source, options)
+        .into_offset_iter()
+        .map(move |(event, range)| {
+            let event = match event {
+                Event::Html(raw) | Event::InlineHtml(raw) => Event::Text(raw),
+                Event::Start(Tag::HtmlBlock) => Event::Start(Tag::Paragraph),
+                Event::End(TagEnd::HtmlBlock) => Event::End(TagEnd::Paragraph),
                 Event::Start(Tag::Link {
-                    link_type,
                     dest_url,
                     title,
                     id,
+                    link_type,
                 })
-            } else {
-                unsafe_links.push(Some(dest_url.to_string()));
-                Event::Text("".into())
+                | Event::Start(Tag::Image {
+                    dest_url,
+                    title,
+                    id,
+                    link_type,
+                }) => {
+                    if is_safe_url(&dest_url) {
+                        unsafe_links.push(None);
+                        // Images become links: no requests to URLs the model chose.
+                        Event::Start(Tag::Link {
+                            link_type,
+                            dest_url,
+                            title,
+                            id,
+                        })
+                    } else {
+                        unsafe_links.push(Some(dest_url.to_string()));
+                        Event::Text("".into())
+                    }
+                }
+                Event::End(TagEnd::Link) | Event::End(TagEnd::Image) => {
+                    match unsafe_links.pop().flatten() {
+                        Some(url) => Event::Text(format!(" ({url})").into()),
+                        None => Event::End(TagEnd::Link),
+                    }
+                }
+                other => other,
+            };
+            (event, range.start)
+        });
+    let mut bounded = Bounded::new(events, started);
+    let mut html = String::with_capacity(source.len() * 3 / 2);
+    pulldown_cmark::html::push_html(&mut html, highlight_code_blocks(bounded.by_ref()));
+    let plain_from = bounded.cut_at.unwrap_or(source.len());
+    let mut out = sanitizer().clean(&html).to_string();
+    if plain_from < markdown.len() {
+        out.push_str(&plain_text_html(&markdown[plain_from..]));
+    }
+    out
+}
+
+/// The end of the longest prefix of `text` of at most `max` bytes, at a line's end when there is
+/// one (a cut inside a line would break its markup), else at a character's.
+fn prefix_end(text: &str, max: usize) -> usize {
+    if text.len() <= max {
+        return text.len();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].rfind('\n').map_or(end, |i| i + 1)
+}
+
+/// Text shown as it is, past the renderer's bounds.
+fn plain_text_html(text: &str) -> String {
+    format!(
+        "<p class=\"render-note\">The rest is shown as plain text: it is too long or too deeply nested to format.</p>\n<pre class=\"plain-text\">{}</pre>\n",
+        escape_html(text)
+    )
+}
+
+/// About the HTML `event` writes: its text, and room for its tag.
+fn html_size(event: &Event) -> usize {
+    match event {
+        Event::Text(t) | Event::Code(t) | Event::Html(t) | Event::InlineHtml(t) => {
+            let escaped = t.bytes().filter(|b| b"<>&\"'".contains(b)).count();
+            t.len() + escaped * 5 + 16
+        }
+        Event::Start(Tag::Link { dest_url, .. }) => dest_url.len() * 2 + 64,
+        _ => 16,
+    }
+}
+
+/// Markdown events within [`bounds`]: elements nested deeper than `MAX_NESTING` pass on without
+/// their tags (their text stays); past the HTML size or the time budget the events end, and
+/// `cut_at` says where in the text (the caller shows the rest as plain text).
+struct Bounded<I> {
+    events: I,
+    started: std::time::Instant,
+    /// For each open element: whether its tags were kept.
+    open: Vec<bool>,
+    /// Where the open code block began, if one is open (a cut inside it starts there: the
+    /// highlighter holds its text until the block ends).
+    code_from: Option<usize>,
+    html_bytes: usize,
+    seen: usize,
+    cut_at: Option<usize>,
+}
+
+impl<I> Bounded<I> {
+    fn new(events: I, started: std::time::Instant) -> Self {
+        Self {
+            events,
+            started,
+            open: Vec::new(),
+            code_from: None,
+            html_bytes: 0,
+            seen: 0,
+            cut_at: None,
+        }
+    }
+
+    fn over_budget(&mut self) -> bool {
+        self.seen += 1;
+        self.html_bytes > bounds::MAX_HTML_BYTES
+            || (self.seen.is_multiple_of(64) && self.started.elapsed() > bounds::TIME_BUDGET)
+    }
+}
+
+impl<'a, I: Iterator<Item = (Event<'a>, usize)>> Iterator for Bounded<I> {
+    type Item = Event<'a>;
+
+    fn next(&mut self) -> Option<Event<'a>> {
+        if self.cut_at.is_some() {
+            return None;
+        }
+        loop {
+            let (event, at) = self.events.next()?;
+            self.html_bytes += html_size(&event);
+            if self.over_budget() {
+                self.cut_at = Some(self.code_from.unwrap_or(at));
+                return None;
+            }
+            match event {
+                Event::Start(tag) => {
+                    let keep = self.open.len() < bounds::MAX_NESTING;
+                    self.open.push(keep);
+                    if !keep {
+                        continue;
+                    }
+                    if matches!(tag, Tag::CodeBlock(_)) {
+                        self.code_from = Some(at);
+                    }
+                    return Some(Event::Start(tag));
+                }
+                Event::End(tag) => {
+                    if !self.open.pop().unwrap_or(true) {
+                        // Keeps apart the text of blocks whose tags were dropped.
+                        return Some(Event::SoftBreak);
+                    }
+                    if tag == TagEnd::CodeBlock {
+                        self.code_from = None;
+                    }
+                    return Some(Event::End(tag));
+                }
+                other => return Some(other),
             }
         }
-        Event::End(TagEnd::Link) | Event::End(TagEnd::Image) => {
-            match unsafe_links.pop().flatten() {
-                Some(url) => Event::Text(format!(" ({url})").into()),
-                None => Event::End(TagEnd::Link),
-            }
-        }
-        other => other,
-    });
-    let mut html = String::with_capacity(markdown.len() * 3 / 2);
-    pulldown_cmark::html::push_html(&mut html, highlight_code_blocks(events));
-    sanitizer().clean(&html).to_string()
+    }
 }
 
 /// Fenced code blocks in a language the highlighter knows become highlighted HTML (written
@@ -184,6 +333,7 @@ fn highlight_code_blocks<'a>(
 ) -> impl Iterator<Item = Event<'a>> {
     // The block being read: its opening event, its language, and its text so far.
     let mut open: Option<(Event<'a>, String, String)> = None;
+    let mut highlight_left = bounds::MAX_HIGHLIGHTED_BYTES;
     events.flat_map(move |event| -> Vec<Event<'a>> {
         match (event, open.as_mut()) {
             (Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(info))), None) => {
@@ -204,7 +354,14 @@ fn highlight_code_blocks<'a>(
                 let Some((start, language, code)) = open.take() else {
                     return Vec::new();
                 };
-                match crate::highlight::highlight(&code, &language) {
+                let highlighted = match code.len() <= highlight_left {
+                    true => crate::highlight::highlight(&code, &language),
+                    false => None,
+                };
+                if highlighted.is_some() {
+                    highlight_left -= code.len();
+                }
+                match highlighted {
                     Some(spans) => {
                         let class = if is_class_name(&language) {
                             format!(" class=\"language-{language}\"")
@@ -423,6 +580,126 @@ mod tests {
         assert!(
             !html.contains("href=\"javascript") && !html.contains("href=\"DATA"),
             "{html}"
+        );
+    }
+
+    /// The deepest nesting of elements in sanitised HTML (void elements open nothing).
+    fn depth(html: &str) -> usize {
+        let (mut depth, mut deepest) = (0usize, 0usize);
+        let mut rest = html;
+        while let Some(i) = rest.find('<') {
+            rest = &rest[i + 1..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '/')
+                .collect();
+            match name.strip_prefix('/') {
+                Some(_) => depth = depth.saturating_sub(1),
+                None if matches!(name.as_str(), "br" | "hr" | "input" | "img") => {}
+                None => {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                }
+            }
+        }
+        deepest
+    }
+
+    #[test]
+    fn hostile_markdown_stays_within_the_bounds() {
+        for size in [
+            20_000,
+            bounds::MAX_MARKDOWN_BYTES,
+            2 * bounds::MAX_MARKDOWN_BYTES,
+        ] {
+            for (kind, text) in testkit::hostile::markdown_corpus(size) {
+                let started = std::time::Instant::now();
+                let html = markdown_to_html(&text);
+                let took = started.elapsed();
+                // Before the bounds, `quotes` took 2.5 s at 32 KiB (release); this is a
+                // debug build, and the figures that count are the bench's (BENCHMARKS.md).
+                assert!(took.as_secs_f64() < 1.0, "{kind} at {size}: {took:?}");
+                assert!(depth(&html) <= bounds::MAX_NESTING + 2, "{kind} at {size}");
+                let (formatted, plain) = match html.find("<p class=\"render-note\">") {
+                    Some(i) => html.split_at(i),
+                    None => (html.as_str(), ""),
+                };
+                assert!(
+                    formatted.len() <= bounds::MAX_HTML_BYTES + 64 * 1024,
+                    "{kind} at {size}: {} bytes of HTML",
+                    formatted.len()
+                );
+                if text.len() > bounds::MAX_MARKDOWN_BYTES {
+                    assert!(!plain.is_empty(), "{kind} at {size}: no plain rest");
+                }
+                // What is shown plain is the text's end, exactly: nothing is lost.
+                if let Some(rest) = plain.split_once("<pre class=\"plain-text\">") {
+                    let shown = rest.1.trim_end().trim_end_matches("</pre>");
+                    let escaped = escape_html(&text);
+                    assert!(escaped.ends_with(shown), "{kind} at {size}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn deep_nesting_keeps_the_text() {
+        let html = markdown_to_html(&format!("{}deep *text*", "> ".repeat(200)));
+        // Past the bound, the emphasis loses its tags too; the text stays.
+        assert!(html.contains("deep text"), "{html}");
+        assert_eq!(depth(&html), bounds::MAX_NESTING);
+        let html = markdown_to_html(&format!("{}**bold** end", "- ".repeat(100)));
+        assert!(html.contains("end"), "{html}");
+        assert!(depth(&html) <= bounds::MAX_NESTING + 1, "{html}");
+    }
+
+    #[test]
+    fn past_the_size_bound_the_rest_is_plain_text() {
+        let head = "word ".repeat(bounds::MAX_MARKDOWN_BYTES / 5);
+        let html = markdown_to_html(&format!("{head}\n**tail** <b>x</b>\n"));
+        assert!(html.starts_with("<p>word word"), "{}", &html[..40]);
+        assert!(
+            html.ends_with("<pre class=\"plain-text\">**tail** &lt;b&gt;x&lt;/b&gt;\n</pre>\n"),
+            "{}",
+            &html[html.len() - 200..]
+        );
+        // Below the bounds there is no note.
+        assert!(!markdown_to_html("**a**").contains("render-note"));
+    }
+
+    #[test]
+    fn a_table_too_wide_to_show_is_cut_and_the_rest_is_plain() {
+        let text = format!(
+            "{}|\n{}|\n{}",
+            "|a".repeat(5000),
+            "|-".repeat(5000),
+            "x\n".repeat(2000)
+        );
+        let html = markdown_to_html(&text);
+        let (formatted, plain) = html.split_at(html.find("render-note").expect("cut"));
+        assert!(
+            formatted.len() <= bounds::MAX_HTML_BYTES + 1024,
+            "{}",
+            formatted.len()
+        );
+        assert!(plain.ends_with("x\nx\n</pre>\n"));
+    }
+
+    #[test]
+    fn code_past_the_highlight_budget_is_shown_plain() {
+        let block = format!("```rust\n{}```\n\n", "let x = 1;\n".repeat(600));
+        let html = markdown_to_html(&block.repeat(3));
+        // 6.6 KB each: the first is highlighted, the next two would pass the budget.
+        assert!(html.contains("<span class=\"hl-"), "{html}");
+        assert_eq!(
+            html.matches("<pre><code class=\"language-rust\"><span")
+                .count(),
+            1
+        );
+        assert_eq!(
+            html.matches("<pre><code class=\"language-rust\">let x")
+                .count(),
+            2
         );
     }
 

@@ -8,6 +8,7 @@ mod fake_lm;
 mod half_open;
 mod load;
 mod nginx;
+mod render;
 mod wrk;
 
 use std::{
@@ -101,6 +102,8 @@ enum Scenario {
     /// The app around the embedded engine against the engine alone, in this process: first
     /// token and tokens/s (target: within 2%).
     AppOverhead(app_overhead::AppOverheadArgs),
+    /// The markdown renderer on hostile input: each kind at each size, in this process.
+    Render(render::RenderArgs),
     /// Many users chatting at once against PostgreSQL; then every message and reply must be
     /// stored exactly once with exactly its text, and no request may have failed with a 5xx.
     Load {
@@ -191,6 +194,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Scenario::Engine(args) => engine::run(&bench.repo, args).await?,
         Scenario::AppOverhead(args) => app_overhead::run(args).await?,
+        Scenario::Render(args) => render::run(args)?,
     };
     println!("{}", serde_json::to_string_pretty(&result)?);
     if let Some(path) = cli.json {
