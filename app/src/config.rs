@@ -260,6 +260,10 @@ pub struct Config {
     #[arg(long, env = "CHAT_RATE_PER_ADDRESS", default_value = "60/min")]
     pub chat_rate_per_address: Rate,
 
+    /// Views of shared links (`/s/...`) one client address may open: anyone may open a link.
+    #[arg(long, env = "SHARE_VIEW_RATE_PER_ADDRESS", default_value = "120/min")]
+    pub share_view_rate_per_address: Rate,
+
     /// Reply streams one session may hold open at once.
     #[arg(long, env = "MAX_STREAMS_PER_SESSION", default_value_t = 8)]
     pub max_streams_per_session: usize,
@@ -303,6 +307,7 @@ impl Config {
             sends_per_address: self.send_rate_per_address,
             chats_per_session: self.chat_rate_per_session,
             chats_per_address: self.chat_rate_per_address,
+            share_views_per_address: self.share_view_rate_per_address,
         })
     }
     /// This replica's name: `REPLICA_NAME`, or `<host name>:<port>`.

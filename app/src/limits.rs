@@ -120,6 +120,45 @@ impl Pair {
     }
 }
 
+/// One address's allowance of what anyone may do without a session: opening shared links.
+struct AddressOnly {
+    name: &'static str,
+    rate: Rate,
+    limiter: Limiter<IpAddr>,
+}
+
+impl AddressOnly {
+    fn new(name: &'static str, rate: Rate) -> Self {
+        AddressOnly {
+            name,
+            rate,
+            limiter: RateLimiter::keyed(rate.quota()),
+        }
+    }
+
+    async fn take(
+        &self,
+        shared: Option<&Store>,
+        address: IpAddr,
+    ) -> Result<Option<Duration>, AppError> {
+        match shared {
+            Some(store) => {
+                take_shared(
+                    store,
+                    &format!("{}:address:{address}", self.name),
+                    self.rate,
+                )
+                .await
+            }
+            None => Ok(self
+                .limiter
+                .check_key(&address)
+                .err()
+                .map(|not_until| not_until.wait_time_from(DefaultClock::default().now()))),
+        }
+    }
+}
+
 async fn take_shared(store: &Store, key: &str, rate: Rate) -> Result<Option<Duration>, AppError> {
     Ok(store.take_allowance(key, rate.per_use(), rate.per).await?)
 }
@@ -129,6 +168,7 @@ pub struct RateLimitSettings {
     pub sends_per_address: Rate,
     pub chats_per_session: Rate,
     pub chats_per_address: Rate,
+    pub share_views_per_address: Rate,
 }
 
 /// Per-session and per-address rate limits; `None` when turned off.
@@ -146,6 +186,7 @@ pub struct RateLimits {
 struct Limits {
     sends: Pair,
     chats: Pair,
+    share_views: AddressOnly,
     /// The database the allowances are kept in (PostgreSQL); `None`: in this process.
     shared: Option<Store>,
 }
@@ -158,6 +199,7 @@ impl RateLimits {
                 Arc::new(Limits {
                     sends: Pair::new("send", s.sends_per_session, s.sends_per_address),
                     chats: Pair::new("chat", s.chats_per_session, s.chats_per_address),
+                    share_views: AddressOnly::new("share_view", s.share_views_per_address),
                     shared,
                 })
             }),
@@ -188,13 +230,23 @@ impl RateLimits {
             Action::Share => "new chats or links",
             Action::Link => "device links or link codes tried",
         };
-        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        Err(AppError::RateLimited {
-            message: format!(
-                "Too many {what} in a short time. Please wait {seconds} s and try again; nothing you wrote was lost."
-            ),
-            retry_after: Duration::from_secs(seconds.max(1)),
-        })
+        Err(refused(what, wait))
+    }
+
+    /// Takes one view of a shared link from the address's allowance (anyone may open a link;
+    /// each view not in the page cache reads and renders a snapshot).
+    pub async fn check_share_view(&self, address: IpAddr) -> Result<(), AppError> {
+        let Some(limits) = &self.limits else {
+            return Ok(());
+        };
+        match limits
+            .share_views
+            .take(limits.shared.as_ref(), address)
+            .await?
+        {
+            None => Ok(()),
+            Some(wait) => Err(refused("shared pages opened", wait)),
+        }
     }
 
     /// Forgets allowances that are whole again, so memory (or the table) follows recent
@@ -211,6 +263,18 @@ impl RateLimits {
             pair.per_session.retain_recent();
             pair.per_address.retain_recent();
         }
+        limits.share_views.limiter.retain_recent();
+    }
+}
+
+/// The refusal of `what` (plural) until `wait` has passed.
+fn refused(what: &str, wait: Duration) -> AppError {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    AppError::RateLimited {
+        message: format!(
+            "Too many {what} in a short time. Please wait {seconds} s and try again; nothing you wrote was lost."
+        ),
+        retry_after: Duration::from_secs(seconds.max(1)),
     }
 }
 
@@ -306,6 +370,7 @@ mod tests {
                 sends_per_address: "100/min".parse().unwrap(),
                 chats_per_session: "1/min".parse().unwrap(),
                 chats_per_address: "100/min".parse().unwrap(),
+                share_views_per_address: "2/min".parse().unwrap(),
             }),
             None,
         );
@@ -345,6 +410,7 @@ mod tests {
                 sends_per_address: "2/min".parse().unwrap(),
                 chats_per_session: "100/min".parse().unwrap(),
                 chats_per_address: "100/min".parse().unwrap(),
+                share_views_per_address: "2/min".parse().unwrap(),
             }),
             None,
         );
@@ -356,6 +422,31 @@ mod tests {
             .check(Action::Send, "c", "192.0.2.8".parse().unwrap())
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn share_views_are_limited_per_address() {
+        let limits = RateLimits::new(
+            Some(RateLimitSettings {
+                sends_per_session: "100/min".parse().unwrap(),
+                sends_per_address: "100/min".parse().unwrap(),
+                chats_per_session: "100/min".parse().unwrap(),
+                chats_per_address: "100/min".parse().unwrap(),
+                share_views_per_address: "2/min".parse().unwrap(),
+            }),
+            None,
+        );
+        let address: IpAddr = "192.0.2.9".parse().unwrap();
+        limits.check_share_view(address).await.unwrap();
+        limits.check_share_view(address).await.unwrap();
+        match limits.check_share_view(address).await {
+            Err(AppError::RateLimited { message, .. }) => {
+                assert!(message.contains("shared pages"), "{message}")
+            }
+            other => panic!("expected a rate limit, got {other:?}"),
+        }
+        let other: IpAddr = "192.0.2.10".parse().unwrap();
+        limits.check_share_view(other).await.unwrap();
     }
 
     #[tokio::test]

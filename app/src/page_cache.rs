@@ -4,6 +4,9 @@
 //! replica's own memory (the model choices, a title being written). A page is served from here
 //! only when a fresh read of both still matches, so it is never staler than a rendered one.
 //!
+//! A shared link's page is kept too: its snapshot never changes, and whether the link still
+//! exists is read on every view.
+//!
 //! Bounded by the bytes of the pages it holds (`PAGE_CACHE_MIB`); least recently used out first.
 use std::{
     hash::{DefaultHasher, Hash, Hasher},
@@ -16,12 +19,18 @@ use uuid::Uuid;
 
 use crate::domain::SessionId;
 
-/// Which page: the session's view of a chat, at its newest messages or before a position.
+/// Which page: the session's view of a chat, at its newest messages or before a position; or a
+/// shared link's page (its snapshot never changes, so any stamp will do while the link exists).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct PageKey {
-    pub session: SessionId,
-    pub chat: Uuid,
-    pub before: Option<i64>,
+pub enum PageKey {
+    Chat {
+        session: SessionId,
+        chat: Uuid,
+        before: Option<i64>,
+    },
+    Share {
+        token: String,
+    },
 }
 
 /// What a page was rendered from. Equal stamps: the same page.
@@ -32,6 +41,14 @@ pub struct Stamp {
 }
 
 impl Stamp {
+    /// The stamp of a page that never changes.
+    pub const fn constant() -> Self {
+        Self {
+            session_version: 0,
+            local: 0,
+        }
+    }
+
     /// `session_version` as read before the page's data; `local`: everything else the page
     /// shows that the database does not hold.
     pub fn new(session_version: i64, local: impl Hash) -> Self {
@@ -112,7 +129,7 @@ mod tests {
     use super::*;
 
     fn key(chat: u128) -> PageKey {
-        PageKey {
+        PageKey::Chat {
             session: SessionId::random(),
             chat: Uuid::from_u128(chat),
             before: None,
@@ -132,11 +149,17 @@ mod tests {
         assert_eq!(cache.get(&page, Stamp::new(3, ("model", true))), None);
         assert_eq!(cache.get(&key(2), Stamp::new(3, ("model", false))), None);
         // The same chat for another session, or another page of it, is another page.
-        let earlier = PageKey {
+        let PageKey::Chat { session, chat, .. } = page.clone() else {
+            unreachable!("a chat's page")
+        };
+        let earlier = PageKey::Chat {
+            session,
+            chat,
             before: Some(10),
-            ..page.clone()
         };
         assert_eq!(cache.get(&earlier, Stamp::new(3, ("model", false))), None);
+        let share = PageKey::Share { token: "t".into() };
+        assert_eq!(cache.get(&share, Stamp::new(3, ("model", false))), None);
     }
 
     #[test]

@@ -16,6 +16,8 @@ use uuid::Uuid;
 pub struct Templates {
     env: Arc<Environment<'static>>,
     finished_replies: Arc<Mutex<LruCache<Uuid, RenderedReply>>>,
+    /// Renders running off the async workers at once (`render_ahead`, `off_workers`).
+    renders: Arc<tokio::sync::Semaphore>,
 }
 
 /// A finished reply's HTML, with the length of the text it came from as a guard.
@@ -82,7 +84,52 @@ impl Templates {
         Ok(Self {
             env: Arc::new(env),
             finished_replies: Arc::new(Mutex::new(LruCache::new(FINISHED_REPLIES_KEPT))),
+            renders: Arc::new(tokio::sync::Semaphore::new(renders_at_once())),
         })
+    }
+
+    /// Renders, off the async workers, those of `replies` (finished ones: id and text) that
+    /// are long and not kept yet, so that building the page's views then finds them kept. A
+    /// short text renders in microseconds and is left to the view.
+    pub async fn render_ahead<'t>(&self, replies: impl IntoIterator<Item = (Uuid, &'t str)>) {
+        let missing: Vec<(Uuid, String)> = {
+            let mut kept = self
+                .finished_replies
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            replies
+                .into_iter()
+                .filter(|(id, text)| {
+                    text.len() >= bounds::OFF_WORKER_BYTES
+                        && kept.get(id).is_none_or(|k| k.text_len != text.len())
+                })
+                .map(|(id, text)| (id, text.to_owned()))
+                .collect()
+        };
+        if missing.is_empty() {
+            return;
+        }
+        let templates = self.clone();
+        let rendered = self.off_workers(move || {
+            for (id, text) in missing {
+                templates.finished_reply_html(id, &text);
+            }
+        });
+        if let Err(e) = rendered.await {
+            // The views render what is missing themselves.
+            tracing::error!("rendering replies ahead: {e}");
+        }
+    }
+
+    /// Runs `work` (rendering) on a blocking thread, at most [`renders_at_once`] at a time:
+    /// hostile content may keep those threads busy, never the workers that answer requests.
+    pub async fn off_workers<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, tokio::task::JoinError> {
+        // The semaphore is never closed; without a permit the work still runs (bounded anyway).
+        let _permit = self.renders.acquire().await.ok();
+        tokio::task::spawn_blocking(work).await
     }
 
     /// The sanitised HTML of a finished reply (never of one still being written, whose text
@@ -121,6 +168,11 @@ impl Templates {
                 context,
             )))
     }
+}
+
+/// Renders at once off the async workers: half the CPUs, so that the rest keep answering.
+fn renders_at_once() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 
 /// The bounds on one markdown render. Past any of them the rest of the text is shown as plain

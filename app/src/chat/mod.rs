@@ -26,7 +26,7 @@ pub use messages::{Exchange, edit, regenerate, send, stop};
 pub use profile::set_display_name;
 pub use search::{MessageHit, SearchResults, search};
 pub use settings::{model_choices, models, update_settings};
-pub use shares::{SharedChat, revoke_share, share, shared, shares};
+pub use shares::{SharedChat, check_shared, revoke_share, share, shared, shares};
 pub use transfer::{
     ChatExport, Export, ExportAttachment, ExportFormat, ExportMessage, export, import,
 };

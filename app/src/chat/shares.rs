@@ -109,6 +109,17 @@ pub async fn shared(state: &AppState, token: &str) -> AppResult<SharedChat> {
     })
 }
 
+/// Whether `token` is a link that still works (revoked or unknown: "not found"), for anyone;
+/// counted against the address's allowance of views first.
+#[tracing::instrument(skip_all)]
+pub async fn check_shared(state: &AppState, address: IpAddr, token: &str) -> AppResult<()> {
+    state.rate_limits.check_share_view(address).await?;
+    if !is_token(token) || !state.store.share_exists(token).await? {
+        return Err(AppError::NotFound("link"));
+    }
+    Ok(())
+}
+
 fn new_token() -> String {
     let bytes: [u8; TOKEN_BYTES] = rand::random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)

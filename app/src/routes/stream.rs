@@ -15,7 +15,10 @@ use futures::StreamExt;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{api::MessageJson, views::MessageView};
+use super::{
+    api::MessageJson,
+    views::{MessageView, render_replies_ahead},
+};
 use crate::{
     AppState,
     error::AppResult,
@@ -46,10 +49,19 @@ pub async fn respond(
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     let events = crate::stream::open(state, session, chat_id, message_id, last_event_id).await?;
     let encoder = state.clone();
-    let events = events.flat_map(move |event| {
-        let encoded = encode(&encoder, encoding, event);
-        futures::stream::iter(encoded.into_iter().map(Ok::<Event, Infallible>))
-    });
+    let events = events
+        .then(move |event| {
+            let state = encoder.clone();
+            async move {
+                if let (ReplyEvent::Done { reply, .. }, Encoding::Html) = (&event, encoding) {
+                    render_replies_ahead(&state.templates, [reply.as_ref()]).await;
+                }
+                encode(&state, encoding, event)
+            }
+        })
+        .flat_map(|encoded| {
+            futures::stream::iter(encoded.into_iter().map(Ok::<Event, Infallible>))
+        });
     let mut response = Sse::new(events)
         .keep_alive(KeepAlive::new().interval(state.config.sse_keepalive))
         .into_response();

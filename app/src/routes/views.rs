@@ -201,6 +201,21 @@ pub fn grouped(n: i64) -> String {
     out
 }
 
+/// Renders the finished replies among `messages` off the async workers (the long ones not yet
+/// kept), so that building their views finds them kept.
+pub async fn render_replies_ahead<'m>(
+    templates: &Templates,
+    messages: impl IntoIterator<Item = &'m message::Model>,
+) {
+    // Collected before the await: a future holding the iterator's closures would not be Send.
+    let finished: Vec<(uuid::Uuid, &str)> = messages
+        .into_iter()
+        .filter(|m| m.role == Role::Assistant && m.status != Status::Streaming)
+        .map(|m| (m.id, m.content.as_str()))
+        .collect();
+    templates.render_ahead(finished).await;
+}
+
 /// The history as the chat page shows it: earlier versions of an edited message folded into
 /// it, Regenerate on the last reply and Edit on the last user message (on the newest page).
 pub fn history_views(templates: &Templates, history: &ChatHistory) -> Vec<MessageView> {

@@ -65,6 +65,19 @@ impl Store {
             .await
     }
 
+    /// Whether the link still exists: all a page served from the cache needs to know (the
+    /// snapshot it shows never changes).
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn share_exists(&self, token: &str) -> Result<bool, DbErr> {
+        let found = share::Entity::find_by_id(token.to_owned())
+            .select_only()
+            .column(share::Column::Token)
+            .into_tuple::<String>()
+            .one(&self.db)
+            .await?;
+        Ok(found.is_some())
+    }
+
     /// Deletes the session's link; `false` when it has no such link.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn revoke_share(&self, session_id: &SessionId, token: &str) -> Result<bool, DbErr> {

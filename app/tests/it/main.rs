@@ -13,6 +13,7 @@ mod faults;
 mod features;
 mod folders;
 mod foundation;
+mod hostile;
 mod installable;
 mod metrics;
 mod model_pool;

@@ -20,7 +20,7 @@ use crate::{
         parse_id, redirect, render,
         views::{
             ContextFragment, ContextView, Frame, MessageView, SettingsView, SharesView,
-            history_views, mark_context_boundary,
+            history_views, mark_context_boundary, render_replies_ahead,
         },
     },
     session::Session,
@@ -126,7 +126,7 @@ pub async fn show(
     let version = chat::session_version(&state, &session).await?;
     let models = chat::model_choices(&state).await;
     let stamp = Stamp::new(version, (&models, state.generations.title_pending(chat_id)));
-    let key = PageKey {
+    let key = PageKey::Chat {
         session: session.id.clone(),
         chat: chat_id,
         before: query.before,
@@ -147,6 +147,7 @@ pub async fn show(
         chat::shares(&state, &session, chat_id),
     )?;
     let history = &opened.history;
+    render_replies_ahead(&state.templates, &history.messages).await;
     let mut messages = history_views(&state.templates, history);
     let context_boundary_at_end = mark_context_boundary(&mut messages, context.first_sent_seq);
     let page = ChatPage {

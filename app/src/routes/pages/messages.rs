@@ -18,7 +18,7 @@ use crate::{
     routes::{
         ClientAddress, Htmx, attachment_download, parse_id, redirect, render,
         stream::{self, Encoding},
-        views::{MessageView, history_views},
+        views::{MessageView, history_views, render_replies_ahead},
     },
     session::Session,
     store::Role,
@@ -140,7 +140,7 @@ pub async fn create(
         !form.files.is_empty(),
     )?;
     let exchange = chat::send(&state, &session, address, chat_id, &text, form.files).await?;
-    new_messages(&state, htmx, chat_id, exchange)
+    new_messages(&state, htmx, chat_id, exchange).await
 }
 
 /// A message's file, to download as it was sent.
@@ -165,11 +165,11 @@ pub async fn regenerate(
 ) -> AppResult<Response> {
     let chat_id = parse_id(&id, "chat")?;
     let exchange = chat::regenerate(&state, &session, address, chat_id).await?;
-    new_messages(&state, htmx, chat_id, exchange)
+    new_messages(&state, htmx, chat_id, exchange).await
 }
 
 /// The messages an exchange added, as the page appends them (or a 303 to the reply).
-fn new_messages(
+async fn new_messages(
     state: &AppState,
     htmx: bool,
     chat_id: Uuid,
@@ -179,10 +179,10 @@ fn new_messages(
         let to = format!("/chats/{chat_id}#m-{}", exchange.reply.id);
         return Ok(redirect(false, &to));
     }
-    let messages = exchange
-        .user
-        .iter()
-        .chain([&exchange.reply])
+    let shown: Vec<_> = exchange.user.iter().chain([&exchange.reply]).collect();
+    render_replies_ahead(&state.templates, shown.iter().copied()).await;
+    let messages = shown
+        .into_iter()
         .map(|m| {
             let mut view = MessageView::new(&state.templates, m);
             view.can_edit = m.role == Role::User;
@@ -215,6 +215,7 @@ pub async fn edit(
         return Ok(redirect(false, &to));
     }
     let opened = chat::open(&state, &session, chat_id, None, chat::MESSAGES_PER_PAGE).await?;
+    render_replies_ahead(&state.templates, &opened.history.messages).await;
     let fragment = MessagesFragment {
         messages: history_views(&state.templates, &opened.history),
         display_name: exchange.display_name,

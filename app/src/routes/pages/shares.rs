@@ -1,15 +1,17 @@
 //! Shared links: make one of a chat, revoke it, and the page anyone with the link sees.
 use axum::{
     Form,
+    body::Bytes,
     extract::{Path, State},
     http::{HeaderValue, header},
-    response::{IntoResponse, Response},
+    response::{Html, IntoResponse, Response},
 };
 use serde::{Deserialize, Serialize};
 
 use crate::{
     AppState, chat,
-    error::AppResult,
+    error::{AppError, AppResult},
+    page_cache::{PageKey, Stamp},
     routes::{
         ClientAddress, Htmx, parse_id, redirect, render,
         views::{SharedMessageView, SharesView, shared_views},
@@ -69,6 +71,9 @@ pub async fn revoke(
     links(&state, &session, htmx, chat_id).await
 }
 
+/// A shared page's stamp: its snapshot never changes while the link exists.
+const SHARE_STAMP: Stamp = Stamp::constant();
+
 #[derive(Serialize)]
 struct SharedPage {
     title: String,
@@ -79,14 +84,42 @@ struct SharedPage {
 /// `GET /s/{token}`: the snapshot, for anyone with the link. Outside the session layer: no
 /// cookie is read or set, and nothing of any session but the chat's copy is shown. Not for
 /// search engines, and not kept by caches (a revoked link must be gone at once).
-pub async fn show(State(state): State<AppState>, Path(token): Path<String>) -> AppResult<Response> {
-    let shared = chat::shared(&state, &token).await?;
-    let page = SharedPage {
-        title: shared.title,
-        shared_at: shared.shared_at.format("%Y-%m-%d %H:%M UTC").to_string(),
-        messages: shared_views(&shared.messages),
+///
+/// Views are counted per address, and the page is rendered once per replica, off the async
+/// workers, then served from the page cache while the link exists.
+pub async fn show(
+    State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
+    Path(token): Path<String>,
+) -> AppResult<Response> {
+    chat::check_shared(&state, address, &token).await?;
+    let key = PageKey::Share {
+        token: token.clone(),
     };
-    let mut response = render(&state, "shared.html", page)?.into_response();
+    let body = match state.pages.get(&key, SHARE_STAMP) {
+        Some(page) => page,
+        None => {
+            let shared = chat::shared(&state, &token).await?;
+            let renderer = state.clone();
+            let page = state
+                .templates
+                .off_workers(move || {
+                    let page = SharedPage {
+                        title: shared.title,
+                        shared_at: shared.shared_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+                        messages: shared_views(&shared.messages),
+                    };
+                    render(&renderer, "shared.html", page).map(|html| Bytes::from(html.0))
+                })
+                .await
+                .map_err(|e| {
+                    AppError::Internal(anyhow::anyhow!("rendering a shared chat: {e}"))
+                })??;
+            state.pages.put(key, SHARE_STAMP, page.clone());
+            page
+        }
+    };
+    let mut response = Html(body).into_response();
     let headers = response.headers_mut();
     headers.insert(
         "x-robots-tag",
