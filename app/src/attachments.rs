@@ -246,16 +246,41 @@ fn pdf_text(name: &str, bytes: &[u8]) -> AppResult<String> {
 }
 
 /// A file's name as shown and downloaded: its last path part (some browsers send a whole
-/// path), without control characters, at most 200 characters; `file` when nothing is left.
+/// path), without control or invisible format characters, at most 200 characters; `file` when
+/// nothing is left.
 pub fn file_name(raw: &str) -> String {
     let last = raw.rsplit(['/', '\\']).next().unwrap_or(raw);
-    let name: String = last.chars().filter(|c| !c.is_control()).take(200).collect();
+    let name: String = last
+        .chars()
+        .filter(|&c| !c.is_control() && !is_invisible_format(c))
+        .take(200)
+        .collect();
     let name = name.trim();
     if name.is_empty() || name == "." || name == ".." {
         "file".into()
     } else {
         name.to_owned()
     }
+}
+
+/// Characters that change how a name reads without showing themselves: bidirectional
+/// overrides, embeddings, isolates and marks (`invoice\u{202E}fdp.exe` shows as
+/// `invoiceexe.pdf`), zero-width characters, and the other invisible format characters
+/// (Unicode category Cf).
+fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{070F}' | '\u{180E}'
+        | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{206F}'
+        | '\u{FEFF}'
+        | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{110BD}' | '\u{110CD}'
+        | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}'
+        | '\u{E0001}' | '\u{E0020}'..='\u{E007F}'
+        | '\u{0600}'..='\u{0605}' | '\u{06DD}' | '\u{08E2}')
 }
 
 /// The files' text as the prompt sends it, before the message: each labelled with its name,
@@ -352,6 +377,14 @@ mod tests {
         assert_eq!(file_name("C:\\Users\\me\\report.pdf"), "report.pdf");
         assert_eq!(file_name("../../etc/passwd"), "passwd");
         assert_eq!(file_name("a\u{7}b\n.txt"), "ab.txt");
+        // Shown as `invoiceexe.pdf` were the override kept.
+        assert_eq!(file_name("invoice\u{202E}fdp.exe"), "invoicefdp.exe");
+        assert_eq!(
+            file_name("\u{2066}a\u{2069}\u{200F}b\u{200B}c\u{FEFF}\u{E0041}.txt"),
+            "abc.txt"
+        );
+        assert_eq!(file_name("\u{202E}\u{202C}"), "file");
+        assert_eq!(file_name("naïve 漢字 résumé.pdf"), "naïve 漢字 résumé.pdf");
         assert_eq!(file_name(".."), "file");
         assert_eq!(file_name(""), "file");
     }

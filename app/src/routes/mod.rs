@@ -259,15 +259,16 @@ pub fn download(export: Export) -> Response {
 /// name in ASCII and, RFC 6266, in UTF-8), the type the app decided from its bytes, and a CSP
 /// that sandboxes it should a browser open it anyway.
 pub fn attachment_download(file: crate::store::attachment::Model) -> Response {
-    let ascii: String = file
-        .name
+    // Stored names are clean; a row written before they were is cleaned here.
+    let name = crate::attachments::file_name(&file.name);
+    let ascii: String = name
         .chars()
         .map(|c| match c {
             ' '..='~' if c != '"' && c != '\\' && c != '%' => c,
             _ => '_',
         })
         .collect();
-    let encoded = percent_encode(&file.name);
+    let encoded = percent_encode(&name);
     let disposition = format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}");
     let media_type = match file.media_type.as_str() {
         "text/plain" | "text/markdown" | "text/csv" => {

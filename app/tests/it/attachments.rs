@@ -519,3 +519,34 @@ async fn export_and_import_carry_the_files_and_a_shared_link_only_names_them() {
     assert!(chips(&shared).is_empty(), "no download on a shared link");
     assert!(!shared.contains("/attachments/"));
 }
+
+#[tokio::test]
+async fn names_lose_bidi_overrides_in_the_page_the_api_and_the_download() {
+    let app = TestApp::spawn().await;
+    let chat = app.create_chat(&app.client, "").await;
+    // Shown as "invoiceexe.md" were the override kept: a name that lies about its type.
+    let hostile = "invoice\u{202E}dm.exe\u{2066}\u{200B}.md";
+    let form = composer("Look", vec![(hostile, NOTES)]);
+    let response = post_multipart(&app, &format!("/chats/{chat}/messages"), form, false).await;
+    assert_eq!(response.status(), 303);
+    app.finished(reply_id(&response)).await;
+    let messages = app.api_messages(chat).await;
+    let sent = messages.iter().find(|m| m["role"] == "user").unwrap();
+    assert_eq!(sent["attachments"][0]["name"], "invoicedm.exe.md");
+    let page = app
+        .get(&format!("/chats/{chat}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("invoicedm.exe.md"), "{page}");
+    for invisible in ['\u{202E}', '\u{2066}', '\u{200B}'] {
+        assert!(!page.contains(invisible), "{invisible:?} on the page");
+    }
+    let download = app.get(&chips(&page)[0]).await;
+    let disposition = download.headers()["content-disposition"].to_str().unwrap();
+    assert_eq!(
+        disposition,
+        "attachment; filename=\"invoicedm.exe.md\"; filename*=UTF-8''invoicedm.exe.md"
+    );
+}

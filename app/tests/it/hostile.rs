@@ -126,3 +126,55 @@ async fn share_views_are_limited_per_address() {
         .unwrap();
     assert_eq!(response.status(), 429);
 }
+
+#[tokio::test]
+async fn the_profile_form_goes_back_only_to_a_path_of_the_app() {
+    let app = TestApp::spawn().await;
+    let host = app
+        .url("/")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let back_to = |referer: String, return_to: Option<&'static str>| {
+        let app = &app;
+        async move {
+            let mut form = vec![("display_name", "Ann")];
+            if let Some(to) = return_to {
+                form.push(("return_to", to));
+            }
+            let response = app
+                .client
+                .post(app.url("/profile"))
+                .header("referer", referer)
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 303);
+            response.headers()["location"].to_str().unwrap().to_owned()
+        }
+    };
+    let ours = format!("http://{host}");
+    assert_eq!(back_to(format!("{ours}/devices"), None).await, "/devices");
+    for hostile in [
+        "/\\evil.example",
+        "//evil.example",
+        "/\\/evil.example",
+        "/\t/evil.example",
+    ] {
+        assert_eq!(
+            back_to(format!("{ours}{hostile}"), None).await,
+            "/",
+            "{hostile:?}"
+        );
+    }
+    assert_eq!(back_to("https://evil.example/x".into(), None).await, "/");
+    assert_eq!(
+        back_to(format!("{ours}/devices"), Some("/chats")).await,
+        "/chats"
+    );
+    assert_eq!(
+        back_to(format!("{ours}/devices"), Some("/\\evil.example")).await,
+        "/devices"
+    );
+}
