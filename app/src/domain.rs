@@ -13,6 +13,8 @@ pub const MAX_TITLE_CHARS: usize = 120;
 pub const MAX_QUERY_CHARS: usize = 200;
 /// Longest display name, in characters.
 pub const MAX_NAME_CHARS: usize = 40;
+/// A reply's text at most as an import brings it: what a reply is shown formatted at most.
+pub const MAX_REPLY_BYTES: usize = 256 * 1024;
 /// Largest `max_tokens` a chat may ask for.
 pub const MAX_REPLY_TOKENS: i32 = 65_536;
 /// Highest temperature a chat may ask for.

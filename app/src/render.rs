@@ -15,7 +15,7 @@ use uuid::Uuid;
 #[derive(Clone)]
 pub struct Templates {
     env: Arc<Environment<'static>>,
-    finished_replies: Arc<Mutex<LruCache<Uuid, RenderedReply>>>,
+    finished_replies: Arc<Mutex<KeptReplies>>,
     /// Renders running off the async workers at once (`render_ahead`, `off_workers`).
     renders: Arc<tokio::sync::Semaphore>,
 }
@@ -24,6 +24,38 @@ pub struct Templates {
 struct RenderedReply {
     text_len: usize,
     html: Arc<str>,
+}
+
+/// Finished replies' HTML, bounded by count and by bytes (least recently used out first): a
+/// cache without a byte bound held a 78 MB page's HTML after the page was long gone.
+struct KeptReplies {
+    replies: LruCache<Uuid, RenderedReply>,
+    bytes: usize,
+}
+
+impl KeptReplies {
+    fn get(&mut self, id: &Uuid, text_len: usize) -> Option<Arc<str>> {
+        self.replies
+            .get(id)
+            .filter(|kept| kept.text_len == text_len)
+            .map(|kept| kept.html.clone())
+    }
+
+    fn put(&mut self, id: Uuid, text_len: usize, html: Arc<str>) {
+        if html.len() > FINISHED_REPLIES_BYTES / 16 {
+            return;
+        }
+        self.bytes += html.len();
+        if let Some((_, replaced)) = self.replies.push(id, RenderedReply { text_len, html }) {
+            self.bytes -= replaced.html.len();
+        }
+        while self.bytes > FINISHED_REPLIES_BYTES {
+            match self.replies.pop_lru() {
+                Some((_, evicted)) => self.bytes -= evicted.html.len(),
+                None => break,
+            }
+        }
+    }
 }
 
 /// Every file under `dir` as a template named by its path relative to `dir`.
@@ -54,6 +86,8 @@ fn add_templates_from(env: &mut Environment<'static>, dir: &Path) -> anyhow::Res
 /// How many finished replies' HTML is kept. A finished reply never changes, so a page view need
 /// not run markdown and the sanitiser over each of its replies again (see BENCHMARKS.md).
 const FINISHED_REPLIES_KEPT: NonZeroUsize = NonZeroUsize::new(4096).expect("non-zero");
+/// Bytes of finished replies' HTML kept at most; a reply larger than a sixteenth is not kept.
+const FINISHED_REPLIES_BYTES: usize = 32 * 1024 * 1024;
 
 impl Templates {
     /// The templates built into the binary, or (development) those in `dir`.
@@ -83,7 +117,10 @@ impl Templates {
         });
         Ok(Self {
             env: Arc::new(env),
-            finished_replies: Arc::new(Mutex::new(LruCache::new(FINISHED_REPLIES_KEPT))),
+            finished_replies: Arc::new(Mutex::new(KeptReplies {
+                replies: LruCache::new(FINISHED_REPLIES_KEPT),
+                bytes: 0,
+            })),
             renders: Arc::new(tokio::sync::Semaphore::new(renders_at_once())),
         })
     }
@@ -100,8 +137,7 @@ impl Templates {
             replies
                 .into_iter()
                 .filter(|(id, text)| {
-                    text.len() >= bounds::OFF_WORKER_BYTES
-                        && kept.get(id).is_none_or(|k| k.text_len != text.len())
+                    text.len() >= bounds::OFF_WORKER_BYTES && kept.get(id, text.len()).is_none()
                 })
                 .map(|(id, text)| (id, text.to_owned()))
                 .collect()
@@ -140,20 +176,12 @@ impl Templates {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
         };
-        if let Some(kept) = lock().get(&id)
-            && kept.text_len == text.len()
-        {
-            return kept.html.to_string();
+        if let Some(kept) = lock().get(&id, text.len()) {
+            return kept.to_string();
         }
         // Rendered outside the lock: other requests keep reading meanwhile.
         let html = markdown_to_html(text);
-        lock().put(
-            id,
-            RenderedReply {
-                text_len: text.len(),
-                html: html.as_str().into(),
-            },
-        );
+        lock().put(id, text.len(), html.as_str().into());
         html
     }
 
@@ -182,8 +210,8 @@ pub mod bounds {
     use std::time::Duration;
 
     /// Text rendered as markdown at most; the rest is plain text. A reply of `MAX_REPLY_TOKENS`
-    /// can be longer, an imported one cannot (`MAX_MESSAGE_BYTES`).
-    pub const MAX_MARKDOWN_BYTES: usize = 256 * 1024;
+    /// can be longer, an imported one cannot.
+    pub const MAX_MARKDOWN_BYTES: usize = crate::domain::MAX_REPLY_BYTES;
     /// Elements nested deeper than this (quotes, lists, emphasis, links) lose their markup and
     /// keep their text: the sanitiser's HTML parser takes time with the square of the depth.
     pub const MAX_NESTING: usize = 24;
@@ -195,6 +223,8 @@ pub mod bounds {
     pub const MAX_HIGHLIGHTED_BYTES: usize = 10 * 1024;
     /// Time spent turning markdown into HTML at most, checked between elements.
     pub const TIME_BUDGET: Duration = Duration::from_millis(30);
+    /// Text shown as plain text past the other bounds at most.
+    pub const MAX_PLAIN_BYTES: usize = 1024 * 1024;
     /// Texts at least this long are rendered off the async workers (`Templates::render_ahead`).
     pub const OFF_WORKER_BYTES: usize = 4 * 1024;
 }
@@ -280,12 +310,20 @@ fn prefix_end(text: &str, max: usize) -> usize {
     text[..end].rfind('\n').map_or(end, |i| i + 1)
 }
 
-/// Text shown as it is, past the renderer's bounds.
+/// Text shown as it is, past the renderer's bounds, up to `MAX_PLAIN_BYTES`.
 fn plain_text_html(text: &str) -> String {
-    format!(
+    let shown = &text[..prefix_end(text, bounds::MAX_PLAIN_BYTES)];
+    let mut html = format!(
         "<p class=\"render-note\">The rest is shown as plain text: it is too long or too deeply nested to format.</p>\n<pre class=\"plain-text\">{}</pre>\n",
-        escape_html(text)
-    )
+        escape_html(shown)
+    );
+    if shown.len() < text.len() {
+        let left = crate::domain::size(text.len() - shown.len());
+        html.push_str(&format!(
+            "<p class=\"render-note\">{left} more is not shown; the chat's export has all of it.</p>\n"
+        ));
+    }
+    html
 }
 
 /// About the HTML `event` writes: its text, and room for its tag.
@@ -520,7 +558,7 @@ mod tests {
         let id = Uuid::now_v7();
         let first = templates.finished_reply_html(id, "**bold** <b>raw</b>");
         assert_eq!(first, markdown_to_html("**bold** <b>raw</b>"));
-        assert_eq!(templates.finished_replies.lock().unwrap().len(), 1);
+        assert_eq!(templates.finished_replies.lock().unwrap().replies.len(), 1);
         assert_eq!(
             templates.finished_reply_html(id, "**bold** <b>raw</b>"),
             first
@@ -528,7 +566,7 @@ mod tests {
         // A different text under the same id (never expected) is rendered anew, not served stale.
         let other = templates.finished_reply_html(id, "*other*");
         assert_eq!(other, markdown_to_html("*other*"));
-        assert_eq!(templates.finished_replies.lock().unwrap().len(), 1);
+        assert_eq!(templates.finished_replies.lock().unwrap().replies.len(), 1);
     }
 
     #[test]
@@ -717,6 +755,36 @@ mod tests {
         );
         // Below the bounds there is no note.
         assert!(!markdown_to_html("**a**").contains("render-note"));
+    }
+
+    #[test]
+    fn past_the_plain_text_bound_the_page_says_what_is_left_out() {
+        let text = "x".repeat(bounds::MAX_MARKDOWN_BYTES + bounds::MAX_PLAIN_BYTES + 4096);
+        let html = markdown_to_html(&text);
+        assert!(html.len() < bounds::MAX_HTML_BYTES + bounds::MAX_PLAIN_BYTES + 1024);
+        assert!(
+            html.ends_with("4 KiB more is not shown; the chat's export has all of it.</p>\n"),
+            "{}",
+            &html[html.len() - 200..]
+        );
+    }
+
+    #[test]
+    fn kept_replies_are_bounded_by_bytes() {
+        let mut kept = KeptReplies {
+            replies: LruCache::new(FINISHED_REPLIES_KEPT),
+            bytes: 0,
+        };
+        let html: Arc<str> = "x".repeat(FINISHED_REPLIES_BYTES / 20).into();
+        for _ in 0..40 {
+            kept.put(Uuid::now_v7(), 1, html.clone());
+        }
+        assert!(kept.bytes <= FINISHED_REPLIES_BYTES, "{}", kept.bytes);
+        assert_eq!(kept.bytes, kept.replies.len() * html.len());
+        let huge: Arc<str> = "x".repeat(FINISHED_REPLIES_BYTES / 8).into();
+        let id = Uuid::now_v7();
+        kept.put(id, 1, huge);
+        assert!(kept.get(&id, 1).is_none(), "too large to keep");
     }
 
     #[test]

@@ -28,5 +28,6 @@ pub use search::{MessageHit, SearchResults, search};
 pub use settings::{model_choices, models, update_settings};
 pub use shares::{SharedChat, check_shared, revoke_share, share, shared, shares};
 pub use transfer::{
-    ChatExport, Export, ExportAttachment, ExportFormat, ExportMessage, export, import,
+    ChatExport, Export, ExportAttachment, ExportFormat, ExportMessage, MAX_IMPORTED_MESSAGES,
+    export, import,
 };

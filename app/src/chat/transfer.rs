@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::{
     AppState,
     attachments::{self, Attachment, AttachmentRef, Limits, Upload},
-    domain::{ChatSettings, ReplyStats, Title, reject_nul, size},
+    domain::{ChatSettings, MAX_REPLY_BYTES, MessageText, ReplyStats, Title, reject_nul, size},
     error::{AppError, AppResult},
     limits::Action,
     session::Session,
@@ -192,6 +192,9 @@ fn quote(text: &str) -> String {
         .join("\n")
 }
 
+/// Messages one import may hold at most.
+pub const MAX_IMPORTED_MESSAGES: usize = 10_000;
+
 /// Turns an export into a chat to create, or says what is wrong with it.
 async fn parse_export(state: &AppState, export: ChatExport) -> AppResult<ImportedChat> {
     // Files are checked like files sent now, except that images stay (a model that cannot see
@@ -208,10 +211,22 @@ async fn parse_export(state: &AppState, export: ChatExport) -> AppResult<Importe
         Err(_) if export.title.trim().is_empty() => "Imported chat".to_owned(),
         Err(e) => return Err(e),
     };
+    if export.messages.len() > MAX_IMPORTED_MESSAGES {
+        return Err(AppError::TooLarge(format!(
+            "An import can hold at most {MAX_IMPORTED_MESSAGES} messages; this one has {}.",
+            export.messages.len()
+        )));
+    }
     let now = Utc::now();
     let mut messages = Vec::with_capacity(export.messages.len());
     for (i, m) in export.messages.into_iter().enumerate() {
         let at = |what: String| AppError::Invalid(format!("Message {}: {what}", i + 1));
+        // The same errors as a send's, saying which message.
+        let in_message = |e: AppError| match e {
+            AppError::TooLarge(what) => AppError::TooLarge(format!("Message {}: {what}", i + 1)),
+            AppError::Invalid(what) => at(what),
+            other => other,
+        };
         let role = match m.role.as_str() {
             "user" => Role::User,
             "assistant" => Role::Assistant,
@@ -239,9 +254,40 @@ async fn parse_export(state: &AppState, export: ChatExport) -> AppResult<Importe
         {
             reject_nul(text).map_err(|e| at(e.to_string()))?;
         }
+        // What a person wrote is held to a send's limits; what the model wrote, to what a reply
+        // is shown formatted at most.
+        match role {
+            Role::User | Role::System => {
+                let has_files = !m.attachments.is_empty();
+                MessageText::parse_with_files(
+                    m.content.clone(),
+                    state.config.max_message_bytes,
+                    has_files,
+                )
+                .map_err(in_message)?;
+            }
+            Role::Assistant => {
+                for text in [Some(&m.content), m.reasoning.as_ref()]
+                    .into_iter()
+                    .flatten()
+                {
+                    if text.len() > MAX_REPLY_BYTES {
+                        return Err(AppError::TooLarge(format!(
+                            "Message {}: that reply is {}; the limit is {}.",
+                            i + 1,
+                            size(text.len()),
+                            size(MAX_REPLY_BYTES)
+                        )));
+                    }
+                }
+            }
+        }
+        if role != Role::User && !m.attachments.is_empty() {
+            return Err(at("only a person's messages carry files.".into()));
+        }
         let attachments = import_attachments(m.attachments, limits)
             .await
-            .map_err(|e| at(e.to_string()))?;
+            .map_err(in_message)?;
         messages.push(ImportedMessage {
             attachments,
             role,
@@ -306,10 +352,6 @@ async fn import_attachments(
             bytes: bytes.into(),
         });
     }
-    let limits = Limits {
-        max_count: limits.max_count.max(uploads.len()),
-        ..limits
-    };
     attachments::prepare_off_thread(uploads, limits, true).await
 }
 
@@ -321,11 +363,12 @@ pub async fn import(
     address: IpAddr,
     export: ChatExport,
 ) -> AppResult<chat::Model> {
-    let imported = parse_export(state, export).await?;
+    // Counted first: a refused import reads nothing (no file's text is extracted).
     state
         .rate_limits
         .check(Action::CreateChat, &session.id, address)
         .await?;
+    let imported = parse_export(state, export).await?;
     Ok(state.store.import_chat(&session.id, imported).await?)
 }
 

@@ -178,3 +178,102 @@ async fn the_profile_form_goes_back_only_to_a_path_of_the_app() {
         "/devices"
     );
 }
+
+/// The status and error text of an import of `messages`, and that it stored no chat.
+async fn refused_import(app: &TestApp, messages: Vec<Value>) -> (u16, String) {
+    let before = app.count("chats").await;
+    let response = import(app, messages).await;
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status}: {text}"));
+    assert_eq!(app.count("chats").await, before, "nothing is stored");
+    (
+        status,
+        body["detail"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn an_import_is_held_to_the_limits_of_a_send() {
+    let app = TestApp::spawn().await;
+    let max = app.config.max_message_bytes;
+    let user = |content: String| json!({ "role": "user", "content": content });
+    let reply = |content: String| json!({ "role": "assistant", "content": content });
+
+    // A person's message over MAX_MESSAGE_BYTES: the send's error, naming the message.
+    let (status, error) = refused_import(
+        &app,
+        vec![
+            user("hi".into()),
+            reply("ok".into()),
+            user("x".repeat(max + 1)),
+        ],
+    )
+    .await;
+    assert_eq!(status, 413, "{error}");
+    assert!(error.starts_with("Message 3: That message is"), "{error}");
+    // Exactly at the limit is fine, as for a send.
+    let response = import(&app, vec![user("x".repeat(max)), reply("ok".into())]).await;
+    assert_eq!(response.status(), 201);
+
+    // A reply over what is shown formatted (the 20 MB reply of the report).
+    let (status, error) = refused_import(
+        &app,
+        vec![
+            user("hi".into()),
+            reply("y".repeat(app::domain::MAX_REPLY_BYTES + 1)),
+        ],
+    )
+    .await;
+    assert_eq!(status, 413, "{error}");
+    assert!(error.starts_with("Message 2: that reply is"), "{error}");
+
+    // More files than a message may carry.
+    let file =
+        json!({ "name": "a.txt", "media_type": "text/plain", "size_bytes": 2, "data": "aGk=" });
+    let files = vec![file; app.config.max_attachments + 1];
+    let (status, error) = refused_import(
+        &app,
+        vec![json!({ "role": "user", "content": "files", "attachments": files })],
+    )
+    .await;
+    assert_eq!(status, 413, "{error}");
+    assert!(
+        error.starts_with("Message 1: A message can carry at most"),
+        "{error}"
+    );
+
+    // A blank message, as a send refuses it.
+    let (status, error) = refused_import(&app, vec![user("  ".into())]).await;
+    assert_eq!(status, 422, "{error}");
+    assert!(error.contains("Please write a message"), "{error}");
+
+    // Too many messages.
+    let many = vec![user("hi".into()); app::chat::MAX_IMPORTED_MESSAGES + 1];
+    let (status, error) = refused_import(&app, many).await;
+    assert_eq!(status, 413, "{error}");
+    assert!(error.starts_with("An import can hold at most"), "{error}");
+}
+
+#[tokio::test]
+async fn an_import_over_the_rate_limit_is_refused_before_it_is_read() {
+    let app = TestApp::spawn_with(|config| {
+        config.rate_limits = true;
+        config.chat_rate_per_session = "1/min".parse().unwrap();
+    })
+    .await;
+    let ok = vec![json!({ "role": "user", "content": "hi" })];
+    assert_eq!(import(&app, ok).await.status(), 201);
+    // A file that would be refused as unreadable (422) if it were read: 429 says it was not.
+    let broken_pdf = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        b"%PDF-1.4 broken",
+    );
+    let file = json!({ "name": "x.pdf", "media_type": "application/pdf", "size_bytes": 15, "data": broken_pdf });
+    let (status, error) = refused_import(
+        &app,
+        vec![json!({ "role": "user", "content": "pdf", "attachments": [file] })],
+    )
+    .await;
+    assert_eq!(status, 429, "{error}");
+}
