@@ -119,7 +119,8 @@ pub use crate::domain::SessionId;
 #[derive(Clone, Debug)]
 pub struct Session {
     pub id: SessionId,
-    /// The browser it came from (`None` with an API token).
+    /// The browser it came from, or the device an API token belongs to (always set by
+    /// [`session_layer`]).
     pub device: Option<Uuid>,
 }
 
@@ -197,24 +198,28 @@ pub fn device_label(user_agent: &str) -> String {
 /// never accepted as a cookie, nor a cookie value as a token.
 const TOKEN_NAME: &str = "chat_api_token";
 
-/// An API token for a session: its id, encrypted and authenticated with the session key like the
-/// cookie. It is as good as the cookie, for clients without a cookie jar (`Authorization: Bearer`).
-pub fn issue_token(key: &Key, session_id: &SessionId) -> String {
+/// An API token for a session's device: both ids, encrypted and authenticated with the session
+/// key like the cookie, for clients without a cookie jar (`Authorization: Bearer`). A token minted
+/// from a browser's cookie belongs to that browser's device: signing the device out on
+/// `/devices` ends its tokens too, on every replica within [`DEVICE_CHECK_TTL`].
+pub fn issue_token(key: &Key, session_id: &SessionId, device: Uuid) -> String {
     let mut jar = cookie::CookieJar::new();
-    jar.private_mut(key)
-        .add(cookie::Cookie::new(TOKEN_NAME, session_id.to_string()));
+    jar.private_mut(key).add(cookie::Cookie::new(
+        TOKEN_NAME,
+        cookie_value(session_id, device),
+    ));
     jar.get(TOKEN_NAME)
         .map(|c| c.value().to_owned())
         .unwrap_or_default()
 }
 
-/// The session id inside a valid token.
-fn session_of_token(key: &Key, token: &str) -> Option<SessionId> {
+/// The session and device inside a valid token (tokens from before devices name no device).
+fn session_of_token(key: &Key, token: &str) -> Option<(SessionId, Option<Uuid>)> {
     let mut jar = cookie::CookieJar::new();
     jar.add_original(cookie::Cookie::new(TOKEN_NAME, token.to_owned()));
     jar.private(key)
         .get(TOKEN_NAME)
-        .and_then(|c| SessionId::parse(c.value()))
+        .and_then(|c| parse_cookie_value(c.value()))
 }
 
 /// Finds the session: from `Authorization: Bearer <token>` when present (a bad token is a 401,
@@ -232,17 +237,37 @@ pub async fn session_layer(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_owned());
-    if let Some(token) = bearer {
-        let Some(id) = session_of_token(&config.key, &token) else {
-            return AppError::Unauthorized(
-                "The API token is not valid. Get a new one with POST /api/v1/tokens.".into(),
-            )
-            .into_response();
-        };
+    let label = device_label(
         request
-            .extensions_mut()
-            .insert(Session { id, device: None });
-        return next.run(request).await;
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    );
+    if let Some(token) = bearer {
+        let refused = |why: &str| {
+            AppError::Unauthorized(format!("{why} Get a new one with POST /api/v1/tokens."))
+                .into_response()
+        };
+        let (id, device) = match session_of_token(&config.key, &token) {
+            Some((id, Some(device))) => (id, device),
+            // It could never be signed out: refused since tokens belong to devices.
+            Some((_, None)) => {
+                return refused("This API token is from before tokens belonged to a device.");
+            }
+            None => return refused("The API token is not valid."),
+        };
+        match check_device(&config, (id, Some(device)), &label).await {
+            Ok(Some((id, device, _))) => {
+                request.extensions_mut().insert(Session {
+                    id,
+                    device: Some(device),
+                });
+                return next.run(request).await;
+            }
+            Ok(None) => return refused("The API token's device was signed out."),
+            Err(e) => return e.into_response(),
+        }
     }
     let name = cookie_name(config.secure);
     let current = jar.get(name).and_then(|c| parse_cookie_value(c.value()));
@@ -254,13 +279,6 @@ pub async fn session_layer(
         _ => None,
     };
     let moving = legacy.is_some();
-    let label = device_label(
-        request
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or(""),
-    );
     let known = match current.or(legacy) {
         Some(found) => match check_device(&config, found, &label).await {
             Ok(known) => known,

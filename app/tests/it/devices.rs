@@ -378,3 +378,121 @@ async fn a_device_signed_out_by_another_replica_is_refused_within_a_second() {
     assert!(after.headers().get("set-cookie").is_some(), "a new session");
     assert!(!text(after).await.contains("Seen by two replicas"));
 }
+
+/// `GET /api/v1/chats` with `token`: its status.
+async fn with_token(app: &TestApp, token: &str) -> u16 {
+    reqwest::Client::new()
+        .get(app.url("/api/v1/chats"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn mint_token(app: &TestApp, client: &reqwest::Client, bearer: Option<&str>) -> String {
+    let mut request = client.post(app.url("/api/v1/tokens"));
+    if let Some(token) = bearer {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 201);
+    let token: Value = response.json().await.unwrap();
+    token["token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn signing_a_device_out_ends_the_tokens_minted_from_it_on_every_replica() {
+    let app = TestApp::spawn().await;
+    app.create_chat(&app.client, "Mine").await;
+    // A token from the browser's cookie, and one minted with that token: both the browser's.
+    let token = mint_token(&app, &app.client, None).await;
+    let from_token = mint_token(&app, &reqwest::Client::new(), Some(&token)).await;
+    assert_eq!(with_token(&app, &token).await, 200);
+    assert_eq!(with_token(&app, &from_token).await, 200);
+    // Another browser of the session, with its own token.
+    let (path, _) = {
+        let page = text(post_form(&app.client, &app.url("/devices/link"), &[], false).await).await;
+        made_link(&page)
+    };
+    let other = browser();
+    let response = post_form(&other, &app.url(&path), &[], false).await;
+    assert_eq!(response.status(), 303, "{}", text(response).await);
+    let other_token = mint_token(&app, &other, None).await;
+    assert_eq!(with_token(&app, &other_token).await, 200);
+
+    // The first browser is signed out (from the other one): its tokens end with it.
+    let devices: Value = other
+        .get(app.url("/api/v1/devices"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // The first browser's device is the session's oldest.
+    let first = devices["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .min_by_key(|d| d["created_at"].as_str().unwrap().to_owned())
+        .unwrap_or_else(|| panic!("{devices}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let response = other
+        .delete(app.url(&format!("/api/v1/devices/{first}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    for gone in [&token, &from_token] {
+        let response = reqwest::Client::new()
+            .get(app.url("/api/v1/chats"))
+            .bearer_auth(gone)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401);
+        assert!(text(response).await.contains("device was signed out"));
+    }
+    assert_eq!(with_token(&app, &other_token).await, 200);
+
+    // Signed out by another replica (its row changed, this one was not told): refused within
+    // the device check's second.
+    sql(
+        &app,
+        "UPDATE devices SET revoked_at = '2026-01-01T00:00:00Z'",
+    )
+    .await;
+    tokio::time::sleep(app::session::DEVICE_CHECK_TTL + std::time::Duration::from_millis(100))
+        .await;
+    assert_eq!(with_token(&app, &other_token).await, 401);
+}
+
+#[tokio::test]
+async fn a_token_from_before_devices_or_forged_is_refused() {
+    let app = TestApp::spawn().await;
+    // The old form: the session alone, as issued before tokens belonged to devices.
+    let mut jar = cookie::CookieJar::new();
+    jar.private_mut(&app.state.sessions.key)
+        .add(cookie::Cookie::new(
+            "chat_api_token",
+            app::domain::SessionId::random().to_string(),
+        ));
+    let old = jar.get("chat_api_token").unwrap().value().to_owned();
+    let response = reqwest::Client::new()
+        .get(app.url("/api/v1/chats"))
+        .bearer_auth(&old)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert!(
+        text(response)
+            .await
+            .contains("from before tokens belonged to a device")
+    );
+    assert_eq!(with_token(&app, "not-a-token").await, 401);
+}

@@ -72,7 +72,9 @@ pub async fn redeem_link(
 ) -> AppResult<Json<Token>> {
     let joined = chat::redeem_link(&state, &session, address, &code).await?;
     Ok(Json(Token {
-        token: session::issue_token(&state.sessions.key, &joined),
+        // A device of its own in the joined session, listed (and signed out) on its `/devices`
+        // from its first use.
+        token: session::issue_token(&state.sessions.key, &joined, uuid::Uuid::now_v7()),
         token_type: "Bearer".into(),
     }))
 }

@@ -156,7 +156,9 @@ pub async fn create_token(
     State(state): State<AppState>,
     session: Session,
 ) -> (StatusCode, Json<Token>) {
-    let token = session::issue_token(&state.sessions.key, &session.id);
+    // The token belongs to the cookie's device (or the token's): signing it out ends both.
+    let device = session.device.unwrap_or_else(uuid::Uuid::now_v7);
+    let token = session::issue_token(&state.sessions.key, &session.id, device);
     let token = Token {
         token,
         token_type: "Bearer".into(),
