@@ -1,11 +1,9 @@
 //! Files sent with a message. What a file is comes from its bytes, never from its name or the
 //! type the browser claims: text (UTF-8: plain text, Markdown, CSV, JSON, source code), PDF
-//! (its text extracted with `pdf-extract`), or an image (PNG, JPEG, GIF, WebP; only for a model
+//! (its text extracted with `pdf-extract`, in a child process within limits: `pdf_text`), or an image (PNG, JPEG, GIF, WebP; only for a model
 //! that can see). Anything else is refused with a message saying what can be attached. The
 //! files' text goes into the prompt before the message, each labelled with its name; nothing in
 //! a file is ever rendered (pages show a chip that downloads the original).
-use std::panic::{AssertUnwindSafe, catch_unwind};
-
 use axum::body::Bytes;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -84,8 +82,8 @@ pub const IMAGE_LEFT_OUT: &str =
     "(An image attached here is not shown: this model cannot see images.)";
 
 /// Checks a message's uploads against the limits and reads each one: its kind from its bytes,
-/// a PDF's text. `vision`: the model can be sent images. Blocking (PDF text extraction): run it
-/// off the async threads.
+/// a text file's text (a PDF's comes after, from [`prepare_off_thread`]). `vision`: the model
+/// can be sent images.
 pub fn prepare(uploads: Vec<Upload>, limits: Limits, vision: bool) -> AppResult<Vec<Attachment>> {
     check_count(uploads.len(), limits)?;
     uploads
@@ -94,15 +92,22 @@ pub fn prepare(uploads: Vec<Upload>, limits: Limits, vision: bool) -> AppResult<
         .collect()
 }
 
-/// [`prepare`] on a blocking thread, so a PDF's text does not hold up the async threads.
+/// [`prepare`] on a blocking thread (checking 5 MiB of text takes a while), then each PDF's
+/// text from a child process within `pdf`'s limits (`pdf_text`).
 pub async fn prepare_off_thread(
     uploads: Vec<Upload>,
     limits: Limits,
     vision: bool,
+    pdf: &crate::pdf_text::PdfLimits,
 ) -> AppResult<Vec<Attachment>> {
-    tokio::task::spawn_blocking(move || prepare(uploads, limits, vision))
+    let mut files = tokio::task::spawn_blocking(move || prepare(uploads, limits, vision))
         .await
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("reading attachments: {e}")))?
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("reading attachments: {e}")))??;
+    for file in files.iter_mut().filter(|f| f.media_type == PDF) {
+        let text = crate::pdf_text::extract(&file.name, &file.bytes, pdf).await?;
+        file.text = Some(no_text_is_an_error(&file.name, text)?);
+    }
+    Ok(files)
 }
 
 /// More files than a message may carry is refused before any is read.
@@ -136,7 +141,7 @@ fn read(upload: Upload, limits: Limits, vision: bool) -> AppResult<Attachment> {
         )));
     }
     let (media_type, text) = match sniff(&upload.bytes) {
-        Some(Kind::Pdf) => ("application/pdf", Some(pdf_text(&name, &upload.bytes)?)),
+        Some(Kind::Pdf) => (PDF, None),
         Some(Kind::Image(media_type)) if vision => (media_type, None),
         Some(Kind::Image(_)) => {
             return Err(AppError::UnsupportedMediaType(format!(
@@ -215,28 +220,10 @@ fn text_media_type(name: &str) -> &'static str {
     }
 }
 
-/// A PDF's text, or why there is none. A PDF the extractor cannot handle (it may panic on
-/// malformed files) is refused, never a crash.
-fn pdf_text(name: &str, bytes: &[u8]) -> AppResult<String> {
-    let extracted = catch_unwind(AssertUnwindSafe(|| {
-        pdf_extract::extract_text_from_mem(bytes)
-    }));
-    let text = match extracted {
-        Ok(Ok(text)) => text,
-        Ok(Err(e)) => {
-            tracing::info!(error = %e, "a PDF could not be read");
-            return Err(AppError::Invalid(format!(
-                "“{name}” could not be read as a PDF (it may be damaged or password-protected)."
-            )));
-        }
-        Err(_) => {
-            tracing::warn!("reading a PDF panicked");
-            return Err(AppError::Invalid(format!(
-                "“{name}” could not be read as a PDF (it may be damaged or password-protected)."
-            )));
-        }
-    };
-    let text = text.replace('\0', "");
+const PDF: &str = "application/pdf";
+
+/// A PDF's text, or why there is none.
+fn no_text_is_an_error(name: &str, text: String) -> AppResult<String> {
     if text.trim().is_empty() {
         return Err(AppError::Invalid(format!(
             "“{name}” has no text to read: it may be scanned pages (pictures of text). Attach its text instead."
@@ -361,15 +348,6 @@ mod tests {
         );
         let err = prepare(vec![upload("empty.txt", b"")], LIMITS, false).unwrap_err();
         assert!(err.to_string().contains("empty"), "{err}");
-    }
-
-    #[test]
-    fn damaged_pdfs_are_refused_not_crashed_on() {
-        let err = prepare(vec![upload("x.pdf", b"%PDF-1.4 garbage")], LIMITS, false).unwrap_err();
-        assert!(
-            err.to_string().contains("could not be read as a PDF"),
-            "{err}"
-        );
     }
 
     #[test]

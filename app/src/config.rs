@@ -227,6 +227,19 @@ pub struct Config {
     #[arg(long, env = "MAX_IMPORT_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_import_bytes: usize,
 
+    /// Memory a PDF's text extraction may use, in MiB: it runs in a child process the kernel
+    /// holds to this (a compressed PDF can unpack to thousands of times its size).
+    #[arg(long, env = "PDF_MEMORY_MIB", default_value_t = 512)]
+    pub pdf_memory_mib: u64,
+
+    /// CPU seconds a PDF's text extraction may take (the wall-clock limit is twice this).
+    #[arg(long, env = "PDF_SECONDS", default_value_t = 10)]
+    pub pdf_seconds: u64,
+
+    /// The program that extracts a PDF's text (`<program> extract-pdf`). Default: this binary.
+    #[arg(long, env = "PDF_READER")]
+    pub pdf_reader: Option<PathBuf>,
+
     /// Most files one message may carry (0: attachments are off).
     #[arg(long, env = "MAX_ATTACHMENTS", default_value_t = 5)]
     pub max_attachments: usize,
@@ -367,6 +380,19 @@ impl Config {
     /// as base64 (the JSON API's encoding, larger than a form's multipart), plus room.
     pub fn message_body_limit(&self) -> usize {
         self.body_limit() + self.max_attachments * self.max_attachment_bytes.div_ceil(3) * 4
+    }
+
+    /// How PDFs are read: by which program, within what limits.
+    pub fn pdf_limits(&self) -> crate::pdf_text::PdfLimits {
+        crate::pdf_text::PdfLimits {
+            program: self
+                .pdf_reader
+                .clone()
+                .or_else(|| std::env::current_exe().ok())
+                .unwrap_or_else(|| PathBuf::from("app")),
+            memory_bytes: self.pdf_memory_mib.saturating_mul(1024 * 1024),
+            seconds: self.pdf_seconds.max(1),
+        }
     }
 
     /// What the attachment limits are.

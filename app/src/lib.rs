@@ -18,6 +18,7 @@ pub mod live;
 pub mod lm;
 pub mod metrics;
 pub mod page_cache;
+pub mod pdf_text;
 pub mod render;
 pub mod routes;
 pub mod server;

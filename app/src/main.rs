@@ -1,7 +1,16 @@
 use clap::Parser;
 
+fn main() -> std::process::ExitCode {
+    // Started again by the app to read a PDF within limits (`pdf_text`): no runtime, no threads.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(app::pdf_text::SUBCOMMAND) {
+        return app::pdf_text::child_main(&args[1..]);
+    }
+    run()
+}
+
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn run() -> std::process::ExitCode {
     let config = app::config::Config::parse();
     if config.healthcheck {
         return match app::healthcheck(config.bind_addr).await {

@@ -64,7 +64,7 @@ pub(super) async fn read_attachments(
     let limits = state.config.attachment_limits();
     attachments::check_count(uploads.len(), limits)?;
     let vision = state.lm.has_vision().await;
-    attachments::prepare_off_thread(uploads, limits, vision).await
+    attachments::prepare_off_thread(uploads, limits, vision, &state.config.pdf_limits()).await
 }
 
 /// Edit and resend: the chat's latest user message is replaced by `text` and a new reply

@@ -200,6 +200,7 @@ async fn parse_export(state: &AppState, export: ChatExport) -> AppResult<Importe
     // Files are checked like files sent now, except that images stay (a model that cannot see
     // is told they are left out) and each message may carry as many as it did.
     let limits = state.config.attachment_limits();
+    let pdf = state.config.pdf_limits();
     if export.format != EXPORT_FORMAT || export.version != EXPORT_VERSION {
         return Err(AppError::Invalid(format!(
             "This is not a chat export this app can read (format “{}”, version {}; expected “{EXPORT_FORMAT}”, version {EXPORT_VERSION}).",
@@ -285,7 +286,7 @@ async fn parse_export(state: &AppState, export: ChatExport) -> AppResult<Importe
         if role != Role::User && !m.attachments.is_empty() {
             return Err(at("only a person's messages carry files.".into()));
         }
-        let attachments = import_attachments(m.attachments, limits)
+        let attachments = import_attachments(m.attachments, limits, &pdf)
             .await
             .map_err(in_message)?;
         messages.push(ImportedMessage {
@@ -330,6 +331,7 @@ async fn parse_export(state: &AppState, export: ChatExport) -> AppResult<Importe
 async fn import_attachments(
     files: Vec<ExportAttachment>,
     limits: Limits,
+    pdf: &crate::pdf_text::PdfLimits,
 ) -> AppResult<Vec<Attachment>> {
     if files.is_empty() {
         return Ok(Vec::new());
@@ -352,7 +354,7 @@ async fn import_attachments(
             bytes: bytes.into(),
         });
     }
-    attachments::prepare_off_thread(uploads, limits, true).await
+    attachments::prepare_off_thread(uploads, limits, true, pdf).await
 }
 
 /// Creates a chat from an export (counts as creating a chat for the rate limits).

@@ -550,3 +550,123 @@ async fn names_lose_bidi_overrides_in_the_page_the_api_and_the_download() {
         "attachment; filename=\"invoicedm.exe.md\"; filename*=UTF-8''invoicedm.exe.md"
     );
 }
+
+/// A one-page PDF whose content stream is `unpacked_bytes` of spaces, Flate-compressed: a few
+/// hundred kilobytes that unpack to far more.
+fn pdf_bomb(unpacked_bytes: usize) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    let chunk = vec![b' '; 1 << 20];
+    for _ in 0..unpacked_bytes / chunk.len() {
+        encoder.write_all(&chunk).unwrap();
+    }
+    let stream = encoder.finish().unwrap();
+    let mut objects: Vec<Vec<u8>> = [
+        "<< /Type /Catalog /Pages 2 0 R >>",
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>",
+    ]
+    .iter()
+    .map(|o| o.as_bytes().to_vec())
+    .collect();
+    let mut content = format!(
+        "<< /Length {} /Filter /FlateDecode >>\nstream\n",
+        stream.len()
+    )
+    .into_bytes();
+    content.extend_from_slice(&stream);
+    content.extend_from_slice(b"\nendstream");
+    objects.push(content);
+    let mut pdf = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, object) in objects.iter().enumerate() {
+        offsets.push(pdf.len());
+        pdf.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+        pdf.extend_from_slice(object);
+        pdf.extend_from_slice(b"\nendobj\n");
+    }
+    let xref = pdf.len();
+    pdf.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
+    for offset in offsets {
+        pdf.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
+    }
+    pdf.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    pdf
+}
+
+#[tokio::test]
+async fn a_pdf_bomb_is_refused_naming_the_file_and_the_server_goes_on() {
+    let app = TestApp::spawn_with(|config| config.pdf_memory_mib = 64).await;
+    let chat = app.create_chat(&app.client, "").await;
+    let before = message_count(&app).await;
+    // 256 MiB unpacked, in well under a megabyte (the report's 204 KB peaked at 622 MiB).
+    let bomb = pdf_bomb(256 << 20);
+    assert!(bomb.len() < 1 << 20, "{}", bomb.len());
+    let form = composer("Read this", vec![("bomb.pdf", &bomb)]);
+    let response = post_multipart(&app, &format!("/chats/{chat}/messages"), form, false).await;
+    assert_eq!(response.status(), 422);
+    let error = response.text().await.unwrap();
+    assert!(
+        error.contains("“bomb.pdf” takes too much memory or time to read"),
+        "{error}"
+    );
+    assert_eq!(message_count(&app).await, before, "nothing is stored");
+
+    // The same bomb in an import: the same refusal, nothing created.
+    let data = base64::engine::general_purpose::STANDARD.encode(&bomb);
+    let export = json!({
+        "format": "chat-export", "version": 1, "title": "Bomb",
+        "messages": [{ "role": "user", "content": "x", "attachments": [
+            { "name": "bomb.pdf", "media_type": "application/pdf", "size_bytes": bomb.len(), "data": data }
+        ]}]
+    });
+    let chats = app.count("chats").await;
+    let response = app
+        .client
+        .post(app.url("/api/v1/chats/import"))
+        .json(&export)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    let problem: Value = response.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("“bomb.pdf” takes too much memory"),
+        "{problem}"
+    );
+    assert_eq!(app.count("chats").await, chats);
+
+    // A real PDF still reads, within the same limits; a damaged one is unreadable, not a crash.
+    let pdf = pdf_with_text("Still readable");
+    let form = composer("And this?", vec![("fine.pdf", &pdf)]);
+    let response = post_multipart(&app, &format!("/chats/{chat}/messages"), form, false).await;
+    assert_eq!(response.status(), 303);
+    app.finished(reply_id(&response)).await;
+    assert!(
+        last_prompt(&app).last().unwrap()["content"]
+            .as_str()
+            .unwrap()
+            .contains("Still readable")
+    );
+    let form = composer("And this?", vec![("x.pdf", b"%PDF-1.4 garbage")]);
+    let response = post_multipart(&app, &format!("/chats/{chat}/messages"), form, false).await;
+    assert_eq!(response.status(), 422);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("“x.pdf” could not be read as a PDF")
+    );
+}

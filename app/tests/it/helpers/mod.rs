@@ -48,6 +48,8 @@ pub async fn test_config(data_dir: &std::path::Path) -> Config {
     config.cookie_secure = false;
     // Tests send far faster than people; the security tests turn the limits on where it checks them.
     config.rate_limits = false;
+    // PDFs are read by the app binary started again (`pdf_text`); a test runs in its own binary.
+    config.pdf_reader = Some(env!("CARGO_BIN_EXE_app").into());
     // Title requests would be extra upstream requests in tests that count them.
     config.title_generation = false;
     // One name across restarts, as one instance keeps its host name and port.
