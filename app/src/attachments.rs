@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::{
     domain::size,
     error::{AppError, AppResult},
+    pdf_text::PdfError,
 };
 
 /// A file as it arrived: the name the client gave it and its bytes.
@@ -104,7 +105,9 @@ pub async fn prepare_off_thread(
         .await
         .map_err(|e| AppError::Internal(anyhow::anyhow!("reading attachments: {e}")))??;
     for file in files.iter_mut().filter(|f| f.media_type == PDF) {
-        let text = crate::pdf_text::extract(&file.name, &file.bytes, pdf).await?;
+        let text = crate::pdf_text::extract(&file.bytes, pdf)
+            .await
+            .map_err(|e| pdf_refused(&file.name, e))?;
         file.text = Some(no_text_is_an_error(&file.name, text)?);
     }
     Ok(files)
@@ -221,6 +224,23 @@ fn text_media_type(name: &str) -> &'static str {
 }
 
 const PDF: &str = "application/pdf";
+
+/// Why a PDF's text could not be had, as the visitor reads it.
+fn pdf_refused(name: &str, error: PdfError) -> AppError {
+    match error {
+        PdfError::Unreadable => AppError::Invalid(format!(
+            "“{name}” could not be read as a PDF (it may be damaged or password-protected)."
+        )),
+        PdfError::TooCostly => AppError::Invalid(format!(
+            "“{name}” takes too much memory or time to read: its compressed contents unpack to far more than the file. Attach its text instead."
+        )),
+        PdfError::TooMuchText => AppError::Invalid(format!(
+            "“{name}” holds more text than can be read (at most {}).",
+            size(crate::pdf_text::MAX_TEXT_BYTES)
+        )),
+        PdfError::Reader(e) => AppError::Internal(anyhow::anyhow!("reading “{name}”: {e}")),
+    }
+}
 
 /// A PDF's text, or why there is none.
 fn no_text_is_an_error(name: &str, text: String) -> AppResult<String> {

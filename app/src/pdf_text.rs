@@ -4,8 +4,8 @@
 //! limit can be set through it, so the extraction runs in this binary started again as
 //! `app extract-pdf`, whose heap the kernel bounds (`RLIMIT_DATA`) and whose CPU time it bounds
 //! (`RLIMIT_CPU`), with a wall-clock timeout here besides; at most [`PDFS_AT_ONCE`] run at once.
-//! A PDF past the limits is refused with a clear error naming it (422), and the server itself
-//! never holds more than the text.
+//! A PDF past the limits is refused (`attachments` says so naming the file, 422), and the server
+//! itself never holds more than the text.
 use std::{
     io::{Read, Write},
     path::PathBuf,
@@ -16,14 +16,27 @@ use std::{
 
 use tokio::{io::AsyncWriteExt, sync::Semaphore};
 
-use crate::error::{AppError, AppResult};
-
 /// The argument that starts the binary as an extractor.
 pub const SUBCOMMAND: &str = "extract-pdf";
 /// Extractions at once (each may use up to its memory limit).
 pub const PDFS_AT_ONCE: usize = 2;
 /// Text kept of one PDF at most (it goes into a prompt).
-const MAX_TEXT_BYTES: usize = 8 * 1024 * 1024;
+pub const MAX_TEXT_BYTES: usize = 8 * 1024 * 1024;
+
+/// Why a PDF has no text here.
+#[derive(Debug, thiserror::Error)]
+pub enum PdfError {
+    #[error("the PDF could not be read")]
+    Unreadable,
+    /// Killed by the limits on memory or time (or crashed).
+    #[error("the PDF went past the reader's limits")]
+    TooCostly,
+    #[error("the PDF holds more than {MAX_TEXT_BYTES} bytes of text")]
+    TooMuchText,
+    /// The reader could not be run: the server's fault, not the file's.
+    #[error("the PDF reader failed: {0}")]
+    Reader(String),
+}
 
 /// The child's exit codes, besides success.
 const UNREADABLE: u8 = 2;
@@ -44,14 +57,8 @@ fn slots() -> &'static Semaphore {
     SLOTS.get_or_init(|| Semaphore::new(PDFS_AT_ONCE))
 }
 
-/// The text of the PDF `bytes` (named `name` in errors), read by a child process within
-/// `limits`.
-pub async fn extract(name: &str, bytes: &[u8], limits: &PdfLimits) -> AppResult<String> {
-    let unreadable = || {
-        AppError::Invalid(format!(
-            "“{name}” could not be read as a PDF (it may be damaged or password-protected)."
-        ))
-    };
+/// The text of the PDF `bytes`, read by a child process within `limits`.
+pub async fn extract(bytes: &[u8], limits: &PdfLimits) -> Result<String, PdfError> {
     let _slot = slots().acquire().await.ok();
     let mut child = tokio::process::Command::new(&limits.program)
         .arg(SUBCOMMAND)
@@ -62,16 +69,9 @@ pub async fn extract(name: &str, bytes: &[u8], limits: &PdfLimits) -> AppResult<
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| {
-            AppError::Internal(anyhow::anyhow!(
-                "starting the PDF reader {}: {e}",
-                limits.program.display()
-            ))
-        })?;
+        .map_err(|e| PdfError::Reader(format!("starting {}: {e}", limits.program.display())))?;
     let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-        return Err(AppError::Internal(anyhow::anyhow!(
-            "the PDF reader has no pipes"
-        )));
+        return Err(PdfError::Reader("no pipes".into()));
     };
     let input = bytes.to_vec();
     let writer = tokio::spawn(async move {
@@ -90,33 +90,24 @@ pub async fn extract(name: &str, bytes: &[u8], limits: &PdfLimits) -> AppResult<
     writer.abort();
     let (status, text) = match outcome {
         Err(_) => {
-            tracing::warn!(%name, "a PDF took too long to read");
-            return Err(too_costly(name));
+            tracing::warn!("a PDF took too long to read");
+            return Err(PdfError::TooCostly);
         }
-        Ok(Err(e)) => return Err(AppError::Internal(anyhow::anyhow!("reading a PDF: {e}"))),
+        Ok(Err(e)) => return Err(PdfError::Reader(e.to_string())),
         Ok(Ok(done)) => done,
     };
     if status.success() {
         if text.len() > MAX_TEXT_BYTES {
-            return Err(AppError::Invalid(format!(
-                "“{name}” holds more text than can be read (at most {}).",
-                crate::domain::size(MAX_TEXT_BYTES)
-            )));
+            return Err(PdfError::TooMuchText);
         }
         return Ok(String::from_utf8_lossy(&text).replace('\0', ""));
     }
     if status.code() == Some(UNREADABLE.into()) {
-        return Err(unreadable());
+        return Err(PdfError::Unreadable);
     }
     // Killed by the kernel's limits (out of memory aborts, SIGXCPU) or by a crash.
-    tracing::warn!(%name, ?status, "a PDF went past the reader's limits");
-    Err(too_costly(name))
-}
-
-fn too_costly(name: &str) -> AppError {
-    AppError::Invalid(format!(
-        "“{name}” takes too much memory or time to read: its compressed contents unpack to far more than the file. Attach its text instead."
-    ))
+    tracing::warn!(?status, "a PDF went past the reader's limits");
+    Err(PdfError::TooCostly)
 }
 
 /// The child: `app extract-pdf <memory bytes> <cpu seconds>`, the PDF on stdin, its text on

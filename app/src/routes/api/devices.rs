@@ -60,7 +60,9 @@ pub async fn create_link(
     ))
 }
 
-/// Uses a link code: answers an API token for the session that made it.
+/// Uses a link code: answers an API token for the session that made it, with a device of its
+/// own there (listed by `GET /devices`, ended by signing it out). The sender's own device in its
+/// old session is signed out, as a browser's is.
 #[utoipa::path(post, path = "/links/{code}", tag = "tokens", params(("code" = String, Path)), security(("bearer" = []), ("session_cookie" = [])),
     responses((status = 200, description = "A token for the linked session", body = Token),
               (status = "4XX", description = "An unknown, used (410) or expired (410) code, or too many tries (429)", body = Problem, content_type = ERRORS)))]

@@ -148,7 +148,8 @@ pub async fn stop_message(
 }
 
 /// A bearer token for this session (the cookie's session, or a new one), for clients without
-/// a cookie jar.
+/// a cookie jar. It belongs to the cookie's device (or to the sending token's): signing that
+/// device out (`DELETE /devices/{id}`) ends the token too.
 #[utoipa::path(post, path = "/tokens", tag = "tokens", security((), ("bearer" = []), ("session_cookie" = [])),
     responses((status = 201, description = "The token", body = Token),
               (status = "4XX", description = "An invalid token was sent", body = Problem, content_type = ERRORS)))]
