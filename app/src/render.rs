@@ -42,7 +42,7 @@ impl KeptReplies {
     }
 
     fn put(&mut self, id: Uuid, text_len: usize, html: Arc<str>) {
-        if html.len() > FINISHED_REPLIES_BYTES / 16 {
+        if html.len() > FINISHED_REPLIES_BYTES / 4 {
             return;
         }
         self.bytes += html.len();
@@ -86,7 +86,8 @@ fn add_templates_from(env: &mut Environment<'static>, dir: &Path) -> anyhow::Res
 /// How many finished replies' HTML is kept. A finished reply never changes, so a page view need
 /// not run markdown and the sanitiser over each of its replies again (see BENCHMARKS.md).
 const FINISHED_REPLIES_KEPT: NonZeroUsize = NonZeroUsize::new(4096).expect("non-zero");
-/// Bytes of finished replies' HTML kept at most; a reply larger than a sixteenth is not kept.
+/// Bytes of finished replies' HTML kept at most; a reply larger than a quarter is not kept
+/// (none within the render bounds is: at most 384 KiB, and 1 MiB of plain text escaped).
 const FINISHED_REPLIES_BYTES: usize = 32 * 1024 * 1024;
 
 impl Templates {
@@ -781,7 +782,7 @@ mod tests {
         }
         assert!(kept.bytes <= FINISHED_REPLIES_BYTES, "{}", kept.bytes);
         assert_eq!(kept.bytes, kept.replies.len() * html.len());
-        let huge: Arc<str> = "x".repeat(FINISHED_REPLIES_BYTES / 8).into();
+        let huge: Arc<str> = "x".repeat(FINISHED_REPLIES_BYTES / 2).into();
         let id = Uuid::now_v7();
         kept.put(id, 1, huge);
         assert!(kept.get(&id, 1).is_none(), "too large to keep");
