@@ -45,10 +45,14 @@ BIND_ADDR="127.0.0.1:$port" DATA_DIR="$work" LM_API_URL="http://127.0.0.1:$lm_po
 app_pid=$!
 trap 'kill "$app_pid" "$lm_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 1 100); do curl -fs -o /dev/null "http://127.0.0.1:$port/readyz" && break; sleep 0.1; done
+# The token belongs to a device: signing a device out, or using a link code (which signs out the
+# user's own device), can end it, and every later request would be a 401. Those two operations
+# are left to app/tests/it/devices.rs.
 token=$(curl -fsS -X POST "http://127.0.0.1:$port/api/v1/tokens" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 (cd "$work" && timeout 600 "$venv/bin/schemathesis" run "http://127.0.0.1:$port/api/openapi.json" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance \
   -H "Authorization: Bearer $token" \
+  --exclude-name 'DELETE /api/v1/devices/{id}' --exclude-name 'POST /api/v1/links/{code}' \
   --max-examples 40 --seed 42 --request-timeout 10 --generation-database none --no-color) || {
   echo "--- app log"; tail -n 50 "$work/app.log"; exit 1
 }

@@ -122,6 +122,31 @@ impl Modify for Security {
             "session_cookie",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(session::COOKIE_NAME))),
         );
+        // Any operation may meet a token that is not valid, or whose device was signed out.
+        let unauthorized = utoipa::openapi::ResponseBuilder::new()
+            .description("The bearer token is not valid, or its device was signed out")
+            .content(
+                ERRORS,
+                utoipa::openapi::ContentBuilder::new()
+                    .schema(Some(utoipa::openapi::Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let responses = &mut operation.responses.responses;
+                if !responses.contains_key("401") && !responses.contains_key("4XX") {
+                    responses.insert("401".into(), unauthorized.clone().into());
+                }
+            }
+        }
     }
 }
 
