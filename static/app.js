@@ -54,21 +54,47 @@ document.addEventListener("DOMContentLoaded", () => {
   if (!location.hash) scrollToEnd(true);
 });
 
-// Streaming replies. A new EventSource (first connection, or htmx's reconnect after an error,
-// which sends no Last-Event-ID) replays the reply from its start, so clear what the bubble shows
-// first; the browser's own reconnects keep the same EventSource and resume where they were.
-const seenSources = new WeakSet();
-document.addEventListener("htmx:sseOpen", (event) => {
-  const source = event.detail.source;
-  if (seenSources.has(source)) return;
-  seenSources.add(source);
-  event.detail.elt.querySelectorAll(".live, .live-reasoning").forEach((e) => e.replaceChildren());
+// Streaming replies: `html` and `reasoning` events carry changes to the rendered text
+// (ARCHITECTURE.md "The stream contract"): finished blocks are added once, the open block at
+// the end is replaced. The page only ever holds HTML the server sanitised.
+const openBlocks = new WeakMap();
+function applyRenderedUpdate(element, data) {
+  const newline = data.indexOf("\n");
+  const [mode, blocksLength, keep, keepEnd] = data.slice(0, newline).split(" ");
+  const body = data.slice(newline + 1);
+  let open = openBlocks.get(element);
+  if (mode === "r" || !open) {
+    element.replaceChildren();
+    open = { html: "", nodes: [] };
+    openBlocks.set(element, open);
+  }
+  open.nodes.forEach((node) => node.remove());
+  const blocks = body.slice(0, Number(blocksLength));
+  if (blocks) {
+    element.insertAdjacentHTML("beforeend", blocks);
+    open.html = "";
+  }
+  const had = open.html;
+  const end = Math.max(had.length - Number(keepEnd), Number(keep));
+  open.html = had.slice(0, Number(keep)) + body.slice(Number(blocksLength)) + had.slice(end);
+  const template = document.createElement("template");
+  template.innerHTML = open.html;
+  open.nodes = [...template.content.childNodes];
+  element.append(template.content);
+}
+document.addEventListener("htmx:sseBeforeMessage", (event) => {
+  const type = event.detail.type;
+  if (type !== "html" && type !== "reasoning") return;
+  event.preventDefault();
+  applyRenderedUpdate(event.target, event.detail.data);
+  scrollToEnd(false);
 });
 
 document.addEventListener("htmx:sseMessage", (event) => {
   const bubble = event.target.closest(".message");
   if (event.detail.type === "done" && bubble) {
     bubble.classList.remove("status-streaming");
+    bubble.querySelector(".content")?.setAttribute("aria-busy", "false");
     bubble.removeAttribute("sse-connect");
     updateComposer();
   }

@@ -15,7 +15,7 @@ test("a reply streams in over several moments, then shows rendered", async () =>
   await page.fill("#content", "And another one, please");
   await watchReply(page);
   await page.locator("#content").press("Enter");
-  await page.waitForFunction(() => document.querySelectorAll(".message.assistant").length >= 3 || document.querySelector(".status-streaming .live")?.textContent.length > 0);
+  await page.waitForFunction(() => document.querySelectorAll(".message.assistant").length >= 3 || document.querySelector(".status-streaming .content")?.textContent.length > 0);
   await shot(page, "01-streaming");
   await waitForReplyEnd(page);
   const seen = await samples(page);
@@ -34,6 +34,46 @@ test("a reply streams in over several moments, then shows rendered", async () =>
   await context.close();
 });
 
+test("a streaming reply's text is rendered HTML as it grows, and its end keeps the same element and text", async () => {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 760 } });
+  const page = await context.newPage();
+  await startChat(page, BASE, "Write a long answer");
+  await page.waitForFunction(() => document.querySelector(".status-streaming .content") !== null, null, { timeout: 10_000 }).catch(() => {});
+  const streaming = await page.evaluate(() => {
+    const content = document.querySelector(".status-streaming .content");
+    if (!content) return false;
+    window.__content = content;
+    window.__states = [];
+    new MutationObserver(() => window.__states.push(content.innerHTML)).observe(content, { subtree: true, childList: true, characterData: true });
+    return true;
+  });
+  await waitForReplyEnd(page);
+  if (streaming) {
+    const result = await page.evaluate(() => {
+      const message = window.__content.closest(".message");
+      return {
+        same: message.querySelector(".content") === window.__content,
+        final: window.__content.innerHTML,
+        id: message.id,
+        states: window.__states,
+        busy: window.__content.getAttribute("aria-busy"),
+      };
+    });
+    assert.ok(result.same, "done kept the text's element");
+    assert.equal(result.busy, "false");
+    assert.ok(result.states.length >= 2, `the text changed ${result.states.length} times`);
+    for (const state of result.states) {
+      assert.ok(!/<script|\son\w+=/i.test(state), state);
+      // Every moment shows markup, never escaped text in a span.
+      assert.ok(state === "" || state.startsWith("<"), state.slice(0, 80));
+    }
+    await page.reload();
+    const reloaded = await page.locator(`#${result.id} .content`).innerHTML();
+    assert.equal(reloaded, result.final, "the page after a reload shows the same HTML");
+  }
+  await context.close();
+});
+
 // A reply of the tiny model lasts about five seconds here (see .ci/e2e.sh): when one ends
 // before the scenario could act on it mid-stream, the scenario runs again on a new chat (at most
 // three times); the assertions are only made on a run that caught the reply mid-stream.
@@ -44,7 +84,7 @@ async function midReply(scenario) {
     try {
       await startChat(page, BASE, `Write at length (attempt ${attempt})`);
       const caught = await page.waitForFunction(
-        () => (document.querySelector(".status-streaming .live")?.textContent.length ?? 0) > 0, null, { timeout: 5000 },
+        () => (document.querySelector(".status-streaming .content")?.textContent.length ?? 0) > 0, null, { timeout: 5000 },
       ).then(() => true, () => false);
       if (caught && await scenario(page)) return;
     } finally {
@@ -60,7 +100,7 @@ test("reloading mid-reply continues from where it was", async () => {
     await page.reload();
     const streaming = await page.locator(".message.assistant").last().evaluate((el) => el.classList.contains("status-streaming"));
     if (!streaming) return false;
-    await page.waitForFunction((n) => (document.querySelector(".message.assistant:last-child .live, .message.assistant:last-child .content")?.textContent.length ?? 0) > n, before.length);
+    await page.waitForFunction((n) => (document.querySelector(".message.assistant:last-child .content")?.textContent.length ?? 0) > n, before.length);
     const after = await newestReplyText(page);
     assert.ok(after.startsWith(before), "continues the same text, no gap and no duplicate");
     await shot(page, "03-after-reload");
@@ -155,7 +195,7 @@ test("a page on another replica shows the reply live as its replica writes it, a
   const follower = await context.newPage();
   await follower.goto(BASE + chatPath);
   await watchReply(follower);
-  await follower.waitForFunction(() => (document.querySelector(".status-streaming .live")?.textContent.length ?? 0) > 0);
+  await follower.waitForFunction(() => (document.querySelector(".status-streaming .content")?.textContent.length ?? 0) > 0);
   await shot(follower, "49-followed-on-another-replica");
   await waitForReplyEnd(follower);
   const seen = await samples(follower);
@@ -169,7 +209,7 @@ test("a page on another replica shows the reply live as its replica writes it, a
   await writer.locator("#content").press("Enter");
   await writer.locator(".message.assistant.status-streaming").waitFor();
   await follower.reload();
-  await follower.waitForFunction(() => (document.querySelector(".status-streaming .live")?.textContent.length ?? 0) > 0);
+  await follower.waitForFunction(() => (document.querySelector(".status-streaming .content")?.textContent.length ?? 0) > 0);
   await follower.locator(".status-streaming .stop").dispatchEvent("click");
   await follower.getByText("Stopped.").waitFor({ timeout: 5000 });
   await writer.getByText("Stopped.").waitFor({ timeout: 5000 });

@@ -44,7 +44,7 @@ test("embedded: the model indicator is ready and a question gets a real answer, 
   await page.fill("#content", "What is the capital of France?");
   await watchReply(page);
   await page.locator("#content").press("Enter");
-  await page.waitForFunction(() => (document.querySelector(".status-streaming .live")?.textContent.length ?? 0) > 0, null, { timeout: 30_000 });
+  await page.waitForFunction(() => (document.querySelector(".status-streaming .content")?.textContent.length ?? 0) > 0, null, { timeout: 30_000 });
   await shot(page, "20-embedded-streaming");
   await waitForReplyEnd(page);
   const seen = await samples(page);
@@ -69,7 +69,7 @@ async function midReply(scenario) {
     try {
       await startChat(page, EMBEDDED_BASE, `Write a long story about a dragon and a baker (${attempt}).`);
       const caught = await page.waitForFunction(
-        () => (document.querySelector(".status-streaming .live")?.textContent.length ?? 0) > 20, null, { timeout: 30_000 },
+        () => (document.querySelector(".status-streaming .content")?.textContent.length ?? 0) > 20, null, { timeout: 30_000 },
       ).then(() => true, () => false);
       if (caught && await scenario(page)) return;
     } finally {
@@ -85,7 +85,7 @@ test("embedded: reloading mid-reply continues the same text", async () => {
     await page.reload();
     const streaming = await page.locator(".message.assistant").last().evaluate((el) => el.classList.contains("status-streaming"));
     if (!streaming) return false;
-    await page.waitForFunction((n) => (document.querySelector(".message.assistant:last-child .live, .message.assistant:last-child .content")?.textContent.length ?? 0) > n, before.length, { timeout: 30_000 });
+    await page.waitForFunction((n) => (document.querySelector(".message.assistant:last-child .content")?.textContent.length ?? 0) > n, before.length, { timeout: 30_000 });
     const after = await newestReplyText(page);
     assert.ok(after.startsWith(before), "continues the same text, no gap and no duplicate");
     await shot(page, "22-embedded-after-reload");

@@ -395,7 +395,7 @@ test("a model's reasoning streams live under Thinking, then folds away apart fro
         reasoning: details?.querySelector(".reasoning")?.textContent.length ?? 0,
         visible: details?.checkVisibility() ?? false,
         open: details?.open ?? false,
-        answer: last?.querySelector(".live, .content")?.textContent ?? "",
+        answer: last?.querySelector(".content")?.textContent ?? "",
       };
       const prev = window.__thinking[window.__thinking.length - 1];
       if (!prev || JSON.stringify(prev) !== JSON.stringify(sample)) window.__thinking.push(sample);

@@ -65,7 +65,7 @@ export async function watchReply(page) {
     const record = () => {
       const replies = document.querySelectorAll(".message.assistant");
       const last = replies[replies.length - 1];
-      const text = last?.querySelector(".live, .content")?.textContent ?? "";
+      const text = last?.querySelector(".content")?.textContent ?? "";
       const streaming = last?.classList.contains("status-streaming") ?? false;
       const prev = window.__samples[window.__samples.length - 1];
       if (!prev || prev.length !== text.length || prev.streaming !== streaming) {
@@ -86,5 +86,5 @@ export async function waitForReplyEnd(page, timeout = 60_000) {
 }
 
 export async function newestReplyText(page) {
-  return page.locator(".message.assistant").last().locator(".live, .content").first().textContent();
+  return page.locator(".message.assistant").last().locator(".content").first().textContent();
 }

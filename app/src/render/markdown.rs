@@ -32,25 +32,179 @@ pub mod bounds {
 
 /// Markdown -> HTML that is safe to put in the page. Raw HTML the model wrote is shown as literal
 /// text (never executed, never silently dropped); images become links (no requests to URLs the
-/// model chose); links get `rel="noopener noreferrer nofollow"`; ammonia removes anything else.
-/// Bounded by [`bounds`]: what lies past them is shown as plain text.
+/// model chose); links get `rel="noopener noreferrer nofollow"`; math becomes MathML; ammonia
+/// removes anything else. Bounded by [`bounds`]: what lies past them is shown as plain text.
 pub fn markdown_to_html(markdown: &str) -> String {
-    let started = std::time::Instant::now();
+    Rendering::new().advance(markdown, true)
+}
+
+/// A text rendered block by block as it grows (a reply being written): a top-level block that
+/// can no longer change (another block began after it) is rendered once and final; only the open
+/// block at the end is rendered again, as it grows ([`Rendering::open_block`]). The bounds hold
+/// for the whole text, so the blocks rendered as the text grew are the blocks of
+/// [`markdown_to_html`] of the whole text (save a reference link defined in a later block, which
+/// only the whole text's render resolves).
+#[derive(Clone, Debug)]
+pub struct Rendering {
+    /// Bytes of the text whose blocks are rendered: a block's start.
+    rendered_to: usize,
+    /// Where the text became plain text (a bound was passed), if it did.
+    plain_from: Option<usize>,
+    html_bytes: usize,
+    events_seen: usize,
+    highlight_left: usize,
+    /// Time spent rendering so far (the time budget is the whole text's).
+    spent: std::time::Duration,
+}
+
+impl Default for Rendering {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Rendering {
+    pub fn new() -> Self {
+        Self {
+            rendered_to: 0,
+            plain_from: None,
+            html_bytes: 0,
+            events_seen: 0,
+            highlight_left: bounds::MAX_HIGHLIGHTED_BYTES,
+            spent: std::time::Duration::ZERO,
+        }
+    }
+
+    /// The HTML of the blocks of `text` past those rendered before that can no longer change:
+    /// every block but the last, or all of them (and the plain-text rest) once the text is
+    /// `finished`. `text` only grows: it begins with the text given before.
+    pub fn advance(&mut self, text: &str, finished: bool) -> String {
+        let mut html = String::new();
+        if self.plain_from.is_none() {
+            let limit = prefix_end(text, bounds::MAX_MARKDOWN_BYTES).max(self.rendered_to);
+            // Past the markdown bound the text up to it is final; the rest is plain text.
+            let over = limit < text.len();
+            let rest = text.get(self.rendered_to..limit).unwrap_or_default();
+            let end = match finished || over {
+                true => rest.len(),
+                // A half-written last line can still change what the line before it is (a
+                // table's next row, a setext underline): blocks are found in the whole lines.
+                false => {
+                    let whole_lines = rest.rfind('\n').map_or(0, |i| i + 1);
+                    let starts = block_starts(&rest[..whole_lines]);
+                    starts.last().copied().unwrap_or(0)
+                }
+            };
+            if end > 0 {
+                // The finished blocks in one render: the same HTML as one by one, at less cost.
+                let (blocks, cut) = self.render(&rest[..end]);
+                html.push_str(&blocks);
+                match cut {
+                    Some(at) => self.plain_from = Some(self.rendered_to + at),
+                    None => self.rendered_to += end,
+                }
+            }
+            if over && self.plain_from.is_none() {
+                self.plain_from = Some(limit);
+            }
+        }
+        if let (true, Some(from)) = (finished, self.plain_from) {
+            html.push_str(&plain_text_html(&text[from..]));
+        }
+        html
+    }
+
+    /// The HTML of the open block of `text` (past the blocks [`Self::advance`] rendered) as it
+    /// stands, rendered again each time it grows: unfinished markup (`**bol`, a link without its
+    /// URL, a table's half-written row) is held back or closed as it will end, never shown raw.
+    pub fn open_block(&self, text: &str) -> String {
+        if let Some(from) = self.plain_from {
+            return plain_text_html(text.get(from..).unwrap_or_default());
+        }
+        let open = text.get(self.rendered_to..).unwrap_or_default();
+        let open = super::streaming::as_it_will_end(open);
+        let (mut html, cut) = self.clone().render(&open);
+        if let Some(at) = cut {
+            html.push_str(&plain_text_html(&open[at..]));
+        }
+        html
+    }
+
+    /// `source` rendered within what is left of the bounds; where a bound cut it, if one did.
+    fn render(&mut self, source: &str) -> (String, Option<usize>) {
+        let started = std::time::Instant::now();
+        let deadline = started + bounds::TIME_BUDGET.saturating_sub(self.spent);
+        let (rewritten, dropped) = super::math::latex_delimiters(source);
+        let mut bounded = Bounded::new(markdown_events(&rewritten), deadline);
+        bounded.html_bytes = self.html_bytes;
+        bounded.seen = self.events_seen;
+        let mut html = String::with_capacity(source.len() * 3 / 2);
+        pulldown_cmark::html::push_html(
+            &mut html,
+            highlight_code_blocks(bounded.by_ref(), &mut self.highlight_left),
+        );
+        self.html_bytes = bounded.html_bytes;
+        self.events_seen = bounded.seen;
+        self.spent += started.elapsed();
+        let cut = bounded.cut_at.map(|at| {
+            let mut at = super::math::source_offset(at, &dropped).min(source.len());
+            while !source.is_char_boundary(at) {
+                at -= 1;
+            }
+            at
+        });
+        (sanitizer().clean(&html).to_string(), cut)
+    }
+}
+
+/// The parser's options, the same for finding blocks and for rendering them.
+pub(super) fn options() -> Options {
     let mut options = Options::empty();
     options.insert(Options::ENABLE_TABLES);
     options.insert(Options::ENABLE_STRIKETHROUGH);
     options.insert(Options::ENABLE_TASKLISTS);
-    let source = &markdown[..prefix_end(markdown, bounds::MAX_MARKDOWN_BYTES)];
+    options.insert(Options::ENABLE_MATH);
+    options
+}
+
+/// Where each top-level block of `source` begins: the start of its first line (the first at 0).
+pub(super) fn block_starts(source: &str) -> Vec<usize> {
+    let mut starts = vec![0];
+    let mut depth = 0usize;
+    for (event, range) in Parser::new_ext(source, options()).into_offset_iter() {
+        let top_level = depth == 0;
+        match event {
+            Event::Start(_) => depth += 1,
+            Event::End(_) => {
+                depth = depth.saturating_sub(1);
+                continue;
+            }
+            _ => {}
+        }
+        if top_level {
+            let line = source[..range.start].rfind('\n').map_or(0, |i| i + 1);
+            if line > starts.last().copied().unwrap_or(0) {
+                starts.push(line);
+            }
+        }
+    }
+    starts
+}
+
+/// The parser's events as the page may show them, each with where it starts in `source`.
+fn markdown_events(source: &str) -> impl Iterator<Item = (Event<'_>, usize)> {
     // Links whose scheme could run code (javascript:, data:, ...) are shown as text with their
     // URL, instead of as links.
     let mut unsafe_links: Vec<Option<String>> = Vec::new();
-    let events = Parser::new_ext(source, options)
+    Parser::new_ext(source, options())
         .into_offset_iter()
         .map(move |(event, range)| {
             let event = match event {
                 Event::Html(raw) | Event::InlineHtml(raw) => Event::Text(raw),
                 Event::Start(Tag::HtmlBlock) => Event::Start(Tag::Paragraph),
                 Event::End(TagEnd::HtmlBlock) => Event::End(TagEnd::Paragraph),
+                Event::InlineMath(latex) => super::math::math_event(latex, false),
+                Event::DisplayMath(latex) => super::math::math_event(latex, true),
                 Event::Start(Tag::Link {
                     dest_url,
                     title,
@@ -86,16 +240,7 @@ pub fn markdown_to_html(markdown: &str) -> String {
                 other => other,
             };
             (event, range.start)
-        });
-    let mut bounded = Bounded::new(events, started);
-    let mut html = String::with_capacity(source.len() * 3 / 2);
-    pulldown_cmark::html::push_html(&mut html, highlight_code_blocks(bounded.by_ref()));
-    let plain_from = bounded.cut_at.unwrap_or(source.len());
-    let mut out = sanitizer().clean(&html).to_string();
-    if plain_from < markdown.len() {
-        out.push_str(&plain_text_html(&markdown[plain_from..]));
-    }
-    out
+        })
 }
 
 /// The end of the longest prefix of `text` of at most `max` bytes, at a line's end when there is
@@ -144,7 +289,8 @@ fn html_size(event: &Event) -> usize {
 /// `cut_at` says where in the text (the caller shows the rest as plain text).
 struct Bounded<I> {
     events: I,
-    started: std::time::Instant,
+    /// When the time budget ends.
+    deadline: std::time::Instant,
     /// For each open element: whether its tags were kept.
     open: Vec<bool>,
     /// Where the open code block began, if one is open (a cut inside it starts there: the
@@ -156,10 +302,10 @@ struct Bounded<I> {
 }
 
 impl<I> Bounded<I> {
-    fn new(events: I, started: std::time::Instant) -> Self {
+    fn new(events: I, deadline: std::time::Instant) -> Self {
         Self {
             events,
-            started,
+            deadline,
             open: Vec::new(),
             code_from: None,
             html_bytes: 0,
@@ -171,7 +317,7 @@ impl<I> Bounded<I> {
     fn over_budget(&mut self) -> bool {
         self.seen += 1;
         self.html_bytes > bounds::MAX_HTML_BYTES
-            || (self.seen.is_multiple_of(64) && self.started.elapsed() > bounds::TIME_BUDGET)
+            || (self.seen.is_multiple_of(64) && std::time::Instant::now() > self.deadline)
     }
 }
 
@@ -219,12 +365,12 @@ impl<'a, I: Iterator<Item = (Event<'a>, usize)>> Iterator for Bounded<I> {
 
 /// Fenced code blocks in a language the highlighter knows become highlighted HTML (written
 /// here, its text escaped by the highlighter; the sanitiser still checks it); the rest pass on.
-fn highlight_code_blocks<'a>(
-    events: impl Iterator<Item = Event<'a>>,
-) -> impl Iterator<Item = Event<'a>> {
+fn highlight_code_blocks<'a: 'b, 'b>(
+    events: impl Iterator<Item = Event<'a>> + 'b,
+    highlight_left: &'b mut usize,
+) -> impl Iterator<Item = Event<'a>> + 'b {
     // The block being read: its opening event, its language, and its text so far.
     let mut open: Option<(Event<'a>, String, String)> = None;
-    let mut highlight_left = bounds::MAX_HIGHLIGHTED_BYTES;
     events.flat_map(move |event| -> Vec<Event<'a>> {
         match (event, open.as_mut()) {
             (Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(info))), None) => {
@@ -245,12 +391,12 @@ fn highlight_code_blocks<'a>(
                 let Some((start, language, code)) = open.take() else {
                     return Vec::new();
                 };
-                let highlighted = match code.len() <= highlight_left {
+                let highlighted = match code.len() <= *highlight_left {
                     true => crate::highlight::highlight(&code, &language),
                     false => None,
                 };
                 if highlighted.is_some() {
-                    highlight_left -= code.len();
+                    *highlight_left -= code.len();
                 }
                 match highlighted {
                     Some(spans) => {
@@ -306,6 +452,10 @@ fn sanitizer() -> &'static ammonia::Builder<'static> {
             .add_tags(["input"])
             .add_tag_attributes("code", ["class"])
             .add_tag_attributes("span", ["class"])
+            // The MathML that math-core writes, and nothing else (no `href`, no `style`).
+            .add_tags(MATHML_TAGS)
+            .add_tag_attributes("math", ["display"])
+            .add_generic_attributes(MATHML_ATTRIBUTES)
             .attribute_filter(|element, attribute, value| {
                 if attribute != "class" {
                     return Some(value.into());
@@ -315,6 +465,18 @@ fn sanitizer() -> &'static ammonia::Builder<'static> {
         builder
     })
 }
+
+const MATHML_TAGS: [&str; 27] = [
+    "math", "mi", "mn", "mo", "ms", "mtext", "mspace", "mrow", "mfrac", "msqrt", "mroot",
+    "msub", "msup", "msubsup", "munder", "mover", "munderover", "mmultiscripts", "mprescripts",
+    "mtable", "mtr", "mtd", "mpadded", "mphantom", "menclose", "merror", "mstyle",
+];
+/// Attributes of MathML's presentation elements (no element of HTML's takes them).
+const MATHML_ATTRIBUTES: [&str; 18] = [
+    "mathvariant", "lspace", "rspace", "stretchy", "fence", "separator", "accent",
+    "accentunder", "displaystyle", "scriptlevel", "linethickness", "form", "largeop",
+    "movablelimits", "symmetric", "minsize", "maxsize", "notation",
+];
 
 /// The classes kept on an element: a fence's `language-x` on `code`, the highlighter's `hl-x`
 /// on `span`; nothing else (so no text the model wrote can pick one of the page's classes).

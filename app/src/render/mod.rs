@@ -1,8 +1,11 @@
 //! Templates (minijinja), finished replies' HTML kept and rendered off the async workers, and
 //! markdown -> sanitised HTML (`markdown`). Knows no database.
 mod markdown;
+mod math;
+mod streaming;
 
-pub use markdown::{bounds, markdown_to_html};
+pub use markdown::{Rendering, bounds, markdown_to_html};
+pub use streaming::{HtmlUpdate, LiveHtml};
 use std::{
     num::NonZeroUsize,
     path::Path,

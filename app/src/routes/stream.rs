@@ -1,8 +1,9 @@
 //! A reply's events as server-sent events (ARCHITECTURE.md "The stream contract"): the use-case
 //! stream (`crate::stream`) encoded as HTML fragments for the
-//! pages (`token`, `reasoning`, `status`, `error`, `done`) or JSON for the API (`delta`,
+//! pages (`html` and `reasoning`: rendered markdown, block by block; `status`, `error`, `done`)
+//! or JSON for the API (`delta`,
 //! `reasoning`, `status`, `error`, `done` with the message as `GET .../messages` returns it).
-use std::convert::Infallible;
+use std::{convert::Infallible, time::Duration};
 
 use axum::{
     http::{HeaderMap, HeaderValue},
@@ -22,7 +23,7 @@ use super::{
 use crate::{
     AppState,
     error::AppResult,
-    render::escape_html,
+    render::{LiveHtml, escape_html},
     session::Session,
     store::Status,
     stream::{Offsets, PieceKind, ReplyEvent},
@@ -37,6 +38,12 @@ pub enum Encoding {
     Json,
 }
 
+/// Least time between two pieces of a page's stream: each carries HTML (the open block's
+/// change and its header), so a page gets fewer, larger updates than an API client's deltas.
+const PAGE_PIECE_INTERVAL: Duration = Duration::from_millis(60);
+/// Least time between two pieces of the API's stream (raw deltas).
+const API_PIECE_INTERVAL: Duration = Duration::from_millis(16);
+
 /// The response for `GET .../stream`: the reply's events after `Last-Event-ID`.
 pub async fn respond(
     state: &AppState,
@@ -47,21 +54,61 @@ pub async fn respond(
     message_id: Uuid,
 ) -> AppResult<Response> {
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
-    let events = crate::stream::open(state, session, chat_id, message_id, last_event_id).await?;
-    let encoder = state.clone();
-    let events = events
-        .then(move |event| {
-            let state = encoder.clone();
-            async move {
-                if let (ReplyEvent::Done { reply, .. }, Encoding::Html) = (&event, encoding) {
-                    render_replies_ahead(&state.templates, [reply.as_ref()]).await;
-                }
-                encode(&state, encoding, event)
-            }
-        })
-        .flat_map(|encoded| {
-            futures::stream::iter(encoded.into_iter().map(Ok::<Event, Infallible>))
-        });
+    let response = match encoding {
+        Encoding::Json => {
+            let events = crate::stream::open(
+                state,
+                session,
+                chat_id,
+                message_id,
+                last_event_id,
+                API_PIECE_INTERVAL,
+            )
+            .await?;
+            let encoder = state.clone();
+            let events = events.flat_map(move |event| {
+                futures::stream::iter(encode(&encoder, Encoding::Json, event).into_iter().map(Ok))
+            });
+            sse_response(state, events)
+        }
+        Encoding::Html => {
+            // A page's text is HTML rendered from the start: the stream reads the reply from
+            // its start and sends the page its render anew once it reaches where the page was.
+            let events = crate::stream::open(
+                state,
+                session,
+                chat_id,
+                message_id,
+                None,
+                PAGE_PIECE_INTERVAL,
+            )
+            .await?;
+            let page = PageStream {
+                shown_from: last_event_id.and_then(Offsets::parse),
+                ..PageStream::default()
+            };
+            let events = futures::stream::unfold(
+                (events, page, state.clone()),
+                |(mut events, page, state)| async move {
+                    let event = events.next().await?;
+                    let (page, encoded) = page.encode(&state, event).await;
+                    Some((
+                        futures::stream::iter(encoded.into_iter().map(Ok)),
+                        (events, page, state),
+                    ))
+                },
+            )
+            .flatten();
+            sse_response(state, events)
+        }
+    };
+    Ok(response)
+}
+
+fn sse_response(
+    state: &AppState,
+    events: impl futures::Stream<Item = Result<Event, Infallible>> + Send + 'static,
+) -> Response {
     let mut response = Sse::new(events)
         .keep_alive(KeepAlive::new().interval(state.config.sse_keepalive))
         .into_response();
@@ -69,7 +116,112 @@ pub async fn respond(
     // nginx passes events on as they come (no buffering); nothing caches them.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     headers.insert("cache-control", HeaderValue::from_static("no-cache"));
-    Ok(response)
+    response
+}
+
+/// A page's stream: the reply's answer and reasoning as the page shows them (rendered
+/// markdown), and what the page had when it reconnected.
+#[derive(Default)]
+struct PageStream {
+    answer: String,
+    reasoning: String,
+    answer_html: LiveHtml,
+    reasoning_html: LiveHtml,
+    /// The page's `Last-Event-ID`: nothing is sent until the text is at least there, so the
+    /// page's text never goes back (a replica reading the row may be behind the page).
+    shown_from: Option<Offsets>,
+}
+
+impl PageStream {
+    async fn encode(mut self, state: &AppState, event: ReplyEvent) -> (Self, Vec<Event>) {
+        match event {
+            ReplyEvent::Piece {
+                kind,
+                text,
+                offsets,
+            } => {
+                match kind {
+                    PieceKind::Text => self.answer.push_str(&text),
+                    PieceKind::Reasoning => self.reasoning.push_str(&text),
+                }
+                if let Some(shown) = self.shown_from {
+                    if offsets.text < shown.text || offsets.reasoning < shown.reasoning {
+                        return (self, Vec::new());
+                    }
+                    self.shown_from = None;
+                }
+                let both = !self.answer_html.started() || !self.reasoning_html.started();
+                self.render(state, offsets, kind, both, false).await
+            }
+            ReplyEvent::Done {
+                reply,
+                title_pending,
+            } => {
+                self.answer.clone_from(&reply.content);
+                self.reasoning = reply.reasoning.clone().unwrap_or_default();
+                let (page, mut events) = self
+                    .render(state, Offsets::end_of(&reply), PieceKind::Text, true, true)
+                    .await;
+                render_replies_ahead(&state.templates, [reply.as_ref()]).await;
+                events.extend(encode(
+                    state,
+                    Encoding::Html,
+                    ReplyEvent::Done {
+                        reply,
+                        title_pending,
+                    },
+                ));
+                (page, events)
+            }
+            other => {
+                let events = encode(state, Encoding::Html, other);
+                (self, events)
+            }
+        }
+    }
+
+    /// The page's next updates: of the text `kind` names, or of both; the whole text when
+    /// `finished`. Long texts are rendered off the async workers.
+    async fn render(
+        mut self,
+        state: &AppState,
+        offsets: Offsets,
+        kind: PieceKind,
+        both: bool,
+        finished: bool,
+    ) -> (Self, Vec<Event>) {
+        let long = self.answer.len() + self.reasoning.len() >= crate::render::bounds::OFF_WORKER_BYTES;
+        let work = move || {
+            let mut updates = Vec::with_capacity(2);
+            for (which, name) in [(PieceKind::Reasoning, "reasoning"), (PieceKind::Text, "html")] {
+                if !both && which != kind {
+                    continue;
+                }
+                let (text, live) = match which {
+                    PieceKind::Text => (&self.answer, &mut self.answer_html),
+                    PieceKind::Reasoning => (&self.reasoning, &mut self.reasoning_html),
+                };
+                let update = match finished {
+                    true => live.finish(text),
+                    false => live.update(text),
+                };
+                if let Some(update) = update {
+                    updates.push(Event::default().id(offsets.id()).event(name).data(update.encode()));
+                }
+            }
+            (self, updates)
+        };
+        match long {
+            false => work(),
+            true => match state.templates.off_workers(work).await {
+                Ok(done) => done,
+                Err(e) => {
+                    tracing::error!("rendering a reply's stream: {e}");
+                    (PageStream::default(), Vec::new())
+                }
+            },
+        }
+    }
 }
 
 /// One use-case event as server-sent events (a failed reply's end is two: `error`, `done`).
@@ -80,12 +232,11 @@ fn encode(state: &AppState, encoding: Encoding, event: ReplyEvent) -> Vec<Event>
             text,
             offsets,
         } => {
-            let name = match (kind, encoding) {
-                (PieceKind::Reasoning, _) => "reasoning",
-                (PieceKind::Text, Encoding::Html) => "token",
-                (PieceKind::Text, Encoding::Json) => "delta",
+            // A page's pieces are rendered by `PageStream`; these are the API's.
+            let name = match kind {
+                PieceKind::Reasoning => "reasoning",
+                PieceKind::Text => "delta",
             };
-            // HTML: escaped text in a `<span>`, so that leading whitespace survives the swap.
             vec![
                 Event::default()
                     .id(offsets.id())
@@ -124,7 +275,7 @@ fn encode(state: &AppState, encoding: Encoding, event: ReplyEvent) -> Vec<Event>
                 };
                 events.push(Event::default().event("error").data(data));
             }
-            let data = match encoding {
+                    let data = match encoding {
                 Encoding::Html => finished_reply_html(state, &reply, title_pending),
                 Encoding::Json => json(&MessageJson::from(*reply)),
             };
@@ -148,7 +299,8 @@ fn json(value: &impl Serialize) -> String {
     })
 }
 
-/// The finished reply as the page shows it: the chat's latest message, offering Regenerate.
+/// What follows a finished reply's text on the page (its notes, error, stats and controls): the
+/// chat's latest message, offering Regenerate. The text itself is the page's already.
 fn finished_reply_html(
     state: &AppState,
     reply: &crate::store::message::Model,
@@ -162,7 +314,7 @@ fn finished_reply_html(
     struct FinalReply {
         m: MessageView,
     }
-    match super::render(state, "fragments/reply_body.html", FinalReply { m: view }) {
+    match super::render(state, "fragments/reply_end.html", FinalReply { m: view }) {
         Ok(html) => html.0,
         Err(e) => {
             tracing::error!("rendering a finished reply: {e}");

@@ -8,7 +8,7 @@ use crate::{
     chat::{ChatHistory, ExportMessage, LINK_LIFETIME, NewLink, Sidebar},
     domain::{MAX_REPLY_TOKENS, ReplyStats, size},
     generation::ContextUse,
-    render::{Templates, escape_html, markdown_to_html},
+    render::{LiveHtml, Templates, escape_html, markdown_to_html},
     store::{Role, Status, chat, device, message, share},
 };
 
@@ -108,10 +108,21 @@ impl AttachmentView {
     }
 }
 
+/// A reply's reasoning rendered as its answer is: as the stream shows it while it is written.
+fn reasoning_html(message: &message::Model) -> String {
+    let reasoning = message.reasoning.as_deref().unwrap_or_default();
+    match (reasoning.is_empty(), message.status) {
+        (true, _) => String::new(),
+        (false, Status::Streaming) => LiveHtml::html_now(reasoning),
+        (false, _) => markdown_to_html(reasoning),
+    }
+}
+
 impl MessageView {
     pub fn new(templates: &Templates, message: &message::Model) -> Self {
         let html = match (message.role, message.status) {
-            (Role::Assistant, Status::Streaming) => escape_html(&message.content),
+            // As the page's stream shows it at this point (the no-JavaScript page too).
+            (Role::Assistant, Status::Streaming) => LiveHtml::html_now(&message.content),
             (Role::Assistant, _) => templates.finished_reply_html(message.id, &message.content),
             _ => escape_html(&message.content),
         };
@@ -121,7 +132,7 @@ impl MessageView {
             role: message.role,
             status: message.status,
             html,
-            reasoning_html: escape_html(message.reasoning.as_deref().unwrap_or_default()),
+            reasoning_html: reasoning_html(message),
             content: if message.role == Role::User {
                 message.content.clone()
             } else {
@@ -435,7 +446,7 @@ pub fn shared_views(messages: &[ExportMessage]) -> Vec<SharedMessageView> {
                 } else {
                     escape_html(&m.content)
                 },
-                reasoning_html: escape_html(m.reasoning.as_deref().unwrap_or_default()),
+                reasoning_html: markdown_to_html(m.reasoning.as_deref().unwrap_or_default()),
                 note,
                 stats: m.stats.as_ref().map(stats_phrases).unwrap_or_default(),
             }

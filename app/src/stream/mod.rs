@@ -23,10 +23,6 @@ use crate::{
     store::{Role, Status, message},
 };
 
-/// Least time between two pieces of one stream. The first goes out at once; text arriving
-/// within this window after a piece joins the next one. A fast model (the test model writes
-/// ~1,500 tokens a second) would otherwise cost the browser one DOM swap per token.
-const MIN_PIECE_INTERVAL: Duration = Duration::from_millis(16);
 /// How often a reply written by another replica is read again.
 const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -107,7 +103,9 @@ pub enum ReplyEvent {
 pub type ReplyEvents = Pin<Box<dyn Stream<Item = ReplyEvent> + Send>>;
 
 /// The events of this session's reply `message_id` (in chat `chat_id`, when given), after the
-/// event id `last_event_id`. Takes one of the session's stream slots for as long as the stream
+/// event id `last_event_id`. Pieces are at least `piece_interval` apart: the first goes out at
+/// once, text arriving within the interval after a piece joins the next one (a fast model, like
+/// the test model's ~1,500 tokens a second, would otherwise cost a page one update per token). Takes one of the session's stream slots for as long as the stream
 /// lives. Attaches only: never starts a generation.
 #[tracing::instrument(skip_all, fields(%message_id))]
 pub async fn open(
@@ -116,6 +114,7 @@ pub async fn open(
     chat_id: Option<Uuid>,
     message_id: Uuid,
     last_event_id: Option<&str>,
+    piece_interval: Duration,
 ) -> AppResult<ReplyEvents> {
     let slot = state.stream_slots.acquire(&session.id)?;
     let resume_from = last_event_id.and_then(Offsets::parse);
@@ -176,6 +175,7 @@ pub async fn open(
         offsets,
         queued_shown: None,
         last_piece_at: None,
+        piece_interval,
         finished: false,
         closing_seen: false,
     };
@@ -284,6 +284,7 @@ struct Follow {
     offsets: Offsets,
     queued_shown: Option<bool>,
     last_piece_at: Option<tokio::time::Instant>,
+    piece_interval: Duration,
     finished: bool,
     /// Shutting down: one more read sends what is left, then the stream ends.
     closing_seen: bool,
@@ -297,7 +298,7 @@ impl Follow {
             }
             // Everything that arrived since the last piece goes out as one.
             if let Some(at) = self.last_piece_at {
-                tokio::time::sleep_until(at + MIN_PIECE_INTERVAL).await;
+                tokio::time::sleep_until(at + self.piece_interval).await;
             }
             let (piece, progress) = self.source.read(&mut self.offsets);
             if let Some((kind, text)) = piece {

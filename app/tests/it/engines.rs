@@ -32,8 +32,8 @@ async fn new_chat(app: &TestApp) -> Uuid {
     app.create_chat(&app.client, "").await
 }
 
-fn stream_url(app: &TestApp, chat: Uuid, reply: Uuid) -> String {
-    app.url(&format!("/chats/{chat}/messages/{reply}/stream"))
+fn stream_url(app: &TestApp, _chat: Uuid, reply: Uuid) -> String {
+    app.url(&format!("/api/v1/messages/{reply}/stream"))
 }
 
 /// The reply's text as the `done` event and the database have it.
@@ -114,7 +114,7 @@ async fn last_event_id_resumes_with_no_gap_and_no_duplicate() {
             let mut first = Vec::new();
             while first.len() < 3 {
                 match events.next().await {
-                    Some(event) if event.event == "token" => first.push(event),
+                    Some(event) if event.event == "delta" => first.push(event),
                     Some(event) if event.event == "done" => break,
                     Some(_) => {}
                     None => panic!("{engine}: the stream ended without done"),
@@ -221,7 +221,7 @@ async fn stop_keeps_the_partial_text_and_frees_the_model_for_the_next_replies() 
         let mut events = events.unwrap();
         let mut seen = 0;
         while seen < 2 {
-            if events.next().await.expect("a token").event == "token" {
+            if events.next().await.expect("a token").event == "delta" {
                 seen += 1;
             }
         }

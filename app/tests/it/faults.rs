@@ -175,7 +175,7 @@ async fn database_down_while_running_is_a_503_then_recovers_and_saves_the_reply_
     app.fake_lm.set(|k| *k = paced(30, 30));
     let chat = app.create_chat(&app.client, "").await;
     let reply = app.send(&app.client, chat, "while it lasts").await;
-    let url = app.url(&format!("/chats/{chat}/messages/{reply}/stream"));
+    let url = app.url(&format!("/api/v1/messages/{reply}/stream"));
     let (_, _, reader) = EventReader::open(&app.client, &url, None).await;
     let mut reader = reader.unwrap();
 
@@ -234,7 +234,7 @@ async fn killed_mid_reply_then_restarted_the_reply_is_interrupted_with_its_check
     app.wait_ready(Duration::from_secs(10)).await;
     let client = browser();
     let (chat, reply) = start_reply(&client, &app.base, "a long answer please").await;
-    let url = format!("{}/chats/{chat}/messages/{reply}/stream", app.base);
+    let url = format!("{}/api/v1/messages/{reply}/stream", app.base);
     let (_, _, reader) = EventReader::open(&client, &url, None).await;
     let mut reader = reader.unwrap();
 
@@ -244,7 +244,7 @@ async fn killed_mid_reply_then_restarted_the_reply_is_interrupted_with_its_check
     let mut text = String::new();
     while started.elapsed() < Duration::from_millis(2500) {
         match tokio::time::timeout(Duration::from_millis(100), reader.next()).await {
-            Ok(Some(event)) if event.event == "token" => {
+            Ok(Some(event)) if event.event == "delta" => {
                 text.push_str(&helpers::sse::token_text(std::slice::from_ref(&event)));
                 seen.push((started.elapsed(), text.clone()));
             }
@@ -332,7 +332,7 @@ async fn sigterm_lets_replies_finish_within_the_grace_period_then_saves_the_rest
     }
     fake.set(|k| *k = paced(1000, 20)); // 20 s: outlives it
     let (chat, long) = start_reply(&client, &app.base, "long").await;
-    let url = format!("{}/chats/{chat}/messages/{long}/stream", app.base);
+    let url = format!("{}/api/v1/messages/{long}/stream", app.base);
     let (_, _, reader) = EventReader::open(&client, &url, None).await;
     let mut reader = reader.unwrap();
 

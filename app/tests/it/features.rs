@@ -3,7 +3,7 @@
 //! without htmx) and the JSON API, against the fake llama-server.
 use std::time::Duration;
 
-use crate::helpers::{TestApp, browser, import_form, sse::EventReader};
+use crate::helpers::{self, TestApp, browser, import_form, sse::EventReader};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -526,36 +526,27 @@ async fn reasoning_streams_live_and_is_stored_apart_from_the_answer() {
     let (status, _, reader) = EventReader::open(&app.client, &url, None).await;
     assert_eq!(status, 200);
     let events = reader.unwrap().all().await;
+    // Both texts come rendered, the reasoning first, each ending as its final render.
     let of = |name: &str| -> String {
-        events
-            .iter()
-            .filter(|e| e.event == name)
-            .map(|e| {
-                e.data
-                    .trim_start_matches("<span>")
-                    .trim_end_matches("</span>")
-                    .to_owned()
-            })
-            .collect()
+        let mut page = (String::new(), String::new());
+        for event in events.iter().filter(|e| e.event == name) {
+            page = helpers::sse::apply_update(&page, &event.data);
+        }
+        page.0 + &page.1
     };
-    assert_eq!(
-        of("reasoning"),
-        "Let me think &lt;b&gt;hard&lt;/b&gt;.",
-        "escaped, live"
-    );
-    assert_eq!(of("token"), "The answer.");
-    let first_token = events.iter().position(|e| e.event == "token").unwrap();
+    assert_eq!(of("reasoning"), "<p>Let me think &lt;b&gt;hard&lt;/b&gt;.</p>\n", "escaped, live");
+    assert_eq!(of("html"), "<p>The answer.</p>\n");
+    let first_answer = events
+        .iter()
+        .position(|e| {
+            e.event == "html" && e.data.split_once('\n').is_some_and(|(_, b)| !b.is_empty())
+        })
+        .unwrap();
     assert!(
-        events[..first_token].iter().any(|e| e.event == "reasoning"),
+        events[..first_answer].iter().any(|e| e.event == "reasoning"),
         "reasoning comes before the answer"
     );
     let done = events.iter().find(|e| e.event == "done").unwrap();
-    assert!(
-        done.data.contains("<details class=\"thinking\">"),
-        "{}",
-        done.data
-    );
-    assert!(done.data.contains("Let me think &lt;b&gt;hard&lt;/b&gt;."));
     assert_eq!(
         done.id,
         format!(
@@ -575,7 +566,10 @@ async fn reasoning_streams_live_and_is_stored_apart_from_the_answer() {
     // Resuming from an id with both offsets sends the rest of each, once.
     let (_, _, reader) = EventReader::open(&app.client, &url, Some("4:7")).await;
     let resumed = reader.unwrap().all().await;
-    assert_eq!(resumed.len(), 1, "a finished reply answers done at once");
+    // A finished reply answers at once: its texts rendered anew, then done.
+    let names: Vec<&str> = resumed.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(names, ["reasoning", "html", "done"]);
+    assert!(resumed[..2].iter().all(|e| e.data.starts_with("r ")));
     // The page shows it folded; the prompt of the next reply leaves it out.
     let (_, page) = text(app.get(&format!("/chats/{chat}")).await).await;
     assert!(page.contains("<summary>Thinking</summary>"));

@@ -170,7 +170,7 @@ async fn read_some(
     let (mut seen, mut last_id) = (String::new(), String::new());
     while seen.len() < bytes {
         let event = reader.next().await.expect("text");
-        if event.event == "token" {
+        if event.event == "delta" {
             seen.push_str(&helpers::sse::token_text(std::slice::from_ref(&event)));
             last_id = event.id.clone();
         }
@@ -183,7 +183,7 @@ async fn read_to_end(reader: &mut EventReader) -> (Vec<String>, String) {
     let mut pieces = Vec::new();
     while let Some(event) = reader.next().await {
         match event.event.as_str() {
-            "token" => pieces.push(helpers::sse::token_text(std::slice::from_ref(&event))),
+            "delta" => pieces.push(helpers::sse::token_text(std::slice::from_ref(&event))),
             "done" => return (pieces, event.data),
             _ => {}
         }
@@ -207,7 +207,7 @@ async fn a_reply_written_by_one_replica_is_followed_through_another() {
     );
 
     // The same session (the cookie works on both: one SESSION_KEY) re-attaches through B.
-    let url = format!("{}/chats/{chat}/messages/{reply}/stream", b.base);
+    let url = format!("{}/api/v1/messages/{reply}/stream", b.base);
     let (status, _, reader) = EventReader::open(&client, &url, None).await;
     assert_eq!(status, 200);
     let (pieces, done) = read_to_end(&mut reader.unwrap()).await;
@@ -256,7 +256,7 @@ async fn read_timed(client: &reqwest::Client, url: &str) -> Vec<Received> {
     let mut received = Vec::new();
     while let Some(event) = reader.next().await {
         match event.event.as_str() {
-            "token" => received.push(Received {
+            "delta" => received.push(Received {
                 at: Instant::now(),
                 offset: event.id.split(':').next().unwrap().parse().unwrap(),
                 text: helpers::sse::token_text(std::slice::from_ref(&event)),
@@ -280,7 +280,7 @@ async fn through_another_replica_a_reply_arrives_live_exactly_once() {
     let b = cluster.replica("replica-b").await;
     let client = browser();
     let (chat, reply) = start_reply(&cluster.store, &client, &a.base, "write for a while").await;
-    let stream = |base: &str| format!("{base}/chats/{chat}/messages/{reply}/stream");
+    let stream = |base: &str| format!("{base}/api/v1/messages/{reply}/stream");
     let (url_a, url_b) = (stream(&a.base), stream(&b.base));
     let (on_a, on_b) = tokio::join!(read_timed(&client, &url_a), read_timed(&client, &url_b));
     let stored = cluster.message(reply).await;
@@ -312,7 +312,7 @@ async fn through_another_replica_a_reply_arrives_live_exactly_once() {
 
     // B writes the next reply; a reader on A drops mid-reply and resumes from its last event.
     let next_reply = send_in(&client, &b.base, chat, "and more").await;
-    let url = format!("{}/chats/{chat}/messages/{next_reply}/stream", a.base);
+    let url = format!("{}/api/v1/messages/{next_reply}/stream", a.base);
     let (reader, seen, last_id) = read_some(&client, &url, 40).await;
     drop(reader);
     let (_, _, reader) = EventReader::open(&client, &url, Some(&last_id)).await;
@@ -333,17 +333,17 @@ async fn through_another_replica_a_reply_arrives_live_exactly_once() {
     // A page opened through A in the middle of B's next reply (its row still empty) gets the
     // text written so far at once, from the writer, then the rest live.
     let third_reply = send_in(&client, &b.base, chat, "and more again").await;
-    let on_writer = format!("{}/chats/{chat}/messages/{third_reply}/stream", b.base);
+    let on_writer = format!("{}/api/v1/messages/{third_reply}/stream", b.base);
     let (_writer_reader, written, _) = read_some(&client, &on_writer, 100).await;
     assert!(cluster.message(third_reply).await.content.is_empty());
-    let url = format!("{}/chats/{chat}/messages/{third_reply}/stream", a.base);
+    let url = format!("{}/api/v1/messages/{third_reply}/stream", a.base);
     let attached_at = Instant::now();
     let (_, _, reader) = EventReader::open(&client, &url, None).await;
     let mut reader = reader.unwrap();
     let first = loop {
         let event = reader.next().await.expect("an event");
         match event.event.as_str() {
-            "token" => break helpers::sse::token_text(std::slice::from_ref(&event)),
+            "delta" => break helpers::sse::token_text(std::slice::from_ref(&event)),
             "done" => panic!("nothing came before the end"),
             _ => {}
         }
@@ -381,8 +381,8 @@ async fn a_follower_whose_notifications_are_lost_still_gets_every_piece_once() {
     let a = cluster.replica("replica-a").await;
     let b = cluster.replica("replica-b").await;
     let client = browser();
-    let (chat, reply) = start_reply(&cluster.store, &client, &a.base, "write for a while").await;
-    let url = format!("{}/chats/{chat}/messages/{reply}/stream", b.base);
+    let (_chat, reply) = start_reply(&cluster.store, &client, &a.base, "write for a while").await;
+    let url = format!("{}/api/v1/messages/{reply}/stream", b.base);
     let (mut reader, seen, _) = read_some(&client, &url, 40).await;
     // Every replica's listening connection is cut mid-reply: what is published meanwhile
     // reaches nobody, and the replicas listen again.
@@ -402,7 +402,7 @@ async fn a_follower_whose_notifications_are_lost_still_gets_every_piece_once() {
     let mut live_after_cut = false;
     while let Some(event) = reader.next().await {
         match event.event.as_str() {
-            "token" => {
+            "delta" => {
                 rest.push(helpers::sse::token_text(std::slice::from_ref(&event)));
                 // The row holds no text until the end: a piece while the reply is still
                 // being written came from the writer, through a listener connected again.
@@ -448,7 +448,7 @@ async fn stop_through_another_replica_stops_the_writer() {
     let b = cluster.replica("replica-b").await;
     let client = browser();
     let (chat, reply) = start_reply(&cluster.store, &client, &a.base, "write for a while").await;
-    let url = format!("{}/chats/{chat}/messages/{reply}/stream", a.base);
+    let url = format!("{}/api/v1/messages/{reply}/stream", a.base);
     let (mut reader, seen, _) = read_some(&client, &url, 20).await;
     let disconnected = cluster.fake.log(|l| l.disconnected);
     let asked = Instant::now();
@@ -503,7 +503,7 @@ async fn when_a_replica_dies_a_survivor_interrupts_its_replies_and_retry_works()
     drop(c);
 
     // Follow it through B, then kill A mid-reply.
-    let url = format!("{}/chats/{chat}/messages/{reply}/stream", b.base);
+    let url = format!("{}/api/v1/messages/{reply}/stream", b.base);
     let (mut reader, seen, _) = read_some(&client, &url, 20).await;
     a.child.start_kill().unwrap(); // SIGKILL: no chance to save anything
     a.child.wait().await.unwrap();

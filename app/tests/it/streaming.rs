@@ -11,6 +11,7 @@ use testkit::{
 use uuid::Uuid;
 
 use crate::helpers::{
+    self,
     TestApp, browser, post_form, reply_id,
     sse::{EventReader, token_text, unescape_html},
 };
@@ -29,8 +30,8 @@ async fn new_chat(app: &TestApp) -> Uuid {
     app.create_chat(&app.client, "").await
 }
 
-fn stream_url(app: &TestApp, chat: Uuid, reply: Uuid) -> String {
-    app.url(&format!("/chats/{chat}/messages/{reply}/stream"))
+fn stream_url(app: &TestApp, _chat: Uuid, reply: Uuid) -> String {
+    app.url(&format!("/api/v1/messages/{reply}/stream"))
 }
 
 async fn stored(app: &TestApp, id: Uuid) -> message::Model {
@@ -101,24 +102,25 @@ async fn streamed_and_stored_text_equal_exactly_what_the_model_sent() {
     // Ids are increasing byte offsets, ending at the full length.
     let ids: Vec<usize> = events
         .iter()
-        .filter(|e| e.event == "token")
+        .filter(|e| e.event == "delta")
         .map(|e| e.id.parse().unwrap())
         .collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
     assert_eq!(*ids.last().unwrap(), expected.len());
     let last = events.last().unwrap();
     assert_eq!(last.event, "done", "ends with done");
+    let done: serde_json::Value = serde_json::from_str(&last.data).unwrap();
+    assert_eq!(done["content"], expected.as_str());
+    // The page's stream shows the raw HTML as text.
+    let (_, _, page) =
+        EventReader::open(&app.client, &page_stream_url(&app, chat, reply), None).await;
+    let page = helpers::sse::page_html(&page.unwrap().all().await);
     assert!(
-        last.data.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
-        "raw HTML shown as text: {}",
-        last.data
+        page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "raw HTML shown as text: {page}"
     );
-    assert!(
-        last.data.contains("<strong>bold</strong>"),
-        "markdown rendered: {}",
-        last.data
-    );
-    assert!(!last.data.contains("<script"), "{}", last.data);
+    assert!(page.contains("<strong>bold</strong>"), "markdown rendered: {page}");
+    assert!(!page.contains("<script"), "{page}");
 
     let saved = app.finished(reply).await;
     assert_eq!(saved.status, Status::Complete);
@@ -189,7 +191,7 @@ async fn last_event_id_resumes_with_no_gap_and_no_duplicate() {
     let mut first = Vec::new();
     while first.len() < 5 {
         let event = reader.next().await.unwrap();
-        if event.event == "token" {
+        if event.event == "delta" {
             first.push(event);
         }
     }
@@ -268,7 +270,7 @@ async fn stop_closes_the_upstream_connection_and_keeps_the_partial_text() {
     let mut reader = reader.unwrap();
     let mut seen = 0;
     while seen < 3 {
-        if reader.next().await.unwrap().event == "token" {
+        if reader.next().await.unwrap().event == "delta" {
             seen += 1;
         }
     }
@@ -291,7 +293,7 @@ async fn stop_closes_the_upstream_connection_and_keeps_the_partial_text() {
     let rest = reader.all().await;
     let done = rest.last().unwrap();
     assert_eq!(done.event, "done");
-    assert!(done.data.contains("Stopped."), "{}", done.data);
+    assert!(done.data.contains("\"status\":\"stopped\""), "{}", done.data);
     // Without JavaScript, Stop is a form post and a 303; stopping a finished reply changes nothing.
     let response = app
         .post(&format!("/chats/{chat}/messages/{reply}/stop"), &[])
@@ -544,13 +546,13 @@ async fn one_reply_per_chat_and_a_global_limit_with_a_waiting_state() {
         .iter()
         .position(|e| e.event == "status" && e.data.contains("Waiting for the model"))
         .expect("a waiting status");
-    let first_token = events.iter().position(|e| e.event == "token").unwrap();
+    let first_token = events.iter().position(|e| e.event == "delta").unwrap();
     assert!(waiting < first_token);
     // Once the slot is free, the waiting line is cleared (an event with data, so that browsers
     // dispatch it), before the text.
     let cleared = events
         .iter()
-        .position(|e| e.event == "status" && e.data == "<span></span>")
+        .position(|e| e.event == "status" && e.data == r#"{"text":""}"#)
         .expect("the waiting status is cleared");
     assert!(waiting < cleared && cleared < first_token);
     assert_eq!(app.finished(first).await.status, Status::Complete);
@@ -845,7 +847,7 @@ async fn streams_and_stops_of_another_session_are_not_found() {
     assert_eq!(status, 404);
     let other_chat = new_chat(&app).await;
     let (status, _, _) =
-        EventReader::open(&app.client, &stream_url(&app, other_chat, reply), None).await;
+        EventReader::open(&app.client, &page_stream_url(&app, other_chat, reply), None).await;
     assert_eq!(status, 404);
 }
 
@@ -1172,4 +1174,110 @@ async fn a_reply_whose_chat_is_deleted_while_it_waits_never_reaches_the_model() 
         "only the first reply asked the model"
     );
     assert!(!app.state.generations.is_busy(doomed_chat));
+}
+
+/// A markdown reply as a model writes it, token by token.
+fn markdown_tokens() -> Vec<String> {
+    let text = "# Plan\n\nSome **bold** text, `code` and $x^2$.\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n\
+        ```rust\nfn main() {}\n```\n\n- one\n- two <script>alert(1)</script>\n";
+    text.as_bytes()
+        .chunks(3)
+        .map(|c| String::from_utf8(c.to_vec()).unwrap())
+        .collect()
+}
+
+fn page_stream_url(app: &TestApp, chat: Uuid, reply: Uuid) -> String {
+    app.url(&format!("/chats/{chat}/messages/{reply}/stream"))
+}
+
+#[tokio::test]
+async fn a_page_streams_the_reply_rendered_and_done_leaves_the_text_alone() {
+    let tokens = markdown_tokens();
+    let (app, _fake) = spawn(paced(&tokens, 3), |_| {}).await;
+    let chat = new_chat(&app).await;
+    let reply = app.send(&app.client, chat, "Plan it").await;
+    let (status, _, events) =
+        EventReader::open(&app.client, &page_stream_url(&app, chat, reply), None).await;
+    assert_eq!(status, 200);
+    let events = events.unwrap().all().await;
+    let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+    assert!(!names.contains(&"token"), "{names:?}");
+    assert!(names.iter().filter(|n| **n == "html").count() > 3, "{names:?}");
+    assert_eq!(names.last(), Some(&"done"));
+    // The first update starts the page's text afresh; what the page ends with is the render.
+    assert!(events.iter().find(|e| e.event == "html").unwrap().data.starts_with("r "));
+    let saved = stored(&app, reply).await;
+    assert_eq!(saved.content, tokens.concat());
+    let page = helpers::sse::page_html(&events);
+    assert_eq!(page, app::render::markdown_to_html(&saved.content));
+    assert!(page.contains("<h1>Plan</h1>") && page.contains("<table>") && page.contains("<math"));
+    assert!(!page.contains("<script"), "{page}");
+    // The chat page, loaded afterwards, shows the same HTML.
+    let chat_page = app.get(&format!("/chats/{chat}")).await.text().await.unwrap();
+    assert!(chat_page.contains(&page), "{chat_page}");
+    // `done` brings what follows the text (stats, Regenerate), not the text.
+    let done = &events.last().unwrap().data;
+    assert!(!done.contains("class=\"content\""), "{done}");
+    assert!(done.contains("Regenerate"), "{done}");
+    // Every moment the page showed had nothing executable and only finished blocks that the
+    // final render begins with.
+    let mut shown = (String::new(), String::new());
+    for event in events.iter().filter(|e| e.event == "html") {
+        shown = helpers::sse::apply_update(&shown, &event.data);
+        assert!(page.starts_with(&shown.0), "{}", shown.0);
+        assert!(!format!("{}{}", shown.0, shown.1).contains("<script"));
+    }
+}
+
+#[tokio::test]
+async fn a_page_reconnecting_gets_its_text_anew_never_behind_where_it_was() {
+    let tokens = markdown_tokens();
+    let (app, _fake) = spawn(paced(&tokens, 15), |_| {}).await;
+    let chat = new_chat(&app).await;
+    let reply = app.send(&app.client, chat, "Plan it").await;
+    let url = page_stream_url(&app, chat, reply);
+    let (_, _, first) = EventReader::open(&app.client, &url, None).await;
+    let mut first = first.unwrap();
+    let mut last_id = String::new();
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let event = first.next().await.expect("an update");
+        if event.event == "html" {
+            last_id = event.id.clone();
+            seen.push(event);
+        }
+    }
+    drop(first);
+    let (status, _, resumed) = EventReader::open(&app.client, &url, Some(&last_id)).await;
+    assert_eq!(status, 200);
+    let resumed = resumed.unwrap().all().await;
+    let first_update = resumed.iter().find(|e| e.event == "html").unwrap();
+    assert!(first_update.data.starts_with("r "), "{}", first_update.data);
+    let at: usize = first_update.id.parse().unwrap();
+    assert!(at >= last_id.parse::<usize>().unwrap(), "{at} < {last_id}");
+    let saved = stored(&app, reply).await;
+    assert_eq!(
+        helpers::sse::page_html(&resumed),
+        app::render::markdown_to_html(&saved.content)
+    );
+}
+
+#[tokio::test]
+async fn the_no_javascript_page_shows_the_text_so_far_rendered() {
+    let tokens = markdown_tokens();
+    let (app, _fake) = spawn(paced(&tokens, 40), |_| {}).await;
+    let chat = new_chat(&app).await;
+    let reply = app.send(&app.client, chat, "Plan it").await;
+    // Wait until some of the reply is there, then load the page as a browser without scripts.
+    let mut page = String::new();
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        page = app.get(&format!("/chats/{chat}")).await.text().await.unwrap();
+        if page.contains("<h1>Plan</h1>") {
+            break;
+        }
+    }
+    assert!(page.contains("<h1>Plan</h1>"), "{page}");
+    assert!(page.contains(&format!("id=\"m-{reply}\"")), "{page}");
+    assert!(!page.contains("# Plan"), "{page}");
 }

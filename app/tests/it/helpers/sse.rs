@@ -56,25 +56,53 @@ impl EventReader {
     }
 }
 
-/// The text of `token` events as the browser shows it: spans removed, entities decoded.
+/// The text of the API stream's `delta` events, in order.
 pub fn token_text(events: &[Event]) -> String {
     events
         .iter()
-        .filter(|e| e.event == "token")
+        .filter(|e| e.event == "delta")
         .map(|e| unescape_token(&e.data))
         .collect()
 }
 
+/// One `delta` event's text.
 pub fn unescape_token(data: &str) -> String {
-    let inner = data
-        .strip_prefix("<span>")
-        .and_then(|d| d.strip_suffix("</span>"))
-        .expect("token wrapped in one span");
-    assert!(
-        !inner.contains('<') && !inner.contains('>'),
-        "token data must be escaped text: {data}"
-    );
-    unescape_html(inner)
+    let value: serde_json::Value = serde_json::from_str(data).expect("a delta is JSON");
+    value["text"].as_str().expect("a delta has text").to_owned()
+}
+
+/// What a page shows after the HTML stream's `html` events (finished blocks and the open
+/// block), applied as `static/app.js` applies them.
+pub fn page_html(events: &[Event]) -> String {
+    let mut page = (String::new(), String::new());
+    for event in events.iter().filter(|e| e.event == "html") {
+        page = apply_update(&page, &event.data);
+    }
+    page.0 + &page.1
+}
+
+/// One `html` or `reasoning` event applied to a page's (finished blocks, open block).
+pub fn apply_update(page: &(String, String), data: &str) -> (String, String) {
+    let (header, body) = data.split_once('\n').expect("a header line");
+    let fields: Vec<&str> = header.split(' ').collect();
+    let number = |i: usize| fields[i].parse::<usize>().expect("a number");
+    let (blocks, open) = match fields[0] {
+        "r" => (String::new(), String::new()),
+        "a" => page.clone(),
+        other => panic!("unknown mode {other}"),
+    };
+    let body: Vec<u16> = body.encode_utf16().collect();
+    let new_blocks = String::from_utf16(&body[..number(1)]).unwrap();
+    let open = match new_blocks.is_empty() {
+        true => open,
+        false => String::new(),
+    };
+    let had: Vec<u16> = open.encode_utf16().collect();
+    let end = had.len().saturating_sub(number(3)).max(number(2));
+    let open = String::from_utf16(&had[..number(2)]).unwrap()
+        + &String::from_utf16(&body[number(1)..]).unwrap()
+        + &String::from_utf16(&had[end..]).unwrap();
+    (blocks + &new_blocks, open)
 }
 
 /// Decodes the entities the app's escaping produces.
