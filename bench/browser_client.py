@@ -133,7 +133,7 @@ class Browser:
         assert response.status == 200, response.status
         first = None
         for event, _ in read_events(response):
-            if event == "token" and first is None:
+            if event == "html" and first is None:
                 first = time.perf_counter() - started
             if event in ("done", "error"):
                 break

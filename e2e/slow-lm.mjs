@@ -6,6 +6,9 @@
 // - When the newest user message has the word "think", REASONING pieces of `reasoning_content`
 //   ("Step N of my reasoning. ") come first, at the same pace; with "at length", three times
 //   TOKENS pieces come.
+// - With the word "markdown", the answer is MARKDOWN_ANSWER (a heading, a paragraph with bold,
+//   code and math, a list, a table, a code block, displayed math, and raw HTML that must show as
+//   text), cut into 3-character pieces, three times as fast.
 // - A request for a chat's title (its system message starts "You name conversations") is answered
 //   at once (after TITLE_DELAY_MS, 0 by default) with `"Slow Test Title."`.
 // - `GET /props` says, like llama-server, whether the model can see images: not unless VISION=1.
@@ -40,6 +43,15 @@ const newestUserText = (body) => {
   return typeof newest === "string" ? newest : "";
 };
 
+const MARKDOWN_ANSWER = "# A plan in **three** steps\n\nFirst a paragraph with **bold**, *emphasis*, `code`, " +
+  "a [link](https://example.com/docs) and math: $e^{i\\pi} + 1 = 0$. It costs $5 and $10.\n\n" +
+  "1. Back up the **database**\n2. Run `migrate --check`\n3. Deploy\n\n" +
+  "| Step | Time | Risk |\n|------|------|------|\n| Backup | 5 min | low |\n| Migrate | 20 min | **high** |\n\n" +
+  "```rust\nfn main() {\n    println!(\"hello\");\n}\n```\n\n" +
+  "$$\\sum_{i=0}^{n} i = \\frac{n(n+1)}{2}$$\n\n" +
+  "> A quote with <script>window.__pwned = 1</script> in it.\n\nThe end.\n";
+const wantsMarkdown = (body) => /\bmarkdown\b/i.test(newestUserText(body));
+
 const wantsThinking = (body) => /\bthink\b/i.test(newestUserText(body));
 
 // "at length" asks for three times as many pieces: long enough for a second page to attach.
@@ -65,7 +77,8 @@ function answerTitle(body, res) {
 function answerSlowly(body, res) {
   const model = body?.model ?? "slow";
   const thinking = wantsThinking(body) ? reasoningPieces : 0;
-  const pieces = tokensFor(body);
+  const markdown = wantsMarkdown(body) ? MARKDOWN_ANSWER.match(/[\s\S]{1,3}/g) : null;
+  const pieces = markdown ? markdown.length : tokensFor(body);
   res.writeHead(200, { "Content-Type": "text/event-stream", "X-Accel-Buffering": "no" });
   res.write(chunk({ role: "assistant", content: null }, null, model));
   let thought = 0;
@@ -77,16 +90,20 @@ function answerSlowly(body, res) {
       return;
     }
     if (sent < pieces) {
-      res.write(chunk({ content: ` word${sent}` }, null, model));
+      res.write(chunk({ content: markdown ? markdown[sent] : ` word${sent}` }, null, model));
       sent += 1;
       return;
     }
     clearInterval(timer);
+    if (markdown) {
+      res.write(chunk({}, "stop", model));
+      return res.end("data: [DONE]\n\n");
+    }
     // A code block at the end, for the copy buttons' test.
     res.write(chunk({ content: "\n\n```js\nconst answer = 42; // <ok>\n```\n" }, null, model));
     res.write(chunk({}, "stop", model));
     res.end("data: [DONE]\n\n");
-  }, delayMs);
+  }, markdown ? Math.max(10, delayMs / 3) : delayMs);
   res.on("close", () => clearInterval(timer));
 }
 

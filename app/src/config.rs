@@ -277,6 +277,11 @@ pub struct Config {
     #[arg(long, env = "SHARE_VIEW_RATE_PER_ADDRESS", default_value = "120/min")]
     pub share_view_rate_per_address: Rate,
 
+    /// How long a temporary chat is kept after its last use; then it is deleted with everything
+    /// in it.
+    #[arg(long, env = "TEMPORARY_CHAT_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub temporary_chat_ttl: std::time::Duration,
+
     /// Reply streams one session may hold open at once.
     #[arg(long, env = "MAX_STREAMS_PER_SESSION", default_value_t = 8)]
     pub max_streams_per_session: usize,

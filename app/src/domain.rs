@@ -404,6 +404,21 @@ pub fn reject_nul(text: &str) -> AppResult<()> {
 
 /// A size as people read it: bytes below 1 KiB, else whole KiB (rounded so that "over the limit"
 /// never reads as equal to it).
+/// A duration as people say it, in its largest whole unit: "24 hours", "2 days", "90 seconds".
+pub fn duration_words(duration: std::time::Duration) -> String {
+    let seconds = duration.as_secs();
+    let (n, unit) = match seconds {
+        s if s >= 86_400 && s.is_multiple_of(86_400) && s / 86_400 != 1 => (s / 86_400, "day"),
+        s if s >= 3_600 && s.is_multiple_of(3_600) => (s / 3_600, "hour"),
+        s if s >= 60 && s.is_multiple_of(60) => (s / 60, "minute"),
+        s => (s, "second"),
+    };
+    match n {
+        1 => format!("1 {unit}"),
+        n => format!("{n} {unit}s"),
+    }
+}
+
 pub fn size(bytes: usize) -> String {
     const MIB: usize = 1024 * 1024;
     if bytes >= MIB {
@@ -425,6 +440,16 @@ pub fn size(bytes: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        use std::time::Duration;
+        assert_eq!(duration_words(Duration::from_secs(86_400)), "24 hours");
+        assert_eq!(duration_words(Duration::from_secs(2 * 86_400)), "2 days");
+        assert_eq!(duration_words(Duration::from_secs(3_600)), "1 hour");
+        assert_eq!(duration_words(Duration::from_secs(90)), "90 seconds");
+        assert_eq!(duration_words(Duration::from_secs(120)), "2 minutes");
+    }
 
     #[test]
     fn session_ids_are_128_bit_hex() {

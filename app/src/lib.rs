@@ -308,6 +308,23 @@ pub async fn serve_on(
             }
         })
     };
+    // Temporary chats past their time are deleted, every minute (on any replica).
+    let sweep_temporary = {
+        let (state, stopping) = (state.clone(), stopping.clone());
+        tokio::spawn(async move {
+            let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = every_minute.tick() => {
+                        if let Err(e) = chat::delete_unused_temporary_chats(&state).await {
+                            tracing::warn!(error = %e, "deleting temporary chats");
+                        }
+                    }
+                    _ = stopping.cancelled() => break,
+                }
+            }
+        })
+    };
     // Leases on the replies written here, Stop asked for on other replicas, and replies whose
     // replica died; until the replies in flight are saved at shutdown.
     let leases = tokio::spawn(
@@ -347,6 +364,7 @@ pub async fn serve_on(
     server::serve(listener, routes::router(state), limits, stopping.clone()).await;
     drain.await?;
     forget_idle.await?;
+    sweep_temporary.await?;
     leases.await?;
     if let Some((listening, publishing)) = live {
         listening.await?;

@@ -18,7 +18,6 @@ use serde_json::{Value, json};
 use crate::{
     Bench, browser, create_chat,
     fake_lm::{self, FakeModel, Text},
-    unescape_token,
 };
 
 /// What one user sent and saw, per chat: (message, streamed reply) in order.
@@ -183,7 +182,8 @@ async fn chat_until(
             .context("no reply id")?
             .to_owned();
         let stream = client
-            .get(format!("{base}/chats/{chat}/messages/{reply}/stream"))
+            // The API's stream: raw deltas, checked against the rows (pages render the text).
+            .get(format!("{base}/api/v1/messages/{reply}/stream"))
             .send()
             .await?;
         if stream.status().is_server_error() {
@@ -195,7 +195,10 @@ async fn chat_until(
         while let Some(event) = events.next().await {
             let event = event.map_err(|e| anyhow::anyhow!("{e}"))?;
             match event.event.as_str() {
-                "token" => text.push_str(&unescape_token(&event.data)),
+                "delta" => {
+                    let delta: Value = serde_json::from_str(&event.data)?;
+                    text.push_str(delta["text"].as_str().unwrap_or_default());
+                }
                 "error" => bail!("user {user}: the reply failed: {}", event.data),
                 "done" => break,
                 _ => {}

@@ -8,6 +8,7 @@ mod fake_lm;
 mod half_open;
 mod load;
 mod nginx;
+mod page_stream;
 mod render;
 mod wrk;
 
@@ -104,6 +105,8 @@ enum Scenario {
     AppOverhead(app_overhead::AppOverheadArgs),
     /// The markdown renderer on hostile input: each kind at each size, in this process.
     Render(render::RenderArgs),
+    /// A long markdown reply streamed to a page: bytes sent against the final HTML.
+    PageStream(page_stream::PageStreamArgs),
     /// Many users chatting at once against PostgreSQL; then every message and reply must be
     /// stored exactly once with exactly its text, and no request may have failed with a 5xx.
     Load {
@@ -195,6 +198,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Engine(args) => engine::run(&bench.repo, args).await?,
         Scenario::AppOverhead(args) => app_overhead::run(args).await?,
         Scenario::Render(args) => render::run(args)?,
+        Scenario::PageStream(args) => page_stream::run(&bench, args).await?,
     };
     println!("{}", serde_json::to_string_pretty(&result)?);
     if let Some(path) = cli.json {
@@ -648,7 +652,13 @@ struct StreamRun {
     /// several tokens share one event, the fake's `" t{i}"` pieces counted in the text (or the
     /// events, for a real model).
     tokens: usize,
+    /// Through the app: the reply's text as stored; straight from the model: as it arrived.
     text: String,
+    /// Through the app: the page's HTML once the stream ended, the stream's bytes, and its
+    /// `html` events.
+    page_html: String,
+    stream_bytes: usize,
+    page_updates: usize,
 }
 
 impl StreamRun {
@@ -759,6 +769,9 @@ async fn direct_stream(
         last_token: last,
         tokens: pieces,
         text,
+        page_html: String::new(),
+        stream_bytes: 0,
+        page_updates: 0,
     })
 }
 
@@ -790,8 +803,18 @@ async fn send_and_read(
         "stream answered {}",
         response.status()
     );
-    let mut events = response.bytes_stream().eventsource();
-    let (mut first, mut last, mut text, mut pieces) = (None, Duration::ZERO, String::new(), 0);
+    // What the page shows, built from the stream as static/app.js builds it.
+    let mut page = (String::new(), String::new());
+    let (mut first, mut last, mut pieces, mut stream_bytes) = (None, Duration::ZERO, 0, 0);
+    let (mut last_id, mut page_updates) = (String::new(), 0);
+    let mut events = response
+        .bytes_stream()
+        .inspect(|chunk| {
+            if let Ok(chunk) = chunk {
+                stream_bytes += chunk.len();
+            }
+        })
+        .eventsource();
     while let Some(event) = events.next().await {
         let event = event.map_err(|e| anyhow::anyhow!("{e}"))?;
         if std::env::var_os("BENCH_TRACE").is_some() {
@@ -803,17 +826,27 @@ async fn send_and_read(
             );
         }
         match event.event.as_str() {
-            "token" => {
-                first.get_or_insert_with(|| started.elapsed());
-                last = started.elapsed();
-                text.push_str(&unescape_token(&event.data));
-                pieces += 1;
+            "html" => {
+                page_updates += 1;
+                let update = app::render::HtmlUpdate::decode(&event.data)
+                    .context("an html event the page could not read")?;
+                page = update.apply((&page.0, &page.1));
+                // The update that finishes the page comes with `done`, at the last piece's id:
+                // it is not text arriving.
+                if (!page.0.is_empty() || !page.1.is_empty()) && event.id != last_id {
+                    first.get_or_insert_with(|| started.elapsed());
+                    last = started.elapsed();
+                    pieces += 1;
+                }
+                last_id.clone_from(&event.id);
             }
             "done" => break,
             "error" => bail!("reply failed: {}", event.data),
             _ => {}
         }
     }
+    drop(events);
+    let text = reply_text(client, base, &reply).await?;
     let fake_pieces = text.matches(" t").count();
     Ok(StreamRun {
         sent: Some(sent),
@@ -821,21 +854,27 @@ async fn send_and_read(
         last_token: last,
         tokens: if fake_pieces > 0 { fake_pieces } else { pieces },
         text,
+        page_html: page.0 + &page.1,
+        stream_bytes,
+        page_updates,
     })
 }
 
-fn unescape_token(data: &str) -> String {
-    let inner = data
-        .strip_prefix("<span>")
-        .and_then(|d| d.strip_suffix("</span>"))
-        .unwrap_or(data);
-    inner
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&#13;", "\r")
-        .replace("&amp;", "&")
+/// A finished reply's text as stored (the API's stream of a finished reply is its `done`).
+async fn reply_text(client: &reqwest::Client, base: &str, reply: &str) -> anyhow::Result<String> {
+    let response = client
+        .get(format!("{base}/api/v1/messages/{reply}/stream"))
+        .send()
+        .await?;
+    let mut events = response.bytes_stream().eventsource();
+    while let Some(event) = events.next().await {
+        let event = event.map_err(|e| anyhow::anyhow!("{e}"))?;
+        if event.event == "done" {
+            let done: Value = serde_json::from_str(&event.data)?;
+            return Ok(done["content"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    bail!("the finished reply's stream ended without done")
 }
 
 /// POSTs a form the way a browser without JavaScript does and returns the 303's `Location`.

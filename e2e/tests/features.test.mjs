@@ -378,6 +378,81 @@ test("after the first reply the model's title shows in the sidebar and the title
   await context.close();
 });
 
+test("a markdown reply is formatted from its first block to its last while it streams, and nothing moves at the end", async () => {
+  for (const [name, viewport] of [["desktop", { width: 1100, height: 900 }], ["phone", { width: 390, height: 844 }]]) {
+    const context = await browser.newContext({ viewport });
+    const page = await context.newPage();
+    await startChat(page, SLOW_BASE, "Hello there");
+    await waitForReplyEnd(page);
+    const replies = await page.locator(".message.assistant").count();
+    // Every state of the newest reply's text while it streams: its visible text and HTML.
+    await page.evaluate(() => {
+      window.__states = [];
+      window.__pwned = 0;
+      const watch = () => {
+        const content = document.querySelector(".message.status-streaming .content");
+        if (!content || window.__content) return;
+        window.__content = content;
+        // The text without the Copy buttons that the page adds to code blocks at the end.
+        const record = () => {
+          const clone = content.cloneNode(true);
+          clone.querySelectorAll("button.copy").forEach((button) => button.remove());
+          window.__states.push({ text: clone.textContent, html: clone.innerHTML });
+        };
+        new MutationObserver(record).observe(content, { subtree: true, childList: true, characterData: true });
+      };
+      new MutationObserver(watch).observe(document.body, { subtree: true, childList: true });
+    });
+    await page.fill("#content", "Show me some markdown");
+    await page.locator("#content").press("Enter");
+    await page.waitForFunction((n) => document.querySelectorAll(".message.assistant").length > n, replies);
+    await page.waitForFunction(() => document.querySelector(".status-streaming .content table tr:nth-child(2)") !== null, null, { timeout: 15_000 });
+    await shot(page, `30-markdown-streaming-${name}`);
+    await waitForReplyEnd(page);
+    const result = await page.evaluate(() => ({
+      states: window.__states,
+      pwned: window.__pwned,
+      same: document.querySelector(".message.assistant:last-child .content") === window.__content,
+      final: (() => {
+        const clone = window.__content?.cloneNode(true);
+        clone?.querySelectorAll("button.copy").forEach((button) => button.remove());
+        return clone?.innerHTML;
+      })(),
+      id: window.__content?.closest(".message")?.id,
+    }));
+    assert.equal(result.pwned, 0, "nothing the model wrote ran");
+    assert.ok(result.same, "the end kept the text's element: nothing was swapped");
+    assert.ok(result.states.length >= 10, `the text changed ${result.states.length} times`);
+    const finalText = result.states[result.states.length - 1].text;
+    for (const state of result.states) {
+      // No raw markup at any moment (the final text has none of these outside code).
+      for (const mark of ["**", "`", "| ", "# ", "](", "$$", "\\pi", "<script"]) {
+        assert.ok(!state.text.includes(mark), `"${mark}" shown while streaming: ${state.text}`);
+      }
+      assert.ok(!/<script/i.test(state.html), state.html);
+    }
+    // What was shown of each finished block is how it ends: the final text grows from every
+    // earlier state's finished part (all but its last line, which may still be completing).
+    for (const state of result.states) {
+      const finished = state.text.split("\n").slice(0, -2).join("\n");
+      assert.ok(finalText.startsWith(finished), `moved: ${finished}\n---\n${finalText}`);
+    }
+    assert.ok(await page.locator(".message.assistant").last().locator(".content math").count() >= 2, "math as MathML");
+    assert.ok(await page.locator(".message.assistant").last().locator(".content table").isVisible());
+    const noSideways = await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth + 1);
+    assert.ok(noSideways, "nothing scrolls sideways");
+    await shot(page, `31-markdown-done-${name}`);
+    await page.reload();
+    const reloaded = await page.locator(`#${result.id} .content`).evaluate((content) => {
+      const clone = content.cloneNode(true);
+      clone.querySelectorAll("button.copy").forEach((button) => button.remove());
+      return clone.innerHTML;
+    });
+    assert.equal(reloaded, result.final, "a reload shows the same HTML");
+    await context.close();
+  }
+});
+
 test("a model's reasoning streams live under Thinking, then folds away apart from the answer", async () => {
   const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
   const page = await context.newPage();

@@ -13,6 +13,7 @@ mod m20261202_000007_pins_and_folders;
 mod m20261202_000008_devices;
 mod m20261203_000009_attachments;
 mod m20261203_000010_rate_limits;
+mod m20261206_000011_temporary_chats;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000008_devices::Migration),
             Box::new(m20261203_000009_attachments::Migration),
             Box::new(m20261203_000010_rate_limits::Migration),
+            Box::new(m20261206_000011_temporary_chats::Migration),
         ]
     }
 }

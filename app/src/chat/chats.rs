@@ -208,6 +208,8 @@ pub struct NewChat {
     /// Files sent with the first message.
     pub files: Vec<Upload>,
     pub title: Option<Title>,
+    /// A temporary chat (see `chat::Model::temporary`).
+    pub temporary: bool,
 }
 
 /// Starts a chat with the configured greeting, and the first message's reply if there is one.
@@ -240,7 +242,7 @@ pub async fn create(
         .map(|text| (text.as_str(), files.as_slice()));
     let created = state
         .store
-        .create_chat(&session.id, greeting, first_message)
+        .create_chat(&session.id, greeting, first_message, new_chat.temporary)
         .await?;
     if let Some(reply) = &created.reply {
         super::messages::start_reply(state, session, reply, &created.chat).await?;
@@ -249,6 +251,20 @@ pub async fn create(
         Some(title) => rename(state, session, created.chat.id, &title).await,
         None => Ok(created.chat),
     }
+}
+
+/// Deletes the temporary chats unused for `TEMPORARY_CHAT_TTL`; how many.
+pub async fn delete_unused_temporary_chats(state: &AppState) -> AppResult<u64> {
+    let ttl = chrono::Duration::from_std(state.config.temporary_chat_ttl)
+        .unwrap_or(chrono::Duration::MAX);
+    let before = chrono::Utc::now()
+        .checked_sub_signed(ttl)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+    let deleted = state.store.delete_unused_temporary_chats(before).await?;
+    if deleted > 0 {
+        tracing::info!(deleted, "temporary chats deleted after TEMPORARY_CHAT_TTL");
+    }
+    Ok(deleted)
 }
 
 #[tracing::instrument(skip_all, fields(%chat_id))]

@@ -17,8 +17,8 @@ mod transfer;
 pub use attachments::attachment;
 pub use chats::{
     ChatHistory, FolderOfChats, MESSAGES_PER_PAGE, MessagePage, NewChat, OpenedChat, Sidebar,
-    TitleStatus, context, create, delete, find, list, messages, open, rename, session_version,
-    sidebar, title_status,
+    TitleStatus, context, create, delete, delete_unused_temporary_chats, find, list, messages,
+    open, rename, session_version, sidebar, title_status,
 };
 pub use devices::{LINK_LIFETIME, NewLink, check_link, devices, new_link, redeem_link, sign_out};
 pub use folders::{create_folder, delete_folder, folders, move_to_folder, pin, rename_folder};

@@ -135,17 +135,21 @@ impl Rendering {
         let started = std::time::Instant::now();
         let deadline = started + bounds::TIME_BUDGET.saturating_sub(self.spent);
         let (rewritten, dropped) = super::math::latex_delimiters(source);
-        let mut bounded = Bounded::new(markdown_events(&rewritten), deadline);
+        // Highlighting is bounded by its bytes (`MAX_HIGHLIGHTED_BYTES`), so its time is not the
+        // budget's: otherwise a long reply with code would be cut where the clock ran out, and
+        // two renders of one text could differ.
+        let highlighting = std::cell::Cell::new(std::time::Duration::ZERO);
+        let mut bounded = Bounded::new(markdown_events(&rewritten), deadline, &highlighting);
         bounded.html_bytes = self.html_bytes;
         bounded.seen = self.events_seen;
         let mut html = String::with_capacity(source.len() * 3 / 2);
         pulldown_cmark::html::push_html(
             &mut html,
-            highlight_code_blocks(bounded.by_ref(), &mut self.highlight_left),
+            highlight_code_blocks(bounded.by_ref(), &mut self.highlight_left, &highlighting),
         );
         self.html_bytes = bounded.html_bytes;
         self.events_seen = bounded.seen;
-        self.spent += started.elapsed();
+        self.spent += started.elapsed().saturating_sub(highlighting.get());
         let cut = bounded.cut_at.map(|at| {
             let mut at = super::math::source_offset(at, &dropped).min(source.len());
             while !source.is_char_boundary(at) {
@@ -287,10 +291,11 @@ fn html_size(event: &Event) -> usize {
 /// Markdown events within [`bounds`]: elements nested deeper than `MAX_NESTING` pass on without
 /// their tags (their text stays); past the HTML size or the time budget the events end, and
 /// `cut_at` says where in the text (the caller shows the rest as plain text).
-struct Bounded<I> {
+struct Bounded<'c, I> {
     events: I,
-    /// When the time budget ends.
+    /// When the time budget ends, and the time spent highlighting (which does not count).
     deadline: std::time::Instant,
+    highlighting: &'c std::cell::Cell<std::time::Duration>,
     /// For each open element: whether its tags were kept.
     open: Vec<bool>,
     /// Where the open code block began, if one is open (a cut inside it starts there: the
@@ -301,11 +306,16 @@ struct Bounded<I> {
     cut_at: Option<usize>,
 }
 
-impl<I> Bounded<I> {
-    fn new(events: I, deadline: std::time::Instant) -> Self {
+impl<'c, I> Bounded<'c, I> {
+    fn new(
+        events: I,
+        deadline: std::time::Instant,
+        highlighting: &'c std::cell::Cell<std::time::Duration>,
+    ) -> Self {
         Self {
             events,
             deadline,
+            highlighting,
             open: Vec::new(),
             code_from: None,
             html_bytes: 0,
@@ -317,11 +327,12 @@ impl<I> Bounded<I> {
     fn over_budget(&mut self) -> bool {
         self.seen += 1;
         self.html_bytes > bounds::MAX_HTML_BYTES
-            || (self.seen.is_multiple_of(64) && std::time::Instant::now() > self.deadline)
+            || (self.seen.is_multiple_of(64)
+                && std::time::Instant::now() > self.deadline + self.highlighting.get())
     }
 }
 
-impl<'a, I: Iterator<Item = (Event<'a>, usize)>> Iterator for Bounded<I> {
+impl<'a, I: Iterator<Item = (Event<'a>, usize)>> Iterator for Bounded<'_, I> {
     type Item = Event<'a>;
 
     fn next(&mut self) -> Option<Event<'a>> {
@@ -368,6 +379,7 @@ impl<'a, I: Iterator<Item = (Event<'a>, usize)>> Iterator for Bounded<I> {
 fn highlight_code_blocks<'a: 'b, 'b>(
     events: impl Iterator<Item = Event<'a>> + 'b,
     highlight_left: &'b mut usize,
+    highlighting: &'b std::cell::Cell<std::time::Duration>,
 ) -> impl Iterator<Item = Event<'a>> + 'b {
     // The block being read: its opening event, its language, and its text so far.
     let mut open: Option<(Event<'a>, String, String)> = None;
@@ -392,7 +404,12 @@ fn highlight_code_blocks<'a: 'b, 'b>(
                     return Vec::new();
                 };
                 let highlighted = match code.len() <= *highlight_left {
-                    true => crate::highlight::highlight(&code, &language),
+                    true => {
+                        let started = std::time::Instant::now();
+                        let spans = crate::highlight::highlight(&code, &language);
+                        highlighting.set(highlighting.get() + started.elapsed());
+                        spans
+                    }
                     false => None,
                 };
                 if highlighted.is_some() {
@@ -467,15 +484,54 @@ fn sanitizer() -> &'static ammonia::Builder<'static> {
 }
 
 const MATHML_TAGS: [&str; 27] = [
-    "math", "mi", "mn", "mo", "ms", "mtext", "mspace", "mrow", "mfrac", "msqrt", "mroot",
-    "msub", "msup", "msubsup", "munder", "mover", "munderover", "mmultiscripts", "mprescripts",
-    "mtable", "mtr", "mtd", "mpadded", "mphantom", "menclose", "merror", "mstyle",
+    "math",
+    "mi",
+    "mn",
+    "mo",
+    "ms",
+    "mtext",
+    "mspace",
+    "mrow",
+    "mfrac",
+    "msqrt",
+    "mroot",
+    "msub",
+    "msup",
+    "msubsup",
+    "munder",
+    "mover",
+    "munderover",
+    "mmultiscripts",
+    "mprescripts",
+    "mtable",
+    "mtr",
+    "mtd",
+    "mpadded",
+    "mphantom",
+    "menclose",
+    "merror",
+    "mstyle",
 ];
 /// Attributes of MathML's presentation elements (no element of HTML's takes them).
 const MATHML_ATTRIBUTES: [&str; 18] = [
-    "mathvariant", "lspace", "rspace", "stretchy", "fence", "separator", "accent",
-    "accentunder", "displaystyle", "scriptlevel", "linethickness", "form", "largeop",
-    "movablelimits", "symmetric", "minsize", "maxsize", "notation",
+    "mathvariant",
+    "lspace",
+    "rspace",
+    "stretchy",
+    "fence",
+    "separator",
+    "accent",
+    "accentunder",
+    "displaystyle",
+    "scriptlevel",
+    "linethickness",
+    "form",
+    "largeop",
+    "movablelimits",
+    "symmetric",
+    "minsize",
+    "maxsize",
+    "notation",
 ];
 
 /// The classes kept on an element: a fence's `language-x` on `code`, the highlighter's `hl-x`

@@ -20,7 +20,9 @@ pub(super) fn math_event<'a>(latex: CowStr<'a>, display: bool) -> Event<'a> {
 }
 
 fn to_mathml(latex: &str, display: bool) -> Option<String> {
-    if latex.trim().is_empty() || latex.len() > MAX_FORMULA_BYTES || depth(latex) > MAX_FORMULA_DEPTH
+    if latex.trim().is_empty()
+        || latex.len() > MAX_FORMULA_BYTES
+        || depth(latex) > MAX_FORMULA_DEPTH
     {
         return None;
     }
@@ -50,7 +52,11 @@ fn depth(latex: &str) -> usize {
             _ if after.starts_with("left") || after.starts_with("begin") => (true, false, 1),
             _ if after.starts_with("right") || after.starts_with("end") => (false, true, 1),
             // An escaped character (`\{`) is not a group.
-            _ => (false, false, 1 + after.chars().next().map_or(0, char::len_utf8)),
+            _ => (
+                false,
+                false,
+                1 + after.chars().next().map_or(0, char::len_utf8),
+            ),
         };
         if opens {
             depth += 1;
@@ -199,7 +205,12 @@ mod tests {
 
     #[test]
     fn invalid_latex_shows_as_code() {
-        for latex in ["\\frac{a}", "\\nosuchcommand{x}", "\\href{javascript:alert(1)}{x}", "x^"] {
+        for latex in [
+            "\\frac{a}",
+            "\\nosuchcommand{x}",
+            "\\href{javascript:alert(1)}{x}",
+            "x^",
+        ] {
             let html = markdown_to_html(&format!("see ${latex}$ here"));
             assert!(!html.contains("<math"), "{latex}: {html}");
             assert!(html.contains("<code>"), "{latex}: {html}");
@@ -222,12 +233,16 @@ mod tests {
     #[test]
     fn the_sanitiser_keeps_mathml_and_nothing_else_inside_it() {
         // What the converter writes survives; a style (which the CSP would refuse) does not.
-        let html = markdown_to_html("$\\color{red}{x} \\mathrm{d}x \\begin{pmatrix}a&b\\\\c&d\\end{pmatrix}$");
+        let html = markdown_to_html(
+            "$\\color{red}{x} \\mathrm{d}x \\begin{pmatrix}a&b\\\\c&d\\end{pmatrix}$",
+        );
         assert!(html.contains("<mtable"), "{html}");
         assert!(html.contains("mathvariant=\"normal\""), "{html}");
         assert!(!html.contains(" style="), "{html}");
         // Raw MathML the model writes is text, like any raw HTML.
-        let html = markdown_to_html("<math><mi>x</mi><maction actiontype=\"statusline\">y</maction></math>");
+        let html = markdown_to_html(
+            "<math><mi>x</mi><maction actiontype=\"statusline\">y</maction></math>",
+        );
         assert!(html.contains("&lt;math&gt;"), "{html}");
     }
 

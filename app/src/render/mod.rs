@@ -5,12 +5,12 @@ mod math;
 mod streaming;
 
 pub use markdown::{Rendering, bounds, markdown_to_html};
-pub use streaming::{HtmlUpdate, LiveHtml};
 use std::{
     num::NonZeroUsize,
     path::Path,
     sync::{Arc, Mutex, PoisonError},
 };
+pub use streaming::{HtmlUpdate, LiveHtml};
 
 use lru::LruCache;
 use minijinja::Environment;

@@ -26,7 +26,7 @@ pub struct LiveHtml {
 /// the page empties the text first) or `a` (add). The page's open block becomes the first
 /// `keep` code units of the one it had, the changed part, and the last `keep_end` code units of
 /// the one it had (a list's or a table's closing tags stay where they were).
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HtmlUpdate {
     pub reset: bool,
     pub blocks: String,
@@ -41,8 +41,33 @@ impl HtmlUpdate {
         let blocks = self.blocks.encode_utf16().count();
         let (keep, keep_end) = (self.keep, self.keep_end);
         // SSE cannot carry a bare carriage return in `data`; in HTML it is a character reference.
-        format!("{mode} {blocks} {keep} {keep_end}\n{}{}", self.blocks, self.changed)
-            .replace('\r', "&#13;")
+        format!(
+            "{mode} {blocks} {keep} {keep_end}\n{}{}",
+            self.blocks, self.changed
+        )
+        .replace('\r', "&#13;")
+    }
+
+    /// An update as [`Self::encode`] wrote it (for clients that render a page's stream: the
+    /// bench, tests).
+    pub fn decode(data: &str) -> Option<Self> {
+        let (header, body) = data.split_once('\n')?;
+        let mut fields = header.split(' ');
+        let reset = match fields.next()? {
+            "r" => true,
+            "a" => false,
+            _ => return None,
+        };
+        let mut number = || fields.next()?.parse::<usize>().ok();
+        let (blocks, keep, keep_end) = (number()?, number()?, number()?);
+        let units: Vec<u16> = body.encode_utf16().collect();
+        Some(Self {
+            reset,
+            blocks: String::from_utf16(units.get(..blocks)?).ok()?,
+            keep,
+            changed: String::from_utf16(&units[blocks..]).ok()?,
+            keep_end,
+        })
     }
 
     /// The page's HTML after applying this update to `before` (the finished blocks' HTML and
@@ -53,7 +78,10 @@ impl HtmlUpdate {
             false => before,
         };
         let units: Vec<u16> = open.encode_utf16().collect();
-        let end_from = units.len().saturating_sub(self.keep_end).max(self.keep.min(units.len()));
+        let end_from = units
+            .len()
+            .saturating_sub(self.keep_end)
+            .max(self.keep.min(units.len()));
         let open = String::from_utf16_lossy(&units[..self.keep.min(units.len())])
             + &self.changed
             + &String::from_utf16_lossy(&units[end_from..]);
@@ -116,7 +144,9 @@ impl LiveHtml {
             keep_end: had[had.len() - common_end..].encode_utf16().count(),
             blocks,
         };
-        let unchanged = !reset && update.blocks.is_empty() && update.changed.is_empty()
+        let unchanged = !reset
+            && update.blocks.is_empty()
+            && update.changed.is_empty()
             && had.len() == open.len();
         self.open_html = open;
         self.started = true;
@@ -211,10 +241,7 @@ fn is_markup_only(line: &str) -> bool {
 fn close_inline(text: &str) -> Cow<'_, str> {
     // Inline markup does not cross a blank line; a list item or a quote line starts afresh too
     // often to scan further back than the last line's paragraph.
-    let from = text
-        .trim_end()
-        .rfind("\n\n")
-        .map_or(0, |i| i + 2);
+    let from = text.trim_end().rfind("\n\n").map_or(0, |i| i + 2);
     let paragraph = &text[from..];
     let bytes = paragraph.as_bytes();
     // Open emphasis: (where, the character, how many).
@@ -265,8 +292,11 @@ fn close_inline(text: &str) -> Cow<'_, str> {
                 let closes_later = match run {
                     1 => {
                         // A price (`$5`) or a lone `$` is text; math opens on anything else.
-                        let opens = after.is_some_and(|c| !c.is_whitespace() && !c.is_ascii_digit());
-                        let line_end = paragraph[i + 1..].find('\n').map_or(paragraph.len(), |e| i + 1 + e);
+                        let opens =
+                            after.is_some_and(|c| !c.is_whitespace() && !c.is_ascii_digit());
+                        let line_end = paragraph[i + 1..]
+                            .find('\n')
+                            .map_or(paragraph.len(), |e| i + 1 + e);
                         match opens {
                             false => {
                                 i += 1;
@@ -298,7 +328,7 @@ fn close_inline(text: &str) -> Cow<'_, str> {
                 let right = before.is_some_and(|c| !c.is_whitespace());
                 let intraword = before.is_some_and(char::is_alphanumeric)
                     && after.is_some_and(char::is_alphanumeric);
-                let counts = !(c == b'_' && intraword) && !(c == b'~' && run < 2);
+                let counts = !(c == b'_' && intraword || c == b'~' && run < 2);
                 if counts {
                     if right && let Some(at) = open.iter().rposition(|(_, ch, _)| *ch == c) {
                         open.truncate(at);
@@ -475,7 +505,10 @@ mod tests {
         let update = live.update("Look:\n\n```python\nprint(1)\n``").unwrap();
         let (blocks, open) = update.apply(("", ""));
         assert_eq!(blocks, "<p>Look:</p>\n");
-        assert!(open.starts_with("<pre><code class=\"language-python\">"), "{open}");
+        assert!(
+            open.starts_with("<pre><code class=\"language-python\">"),
+            "{open}"
+        );
         assert!(!open.contains("``"), "{open}");
         let mut live = LiveHtml::default();
         let (_, open) = live
@@ -486,7 +519,10 @@ mod tests {
         assert!(!open.contains('3'), "the half-written row waits: {open}");
         let mut live = LiveHtml::default();
         let (_, open) = live.update("| a | b |\n|--").unwrap().apply(("", ""));
-        assert_eq!(open, "", "a header without its delimiter row is not shown as pipes");
+        assert_eq!(
+            open, "",
+            "a header without its delimiter row is not shown as pipes"
+        );
     }
 
     #[test]
@@ -507,9 +543,13 @@ mod tests {
     fn bytes_sent_stay_proportional_to_the_reply() {
         // One long list and one long table: the open block grows for the whole reply, yet
         // only its changed end is sent.
-        let list: String = (0..400).map(|i| format!("- item **{i}** with some words\n")).collect();
+        let list: String = (0..400)
+            .map(|i| format!("- item **{i}** with some words\n"))
+            .collect();
         let table: String = "| n | square |\n|---|---|\n".to_owned()
-            + &(0..400).map(|i| format!("| {i} | {} |\n", i * i)).collect::<String>();
+            + &(0..400)
+                .map(|i| format!("| {i} | {} |\n", i * i))
+                .collect::<String>();
         for text in [list, table] {
             let mut live = LiveHtml::default();
             let mut sent = 0;
@@ -523,7 +563,10 @@ mod tests {
                 sent += update.map_or(0, |u| u.encode().len());
             }
             let last = markdown_to_html(&text).len();
-            assert!(sent <= 6 * last, "{sent} bytes sent for {last} bytes of HTML");
+            assert!(
+                sent <= 6 * last,
+                "{sent} bytes sent for {last} bytes of HTML"
+            );
         }
     }
 
@@ -537,7 +580,52 @@ mod tests {
             keep_end: 4,
         };
         assert_eq!(update.encode(), "a 11 3 4\n<p>é😀</p>\nx");
+        assert_eq!(HtmlUpdate::decode(&update.encode()), Some(update.clone()));
         let (_, open) = update.apply(("", "<p>😀</p>"));
         assert_eq!(open, "<p>x</p>");
+    }
+}
+/// A long reply, much of it code (the highlighter's time is not the render's time budget's, so
+/// the streamed blocks and the final render agree however slow the machine).
+#[cfg(test)]
+mod long_reply_tests {
+    use super::*;
+    const MARKDOWN_ANSWER: &str = "Here is **one way** to do it, with [the docs](https://example.com/docs) \
+for details:\n\n1. Read the `input` line by line\n2. Parse each *field*\n3. Print the result\n\n\
+```rust\nfn main() {\n    let total: u32 = (1..=10).sum();\n    println!(\"{total}\");\n}\n```\n\n\
+| step | cost |\n| --- | --- |\n| parse | low |\n| print | lower |\n\n";
+    #[test]
+    fn a_long_reply_with_code_streams_to_its_render() {
+        let words: Vec<&str> = MARKDOWN_ANSWER.split_inclusive(' ').collect();
+        let text: String = (0..300).map(|i| words[i % words.len()]).collect();
+        let want = crate::render::markdown_to_html(&text);
+        let mut live = LiveHtml::default();
+        let mut page = (String::new(), String::new());
+        let mut end = 0;
+        let mut i = 0;
+        while end < text.len() {
+            end += words[i % words.len()].len();
+            i += 1;
+            if let Some(u) = live.update(&text[..end]) {
+                page = u.apply((&page.0, &page.1));
+            }
+            if !want.starts_with(&page.0) {
+                let common = want
+                    .bytes()
+                    .zip(page.0.bytes())
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                panic!(
+                    "at {end}: want {:?}\n got {:?}\ntext {:?}",
+                    &want[common.saturating_sub(200)..(common + 200).min(want.len())],
+                    &page.0[common.saturating_sub(200)..(common + 200).min(page.0.len())],
+                    &text[..end]
+                );
+            }
+        }
+        if let Some(u) = live.finish(&text) {
+            page = u.apply((&page.0, &page.1));
+        }
+        assert_eq!(page.0 + &page.1, want);
     }
 }

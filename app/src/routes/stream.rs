@@ -190,10 +190,14 @@ impl PageStream {
         both: bool,
         finished: bool,
     ) -> (Self, Vec<Event>) {
-        let long = self.answer.len() + self.reasoning.len() >= crate::render::bounds::OFF_WORKER_BYTES;
+        let long =
+            self.answer.len() + self.reasoning.len() >= crate::render::bounds::OFF_WORKER_BYTES;
         let work = move || {
             let mut updates = Vec::with_capacity(2);
-            for (which, name) in [(PieceKind::Reasoning, "reasoning"), (PieceKind::Text, "html")] {
+            for (which, name) in [
+                (PieceKind::Reasoning, "reasoning"),
+                (PieceKind::Text, "html"),
+            ] {
                 if !both && which != kind {
                     continue;
                 }
@@ -206,7 +210,12 @@ impl PageStream {
                     false => live.update(text),
                 };
                 if let Some(update) = update {
-                    updates.push(Event::default().id(offsets.id()).event(name).data(update.encode()));
+                    updates.push(
+                        Event::default()
+                            .id(offsets.id())
+                            .event(name)
+                            .data(update.encode()),
+                    );
                 }
             }
             (self, updates)
@@ -275,7 +284,7 @@ fn encode(state: &AppState, encoding: Encoding, event: ReplyEvent) -> Vec<Event>
                 };
                 events.push(Event::default().event("error").data(data));
             }
-                    let data = match encoding {
+            let data = match encoding {
                 Encoding::Html => finished_reply_html(state, &reply, title_pending),
                 Encoding::Json => json(&MessageJson::from(*reply)),
             };

@@ -77,8 +77,9 @@ impl Store {
         after: Option<&chat::Model>,
         limit: u64,
     ) -> Result<Vec<chat::Model>, DbErr> {
-        let mut query =
-            chat::Entity::find().filter(chat::Column::SessionId.eq(session_id.as_str()));
+        let mut query = chat::Entity::find()
+            .filter(chat::Column::SessionId.eq(session_id.as_str()))
+            .filter(chat::Column::Temporary.eq(false));
         if let Some(last) = after {
             query = query.filter(
                 sea_orm::Condition::any()
@@ -118,6 +119,7 @@ impl Store {
         session_id: &SessionId,
         greeting: Option<&str>,
         first_message: Option<(&str, &[Attachment])>,
+        temporary: bool,
     ) -> Result<NewChat, DbErr> {
         let now = Utc::now();
         let title = first_message.map_or_else(
@@ -131,6 +133,7 @@ impl Store {
             title: Set(title),
             created_at: Set(now),
             updated_at: Set(now),
+            temporary: Set(temporary),
             ..Default::default()
         }
         .insert(&txn)
@@ -285,6 +288,22 @@ impl Store {
             .exec(&self.db)
             .await?;
         Ok(updated.rows_affected > 0)
+    }
+
+    /// Deletes every temporary chat (with its messages, files and links, by the cascading
+    /// foreign keys) unused since `before`; how many. A replica-wide sweep: it takes no
+    /// visitor's input, and any replica may run it (a chat deleted twice is deleted once).
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn delete_unused_temporary_chats(
+        &self,
+        before: chrono::DateTime<Utc>,
+    ) -> Result<u64, DbErr> {
+        let deleted = chat::Entity::delete_many()
+            .filter(chat::Column::Temporary.eq(true))
+            .filter(chat::Column::UpdatedAt.lt(before))
+            .exec(&self.db)
+            .await?;
+        Ok(deleted.rows_affected)
     }
 
     /// Deletes a chat and (by the cascading foreign key) its messages. `false`: no such chat.

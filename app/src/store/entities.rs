@@ -41,6 +41,9 @@ pub mod chat {
         pub pinned_at: Option<DateTimeUtc>,
         /// The folder it is in (one of its session's); `None`: none.
         pub folder_id: Option<Uuid>,
+        /// Not listed, never found by search, deleted once `TEMPORARY_CHAT_TTL` has passed
+        /// since its last use (`updated_at`).
+        pub temporary: bool,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

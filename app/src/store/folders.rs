@@ -159,8 +159,11 @@ impl Store {
         session_id: &SessionId,
         limit: u64,
     ) -> Result<SidebarChats, DbErr> {
-        let of_session =
-            || chat::Entity::find().filter(chat::Column::SessionId.eq(session_id.as_str()));
+        let of_session = || {
+            chat::Entity::find()
+                .filter(chat::Column::SessionId.eq(session_id.as_str()))
+                .filter(chat::Column::Temporary.eq(false))
+        };
         let newest_first = |query: sea_orm::Select<chat::Entity>| {
             query
                 .order_by_desc(chat::Column::UpdatedAt)

@@ -54,6 +54,7 @@ impl Store {
             // An imported chat starts unpinned and in no folder.
             pinned_at: Set(None),
             folder_id: Set(None),
+            temporary: Set(false),
         }
         .insert(&txn)
         .await?;

@@ -531,6 +531,10 @@ async fn html_streams_are_unchanged_by_the_api() {
     let url = app.url(&format!("/chats/{chat}/messages/{reply}/stream"));
     let (_, _, reader) = EventReader::open(&app.client, &url, None).await;
     let events = reader.unwrap().all().await;
-    assert!(events.iter().any(|e| e.event == "html" && e.data.starts_with("r ")));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.event == "html" && e.data.starts_with("r "))
+    );
     assert!(!events.iter().any(|e| e.event == "delta"));
 }

@@ -331,7 +331,7 @@ async fn sigterm_lets_replies_finish_within_the_grace_period_then_saves_the_rest
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     fake.set(|k| *k = paced(1000, 20)); // 20 s: outlives it
-    let (chat, long) = start_reply(&client, &app.base, "long").await;
+    let (_chat, long) = start_reply(&client, &app.base, "long").await;
     let url = format!("{}/api/v1/messages/{long}/stream", app.base);
     let (_, _, reader) = EventReader::open(&client, &url, None).await;
     let mut reader = reader.unwrap();

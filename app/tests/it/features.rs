@@ -534,7 +534,11 @@ async fn reasoning_streams_live_and_is_stored_apart_from_the_answer() {
         }
         page.0 + &page.1
     };
-    assert_eq!(of("reasoning"), "<p>Let me think &lt;b&gt;hard&lt;/b&gt;.</p>\n", "escaped, live");
+    assert_eq!(
+        of("reasoning"),
+        "<p>Let me think &lt;b&gt;hard&lt;/b&gt;.</p>\n",
+        "escaped, live"
+    );
     assert_eq!(of("html"), "<p>The answer.</p>\n");
     let first_answer = events
         .iter()
@@ -543,7 +547,9 @@ async fn reasoning_streams_live_and_is_stored_apart_from_the_answer() {
         })
         .unwrap();
     assert!(
-        events[..first_answer].iter().any(|e| e.event == "reasoning"),
+        events[..first_answer]
+            .iter()
+            .any(|e| e.event == "reasoning"),
         "reasoning comes before the answer"
     );
     let done = events.iter().find(|e| e.event == "done").unwrap();

@@ -24,3 +24,4 @@ mod reply_stats;
 mod security;
 mod shares;
 mod streaming;
+mod temporary_chats;

@@ -225,9 +225,9 @@ fn attack() -> impl Strategy<Value = String> {
 
 /// Elements that run code, load content, or change what the page's URLs mean.
 const FORBIDDEN_TAGS: &[&str] = &[
-    "script", "iframe", "object", "embed", "style", "svg", "img", "image", "frame",
-    "frameset", "applet", "base", "link", "meta", "form", "template", "noscript", "video", "audio",
-    "source", "portal",
+    "script", "iframe", "object", "embed", "style", "svg", "img", "image", "frame", "frameset",
+    "applet", "base", "link", "meta", "form", "template", "noscript", "video", "audio", "source",
+    "portal",
 ];
 
 /// Attributes whose value a browser treats as a URL.

@@ -11,8 +11,7 @@ use testkit::{
 use uuid::Uuid;
 
 use crate::helpers::{
-    self,
-    TestApp, browser, post_form, reply_id,
+    self, TestApp, browser, post_form, reply_id,
     sse::{EventReader, token_text, unescape_html},
 };
 
@@ -119,7 +118,10 @@ async fn streamed_and_stored_text_equal_exactly_what_the_model_sent() {
         page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
         "raw HTML shown as text: {page}"
     );
-    assert!(page.contains("<strong>bold</strong>"), "markdown rendered: {page}");
+    assert!(
+        page.contains("<strong>bold</strong>"),
+        "markdown rendered: {page}"
+    );
     assert!(!page.contains("<script"), "{page}");
 
     let saved = app.finished(reply).await;
@@ -293,7 +295,11 @@ async fn stop_closes_the_upstream_connection_and_keeps_the_partial_text() {
     let rest = reader.all().await;
     let done = rest.last().unwrap();
     assert_eq!(done.event, "done");
-    assert!(done.data.contains("\"status\":\"stopped\""), "{}", done.data);
+    assert!(
+        done.data.contains("\"status\":\"stopped\""),
+        "{}",
+        done.data
+    );
     // Without JavaScript, Stop is a form post and a 303; stopping a finished reply changes nothing.
     let response = app
         .post(&format!("/chats/{chat}/messages/{reply}/stop"), &[])
@@ -1202,10 +1208,20 @@ async fn a_page_streams_the_reply_rendered_and_done_leaves_the_text_alone() {
     let events = events.unwrap().all().await;
     let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
     assert!(!names.contains(&"token"), "{names:?}");
-    assert!(names.iter().filter(|n| **n == "html").count() > 3, "{names:?}");
+    assert!(
+        names.iter().filter(|n| **n == "html").count() > 3,
+        "{names:?}"
+    );
     assert_eq!(names.last(), Some(&"done"));
     // The first update starts the page's text afresh; what the page ends with is the render.
-    assert!(events.iter().find(|e| e.event == "html").unwrap().data.starts_with("r "));
+    assert!(
+        events
+            .iter()
+            .find(|e| e.event == "html")
+            .unwrap()
+            .data
+            .starts_with("r ")
+    );
     let saved = stored(&app, reply).await;
     assert_eq!(saved.content, tokens.concat());
     let page = helpers::sse::page_html(&events);
@@ -1213,7 +1229,12 @@ async fn a_page_streams_the_reply_rendered_and_done_leaves_the_text_alone() {
     assert!(page.contains("<h1>Plan</h1>") && page.contains("<table>") && page.contains("<math"));
     assert!(!page.contains("<script"), "{page}");
     // The chat page, loaded afterwards, shows the same HTML.
-    let chat_page = app.get(&format!("/chats/{chat}")).await.text().await.unwrap();
+    let chat_page = app
+        .get(&format!("/chats/{chat}"))
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(chat_page.contains(&page), "{chat_page}");
     // `done` brings what follows the text (stats, Regenerate), not the text.
     let done = &events.last().unwrap().data;
@@ -1272,7 +1293,12 @@ async fn the_no_javascript_page_shows_the_text_so_far_rendered() {
     let mut page = String::new();
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        page = app.get(&format!("/chats/{chat}")).await.text().await.unwrap();
+        page = app
+            .get(&format!("/chats/{chat}"))
+            .await
+            .text()
+            .await
+            .unwrap();
         if page.contains("<h1>Plan</h1>") {
             break;
         }

@@ -66,6 +66,7 @@ pub async fn create_chat(
         first_message: None,
         files: Vec::new(),
         title: body.title.as_deref().map(Title::parse).transpose()?,
+        temporary: body.temporary,
     };
     let chat = chat::create(&state, &session, address, new_chat).await?;
     Ok((StatusCode::CREATED, Json(chat.into())))

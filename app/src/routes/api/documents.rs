@@ -85,6 +85,8 @@ pub struct ChatJson {
     pub pinned: bool,
     /// The folder it is in; `null`: none.
     pub folder_id: Option<Uuid>,
+    /// Not listed, never found by search, deleted after `TEMPORARY_CHAT_TTL` unused.
+    pub temporary: bool,
 }
 
 impl From<chat::Model> for ChatJson {
@@ -98,6 +100,7 @@ impl From<chat::Model> for ChatJson {
             settings,
             pinned: c.pinned_at.is_some(),
             folder_id: c.folder_id,
+            temporary: c.temporary,
         }
     }
 }
@@ -266,6 +269,11 @@ pub struct NewChat {
     /// A title; without one the first message names the chat.
     #[schema(min_length = 1, max_length = 120)]
     pub title: Option<String>,
+    /// A temporary chat: not listed (`GET /api/v1/chats`), never found by search, and deleted
+    /// with everything in it once `TEMPORARY_CHAT_TTL` (default 24 h) has passed since its last
+    /// use.
+    #[serde(default)]
+    pub temporary: bool,
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -111,6 +111,8 @@ struct ChatPage {
     shares: SharesView,
     /// Every message shown is left out of the prompt: the line goes after them.
     context_boundary_at_end: bool,
+    /// How long a temporary chat is kept after its last use (`TEMPORARY_CHAT_TTL`).
+    temporary_ttl: String,
 }
 
 /// The chat page, from the page cache when nothing it shows has changed since it was rendered:
@@ -167,6 +169,7 @@ pub async fn show(
         max_attachment_size: size(state.config.max_attachment_bytes),
         settings: SettingsView::new(&state, &opened.chat, models, false),
         chat: opened.chat,
+        temporary_ttl: crate::domain::duration_words(state.config.temporary_chat_ttl),
     };
     let Html(page) = render(&state, "chat.html", page)?;
     let page = Bytes::from(page);
@@ -230,6 +233,7 @@ pub async fn create(
         first_message,
         files: form.files,
         title: None,
+        temporary: form.temporary,
     };
     let chat = chat::create(&state, &session, address, new_chat).await?;
     Ok(redirect(htmx, &format!("/chats/{}", chat.id)))

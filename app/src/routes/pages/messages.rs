@@ -28,6 +28,7 @@ use crate::{
 pub struct MessageForm {
     #[serde(default)]
     content: String,
+    temporary: Option<String>,
 }
 
 /// The composer's form: the message (`content`) and its files (`files`, several allowed),
@@ -37,6 +38,8 @@ pub struct MessageForm {
 pub struct ComposerForm {
     pub content: String,
     pub files: Vec<Upload>,
+    /// The home page's "Temporary chat" (`temporary=true`): only `POST /chats` reads it.
+    pub temporary: bool,
 }
 
 impl FromRequest<AppState> for ComposerForm {
@@ -67,6 +70,7 @@ impl FromRequest<AppState> for ComposerForm {
             return Ok(Self {
                 content: form.content,
                 files: Vec::new(),
+                temporary: form.temporary.as_deref().is_some_and(is_checked),
             });
         }
         let mut multipart = Multipart::from_request(request, state)
@@ -84,10 +88,14 @@ impl FromRequest<AppState> for ComposerForm {
         let mut form = Self {
             content: String::new(),
             files: Vec::new(),
+            temporary: false,
         };
         while let Some(mut field) = multipart.next_field().await.map_err(too_much)? {
             match field.name() {
                 Some("content") => form.content = field.text().await.map_err(too_much)?,
+                Some("temporary") => {
+                    form.temporary = is_checked(&field.text().await.map_err(too_much)?);
+                }
                 Some("files") => {
                     let name = field.file_name().unwrap_or_default().to_owned();
                     let mut bytes = Vec::new();
@@ -115,6 +123,11 @@ impl FromRequest<AppState> for ComposerForm {
         }
         Ok(form)
     }
+}
+
+/// A checkbox's value as browsers send it (`on` without a value attribute), or `true`.
+fn is_checked(value: &str) -> bool {
+    matches!(value, "true" | "on")
 }
 
 #[derive(Serialize)]
