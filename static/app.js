@@ -10,9 +10,9 @@ document.addEventListener("keydown", (event) => {
   if (!(field instanceof HTMLTextAreaElement) || !field.hasAttribute("data-enter-sends")) return;
   if (event.key !== "Enter" || event.shiftKey || event.isComposing || event.keyCode === 229) return;
   event.preventDefault();
-  const submit = field.form?.querySelector("button[type=submit]");
+  const submit = field.form?.querySelector("button.send");
   const files = field.form?.querySelector("input[type=file]")?.files;
-  if ((field.value.trim() === "" && !files?.length) || submit?.disabled) return;
+  if ((field.value.trim() === "" && !files?.length) || submit?.disabled || replyBeingWritten()) return;
   field.form?.requestSubmit();
 });
 
@@ -26,6 +26,48 @@ document.addEventListener("drop", (event) => {
   if (!input || !event.dataTransfer?.files.length) return;
   event.preventDefault();
   input.files = event.dataTransfer.files;
+  showChosenFiles(input);
+});
+
+// The chosen files as chips under the composer, each with a button that takes it out again.
+function fileSize(bytes) {
+  if (bytes >= 1024 * 1024) return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+  if (bytes >= 1024) return `${Math.round(bytes / 1024)} KiB`;
+  return `${bytes} bytes`;
+}
+function showChosenFiles(input) {
+  const chips = input.closest(".attach")?.querySelector(".file-chips");
+  if (!chips) return;
+  chips.replaceChildren(...[...input.files].map((file, index) => {
+    const chip = document.createElement("li");
+    chip.className = "file-chip";
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = file.name;
+    const size = document.createElement("span");
+    size.className = "size";
+    size.textContent = fileSize(file.size);
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.textContent = "×";
+    remove.setAttribute("aria-label", `Remove ${file.name}`);
+    remove.addEventListener("click", () => {
+      const kept = new DataTransfer();
+      [...input.files].forEach((f, i) => { if (i !== index) kept.items.add(f); });
+      input.files = kept.files;
+      showChosenFiles(input);
+      input.focus();
+    });
+    chip.append(name, size, remove);
+    return chip;
+  }));
+}
+document.addEventListener("change", (event) => {
+  if (event.target instanceof HTMLInputElement && event.target.matches(".attach .file-input")) showChosenFiles(event.target);
+});
+document.addEventListener("reset", (event) => {
+  const input = event.target instanceof HTMLFormElement ? event.target.querySelector(".attach .file-input") : null;
+  if (input) setTimeout(() => showChosenFiles(input), 0);
 });
 
 // After htmx sends the composer: clear it on success, keep the text when it was refused.
@@ -95,20 +137,33 @@ document.addEventListener("htmx:sseMessage", (event) => {
   if (event.detail.type === "done" && bubble) {
     bubble.classList.remove("status-streaming");
     bubble.querySelector(".content")?.setAttribute("aria-busy", "false");
+    // The reasoning folds away once the answer is complete, as a page rendered now shows it.
+    const thinking = bubble.querySelector("details.thinking");
+    if (thinking) thinking.open = false;
     bubble.removeAttribute("sse-connect");
     updateComposer();
   }
   scrollToEnd(false);
 });
 
-// One reply at a time per chat: Send waits while one is being written.
-function updateComposer() {
-  const button = document.querySelector("#composer button[type=submit]");
-  if (!button) return;
-  const busy = document.querySelector(".message.status-streaming") !== null;
-  button.disabled = busy;
-  button.title = busy ? "A reply is being written (Esc stops it)" : "";
+// One reply at a time per chat: while one is being written the composer's one button is Stop.
+function replyBeingWritten() {
+  return document.querySelector("#messages .message.status-streaming") !== null;
 }
+function updateComposer() {
+  const button = document.querySelector("#composer button.send");
+  if (!button) return;
+  const busy = replyBeingWritten();
+  button.type = busy ? "button" : "submit";
+  button.classList.toggle("stop-reply", busy);
+  button.textContent = busy ? "■ Stop" : "Send";
+  button.title = busy ? "Stop the reply being written (Esc)" : "";
+}
+document.addEventListener("click", (event) => {
+  if (!(event.target instanceof Element) || !event.target.closest("#composer button.stop-reply")) return;
+  event.preventDefault();
+  document.querySelector(".status-streaming .stop-form")?.requestSubmit();
+});
 document.addEventListener("htmx:afterSettle", () => {
   updateComposer();
   // A new reply was added: earlier Regenerate buttons no longer apply.
@@ -119,6 +174,20 @@ document.addEventListener("htmx:afterSettle", () => {
   edits.forEach((edit, i) => { if (i < edits.length - 1) edit.remove(); });
 });
 document.addEventListener("DOMContentLoaded", updateComposer);
+
+// The chat's menu closes on Esc (focus back on its button) and on a click elsewhere.
+document.addEventListener("keydown", (event) => {
+  const menu = document.querySelector("#chat-menu[open]");
+  if (event.key !== "Escape" || !menu) return;
+  event.preventDefault();
+  event.stopImmediatePropagation();
+  menu.open = false;
+  menu.querySelector("summary")?.focus();
+}, true);
+document.addEventListener("click", (event) => {
+  const menu = document.querySelector("#chat-menu[open]");
+  if (menu && event.target instanceof Node && !menu.contains(event.target)) menu.open = false;
+});
 
 // Esc stops the reply being written.
 document.addEventListener("keydown", (event) => {

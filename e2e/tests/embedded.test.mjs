@@ -96,7 +96,7 @@ test("embedded: reloading mid-reply continues the same text", async () => {
 
 test("embedded: Stop ends the reply at once and keeps its text", async () => {
   await midReply(async (page) => {
-    const stop = page.locator(".status-streaming .stop");
+    const stop = page.locator("#composer button.stop-reply");
     if (!(await stop.isVisible())) return false;
     await stop.dispatchEvent("click");
     await waitForReplyEnd(page, 5000);

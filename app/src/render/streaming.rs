@@ -237,6 +237,10 @@ fn is_markup_only(line: &str) -> bool {
             || (digits.len() < line.len() && matches!(digits.trim_end(), "" | "." | ")")))
 }
 
+/// How far back from the end of the text inline markup still open is taken as markup being
+/// written (held back or closed); further back it is text.
+const HOLD_WINDOW: usize = 160;
+
 /// The last paragraph's inline markup closed or held back (see [`as_it_will_end`]).
 fn close_inline(text: &str) -> Cow<'_, str> {
     // Inline markup does not cross a blank line; a list item or a quote line starts afresh too
@@ -248,6 +252,9 @@ fn close_inline(text: &str) -> Cow<'_, str> {
     let mut open: Vec<(usize, u8, usize)> = Vec::new();
     let mut hold: Option<usize> = None;
     let mut code_closer: Option<usize> = None;
+    // Markup opened long ago and still not closed is text (a stray `[`, `$` or `` ` ``): only
+    // what opened near the end is held back or closed, so a stray one never hides the rest.
+    let recent = |at: usize| paragraph.len() - at <= HOLD_WINDOW;
     let mut i = 0;
     while i < bytes.len() {
         let c = bytes[i];
@@ -262,10 +269,11 @@ fn close_inline(text: &str) -> Cow<'_, str> {
                 match close {
                     Some(close) => match rest.find(close) {
                         Some(end) => i += 1 + end + close.len(),
-                        None => {
+                        None if recent(i) => {
                             hold = Some(i);
                             break;
                         }
+                        None => i += 2,
                     },
                     None => i += 1 + rest.chars().next().map_or(0, char::len_utf8),
                 }
@@ -275,6 +283,7 @@ fn close_inline(text: &str) -> Cow<'_, str> {
                 let fence = &paragraph[i..i + run];
                 match paragraph[i + run..].find(fence) {
                     Some(end) => i += run + end + run,
+                    None if !recent(i) => i += run,
                     // Nothing in it yet: nothing to show.
                     None if paragraph[i + run..].trim().is_empty() => {
                         hold = Some(i);
@@ -309,10 +318,11 @@ fn close_inline(text: &str) -> Cow<'_, str> {
                 };
                 match closes_later {
                     Some(end) => i = end,
-                    None => {
+                    None if recent(i) => {
                         hold = Some(i);
                         break;
                     }
+                    None => i += run,
                 }
             }
             b'*' | b'_' | b'~' => {
@@ -357,7 +367,7 @@ fn close_inline(text: &str) -> Cow<'_, str> {
                         }
                     }
                 };
-                if !complete {
+                if !complete && recent(from) {
                     hold = Some(from);
                     break;
                 }
@@ -367,6 +377,7 @@ fn close_inline(text: &str) -> Cow<'_, str> {
                 let after = bytes.get(i + 1);
                 if after.is_some_and(|b| b.is_ascii_alphabetic() || *b == b'/')
                     && !paragraph[i..].contains('>')
+                    && recent(i)
                 {
                     hold = Some(i);
                     break;
@@ -376,6 +387,7 @@ fn close_inline(text: &str) -> Cow<'_, str> {
             _ => i += 1,
         }
     }
+    open.retain(|(at, _, _)| recent(*at));
     if hold.is_none() && code_closer.is_none() && open.is_empty() {
         return Cow::Borrowed(text);
     }
@@ -537,6 +549,11 @@ mod tests {
         assert_eq!(shown("Done *"), "<p>Done</p>\n");
         assert_eq!(shown("2 * 3 = 6"), "<p>2 * 3 = 6</p>\n");
         assert_eq!(shown("snake_case"), "<p>snake_case</p>\n");
+        // A stray opener long ago is text: it never hides what follows.
+        let long = format!("a [stray `tick and $x {}", "word ".repeat(60));
+        let html = shown(&long);
+        assert!(html.contains("[stray `tick and $x word"), "{html}");
+        assert!(html.trim_end().ends_with("word</p>"), "{html}");
     }
 
     #[test]
