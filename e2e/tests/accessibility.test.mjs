@@ -115,7 +115,7 @@ test("every control of the chat page is reachable with Tab and shows where the f
       const style = getComputedStyle(el);
       const box = el.closest(".composer-box");
       const marked = (style.outlineStyle !== "none" && parseFloat(style.outlineWidth) > 0)
-        || (box && getComputedStyle(box).outlineStyle !== "none")
+        || (box && getComputedStyle(box).boxShadow !== "none")
         || (el.matches(".file-input") && getComputedStyle(el.nextElementSibling).outlineStyle !== "none");
       const name = el.id ? `#${el.id}` : `${el.tagName.toLowerCase()}.${[...el.classList].join(".")} ${(el.textContent || el.getAttribute("aria-label") || "").trim().slice(0, 30)}`;
       return { name, marked };

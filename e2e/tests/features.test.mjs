@@ -403,7 +403,9 @@ test("a markdown reply is formatted from its first block to its last while it st
         const record = () => {
           const clone = content.cloneNode(true);
           clone.querySelectorAll("button.copy").forEach((button) => button.remove());
-          window.__states.push({ text: clone.textContent, html: clone.innerHTML });
+          const blocks = [...clone.children].map((block) => block.textContent);
+          // Every block but the last is finished: it must never change.
+          window.__states.push({ text: clone.textContent, html: clone.innerHTML, finished: blocks.slice(0, -1).join("\n"), all: blocks.join("\n") });
         };
         new MutationObserver(record).observe(content, { subtree: true, childList: true, characterData: true });
       };
@@ -430,6 +432,7 @@ test("a markdown reply is formatted from its first block to its last while it st
     assert.ok(result.same, "the end kept the text's element: nothing was swapped");
     assert.ok(result.states.length >= 10, `the text changed ${result.states.length} times`);
     const finalText = result.states[result.states.length - 1].text;
+    const finalBlocks = result.states[result.states.length - 1].all;
     for (const state of result.states) {
       // No raw markup at any moment (the final text has none of these outside code).
       for (const mark of ["**", "`", "| ", "# ", "](", "$$", "\\pi"]) {
@@ -437,11 +440,10 @@ test("a markdown reply is formatted from its first block to its last while it st
       }
       assert.ok(!/<script/i.test(state.html), state.html);
     }
-    // What was shown of each finished block is how it ends: the final text grows from every
-    // earlier state's finished part (all but its last line, which may still be completing).
+    // What was shown of each finished block is how it ends: the final blocks begin with every
+    // earlier state's finished blocks (all but the open one at the end).
     for (const state of result.states) {
-      const finished = state.text.split("\n").slice(0, -2).join("\n");
-      assert.ok(finalText.startsWith(finished), `moved: ${finished}\n---\n${finalText}`);
+      assert.ok(finalBlocks.startsWith(state.finished), `moved: ${state.finished}\n---\n${finalBlocks}`);
     }
     assert.ok(await page.locator(".message.assistant").last().locator(".content math").count() >= 2, "math as MathML");
     assert.ok(await page.locator(".message.assistant").last().locator(".content table").isVisible());

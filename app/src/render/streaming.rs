@@ -339,10 +339,13 @@ fn close_inline(text: &str) -> Cow<'_, str> {
                 let intraword = before.is_some_and(char::is_alphanumeric)
                     && after.is_some_and(char::is_alphanumeric);
                 let counts = !(c == b'_' && intraword || c == b'~' && run < 2);
+                // Only an opener at a word's start is taken as emphasis being written:
+                // `window.__name`, `x**2` and `snake_case` are text until they close.
+                let word_start = before.is_none_or(|c| c.is_whitespace() || "([{\"'".contains(c));
                 if counts {
                     if right && let Some(at) = open.iter().rposition(|(_, ch, _)| *ch == c) {
                         open.truncate(at);
-                    } else if left {
+                    } else if left && word_start {
                         open.push((i, c, run));
                     }
                 }
@@ -549,6 +552,8 @@ mod tests {
         assert_eq!(shown("Done *"), "<p>Done</p>\n");
         assert_eq!(shown("2 * 3 = 6"), "<p>2 * 3 = 6</p>\n");
         assert_eq!(shown("snake_case"), "<p>snake_case</p>\n");
+        assert_eq!(shown("call window.__init"), "<p>call window.__init</p>\n");
+        assert_eq!(shown("x**2 is"), "<p>x**2 is</p>\n");
         // A stray opener long ago is text: it never hides what follows.
         let long = format!("a [stray `tick and $x {}", "word ".repeat(60));
         let html = shown(&long);
