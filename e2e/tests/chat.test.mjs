@@ -23,7 +23,7 @@ test("a reply streams in over several moments, then shows rendered", async () =>
   assert.ok(growing.size >= 3, `text grew over ${growing.size} distinct moments: ${JSON.stringify(seen)}`);
   const last = page.locator(".message.assistant").last();
   assert.equal(await last.locator(".content p").count() > 0, true, "final reply rendered as HTML");
-  assert.ok(await last.locator(".reply-actions button").isVisible(), "Regenerate offered");
+  assert.ok(await last.locator(".reply-actions button.regenerate").isVisible(), "Regenerate offered");
   assert.equal(await page.locator(".stop-form").count(), 0, "Stop only while streaming");
   // Under the reply, swapped in with its end (no reload): the model, tokens and timings.
   const stats = last.locator(".reply-stats");

@@ -461,6 +461,49 @@ test("a markdown reply is formatted from its first block to its last while it st
   }
 });
 
+test("Continue: a stopped reply goes on in the same message, with and without JavaScript", async () => {
+  for (const javaScriptEnabled of [true, false]) {
+    const context = await browser.newContext({ viewport: { width: 1100, height: 900 }, javaScriptEnabled });
+    const page = await context.newPage();
+    await page.goto(SLOW_BASE + "/");
+    await page.fill("#content", "Write at length, please");
+    await page.locator(".composer button.send").click();
+    await page.waitForURL(/\/chats\//);
+    const reply = page.locator(".message.assistant").last();
+    const id = await reply.getAttribute("id");
+    // Stop it part-way: the composer's Stop, or without JavaScript the reply's own form.
+    if (javaScriptEnabled) {
+      await page.waitForFunction(() => (document.querySelector(".status-streaming .content")?.textContent.length ?? 0) > 20);
+      await page.locator("#composer button.stop-reply").click();
+      await waitForReplyEnd(page);
+    } else {
+      await page.waitForTimeout(1500);
+      await page.goto(page.url().split("#")[0]);
+      await page.locator(`#${id} .stop-form button`).click();
+    }
+    const stopped = (await page.locator(`#${id} .content`).textContent()).trim();
+    assert.ok(stopped.length > 0, "some text before Stop");
+    const replies = await page.locator(".message.assistant").count();
+    await page.locator(`#${id}`).getByRole("button", { name: "Continue" }).click();
+    if (javaScriptEnabled) {
+      await page.waitForFunction((id) => document.getElementById(id)?.classList.contains("status-streaming"), id);
+      await waitForReplyEnd(page, 60_000);
+    } else {
+      // The page refreshes itself until the reply is written.
+      for (let i = 0; i < 60 && await page.locator(".status-streaming").count() > 0; i++) {
+        await page.waitForTimeout(1000);
+        await page.goto(page.url().split("#")[0]);
+      }
+    }
+    const grown = (await page.locator(`#${id} .content`).textContent()).trim();
+    assert.ok(grown.startsWith(stopped) && grown.length > stopped.length, `grew from ${stopped.length} to ${grown.length}`);
+    assert.equal(await page.locator(".message.assistant").count(), replies, "no new message");
+    assert.equal(await page.locator(`#${id}`).count(), 1, "the same message");
+    await shot(page, `32-continued-${javaScriptEnabled ? "js" : "nojs"}`);
+    await context.close();
+  }
+});
+
 test("a model's reasoning streams live under Thinking, then folds away apart from the answer", async () => {
   const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
   const page = await context.newPage();

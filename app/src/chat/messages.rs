@@ -122,6 +122,39 @@ pub async fn regenerate(
     start(state, session, outcome).await
 }
 
+/// Continue: the chat's latest reply, stopped or cut at its length, goes on from its text; the
+/// same message grows. Counts against the send limit.
+#[tracing::instrument(skip_all, fields(%message_id))]
+pub async fn continue_reply(
+    state: &AppState,
+    session: &Session,
+    address: IpAddr,
+    chat_id: Option<Uuid>,
+    message_id: Uuid,
+) -> AppResult<Exchange> {
+    state
+        .rate_limits
+        .check(Action::Send, &session.id, address)
+        .await?;
+    // The API names the reply alone: its chat is the one it is in.
+    let chat_id = match chat_id {
+        Some(chat_id) => chat_id,
+        None => {
+            state
+                .store
+                .find_session_message(&session.id, message_id)
+                .await?
+                .ok_or(AppError::NotFound("message"))?
+                .chat_id
+        }
+    };
+    let outcome = state
+        .store
+        .reopen_reply(&session.id, chat_id, message_id)
+        .await?;
+    start(state, session, outcome).await
+}
+
 /// A message that cannot reach the model (with the system prompt and its files, it is larger
 /// than the context allows) is refused before anything is stored; the composer keeps it.
 /// `chat` is `None` for a chat being created.
@@ -172,6 +205,12 @@ async fn start(state: &AppState, session: &Session, outcome: NewReply) -> AppRes
         NewReply::NotLatestUserMessage => {
             return Err(AppError::Conflict(
                 "Only your latest message can be edited.".into(),
+            ));
+        }
+        NewReply::CannotContinue => {
+            return Err(AppError::Conflict(
+                "Only the chat's latest reply can go on, once it was stopped or cut at its length."
+                    .into(),
             ));
         }
     };

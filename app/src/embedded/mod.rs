@@ -253,7 +253,7 @@ impl EmbeddedEngine {
         options: &ReplyOptions,
     ) -> Result<LmStream, LmError> {
         let loaded = self.loaded()?;
-        let prompt = apply_template(&loaded.model, &loaded.template, messages, true)?;
+        let prompt = prompt_text(&loaded.model, &loaded.template, messages)?;
         let tokens = loaded.model.vocab().tokenize(prompt.as_bytes(), true, true);
         if tokens.is_empty() {
             return Err(LmError::Engine("the prompt is empty".into()));
@@ -386,6 +386,28 @@ fn chat_template(model: &LlamaModel) -> LlamaChatTemplate {
             chatml()
         }
     }
+}
+
+/// The prompt for `messages`: the template with the assistant's turn opened after them, or,
+/// when the last message is the assistant's own (Continue), that message left open: the
+/// template's text after it (its end-of-turn) is cut off, so the model goes on from it.
+fn prompt_text(
+    model: &LlamaModel,
+    template: &LlamaChatTemplate,
+    messages: &[PromptMessage],
+) -> Result<String, LmError> {
+    let Some(last) = messages.last().filter(|m| m.role == "assistant") else {
+        return apply_template(model, template, messages, true);
+    };
+    let mut prompt = apply_template(model, template, messages, false)?;
+    let text = last.content.replace('\0', "\u{FFFD}");
+    match prompt.rfind(text.as_str()) {
+        Some(at) => prompt.truncate(at + text.len()),
+        None => {
+            tracing::warn!("the chat template changed the reply's text; continuing after its turn")
+        }
+    }
+    Ok(prompt)
 }
 
 fn apply_template(

@@ -48,6 +48,15 @@ pub(super) async fn build_prompt(
     attach_images(inner, reply, &mut prompt)
         .await
         .map_err(not_loaded)?;
+    // Continue: the reply's text so far goes last, as the assistant's, for the model to go on
+    // from (llama-server and the embedded engine both continue a final assistant message).
+    if !reply.row.content.is_empty() {
+        prompt.push(PromptMessage {
+            role: "assistant",
+            content: reply.row.content.clone(),
+            images: Vec::new(),
+        });
+    }
     Ok((prompt, options))
 }
 

@@ -210,9 +210,10 @@ impl Generations {
             session_id: session_id.clone(),
             row: reply.clone(),
             chat: chat.clone(),
+            // A reply that goes on (Continue) starts from its text; a new one is empty.
             state: watch::Sender::new(ReplyState {
-                text: String::new(),
-                reasoning: String::new(),
+                text: reply.content.clone(),
+                reasoning: reply.reasoning.clone().unwrap_or_default(),
                 phase: Phase::Queued,
             }),
             stop: CancellationToken::new(),
@@ -326,6 +327,7 @@ async fn run(inner: Arc<Inner>, reply: Arc<Reply>) {
             Some(crate::domain::INTERRUPTED.into()),
         ),
     };
+    let end = with_earlier_stats(end, &reply.row);
     // The upstream stream was dropped with `generate`: llama-server frees its slot now.
     let (text, reasoning) = reply.texts();
     // Marked before the end is saved: whoever sees the reply complete sees the title pending.
@@ -369,6 +371,23 @@ async fn run(inner: Arc<Inner>, reply: Arc<Reply>) {
     if registry.chats.get(&reply.chat_id) == Some(&reply.message_id) {
         registry.chats.remove(&reply.chat_id);
     }
+}
+
+/// A reply that went on (Continue) counts the tokens and time of its earlier part too; its
+/// first token stays the first one's.
+fn with_earlier_stats(mut end: ReplyEnd, row: &message::Model) -> ReplyEnd {
+    if row.content.is_empty() {
+        return end;
+    }
+    let sum = |earlier: Option<i32>, now: Option<i32>| match (earlier, now) {
+        (Some(a), Some(b)) => Some(a.saturating_add(b)),
+        (a, b) => b.or(a),
+    };
+    end.completion_tokens = sum(row.completion_tokens, end.completion_tokens);
+    end.generation_ms = sum(row.generation_ms, end.generation_ms);
+    end.time_to_first_token_ms = row.time_to_first_token_ms.or(end.time_to_first_token_ms);
+    end.model = end.model.or_else(|| row.model.clone());
+    end
 }
 
 fn failed(error: LmError) -> ReplyEnd {

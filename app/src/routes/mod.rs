@@ -64,6 +64,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/chats/{id}/regenerate", post(messages::regenerate))
         .route(
+            "/chats/{id}/messages/{message_id}/continue",
+            post(messages::continue_reply),
+        )
+        .route(
             "/chats/{id}/messages/{message_id}/edit",
             post(messages::edit),
         )

@@ -317,6 +317,7 @@ fn finished_reply_html(
 ) -> String {
     let mut view = MessageView::new(&state.templates, reply);
     view.can_regenerate = true;
+    view.can_continue = crate::store::can_continue(reply);
     view.title_pending = title_pending;
     view.refresh_context = true;
     #[derive(Serialize)]

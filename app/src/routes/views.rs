@@ -68,6 +68,8 @@ pub struct MessageView {
     pub error: Option<String>,
     /// Offer Regenerate/Retry (the last reply of a chat that has a user message).
     pub can_regenerate: bool,
+    /// The latest reply, stopped or cut at its length: it offers Continue.
+    pub can_continue: bool,
     /// Offer Edit (the chat's latest user message).
     pub can_edit: bool,
     /// An earlier version (edited away, or a reply to one).
@@ -140,6 +142,7 @@ impl MessageView {
             },
             error: message.error.clone(),
             can_regenerate: false,
+            can_continue: false,
             can_edit: false,
             superseded: message.superseded,
             earlier_versions: Vec::new(),
@@ -249,6 +252,7 @@ pub fn history_views(templates: &Templates, history: &ChatHistory) -> Vec<Messag
     }
     // Earlier versions with no newer one on this page stay visible, as earlier versions.
     views.extend(versions.into_iter().flatten());
+    let last_message_can_continue = messages.last().is_some_and(crate::store::can_continue);
     if history.newest {
         // Edit is offered at once; while the reply is written it is hidden (CSS) and refused.
         if let Some(user) = views
@@ -260,6 +264,7 @@ pub fn history_views(templates: &Templates, history: &ChatHistory) -> Vec<Messag
         }
         if let Some(last) = views.last_mut().filter(|_| !streaming) {
             last.can_regenerate = has_user_message && last.role == Role::Assistant;
+            last.can_continue = last.can_regenerate && last_message_can_continue;
             // The model is writing the chat's title: the page looks for it.
             last.title_pending = history.title_pending;
         }

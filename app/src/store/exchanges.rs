@@ -35,6 +35,8 @@ pub enum NewReply {
     NoSuchMessage,
     /// Edit: only the chat's latest user message can be edited.
     NotLatestUserMessage,
+    /// Continue: only the chat's latest reply, stopped or cut at its length, goes on.
+    CannotContinue,
 }
 
 /// How a reply ended, for [`Store::finish_reply`].
@@ -261,6 +263,67 @@ impl Store {
         })
     }
 
+    /// The chat's latest reply `message_id` back to `streaming`, with its text, to go on from
+    /// where it ended: one that was stopped, interrupted, or cut at its length (`finish_reason`
+    /// `length`). Claimed by this replica, like a new reply.
+    #[tracing::instrument(level = "debug", skip_all, fields(%chat_id, %message_id))]
+    pub async fn reopen_reply(
+        &self,
+        session_id: &SessionId,
+        chat_id: Uuid,
+        message_id: Uuid,
+    ) -> Result<NewReply, DbErr> {
+        let txn = self.db.begin().await?;
+        let Some(chat) = lock_chat(&txn, session_id, chat_id).await? else {
+            return Ok(NewReply::NoSuchChat);
+        };
+        let state = chat_state(&txn, session_id, chat_id).await?;
+        if state.reply_in_progress {
+            return Ok(NewReply::Busy);
+        }
+        let Some(reply) = message::Entity::find_by_id(message_id)
+            .filter(message::Column::ChatId.eq(chat_id))
+            .filter(message::Column::SessionId.eq(session_id.as_str()))
+            .one(&txn)
+            .await?
+        else {
+            return Ok(NewReply::NoSuchMessage);
+        };
+        if reply.role != Role::Assistant || reply.seq != state.last_seq || !can_continue(&reply) {
+            return Ok(NewReply::CannotContinue);
+        }
+        let reopened = message::Entity::update_many()
+            .col_expr(message::Column::Status, Expr::value(Status::Streaming))
+            .col_expr(message::Column::Error, Expr::value(Option::<String>::None))
+            .col_expr(
+                message::Column::FinishReason,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                message::Column::Owner,
+                Expr::value(Some(self.replica.name.clone())),
+            )
+            .col_expr(
+                message::Column::LeaseExpiresAt,
+                Expr::value(Some(self.local_lease_until())),
+            )
+            .col_expr(message::Column::StopRequested, Expr::value(false))
+            .col_expr(message::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(message::Column::Id.eq(reply.id))
+            .exec_with_returning(&txn)
+            .await?
+            .pop()
+            .ok_or(DbErr::RecordNotUpdated)?;
+        self.start_lease(&txn, reopened.id).await?;
+        txn.commit().await?;
+        Ok(NewReply::Started {
+            user: None,
+            reply: Box::new(reopened),
+            chat: Box::new(chat),
+            display_name: state.display_name,
+        })
+    }
+
     #[tracing::instrument(level = "debug", skip_all, fields(%chat_id, %message_id))]
     pub async fn find_message(
         &self,
@@ -456,4 +519,15 @@ async fn chat_state(
 
 fn non_empty(text: &str) -> Option<String> {
     (!text.is_empty()).then(|| text.to_owned())
+}
+
+/// Whether a finished reply may go on from its text: stopped, interrupted, or cut at its length.
+pub fn can_continue(reply: &message::Model) -> bool {
+    reply.role == Role::Assistant
+        && !reply.content.is_empty()
+        && match reply.status {
+            Status::Stopped | Status::Interrupted => true,
+            Status::Complete => reply.finish_reason.as_deref() == Some("length"),
+            _ => false,
+        }
 }

@@ -28,7 +28,7 @@ pub use entities::{
     message::{self, Role, Status},
     session, share,
 };
-pub use exchanges::{NewReply, ReplyEnd};
+pub use exchanges::{NewReply, ReplyEnd, can_continue};
 pub use folders::{Moved, SidebarChats};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{

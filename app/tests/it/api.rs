@@ -496,6 +496,7 @@ async fn the_openapi_document_describes_every_endpoint_and_the_docs_page_is_self
         ("/api/v1/chats/{id}/messages", &["get", "post"][..]),
         ("/api/v1/messages/{id}/stream", &["get"][..]),
         ("/api/v1/messages/{id}/stop", &["post"][..]),
+        ("/api/v1/messages/{id}/continue", &["post"][..]),
         ("/api/v1/tokens", &["post"][..]),
     ] {
         for method in methods {

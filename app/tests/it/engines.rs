@@ -735,3 +735,46 @@ mod embedded {
         );
     }
 }
+
+/// Continue on both engines: a reply cut at its length goes on from its text, and the same
+/// message ends longer, beginning with what it had. (On the embedded engine the chat template
+/// leaves the assistant's turn open after its text.)
+#[tokio::test]
+async fn a_reply_cut_at_its_length_continues_on_both_engines() {
+    for (engine, app) in on_both_engines(|c| c.lm_max_tokens = 8).await {
+        if engine == "llama-server" {
+            app.fake_lm.set(|k| {
+                k.tokens = (0..8).map(|i| format!(" t{i}")).collect();
+                k.finish_reason = "length".into();
+            });
+        }
+        let chat = new_chat(&app).await;
+        let reply = app.send(&app.client, chat, "Tell me a story").await;
+        let first = app.finished(reply).await;
+        assert_eq!(first.finish_reason.as_deref(), Some("length"), "{engine}");
+        let url = app.url(&format!("/chats/{chat}/messages/{reply}/continue"));
+        let response = crate::helpers::post_form(&app.client, &url, &[], false).await;
+        assert_eq!(response.status(), 303, "{engine}");
+        let (_, _, events) =
+            EventReader::open(&app.client, &stream_url(&app, chat, reply), None).await;
+        let events = events.unwrap().all().await;
+        let again = app.finished(reply).await;
+        assert_eq!(
+            again.status,
+            Status::Complete,
+            "{engine}: {:?}",
+            again.error
+        );
+        assert!(
+            again.content.starts_with(&first.content) && again.content.len() > first.content.len(),
+            "{engine}: {:?} then {:?}",
+            first.content,
+            again.content
+        );
+        assert_eq!(token_text(&events), again.content, "{engine}");
+        assert!(
+            again.completion_tokens.unwrap_or(0) > first.completion_tokens.unwrap_or(0),
+            "{engine}"
+        );
+    }
+}

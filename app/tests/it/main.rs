@@ -7,6 +7,7 @@ mod api;
 mod attachments;
 mod connections;
 mod context_gauge;
+mod continue_replies;
 mod devices;
 mod engines;
 mod faults;

@@ -348,6 +348,15 @@ pub struct Sent {
     pub stream_url: String,
 }
 
+/// A reply going on from its text (Continue).
+#[derive(Serialize, ToSchema)]
+pub struct Continued {
+    pub assistant_message_id: Uuid,
+    /// Where the reply streams (server-sent events), from its start.
+    #[schema(example = "/api/v1/messages/0193…/stream")]
+    pub stream_url: String,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct Token {
     /// Send as `Authorization: Bearer <token>`. It stands for this session, like its cookie.

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{
     ApiJson, ApiPath, ApiQuery, ERRORS, MAX_PAGE,
-    documents::{MessageJson, MessagePage, NewMessage, Sent, StreamEvent, Token},
+    documents::{Continued, MessageJson, MessagePage, NewMessage, Sent, StreamEvent, Token},
     page_size,
 };
 use crate::{
@@ -105,6 +105,28 @@ pub async fn edit_message(
 ) -> AppResult<(StatusCode, Json<Sent>)> {
     let text = MessageText::parse(body.content, state.config.max_message_bytes)?;
     sent(chat::edit(&state, &session, address, id, message_id, &text).await?)
+}
+
+/// Continue: the reply, stopped or cut at its length (and the chat's latest), goes on from its
+/// text; the same message grows, and its stats count both parts. Read it from `stream_url`
+/// (from its start: the text so far, then what follows).
+#[utoipa::path(post, path = "/messages/{id}/continue", tag = "messages", params(("id" = Uuid, Path)), security(("bearer" = []), ("session_cookie" = [])),
+    responses((status = 202, description = "The reply is being written again", body = Continued),
+              (status = "4XX", description = "No such reply, not the chat's latest or not one that can go on, a reply in progress (409), or too many messages (429)", body = Problem, content_type = ERRORS),
+              (status = 503, description = "The app is restarting", body = Problem, content_type = ERRORS)))]
+pub async fn continue_message(
+    State(state): State<AppState>,
+    session: Session,
+    ClientAddress(address): ClientAddress,
+    ApiPath(id): ApiPath<Uuid>,
+) -> AppResult<(StatusCode, Json<Continued>)> {
+    let exchange = chat::continue_reply(&state, &session, address, None, id).await?;
+    let reply_id = exchange.reply.id;
+    let continued = Continued {
+        assistant_message_id: reply_id,
+        stream_url: format!("/api/v1/messages/{reply_id}/stream"),
+    };
+    Ok((StatusCode::ACCEPTED, Json(continued)))
 }
 
 /// 202 with the user's message and where its reply streams.

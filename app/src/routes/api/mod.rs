@@ -165,6 +165,7 @@ pub fn router(
             chats::delete_chat
         ))
         .routes(routes!(messages::edit_message))
+        .routes(routes!(messages::continue_message))
         .routes(routes!(messages::download_attachment))
         .routes(routes!(chats::put_settings))
         .routes(routes!(chats::get_context))

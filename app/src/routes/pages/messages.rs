@@ -181,6 +181,22 @@ pub async fn regenerate(
     new_messages(&state, htmx, chat_id, exchange).await
 }
 
+/// Continue: the reply goes on from its text. htmx gets the reply, being written again, to put
+/// in place of the finished one; browsers a 303 to it.
+pub async fn continue_reply(
+    State(state): State<AppState>,
+    session: Session,
+    ClientAddress(address): ClientAddress,
+    Htmx(htmx): Htmx,
+    Path((id, message_id)): Path<(String, String)>,
+) -> AppResult<Response> {
+    let chat_id = parse_id(&id, "chat")?;
+    let message_id = parse_id(&message_id, "message")?;
+    let exchange =
+        chat::continue_reply(&state, &session, address, Some(chat_id), message_id).await?;
+    new_messages(&state, htmx, chat_id, exchange).await
+}
+
 /// The messages an exchange added, as the page appends them (or a 303 to the reply).
 async fn new_messages(
     state: &AppState,
