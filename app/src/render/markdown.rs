@@ -1,5 +1,7 @@
 //! Markdown -> sanitised HTML (pulldown-cmark, ammonia), within [`bounds`]; code highlighted by
 //! `crate::highlight`.
+use std::borrow::Cow;
+
 use pulldown_cmark::{CodeBlockKind, CowStr, Event, Options, Parser, Tag, TagEnd};
 
 use super::escape_html;
@@ -115,14 +117,13 @@ impl Rendering {
     }
 
     /// The HTML of the open block of `text` (past the blocks [`Self::advance`] rendered) as it
-    /// stands, rendered again each time it grows: unfinished markup (`**bol`, a link without its
-    /// URL, a table's half-written row) is held back or closed as it will end, never shown raw.
-    pub fn open_block(&self, text: &str) -> String {
+    /// stands, rendered again each time it grows, after `complete` (which holds back or closes
+    /// unfinished markup: `render::streaming`). Nothing of it is kept.
+    pub fn open_block(&self, text: &str, complete: impl FnOnce(&str) -> Cow<'_, str>) -> String {
         if let Some(from) = self.plain_from {
             return plain_text_html(text.get(from..).unwrap_or_default());
         }
-        let open = text.get(self.rendered_to..).unwrap_or_default();
-        let open = super::streaming::as_it_will_end(open);
+        let open = complete(text.get(self.rendered_to..).unwrap_or_default());
         let (mut html, cut) = self.clone().render(&open);
         if let Some(at) = cut {
             html.push_str(&plain_text_html(&open[at..]));

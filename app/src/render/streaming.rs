@@ -114,7 +114,7 @@ impl LiveHtml {
     pub fn html_now(text: &str) -> String {
         let mut rendering = Rendering::new();
         let mut html = rendering.advance(text, false);
-        html.push_str(&rendering.open_block(text));
+        html.push_str(&rendering.open_block(text, as_it_will_end));
         html
     }
 
@@ -128,7 +128,7 @@ impl LiveHtml {
         let blocks = self.rendering.advance(text, finished);
         let open = match finished {
             true => String::new(),
-            false => self.rendering.open_block(text),
+            false => self.rendering.open_block(text, as_it_will_end),
         };
         // New blocks replace the open block the page had: it is one of them now.
         let had = match blocks.is_empty() {
@@ -177,7 +177,7 @@ fn common_prefix(a: &str, b: &str) -> usize {
 /// markup (a table row, a list marker, a setext underline) is held back; inline markup still
 /// open is closed (`**bol` as `**bol**`, an open code span) or held back from its opening (a
 /// link before its URL is complete, math before its closing delimiter).
-pub(super) fn as_it_will_end(open: &str) -> Cow<'_, str> {
+fn as_it_will_end(open: &str) -> Cow<'_, str> {
     // What is open may be a finished block and the half-written line after it: the last of
     // its blocks is the one to complete.
     let last = block_starts(open).last().copied().unwrap_or(0);
