@@ -483,7 +483,7 @@ async fn stop_through_another_replica_stops_the_writer() {
     assert!(!stopped.content.contains("w249"), "stopped before the end");
     // A's own stream ends too, as stopped.
     let (_, done) = read_to_end(&mut reader).await;
-    assert!(done.contains("Stopped."), "{done}");
+    assert!(done.contains("\"status\":\"stopped\""), "{done}");
 }
 
 #[tokio::test]
