@@ -243,6 +243,19 @@ const HOLD_WINDOW: usize = 160;
 
 /// The last paragraph's inline markup closed or held back (see [`as_it_will_end`]).
 fn close_inline(text: &str) -> Cow<'_, str> {
+    // Inside a code fence still open (in a list item or a quote) everything is code.
+    let fences = text
+        .lines()
+        .filter(|line| {
+            let line = line
+                .trim_start_matches([' ', '>', '-', '*', '+'])
+                .trim_start();
+            line.starts_with("```") || line.starts_with("~~~")
+        })
+        .count();
+    if fences % 2 == 1 {
+        return Cow::Borrowed(text);
+    }
     // Inline markup does not cross a blank line; a list item or a quote line starts afresh too
     // often to scan further back than the last line's paragraph.
     let from = text.trim_end().rfind("\n\n").map_or(0, |i| i + 2);
@@ -554,6 +567,10 @@ mod tests {
         assert_eq!(shown("snake_case"), "<p>snake_case</p>\n");
         assert_eq!(shown("call window.__init"), "<p>call window.__init</p>\n");
         assert_eq!(shown("x**2 is"), "<p>x**2 is</p>\n");
+        // A fence open inside a list item is code, not an inline code span to close.
+        let html = shown("- item\n\n  ```rust\n  fn main() { let s = `");
+        assert!(html.contains("<pre><code"), "{html}");
+        assert!(!html.contains("```"), "{html}");
         // A stray opener long ago is text: it never hides what follows.
         let long = format!("a [stray `tick and $x {}", "word ".repeat(60));
         let html = shown(&long);
