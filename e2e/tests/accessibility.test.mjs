@@ -56,6 +56,7 @@ test("axe finds no serious or critical violation on any page, light and dark, de
         await page.goto(SLOW_BASE + chat);
         await page.locator(".drawer-open").click();
         await page.waitForFunction(() => getComputedStyle(document.getElementById("sidebar")).visibility === "visible");
+        await page.waitForTimeout(300); // the drawer's slide (0.18 s) is over
         for (const v of await seriousViolations(page)) found.push(`${colorScheme} ${name} ${chat} (drawer open): ${v}`);
         await shot(page, `41-drawer-${colorScheme}`);
       }
@@ -92,6 +93,7 @@ test("on a phone the chat comes first, the sidebar is a drawer (without JavaScri
     await page.locator(".drawer-open").click();
     await page.waitForFunction(() => getComputedStyle(document.getElementById("sidebar")).visibility === "visible");
     assert.ok(await page.locator("#sidebar .chat-link").first().isVisible(), "the drawer shows the chats");
+    await page.waitForTimeout(300); // the drawer's slide (0.18 s) is over
     await shot(page, `43-phone-drawer-${javaScriptEnabled ? "js" : "nojs"}`);
     await page.locator(".drawer-close").click();
     await page.waitForFunction(() => getComputedStyle(document.getElementById("sidebar")).visibility === "hidden");
