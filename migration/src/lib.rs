@@ -14,6 +14,7 @@ mod m20261202_000008_devices;
 mod m20261203_000009_attachments;
 mod m20261203_000010_rate_limits;
 mod m20261206_000011_temporary_chats;
+mod m20261207_000012_message_versions;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000009_attachments::Migration),
             Box::new(m20261203_000010_rate_limits::Migration),
             Box::new(m20261206_000011_temporary_chats::Migration),
+            Box::new(m20261207_000012_message_versions::Migration),
         ]
     }
 }

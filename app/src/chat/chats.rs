@@ -1,5 +1,5 @@
 //! Chats: find, list, open with their history, create, rename, delete, and the sidebar.
-use std::net::IpAddr;
+use std::{collections::HashMap, net::IpAddr};
 
 use uuid::Uuid;
 
@@ -11,7 +11,7 @@ use crate::{
     generation::ContextUse,
     limits::Action,
     session::Session,
-    store::{PageOfChats, chat, folder, message},
+    store::{PageOfChats, Versions, chat, folder, message},
 };
 
 /// Chats in the sidebar; all of them are on `/chats`, a page at a time.
@@ -119,11 +119,13 @@ pub async fn sidebar(state: &AppState, session: &Session) -> AppResult<Sidebar> 
     })
 }
 
-/// Some of a chat's messages, oldest first, and where the earlier ones end.
+/// Some of a chat's messages (its current path), oldest first, and where the earlier ones end.
 pub struct MessagePage {
     pub messages: Vec<message::Model>,
     /// The `before` of the previous page (the oldest message's position), when there is one.
     pub earlier: Option<i64>,
+    /// The versions of the messages that have more than one.
+    pub versions: HashMap<Uuid, Versions>,
 }
 
 /// The newest `limit` messages before position `before` (or the newest of all).
@@ -142,6 +144,10 @@ pub async fn messages(
         .store
         .list_messages(&session.id, chat_id, before, limit + 1)
         .await?;
+    let versions = state
+        .store
+        .message_versions(&session.id, chat_id, &messages)
+        .await?;
     // One more than asked for: its presence says there is earlier history.
     let earlier = if messages.len() as u64 > limit {
         messages.remove(0);
@@ -149,7 +155,11 @@ pub async fn messages(
     } else {
         None
     };
-    Ok(MessagePage { messages, earlier })
+    Ok(MessagePage {
+        messages,
+        earlier,
+        versions,
+    })
 }
 
 /// A chat opened to read: the chat and a page of its history.
@@ -161,6 +171,8 @@ pub struct OpenedChat {
 pub struct ChatHistory {
     pub messages: Vec<message::Model>,
     pub earlier: Option<i64>,
+    /// The versions of the messages that have more than one.
+    pub versions: HashMap<Uuid, Versions>,
     /// The newest page (the one that offers Edit and Regenerate), rather than an earlier one.
     pub newest: bool,
     /// The model is writing the chat's title now.
@@ -195,6 +207,7 @@ pub async fn open(
         history: ChatHistory {
             messages: page.messages,
             earlier: page.earlier,
+            versions: page.versions,
             newest: before.is_none(),
             title_pending: state.generations.title_pending(chat_id),
         },

@@ -13,7 +13,7 @@ use crate::{
     limits::Action,
     lm::{LmError, PromptMessage},
     session::Session,
-    store::{NewReply, ReplyEnd, Role, Status, chat, message},
+    store::{NewReply, ReplyEnd, Role, SelectVersion, Status, chat, message},
 };
 
 pub const BUSY: &str = "A reply is still being written in this chat. Wait for it to finish or stop it, then send again.";
@@ -67,8 +67,9 @@ pub(super) async fn read_attachments(
     attachments::prepare_off_thread(uploads, limits, vision, &state.config.pdf_limits()).await
 }
 
-/// Edit and resend: the chat's latest user message is replaced by `text` and a new reply
-/// starts. The earlier version and its replies stay, marked superseded.
+/// Edit and resend: a new version of a user message on the chat's path, with `text`, and a new
+/// reply to it; it becomes the path. The edited version and what followed it stay, to be chosen
+/// again (`select_version`).
 #[tracing::instrument(skip_all, fields(%chat_id, %message_id))]
 pub async fn edit(
     state: &AppState,
@@ -106,7 +107,8 @@ pub async fn edit(
     start(state, session, outcome).await
 }
 
-/// A new reply to the latest user message (Regenerate, or Retry after a failure).
+/// A new version of the reply to the latest user message (Regenerate, or Retry after a
+/// failure); the one it replaces stays, to be chosen again.
 #[tracing::instrument(skip_all, fields(%chat_id))]
 pub async fn regenerate(
     state: &AppState,
@@ -136,23 +138,55 @@ pub async fn continue_reply(
         .rate_limits
         .check(Action::Send, &session.id, address)
         .await?;
-    // The API names the reply alone: its chat is the one it is in.
-    let chat_id = match chat_id {
-        Some(chat_id) => chat_id,
-        None => {
-            state
-                .store
-                .find_session_message(&session.id, message_id)
-                .await?
-                .ok_or(AppError::NotFound("message"))?
-                .chat_id
-        }
-    };
+    let chat_id = chat_of(state, session, chat_id, message_id).await?;
     let outcome = state
         .store
         .reopen_reply(&session.id, chat_id, message_id)
         .await?;
     start(state, session, outcome).await
+}
+
+/// Makes a version of a message the one shown and sent to the model: the chat's path runs
+/// through it, and below it through the newest versions. Returns the message's chat. `chat_id`,
+/// when given, must be the message's chat (the API names the message alone). Refused while a
+/// reply is being written in the chat.
+#[tracing::instrument(skip_all, fields(%message_id))]
+pub async fn select_version(
+    state: &AppState,
+    session: &Session,
+    chat_id: Option<Uuid>,
+    message_id: Uuid,
+) -> AppResult<Uuid> {
+    let chat_id = chat_of(state, session, chat_id, message_id).await?;
+    match state
+        .store
+        .select_version(&session.id, chat_id, message_id)
+        .await?
+    {
+        SelectVersion::Selected => Ok(chat_id),
+        SelectVersion::NoSuchChat => Err(AppError::NotFound("chat")),
+        SelectVersion::NoSuchMessage => Err(AppError::NotFound("message")),
+        SelectVersion::Busy => Err(AppError::Conflict(BUSY.into())),
+    }
+}
+
+/// The chat a message is in: `chat_id` when the page's route names it (the store checks that
+/// the message is in it), else the message's own (the API names the message alone).
+async fn chat_of(
+    state: &AppState,
+    session: &Session,
+    chat_id: Option<Uuid>,
+    message_id: Uuid,
+) -> AppResult<Uuid> {
+    match chat_id {
+        Some(chat_id) => Ok(chat_id),
+        None => Ok(state
+            .store
+            .find_session_message(&session.id, message_id)
+            .await?
+            .ok_or(AppError::NotFound("message"))?
+            .chat_id),
+    }
 }
 
 /// A message that cannot reach the model (with the system prompt and its files, it is larger
@@ -202,9 +236,9 @@ async fn start(state: &AppState, session: &Session, outcome: NewReply) -> AppRes
                 "There is no message to answer yet: send one first.".into(),
             ));
         }
-        NewReply::NotLatestUserMessage => {
+        NewReply::NotEditable => {
             return Err(AppError::Conflict(
-                "Only your latest message can be edited.".into(),
+                "Only your own messages of the versions shown can be edited.".into(),
             ));
         }
         NewReply::CannotContinue => {

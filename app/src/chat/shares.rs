@@ -48,10 +48,7 @@ pub async fn share(
         .check(Action::Share, &session.id, address)
         .await?;
     let chat = super::find(state, session, chat_id).await?;
-    let messages = state
-        .store
-        .list_messages(&session.id, chat_id, None, super::transfer::ALL_MESSAGES)
-        .await?;
+    let messages = state.store.list_all_messages(&session.id, chat_id).await?;
     // The snapshot names the chat's files but does not carry them: a link shares the text.
     let document = export_document(&chat, &messages, &Default::default());
     let snapshot = Snapshot {
@@ -59,6 +56,12 @@ pub async fn share(
             .messages
             .into_iter()
             .filter(|m| !m.superseded && m.role != "system")
+            // A link shares the text as it reads, not how the chat is stored.
+            .map(|m| ExportMessage {
+                id: None,
+                parent_id: None,
+                ..m
+            })
             .collect(),
     };
     let snapshot = serde_json::to_string(&snapshot)

@@ -17,7 +17,10 @@ use crate::{
     error::{AppError, AppResult},
     limits::Action,
     session::Session,
-    store::{ImportedChat, ImportedMessage, Role, Status, attachment, chat, message},
+    store::{
+        ImportedChat, ImportedMessage, Role, Status, attachment, chat, imported_off_path, message,
+        parents_of_a_line,
+    },
 };
 
 /// What `format` says in every export.
@@ -45,6 +48,16 @@ pub struct ChatExport {
 
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct ExportMessage {
+    /// The message's id in the chat it came from; `parent_id`s name it. An import gives every
+    /// message a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Uuid>,
+    /// The message this one follows (its `id`, earlier in `messages`): messages with the same
+    /// parent are versions of one another. An export without any (from before versions, or
+    /// another tool's) is read as a line: each message follows the one before it, edited
+    /// messages (`superseded`) and several replies to one message read as versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<Uuid>,
     /// `system`, `user` or `assistant`.
     #[schema(example = "user", pattern = "^(system|user|assistant)$")]
     pub role: String,
@@ -61,7 +74,7 @@ pub struct ExportMessage {
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// An earlier version of an edited message, or a reply to one.
+    /// Not on the chat's current path (another version is the one shown).
     #[serde(default)]
     pub superseded: bool,
     /// A reply's stats (model, tokens, timings), as the API's messages carry them.
@@ -116,6 +129,8 @@ pub fn export_document(
         messages: messages
             .iter()
             .map(|m| ExportMessage {
+                id: Some(m.id),
+                parent_id: m.parent_id,
                 role: m.role.to_value(),
                 content: m.content.clone(),
                 reasoning: m.reasoning.clone(),
@@ -143,18 +158,14 @@ pub fn export_markdown(chat: &chat::Model, messages: &[message::Model]) -> Strin
         out.push_str(&quote(prompt));
         out.push_str("\n\n");
     }
-    for m in messages {
+    // For people: the chat as it reads now, its other versions left out.
+    for m in messages.iter().filter(|m| !m.superseded) {
         let author = match m.role {
             Role::User => "You",
             Role::Assistant => "Assistant",
             Role::System => "System",
         };
-        let note = if m.superseded {
-            " (earlier version, edited)"
-        } else {
-            ""
-        };
-        out.push_str(&format!("## {author}{note}\n\n"));
+        out.push_str(&format!("## {author}\n\n"));
         if let Some(reasoning) = m.reasoning.as_deref().filter(|r| !r.is_empty()) {
             out.push_str("**Thinking:**\n\n");
             out.push_str(&quote(reasoning));
@@ -220,6 +231,9 @@ async fn parse_export(state: &AppState, export: ChatExport) -> AppResult<Importe
     }
     let now = Utc::now();
     let mut messages = Vec::with_capacity(export.messages.len());
+    // Each message's position by its id in the export, for the `parent_id`s after it.
+    let mut positions: HashMap<Uuid, usize> = HashMap::new();
+    let mut has_parents = false;
     for (i, m) in export.messages.into_iter().enumerate() {
         let at = |what: String| AppError::Invalid(format!("Message {}: {what}", i + 1));
         // The same errors as a send's, saying which message.
@@ -286,10 +300,23 @@ async fn parse_export(state: &AppState, export: ChatExport) -> AppResult<Importe
         if role != Role::User && !m.attachments.is_empty() {
             return Err(at("only a person's messages carry files.".into()));
         }
+        let parent = match m.parent_id {
+            Some(parent_id) => {
+                has_parents = true;
+                Some(positions.get(&parent_id).copied().ok_or_else(|| {
+                    at("its parent_id is not the id of a message before it.".into())
+                })?)
+            }
+            None => None,
+        };
+        if let Some(id) = m.id {
+            positions.insert(id, i);
+        }
         let attachments = import_attachments(m.attachments, limits, &pdf)
             .await
             .map_err(in_message)?;
         messages.push(ImportedMessage {
+            parent,
             attachments,
             role,
             content: m.content,
@@ -304,6 +331,21 @@ async fn parse_export(state: &AppState, export: ChatExport) -> AppResult<Importe
                 .and_then(ReplyStats::checked),
             created_at: m.created_at.unwrap_or(now),
         });
+    }
+    // Without parents the export is a line (from before versions, or another tool's).
+    if !has_parents {
+        let line: Vec<(Role, bool)> = messages.iter().map(|m| (m.role, m.superseded)).collect();
+        for (m, parent) in messages.iter_mut().zip(parents_of_a_line(&line)) {
+            m.parent = parent;
+        }
+    }
+    let parents: Vec<Option<usize>> = messages.iter().map(|m| m.parent).collect();
+    let superseded: Vec<bool> = messages.iter().map(|m| m.superseded).collect();
+    for (m, off_path) in messages
+        .iter_mut()
+        .zip(imported_off_path(&parents, &superseded))
+    {
+        m.superseded = off_path;
     }
     // The settings are checked like the settings form's; a model this server does not serve
     // falls back to the default rather than making the chat unusable.
@@ -402,10 +444,7 @@ pub struct Export {
     pub file_name: String,
 }
 
-/// Every message of a chat goes into its export.
-pub(super) const ALL_MESSAGES: u64 = 1_000_000;
-
-/// A chat and all its messages in `format`.
+/// A chat and all its messages (every version) in `format`.
 #[tracing::instrument(skip_all, fields(%chat_id))]
 pub async fn export(
     state: &AppState,
@@ -414,10 +453,7 @@ pub async fn export(
     format: ExportFormat,
 ) -> AppResult<Export> {
     let chat = super::find(state, session, chat_id).await?;
-    let messages = state
-        .store
-        .list_messages(&session.id, chat_id, None, ALL_MESSAGES)
-        .await?;
+    let messages = state.store.list_all_messages(&session.id, chat_id).await?;
     let (body, content_type, extension) = match format {
         ExportFormat::Markdown => (
             export_markdown(&chat, &messages),

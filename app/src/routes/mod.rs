@@ -68,6 +68,10 @@ pub fn router(state: AppState) -> Router {
             post(messages::continue_reply),
         )
         .route(
+            "/chats/{id}/messages/{message_id}/select",
+            post(messages::select_version),
+        )
+        .route(
             "/chats/{id}/messages/{message_id}/edit",
             post(messages::edit),
         )

@@ -18,14 +18,14 @@ use uuid::Uuid;
 
 use super::{
     api::MessageJson,
-    views::{MessageView, render_replies_ahead},
+    views::{MessageView, VersionsView, render_replies_ahead},
 };
 use crate::{
     AppState,
     error::AppResult,
     render::{LiveHtml, escape_html},
     session::Session,
-    store::Status,
+    store::{Status, Versions},
     stream::{Offsets, PieceKind, ReplyEvent},
 };
 
@@ -156,6 +156,7 @@ impl PageStream {
             ReplyEvent::Done {
                 reply,
                 title_pending,
+                versions,
             } => {
                 self.answer.clone_from(&reply.content);
                 self.reasoning = reply.reasoning.clone().unwrap_or_default();
@@ -169,6 +170,7 @@ impl PageStream {
                     ReplyEvent::Done {
                         reply,
                         title_pending,
+                        versions,
                     },
                 ));
                 (page, events)
@@ -268,6 +270,7 @@ fn encode(state: &AppState, encoding: Encoding, event: ReplyEvent) -> Vec<Event>
         ReplyEvent::Done {
             reply,
             title_pending,
+            versions,
         } => {
             let end = Offsets::end_of(&reply);
             let mut events = Vec::with_capacity(2);
@@ -285,8 +288,11 @@ fn encode(state: &AppState, encoding: Encoding, event: ReplyEvent) -> Vec<Event>
                 events.push(Event::default().event("error").data(data));
             }
             let data = match encoding {
-                Encoding::Html => finished_reply_html(state, &reply, title_pending),
-                Encoding::Json => json(&MessageJson::from(*reply)),
+                Encoding::Html => finished_reply_html(state, &reply, title_pending, versions),
+                Encoding::Json => json(&MessageJson {
+                    versions: versions.map(|v| v.ids),
+                    ..MessageJson::from(*reply)
+                }),
             };
             events.push(Event::default().event("done").id(end.id()).data(data));
             events
@@ -314,8 +320,10 @@ fn finished_reply_html(
     state: &AppState,
     reply: &crate::store::message::Model,
     title_pending: bool,
+    versions: Option<Versions>,
 ) -> String {
     let mut view = MessageView::new(&state.templates, reply);
+    view.versions = versions.as_ref().map(VersionsView::new);
     view.can_regenerate = true;
     view.can_continue = crate::store::can_continue(reply);
     view.title_pending = title_pending;

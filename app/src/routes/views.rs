@@ -9,7 +9,7 @@ use crate::{
     domain::{MAX_REPLY_TOKENS, ReplyStats, size},
     generation::ContextUse,
     render::{LiveHtml, Templates, escape_html, markdown_to_html},
-    store::{Role, Status, chat, device, message, share},
+    store::{Role, Status, Versions, chat, device, message, share},
 };
 
 /// What every page shows around its content: the sidebar and the visitor's name.
@@ -70,12 +70,10 @@ pub struct MessageView {
     pub can_regenerate: bool,
     /// The latest reply, stopped or cut at its length: it offers Continue.
     pub can_continue: bool,
-    /// Offer Edit (the chat's latest user message).
+    /// Offer Edit (a user message, while no reply is being written).
     pub can_edit: bool,
-    /// An earlier version (edited away, or a reply to one).
-    pub superseded: bool,
-    /// For an edited message: its earlier versions, each with the replies it had, oldest first.
-    pub earlier_versions: Vec<Vec<MessageView>>,
+    /// `‹ 2/3 ›`: which of its versions this is, for a message with more than one.
+    pub versions: Option<VersionsView>,
     /// The model is still writing the chat's title: the page asks for it until it is there.
     pub title_pending: bool,
     /// A finished reply's stats, each a short phrase ("12 ms to first token"); empty for
@@ -89,6 +87,27 @@ pub struct MessageView {
     pub refresh_context: bool,
     /// The files sent with a user message, as download chips.
     pub attachments: Vec<AttachmentView>,
+}
+
+/// A message's versions as its `‹ 2/3 ›` shows them: this one's number, how many, and the
+/// ones before and after it (the targets of "Previous version" and "Next version").
+#[derive(Serialize, Clone, Debug)]
+pub struct VersionsView {
+    pub number: usize,
+    pub count: usize,
+    pub previous: Option<String>,
+    pub next: Option<String>,
+}
+
+impl VersionsView {
+    pub fn new(versions: &Versions) -> Self {
+        Self {
+            number: versions.current + 1,
+            count: versions.ids.len(),
+            previous: versions.previous().map(|id| id.to_string()),
+            next: versions.next().map(|id| id.to_string()),
+        }
+    }
 }
 
 /// A file sent with a message, as its chip shows it: the name, the size, where it downloads
@@ -144,8 +163,7 @@ impl MessageView {
             can_regenerate: false,
             can_continue: false,
             can_edit: false,
-            superseded: message.superseded,
-            earlier_versions: Vec::new(),
+            versions: None,
             title_pending: false,
             seq: message.seq,
             context_boundary_before: false,
@@ -230,44 +248,32 @@ pub async fn render_replies_ahead<'m>(
     templates.render_ahead(finished).await;
 }
 
-/// The history as the chat page shows it: earlier versions of an edited message folded into
-/// it, Regenerate on the last reply and Edit on the last user message (on the newest page).
+/// The history as the chat page shows it: the path, each message with more than one version
+/// showing which it is, Edit on the user's messages, Regenerate on the last reply (on the
+/// newest page).
 pub fn history_views(templates: &Templates, history: &ChatHistory) -> Vec<MessageView> {
     let messages = &history.messages;
     let has_user_message = !history.newest || messages.iter().any(|m| m.role == Role::User);
     let streaming = messages.iter().any(|m| m.status == Status::Streaming);
-    let mut views: Vec<MessageView> = Vec::with_capacity(messages.len());
-    let mut versions: Vec<Vec<MessageView>> = Vec::new();
-    for message in messages.iter().filter(|m| m.role != Role::System) {
-        let mut view = MessageView::new(templates, message);
-        if message.superseded {
-            match versions.last_mut() {
-                Some(version) if message.role != Role::User => version.push(view),
-                _ => versions.push(vec![view]),
-            }
-            continue;
-        }
-        view.earlier_versions = std::mem::take(&mut versions);
-        views.push(view);
-    }
-    // Earlier versions with no newer one on this page stay visible, as earlier versions.
-    views.extend(versions.into_iter().flatten());
+    let mut views: Vec<MessageView> = messages
+        .iter()
+        .filter(|m| m.role != Role::System)
+        .map(|message| {
+            let mut view = MessageView::new(templates, message);
+            view.versions = history.versions.get(&message.id).map(VersionsView::new);
+            // Offered at once; while a reply is written it is hidden (CSS) and refused.
+            view.can_edit = message.role == Role::User;
+            view
+        })
+        .collect();
     let last_message_can_continue = messages.last().is_some_and(crate::store::can_continue);
-    if history.newest {
-        // Edit is offered at once; while the reply is written it is hidden (CSS) and refused.
-        if let Some(user) = views
-            .iter_mut()
-            .rev()
-            .find(|v| v.role == Role::User && !v.superseded)
-        {
-            user.can_edit = true;
-        }
-        if let Some(last) = views.last_mut().filter(|_| !streaming) {
-            last.can_regenerate = has_user_message && last.role == Role::Assistant;
-            last.can_continue = last.can_regenerate && last_message_can_continue;
-            // The model is writing the chat's title: the page looks for it.
-            last.title_pending = history.title_pending;
-        }
+    if history.newest
+        && let Some(last) = views.last_mut().filter(|_| !streaming)
+    {
+        last.can_regenerate = has_user_message && last.role == Role::Assistant;
+        last.can_continue = last.can_regenerate && last_message_can_continue;
+        // The model is writing the chat's title: the page looks for it.
+        last.title_pending = history.title_pending;
     }
     views
 }

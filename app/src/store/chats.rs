@@ -9,7 +9,8 @@ use uuid::Uuid;
 
 use super::{
     DEFAULT_TITLE, FileColumns, Role, Status, Store, TITLE_LOOKAHEAD,
-    attachments::insert_attachments, chat, insert_messages, message, new_message, title_for,
+    attachments::insert_attachments, chat, in_line, insert_messages, message, new_message,
+    title_for,
 };
 use crate::{attachments::Attachment, session::SessionId};
 
@@ -155,6 +156,7 @@ impl Store {
             rows.push(user);
             rows.push(self.claimed_reply(&chat, seq + 1));
         }
+        in_line(&mut rows, None);
         let mut messages = insert_messages(&txn, rows).await?;
         if let Some((_, files)) = first_message
             && let Some(user) = messages.iter().find(|m| m.role == Role::User)

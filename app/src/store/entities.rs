@@ -132,8 +132,8 @@ pub mod message {
         /// What a thinking model wrote before its answer, kept apart from it.
         #[sea_orm(column_type = "Text", nullable)]
         pub reasoning: Option<String>,
-        /// An earlier version: a user message that was edited, or a reply to one. Shown apart,
-        /// left out of prompts.
+        /// Not on the chat's current path: another version of it (or of a message before it)
+        /// is the one shown and sent to the model. Kept, to be chosen again.
         pub superseded: bool,
         /// The replica writing this reply (while `streaming`).
         pub owner: Option<String>,
@@ -154,6 +154,10 @@ pub mod message {
         /// name (`crate::attachments::prompt_text`). `None`: no text-like file.
         #[sea_orm(column_type = "Text", nullable)]
         pub attachment_text: Option<String>,
+        /// The message this one follows: a reply its user message, a user message the reply
+        /// before it; `None` for a chat's first. Messages with the same parent are versions of
+        /// one another (`store::versions`).
+        pub parent_id: Option<Uuid>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -3,7 +3,7 @@
 
 use chrono::Utc;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
     TransactionTrait,
     sea_query::{Expr, Query},
 };
@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{
     DEFAULT_TITLE, FileColumns, Role, Status, Store, attachments::insert_attachments, chat,
-    insert_messages, message, new_message, session, title_for,
+    in_line, insert_messages, message, new_message, session, title_for,
 };
 use crate::{attachments::Attachment, session::SessionId};
 
@@ -33,8 +33,8 @@ pub enum NewReply {
     NothingToAnswer,
     /// Edit: this chat has no such message.
     NoSuchMessage,
-    /// Edit: only the chat's latest user message can be edited.
-    NotLatestUserMessage,
+    /// Edit: only a user message on the chat's current path can be edited.
+    NotEditable,
     /// Continue: only the chat's latest reply, stopped or cut at its length, goes on.
     CannotContinue,
 }
@@ -72,8 +72,8 @@ impl ReplyEnd {
 }
 
 impl Store {
-    /// The newest `limit` messages of a chat before position `before` (all when `None`), oldest
-    /// first. Empty when this session has no such chat.
+    /// The newest `limit` messages of a chat's current path before position `before` (all when
+    /// `None`), oldest first. Empty when this session has no such chat.
     #[tracing::instrument(level = "debug", skip_all, fields(%chat_id))]
     pub async fn list_messages(
         &self,
@@ -84,7 +84,8 @@ impl Store {
     ) -> Result<Vec<message::Model>, DbErr> {
         let mut query = message::Entity::find()
             .filter(message::Column::ChatId.eq(chat_id))
-            .filter(message::Column::SessionId.eq(session_id.as_str()));
+            .filter(message::Column::SessionId.eq(session_id.as_str()))
+            .filter(message::Column::Superseded.eq(false));
         if let Some(before) = before {
             query = query.filter(message::Column::Seq.lt(before));
         }
@@ -95,6 +96,21 @@ impl Store {
             .await?;
         newest_first.reverse();
         Ok(newest_first)
+    }
+
+    /// Every message of a chat, every version, in order (an export keeps them all).
+    #[tracing::instrument(level = "debug", skip_all, fields(%chat_id))]
+    pub async fn list_all_messages(
+        &self,
+        session_id: &SessionId,
+        chat_id: Uuid,
+    ) -> Result<Vec<message::Model>, DbErr> {
+        message::Entity::find()
+            .filter(message::Column::ChatId.eq(chat_id))
+            .filter(message::Column::SessionId.eq(session_id.as_str()))
+            .order_by_asc(message::Column::Seq)
+            .all(&self.db)
+            .await
     }
 
     /// Whether the chat has messages at position `seq` or later.
@@ -127,13 +143,10 @@ impl Store {
         // Few statements on purpose: SQLite holds its one write lock from the first UPDATE to the
         // commit, so every round trip here delays every other send (see BENCHMARKS.md).
         let txn = self.db.begin().await?;
-        let Some(mut chat) = lock_chat(&txn, session_id, chat_id).await? else {
-            return Ok(NewReply::NoSuchChat);
+        let (mut chat, state) = match lock_idle_chat(&txn, session_id, chat_id).await? {
+            Ok(locked) => locked,
+            Err(refused) => return Ok(refused),
         };
-        let state = chat_state(&txn, session_id, chat_id).await?;
-        if state.reply_in_progress {
-            return Ok(NewReply::Busy);
-        }
         if chat.title == DEFAULT_TITLE && !state.has_user_message {
             chat.title = title_for(content, files.first().map(|f| f.name.as_str()));
             chat::Entity::update_many()
@@ -142,13 +155,16 @@ impl Store {
                 .exec(&txn)
                 .await?;
         }
-        self.finish_exchange(txn, chat, state, content, FileColumns::of(files), files)
+        let parent = state.path_end;
+        let columns = FileColumns::of(files);
+        self.finish_exchange(txn, chat, state, content, columns, files, parent)
             .await
     }
 
-    /// The end of a send or an edit: the user's message (with `columns` saying what files it
-    /// has, and `new_files` stored now) and the reply to write, at `seq` and `seq + 1`,
-    /// committed.
+    /// The end of a send or an edit: the user's message (following `parent`, with `columns`
+    /// saying what files it has, and `new_files` stored now) and the reply to write, at `seq`
+    /// and `seq + 1`, committed.
+    #[allow(clippy::too_many_arguments)]
     async fn finish_exchange(
         &self,
         txn: sea_orm::DatabaseTransaction,
@@ -157,12 +173,14 @@ impl Store {
         content: &str,
         columns: FileColumns,
         new_files: &[Attachment],
+        parent: Option<Uuid>,
     ) -> Result<NewReply, DbErr> {
         let seq = state.last_seq + 1;
         let mut user = new_message(&chat, seq, Role::User, content, Status::Complete);
         columns.set_on(&mut user);
-        let mut inserted =
-            insert_messages(&txn, vec![user, self.claimed_reply(&chat, seq + 1)]).await?;
+        let mut rows = [user, self.claimed_reply(&chat, seq + 1)];
+        in_line(&mut rows, parent);
+        let mut inserted = insert_messages(&txn, rows.to_vec()).await?;
         if let Some(user) = inserted.first() {
             insert_attachments(&txn, &chat, user.id, new_files).await?;
         }
@@ -181,9 +199,9 @@ impl Store {
         })
     }
 
-    /// Replaces the chat's latest user message with an edited one and starts a reply to it. The
-    /// earlier version and its replies stay, marked `superseded`: shown as an earlier version,
-    /// left out of prompts.
+    /// A new version of a user message on the chat's path, and a reply to it: the new version
+    /// follows what the edited one followed, and becomes the path. The edited message and what
+    /// came after it stay, as other versions (`store::versions`).
     #[tracing::instrument(level = "debug", skip_all, fields(%chat_id, %message_id))]
     pub async fn edit_exchange(
         &self,
@@ -193,44 +211,28 @@ impl Store {
         content: &str,
     ) -> Result<NewReply, DbErr> {
         let txn = self.db.begin().await?;
-        let Some(chat) = lock_chat(&txn, session_id, chat_id).await? else {
-            return Ok(NewReply::NoSuchChat);
+        let (chat, state) = match lock_idle_chat(&txn, session_id, chat_id).await? {
+            Ok(locked) => locked,
+            Err(refused) => return Ok(refused),
         };
-        let state = chat_state(&txn, session_id, chat_id).await?;
-        if state.reply_in_progress {
-            return Ok(NewReply::Busy);
-        }
-        let latest_user = message::Entity::find()
+        let Some(edited) = message::Entity::find_by_id(message_id)
             .filter(message::Column::ChatId.eq(chat_id))
-            .filter(message::Column::Role.eq(Role::User))
-            .order_by_desc(message::Column::Seq)
             .one(&txn)
-            .await?;
-        let Some(latest_user) = latest_user else {
+            .await?
+        else {
             return Ok(NewReply::NoSuchMessage);
         };
-        if latest_user.id != message_id {
-            let exists = message::Entity::find_by_id(message_id)
-                .filter(message::Column::ChatId.eq(chat_id))
-                .one(&txn)
-                .await?
-                .is_some();
-            return Ok(match exists {
-                true => NewReply::NotLatestUserMessage,
-                false => NewReply::NoSuchMessage,
-            });
+        if edited.role != Role::User || edited.superseded {
+            return Ok(NewReply::NotEditable);
         }
-        message::Entity::update_many()
-            .col_expr(message::Column::Superseded, Expr::value(true))
-            .filter(message::Column::ChatId.eq(chat_id))
-            .filter(message::Column::Seq.gte(latest_user.seq))
-            .exec(&txn)
-            .await?;
-        let columns = FileColumns::kept_from(&latest_user);
-        self.finish_exchange(txn, chat, state, content, columns, &[])
+        leave_path_from(&txn, chat_id, edited.seq).await?;
+        let columns = FileColumns::kept_from(&edited);
+        self.finish_exchange(txn, chat, state, content, columns, &[], edited.parent_id)
             .await
     }
-    /// Adds a new reply to the latest user message (Regenerate, Retry). Earlier replies stay.
+
+    /// A new version of the reply to the path's latest user message (Regenerate, Retry). The
+    /// reply it replaces stays, as another version.
     #[tracing::instrument(level = "debug", skip_all, fields(%chat_id))]
     pub async fn add_reply(
         &self,
@@ -238,17 +240,23 @@ impl Store {
         chat_id: Uuid,
     ) -> Result<NewReply, DbErr> {
         let txn = self.db.begin().await?;
-        let Some(chat) = lock_chat(&txn, session_id, chat_id).await? else {
-            return Ok(NewReply::NoSuchChat);
+        let (chat, state) = match lock_idle_chat(&txn, session_id, chat_id).await? {
+            Ok(locked) => locked,
+            Err(refused) => return Ok(refused),
         };
-        let state = chat_state(&txn, session_id, chat_id).await?;
-        if state.reply_in_progress {
-            return Ok(NewReply::Busy);
-        }
-        if !state.has_user_message {
+        let question = message::Entity::find()
+            .filter(message::Column::ChatId.eq(chat_id))
+            .filter(message::Column::Role.eq(Role::User))
+            .filter(message::Column::Superseded.eq(false))
+            .order_by_desc(message::Column::Seq)
+            .one(&txn)
+            .await?;
+        let Some(question) = question else {
             return Ok(NewReply::NothingToAnswer);
-        }
-        let row = self.claimed_reply(&chat, state.last_seq + 1);
+        };
+        leave_path_from(&txn, chat_id, question.seq + 1).await?;
+        let mut row = self.claimed_reply(&chat, state.last_seq + 1);
+        row.parent_id = Set(Some(question.id));
         let reply = insert_messages(&txn, vec![row])
             .await?
             .pop()
@@ -274,13 +282,10 @@ impl Store {
         message_id: Uuid,
     ) -> Result<NewReply, DbErr> {
         let txn = self.db.begin().await?;
-        let Some(chat) = lock_chat(&txn, session_id, chat_id).await? else {
-            return Ok(NewReply::NoSuchChat);
+        let (chat, state) = match lock_idle_chat(&txn, session_id, chat_id).await? {
+            Ok(locked) => locked,
+            Err(refused) => return Ok(refused),
         };
-        let state = chat_state(&txn, session_id, chat_id).await?;
-        if state.reply_in_progress {
-            return Ok(NewReply::Busy);
-        }
         let Some(reply) = message::Entity::find_by_id(message_id)
             .filter(message::Column::ChatId.eq(chat_id))
             .filter(message::Column::SessionId.eq(session_id.as_str()))
@@ -289,7 +294,10 @@ impl Store {
         else {
             return Ok(NewReply::NoSuchMessage);
         };
-        if reply.role != Role::Assistant || reply.seq != state.last_seq || !can_continue(&reply) {
+        if reply.role != Role::Assistant
+            || state.path_end != Some(reply.id)
+            || !can_continue(&reply)
+        {
             return Ok(NewReply::CannotContinue);
         }
         let reopened = message::Entity::update_many()
@@ -440,7 +448,7 @@ impl Store {
 
 /// Marks the chat active now and returns it. Updating first takes the chat's row lock (PostgreSQL)
 /// or the write lock (SQLite), so writers to one chat are serialised and the next `seq` is safe.
-async fn lock_chat(
+pub(super) async fn lock_chat(
     txn: &impl ConnectionTrait,
     session_id: &SessionId,
     chat_id: Uuid,
@@ -454,18 +462,51 @@ async fn lock_chat(
         .pop())
 }
 
+/// The chat, locked, and its state; or why nothing may be added to it: there is no such chat, or
+/// a reply is being written in it.
+async fn lock_idle_chat(
+    txn: &impl ConnectionTrait,
+    session_id: &SessionId,
+    chat_id: Uuid,
+) -> Result<Result<(chat::Model, ChatState), NewReply>, DbErr> {
+    let Some(chat) = lock_chat(txn, session_id, chat_id).await? else {
+        return Ok(Err(NewReply::NoSuchChat));
+    };
+    let state = chat_state(txn, session_id, chat_id).await?;
+    if state.reply_in_progress {
+        return Ok(Err(NewReply::Busy));
+    }
+    Ok(Ok((chat, state)))
+}
+
+/// Takes the path's messages from position `seq` on off it (they stay, as other versions).
+async fn leave_path_from(txn: &impl ConnectionTrait, chat_id: Uuid, seq: i64) -> Result<(), DbErr> {
+    message::Entity::update_many()
+        .col_expr(message::Column::Superseded, Expr::value(true))
+        .filter(message::Column::ChatId.eq(chat_id))
+        .filter(message::Column::Seq.gte(seq))
+        .filter(message::Column::Superseded.eq(false))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
 /// What adding to a chat needs to know about its messages.
-struct ChatState {
+pub(super) struct ChatState {
+    /// The highest position in the chat, on the path or not: a new message goes after it.
     last_seq: i64,
-    reply_in_progress: bool,
+    /// The last message of the current path: a new message follows it.
+    path_end: Option<Uuid>,
+    pub(super) reply_in_progress: bool,
     has_user_message: bool,
     /// The session's, read here rather than in a query of its own on every send.
     display_name: Option<String>,
 }
 
-/// One statement of four sub-queries, each an index seek (`(chat_id, seq)`, `(status, chat_id)`,
-/// the sessions' key), so its cost does not grow with the chat's history.
-async fn chat_state(
+/// One statement of five sub-queries, each an index seek (`(chat_id, seq)`, `(status, chat_id)`,
+/// the sessions' key), so its cost does not grow with the chat's history (the path's end is the
+/// newest message but for what other versions left after it).
+pub(super) async fn chat_state(
     txn: &impl ConnectionTrait,
     session_id: &SessionId,
     chat_id: Uuid,
@@ -483,6 +524,14 @@ async fn chat_state(
         .from(message::Entity)
         .and_where(message::Column::ChatId.eq(chat_id))
         .to_owned();
+    let path_end = Query::select()
+        .column(message::Column::Id)
+        .from(message::Entity)
+        .and_where(message::Column::ChatId.eq(chat_id))
+        .and_where(message::Column::Superseded.eq(false))
+        .order_by(message::Column::Seq, sea_orm::Order::Desc)
+        .limit(1)
+        .to_owned();
     let display_name = Query::select()
         .column(session::Column::DisplayName)
         .from(session::Entity)
@@ -490,6 +539,7 @@ async fn chat_state(
         .to_owned();
     let query = Query::select()
         .expr_as(Expr::SubQuery(None, Box::new(last_seq.into())), "last_seq")
+        .expr_as(Expr::SubQuery(None, Box::new(path_end.into())), "path_end")
         .expr_as(
             Expr::exists(messages_where(
                 message::Column::Status.eq(Status::Streaming),
@@ -511,6 +561,7 @@ async fn chat_state(
         .ok_or_else(|| DbErr::Custom("the chat state query returned no row".into()))?;
     Ok(ChatState {
         last_seq: row.try_get::<Option<i64>>("", "last_seq")?.unwrap_or(0),
+        path_end: row.try_get("", "path_end")?,
         reply_in_progress: row.try_get("", "reply_in_progress")?,
         has_user_message: row.try_get("", "has_user_message")?,
         display_name: row.try_get("", "display_name")?,

@@ -17,6 +17,7 @@ mod search;
 mod sessions;
 mod shares;
 mod transfer;
+mod versions;
 
 use std::time::Duration;
 
@@ -39,6 +40,7 @@ use sea_orm::{
 pub use search::SearchHit;
 pub use transfer::{ImportedChat, ImportedMessage};
 use uuid::Uuid;
+pub use versions::{SelectVersion, Versions, imported_off_path, parents_of_a_line};
 
 /// Title of a chat until its first message names it (or the user renames it).
 pub const DEFAULT_TITLE: &str = "New chat";
@@ -256,6 +258,7 @@ pub(crate) fn test_message() -> message::Model {
         generation_ms: None,
         attachments: None,
         attachment_text: None,
+        parent_id: None,
     }
 }
 
@@ -291,6 +294,16 @@ fn new_message(
         generation_ms: Set(None),
         attachments: Set(None),
         attachment_text: Set(None),
+        parent_id: Set(None),
+    }
+}
+
+/// New rows in a line: each follows the one before it, the first `parent` (see
+/// `message::Model::parent_id`).
+fn in_line(rows: &mut [message::ActiveModel], mut parent: Option<Uuid>) {
+    for row in rows {
+        row.parent_id = Set(parent);
+        parent = row.id.try_as_ref().copied();
     }
 }
 

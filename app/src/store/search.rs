@@ -27,6 +27,8 @@ impl Store {
         let found = message::Entity::find()
             .filter(message::Column::SessionId.eq(session_id.as_str()))
             .filter(message::Column::Role.ne(Role::System))
+            // The chat as it reads: its other versions are not on its page.
+            .filter(message::Column::Superseded.eq(false))
             .filter(self.contains((message::Entity, message::Column::Content), query))
             .filter(chat::Column::Temporary.eq(false))
             .order_by_desc(message::Column::CreatedAt)

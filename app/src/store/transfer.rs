@@ -23,7 +23,10 @@ pub struct ImportedMessage {
     pub reasoning: Option<String>,
     pub status: Status,
     pub error: Option<String>,
+    /// Off the chat's current path (`store::imported_off_path` decides).
     pub superseded: bool,
+    /// The message this one follows: an index into the import's messages, before this one.
+    pub parent: Option<usize>,
     pub stats: Option<crate::domain::ReplyStats>,
     pub created_at: chrono::DateTime<Utc>,
     /// Files it carried (checked like files sent now).
@@ -59,6 +62,8 @@ impl Store {
         .insert(&txn)
         .await?;
         let mut files = Vec::new();
+        // New ids, known before the rows are written, so that each can name its parent's.
+        let ids: Vec<Uuid> = imported.messages.iter().map(|_| Uuid::now_v7()).collect();
         let rows: Vec<message::ActiveModel> = imported
             .messages
             .into_iter()
@@ -69,6 +74,8 @@ impl Store {
                     other => other,
                 };
                 let mut row = new_message(&chat, i as i64 + 1, m.role, &m.content, status);
+                row.id = Set(ids[i]);
+                row.parent_id = Set(m.parent.and_then(|p| ids.get(p).copied()));
                 row.reasoning = Set(m.reasoning);
                 row.error = Set(m.error);
                 row.superseded = Set(m.superseded);
@@ -82,21 +89,17 @@ impl Store {
                 row.created_at = Set(m.created_at);
                 FileColumns::of(&m.attachments).set_on(&mut row);
                 if !m.attachments.is_empty() {
-                    files.push((i as i64 + 1, m.attachments));
+                    files.push((i, m.attachments));
                 }
                 row
             })
             .collect();
         // Bounded statements: SQLite allows at most 32,766 bound values in one.
-        let mut ids = std::collections::HashMap::new();
         for batch in rows.chunks(500) {
-            for inserted in insert_messages(&txn, batch.to_vec()).await? {
-                ids.insert(inserted.seq, inserted.id);
-            }
+            insert_messages(&txn, batch.to_vec()).await?;
         }
-        for (seq, attachments) in files {
-            let message_id = ids.get(&seq).copied().ok_or(DbErr::RecordNotInserted)?;
-            insert_attachments(&txn, &chat, message_id, &attachments).await?;
+        for (i, attachments) in files {
+            insert_attachments(&txn, &chat, ids[i], &attachments).await?;
         }
         txn.commit().await?;
         Ok(chat)

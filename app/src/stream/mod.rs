@@ -20,7 +20,7 @@ use crate::{
     error::{AppError, AppResult},
     generation::{Phase, Reply, ReplyState},
     session::{Session, SessionId},
-    store::{Role, Status, message},
+    store::{Role, Status, Versions, message},
 };
 
 /// How often a reply written by another replica is read again.
@@ -97,6 +97,8 @@ pub enum ReplyEvent {
         /// The page should look for the chat's title: the model is writing it, or may have
         /// written it since the page was rendered.
         title_pending: bool,
+        /// The reply's versions, when it has more than one (a regeneration has).
+        versions: Option<Versions>,
     },
 }
 
@@ -171,6 +173,7 @@ pub async fn open(
     }
     let follow = Follow {
         state: state.clone(),
+        session_id: session.id.clone(),
         source,
         offsets,
         queued_shown: None,
@@ -280,6 +283,7 @@ fn next_piece(offsets: &mut Offsets, text: &str, reasoning: &str) -> Option<(Pie
 /// The one loop of every stream.
 struct Follow {
     state: AppState,
+    session_id: SessionId,
     source: Source,
     offsets: Offsets,
     queued_shown: Option<bool>,
@@ -323,9 +327,18 @@ impl Follow {
                     self.finished = true;
                     let title_pending =
                         title_may_change || self.state.generations.title_pending(reply.chat_id);
+                    let versions = self
+                        .state
+                        .store
+                        .message_versions(&self.session_id, reply.chat_id, &[(*reply).clone()])
+                        .await
+                        .map_err(|e| tracing::warn!(error = %e, "reading a reply's versions"))
+                        .ok()
+                        .and_then(|mut v| v.remove(&reply.id));
                     let event = ReplyEvent::Done {
                         reply,
                         title_pending,
+                        versions,
                     };
                     return Some((event, self));
                 }

@@ -1,4 +1,4 @@
-//! The chat features of issue 8: per-chat settings and the model picker, edit and resend,
+//! The chat features of issue 8: per-chat settings and the model picker,
 //! reasoning, export and import, search, and generated titles. Through the pages (with and
 //! without htmx) and the JSON API, against the fake llama-server.
 use std::time::Duration;
@@ -298,218 +298,6 @@ async fn with_several_models_each_chat_picks_its_own() {
     assert_eq!(response.status(), 503);
 }
 
-// ---- 2: edit and resend -------------------------------------------------------------------------
-
-#[tokio::test]
-async fn editing_the_latest_message_keeps_the_earlier_version_and_its_replies() {
-    let app = TestApp::spawn().await;
-    let chat = app.create_chat(&app.client, "What is 2 + 2?").await;
-    let first_reply = app.send_and_wait(&app.client, chat, "What is 3 + 3?").await;
-    let regenerated = {
-        let response = app.post(&format!("/chats/{chat}/regenerate"), &[]).await;
-        let id = crate::helpers::reply_id(&response);
-        app.finished(id).await;
-        id
-    };
-    let before = messages_of(&app, chat).await;
-    let latest_user = before
-        .iter()
-        .rev()
-        .find(|m| m.role == Role::User)
-        .unwrap()
-        .clone();
-    let earlier_user = before
-        .iter()
-        .find(|m| m.role == Role::User)
-        .unwrap()
-        .clone();
-    let edit = |id: Uuid| format!("/chats/{chat}/messages/{id}/edit");
-
-    // Only the latest user message; not while a reply is written; not blank; not another's.
-    let (status, body) = text(
-        app.post_htmx(&edit(earlier_user.id), &[("content", "x")])
-            .await,
-    )
-    .await;
-    assert_eq!(status, 409, "{body}");
-    assert!(
-        body.contains("Only your latest message can be edited"),
-        "{body}"
-    );
-    let (status, _) = text(app.post(&edit(first_reply), &[("content", "x")]).await).await;
-    assert_eq!(status, 409, "a reply is not a user message");
-    let (status, body) = text(
-        app.post_htmx(&edit(latest_user.id), &[("content", "  ")])
-            .await,
-    )
-    .await;
-    assert_eq!(status, 422, "{body}");
-    let (status, _) = text(app.post(&edit(Uuid::now_v7()), &[("content", "x")]).await).await;
-    assert_eq!(status, 404);
-    let stranger = browser();
-    let response = crate::helpers::post_form(
-        &stranger,
-        &app.url(&edit(latest_user.id)),
-        &[("content", "x")],
-        false,
-    )
-    .await;
-    assert_eq!(response.status(), 404);
-    assert_eq!(
-        messages_of(&app, chat).await,
-        before,
-        "refused edits change nothing"
-    );
-
-    // The page offers Edit on the latest message, even while its reply is being written.
-    app.fake_lm
-        .set(|k| k.token_delay = Duration::from_millis(20));
-    let streaming = app.post("/chats", &[("content", "edit me later")]).await;
-    let (_, page) = text(
-        app.get(streaming.headers()["location"].to_str().unwrap())
-            .await,
-    )
-    .await;
-    assert!(page.contains("status-streaming"), "{page}");
-    assert_eq!(page.matches("class=\"edit-message\"").count(), 1, "{page}");
-
-    // htmx: the whole history comes back, the earlier version folded in, the new reply streaming.
-    app.fake_lm
-        .set(|k| k.token_delay = Duration::from_millis(20));
-    let response = app
-        .post_htmx(
-            &edit(latest_user.id),
-            &[("content", "What is 4 + 4, really?")],
-        )
-        .await;
-    let (status, fragment) = text(response).await;
-    assert_eq!(status, 200, "{fragment}");
-    assert!(
-        fragment.contains("Earlier versions of the next message (1)"),
-        "{fragment}"
-    );
-    assert!(
-        fragment.contains("What is 3 + 3?"),
-        "the old version is still shown"
-    );
-    assert!(fragment.contains("What is 4 + 4, really?"));
-    assert!(fragment.contains("(edited)"));
-    assert!(fragment.contains("sse-connect="), "the new reply streams");
-    assert!(
-        fragment.contains("What is 2 + 2?"),
-        "the rest of the history is there too"
-    );
-
-    // While its reply is written, the edited message cannot be edited again.
-    let after = messages_of(&app, chat).await;
-    let new_user = after
-        .iter()
-        .rev()
-        .find(|m| m.role == Role::User)
-        .unwrap()
-        .clone();
-    let (status, _) = text(
-        app.post_htmx(&edit(new_user.id), &[("content", "again")])
-            .await,
-    )
-    .await;
-    assert_eq!(status, 409);
-    let new_reply = after.last().unwrap().clone();
-    app.finished(new_reply.id).await;
-    app.fake_lm.set(|k| k.token_delay = Duration::ZERO);
-
-    // Nothing was lost: the old message and both its replies are kept, marked superseded.
-    let after = messages_of(&app, chat).await;
-    assert_eq!(after.len(), before.len() + 2);
-    for old in &before {
-        let now = after.iter().find(|m| m.id == old.id).unwrap();
-        assert_eq!(now.content, old.content);
-        let should_be_superseded = old.seq >= latest_user.seq;
-        assert_eq!(now.superseded, should_be_superseded, "{}", old.content);
-    }
-    assert!(after.iter().any(|m| m.id == regenerated && m.superseded));
-    // The prompt has the edited message, not the earlier version or its replies.
-    let request = last_request(&app);
-    let contents: Vec<&str> = request["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["content"].as_str().unwrap())
-        .collect();
-    assert_eq!(contents.last(), Some(&"What is 4 + 4, really?"));
-    assert!(!contents.contains(&"What is 3 + 3?"), "{contents:?}");
-    assert!(contents.contains(&"What is 2 + 2?"), "{contents:?}");
-
-    // The page: the earlier version is folded, Edit is on the new message only.
-    let (_, page) = text(app.get(&format!("/chats/{chat}")).await).await;
-    assert!(page.contains("class=\"earlier-versions\""));
-    assert_eq!(page.matches("class=\"edit-message\"").count(), 1);
-    assert!(page.contains(&format!("/chats/{chat}/messages/{}/edit", new_user.id)));
-
-    // Without JavaScript: 303 to the new reply. A second edit makes a second earlier version.
-    let response = app
-        .post(&edit(new_user.id), &[("content", "Fine: 5 + 5?")])
-        .await;
-    assert_eq!(response.status(), 303);
-    let reply = crate::helpers::reply_id(&response);
-    app.finished(reply).await;
-    let (_, page) = text(app.get(&format!("/chats/{chat}")).await).await;
-    assert!(
-        page.contains("Earlier versions of the next message (2)"),
-        "{page}"
-    );
-
-    // The API: 202 with the new messages; the earlier ones say `superseded`.
-    let token = token_for(&app).await;
-    let last_user = messages_of(&app, chat)
-        .await
-        .into_iter()
-        .rev()
-        .find(|m| m.role == Role::User)
-        .unwrap();
-    let response = bearer(
-        &app,
-        &token,
-        reqwest::Method::POST,
-        &format!("/api/v1{}", edit(last_user.id)),
-    )
-    .json(&json!({"content": "Last try: 6 + 6?"}))
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(response.status(), 202);
-    let sent: Value = response.json().await.unwrap();
-    assert_eq!(sent["user_message"]["content"], "Last try: 6 + 6?");
-    assert_eq!(sent["user_message"]["superseded"], false);
-    app.finished(
-        sent["assistant_message_id"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap(),
-    )
-    .await;
-    let listed: Value = bearer(
-        &app,
-        &token,
-        reqwest::Method::GET,
-        &format!("/api/v1/chats/{chat}/messages"),
-    )
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let old = listed["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["id"] == json!(last_user.id))
-        .unwrap();
-    assert_eq!(old["superseded"], true);
-}
-
 // ---- 7: reasoning -------------------------------------------------------------------------------
 
 #[tokio::test]
@@ -716,10 +504,11 @@ async fn a_chat_exports_as_markdown_and_json_and_the_json_imports_as_a_new_chat(
     );
     assert!(markdown.contains("**System prompt:**\n\n> Be kind."));
     assert!(markdown.contains("## You\n\nFirst <question> & more"));
-    assert!(markdown.contains("## You (earlier version, edited)\n\nSecond question"));
+    // The chat as it reads now: the edited message's other version is left out.
+    assert!(!markdown.contains("Second question"), "{markdown}");
     assert!(markdown.contains("## You\n\nSecond, edited"));
     assert!(markdown.contains("**Thinking:**\n\n> Pondering."));
-    assert_eq!(markdown.matches("## Assistant").count(), 4, "{markdown}");
+    assert_eq!(markdown.matches("## Assistant").count(), 3, "{markdown}");
 
     // JSON, to keep and import.
     let response = app.get(&format!("/chats/{chat}/export?format=json")).await;
@@ -746,7 +535,10 @@ async fn a_chat_exports_as_markdown_and_json_and_the_json_imports_as_a_new_chat(
     let imported: Uuid = location.trim_start_matches("/chats/").parse().unwrap();
     assert_ne!(imported, chat);
     let copy = messages_of(&app, imported).await;
-    let summary = |ms: &[message::Model]| -> Vec<(Role, String, Option<String>, Status, bool)> {
+    // Every version, each following the same message as before (by position), on the same path.
+    type Summary = (Role, String, Option<String>, Status, bool, Option<usize>);
+    let summary = |ms: &[message::Model]| -> Vec<Summary> {
+        let position = |id: Option<Uuid>| id.and_then(|id| ms.iter().position(|m| m.id == id));
         ms.iter()
             .map(|m| {
                 (
@@ -755,11 +547,16 @@ async fn a_chat_exports_as_markdown_and_json_and_the_json_imports_as_a_new_chat(
                     m.reasoning.clone(),
                     m.status,
                     m.superseded,
+                    position(m.parent_id),
                 )
             })
             .collect()
     };
     assert_eq!(summary(&copy), summary(&original));
+    assert!(
+        copy.iter().any(|m| m.superseded),
+        "the other version came too"
+    );
     let row = chat_row(&app, imported).await;
     assert_eq!(row.title, "First <question> & more");
     assert_eq!(
@@ -771,7 +568,8 @@ async fn a_chat_exports_as_markdown_and_json_and_the_json_imports_as_a_new_chat(
         (Some("Be kind."), Some(0.5), Some(100))
     );
     let (_, page) = text(app.get(&location).await).await;
-    assert!(page.contains("Second, edited") && page.contains("Earlier versions"));
+    assert!(page.contains("Second, edited") && page.contains("Previous version"));
+    assert!(!page.contains("Second question"), "{page}");
     // And the imported chat goes on like any other.
     app.send_and_wait(&app.client, imported, "Continue").await;
     assert_eq!(last_request(&app)["messages"][0]["content"], "Be kind.");

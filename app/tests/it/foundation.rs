@@ -715,6 +715,9 @@ async fn migrations_go_up_down_and_up_again() {
         }
     };
     Migrator::down(&db, Some(1)).await.unwrap();
+    assert!(!has("parent_id").await);
+    assert!(chat_has("temporary").await);
+    Migrator::down(&db, Some(1)).await.unwrap();
     assert!(!chat_has("temporary").await);
     assert!(has_table("rate_limits").await);
     Migrator::down(&db, Some(1)).await.unwrap();

@@ -26,3 +26,4 @@ mod security;
 mod shares;
 mod streaming;
 mod temporary_chats;
+mod versions;

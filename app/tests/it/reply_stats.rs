@@ -124,6 +124,7 @@ async fn imported_stats_are_checked_and_only_replies_keep_them() {
             {"role": "assistant", "content": "hello", "stats": {
                 "model": "m".repeat(201), "prompt_tokens": -3, "completion_tokens": 40,
                 "time_to_first_token_ms": 12, "generation_ms": 400, "tokens_per_second": 9999.0}},
+            {"role": "user", "content": "and?"},
             {"role": "assistant", "content": "again", "stats": {"model": "  ", "prompt_tokens": -1}},
         ]
     });
@@ -139,7 +140,7 @@ async fn imported_stats_are_checked_and_only_replies_keep_them() {
         json!({"model": null, "prompt_tokens": null, "completion_tokens": 40,
                "time_to_first_token_ms": 12, "generation_ms": 400, "tokens_per_second": 100.0})
     );
-    assert!(messages[2]["stats"].is_null(), "nothing sensible was left");
+    assert!(messages[3]["stats"].is_null(), "nothing sensible was left");
 }
 
 #[tokio::test]

@@ -664,7 +664,14 @@ async fn regenerate_answers_the_last_question_again_and_keeps_the_earlier_reply(
         .text()
         .await
         .unwrap();
-    assert!(page.contains("first answer") && page.contains("second answer"));
+    // In place: the new version is shown, the first one behind "Previous version".
+    assert!(page.contains("second answer") && !page.contains("first answer"));
+    assert!(page.contains("aria-label=\"Previous version\""), "{page}");
+    assert_eq!(
+        page.matches("class=\"message assistant").count(),
+        2,
+        "the greeting and one reply"
+    );
     // Nothing to answer in a chat without a user message.
     let empty = new_chat(&app).await;
     assert_eq!(

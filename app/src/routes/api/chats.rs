@@ -85,6 +85,7 @@ pub async fn get_chat(
     let page = super::documents::MessagePage::from(chat::MessagePage {
         messages: opened.history.messages,
         earlier: opened.history.earlier,
+        versions: opened.history.versions,
     });
     Ok(Json(ChatWithMessages {
         chat: opened.chat.into(),

@@ -201,9 +201,17 @@ pub struct MessageJson {
     pub reasoning: Option<String>,
     /// Why a reply failed, for `status: error` (and `interrupted`).
     pub error: Option<String>,
-    /// An earlier version: a user message that was edited, or a reply to one. Left out of
-    /// prompts.
+    /// Not on the chat's current path: another version of it (or of a message before it) is
+    /// the one shown and sent to the model. Lists hold only the path; an export holds all.
     pub superseded: bool,
+    /// The message this one follows (a reply its user message, a user message the reply before
+    /// it); `null` for the chat's first. Messages with the same parent are versions of one
+    /// another.
+    pub parent_id: Option<Uuid>,
+    /// In message lists: the ids of this message's versions, oldest first, this one included;
+    /// absent when it has no other. `POST /api/v1/messages/{id}/select` chooses one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub versions: Option<Vec<Uuid>>,
     /// A reply's stats: model, tokens, time to first token, tokens a second. `null` for
     /// other messages, and for replies still being written or with nothing measured.
     pub stats: Option<ReplyStats>,
@@ -237,6 +245,8 @@ impl From<message::Model> for MessageJson {
             reasoning: m.reasoning,
             error: m.error,
             superseded: m.superseded,
+            parent_id: m.parent_id,
+            versions: None,
             created_at: m.created_at,
         }
     }
@@ -431,8 +441,19 @@ impl From<crate::chat::SearchResults> for SearchResults {
 
 impl From<crate::chat::MessagePage> for MessagePage {
     fn from(page: crate::chat::MessagePage) -> Self {
+        let mut versions = page.versions;
         MessagePage {
-            messages: page.messages.into_iter().map(MessageJson::from).collect(),
+            messages: page
+                .messages
+                .into_iter()
+                .map(|m| {
+                    let of_it = versions.remove(&m.id).map(|v| v.ids);
+                    MessageJson {
+                        versions: of_it,
+                        ..MessageJson::from(m)
+                    }
+                })
+                .collect(),
             earlier: page.earlier,
         }
     }

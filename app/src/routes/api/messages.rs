@@ -89,12 +89,13 @@ pub async fn download_attachment(
     Ok(attachment_download(file))
 }
 
-/// Edit and resend: replaces the chat's latest user message with `content` and starts a new
-/// reply. The earlier version and its replies stay, marked `superseded`.
+/// Edit and resend: a new version of a user message of the chat's current path, with
+/// `content`, and a new reply to it; they become the path. The edited version and what followed
+/// it stay, as other versions (`versions`, and `POST /messages/{id}/select`).
 #[utoipa::path(post, path = "/chats/{id}/messages/{message_id}/edit", tag = "messages",
     params(("id" = Uuid, Path), ("message_id" = Uuid, Path)), request_body = NewMessage, security(("bearer" = []), ("session_cookie" = [])),
     responses((status = 202, description = "Stored; the new reply is being written", body = Sent),
-              (status = "4XX", description = "No such chat or message, invalid or too large, not the latest user message or a reply in progress (409), or too many messages (429)", body = Problem, content_type = ERRORS),
+              (status = "4XX", description = "No such chat or message, invalid or too large, not a user message of the current path or a reply in progress (409), or too many messages (429)", body = Problem, content_type = ERRORS),
               (status = 503, description = "The app is restarting", body = Problem, content_type = ERRORS)))]
 pub async fn edit_message(
     State(state): State<AppState>,
@@ -127,6 +128,22 @@ pub async fn continue_message(
         stream_url: format!("/api/v1/messages/{reply_id}/stream"),
     };
     Ok((StatusCode::ACCEPTED, Json(continued)))
+}
+
+/// Chooses a version of a message (one of its `versions`): the chat's path runs through it,
+/// and below it through the newest versions; the next reply's prompt is that path. Returns the
+/// chat's newest messages as they are now.
+#[utoipa::path(post, path = "/messages/{id}/select", tag = "messages", params(("id" = Uuid, Path)), security(("bearer" = []), ("session_cookie" = [])),
+    responses((status = 200, description = "The chat's newest messages, along the chosen path", body = MessagePage),
+              (status = "4XX", description = "No such message in this session, or a reply being written in its chat (409)", body = Problem, content_type = ERRORS)))]
+pub async fn select_version(
+    State(state): State<AppState>,
+    session: Session,
+    ApiPath(id): ApiPath<Uuid>,
+) -> AppResult<Json<MessagePage>> {
+    let chat_id = chat::select_version(&state, &session, None, id).await?;
+    let page = chat::messages(&state, &session, chat_id, None, MAX_PAGE).await?;
+    Ok(Json(page.into()))
 }
 
 /// 202 with the user's message and where its reply streams.

@@ -166,6 +166,7 @@ pub fn router(
         ))
         .routes(routes!(messages::edit_message))
         .routes(routes!(messages::continue_message))
+        .routes(routes!(messages::select_version))
         .routes(routes!(messages::download_attachment))
         .routes(routes!(chats::put_settings))
         .routes(routes!(chats::get_context))

@@ -243,13 +243,41 @@ pub async fn edit(
         let to = format!("/chats/{chat_id}#m-{}", exchange.reply.id);
         return Ok(redirect(false, &to));
     }
-    let opened = chat::open(&state, &session, chat_id, None, chat::MESSAGES_PER_PAGE).await?;
+    newest_page(&state, &session, chat_id, exchange.display_name).await
+}
+
+/// The chat's newest page of messages, as `#messages` holds them.
+async fn newest_page(
+    state: &AppState,
+    session: &Session,
+    chat_id: Uuid,
+    display_name: Option<String>,
+) -> AppResult<Response> {
+    let opened = chat::open(state, session, chat_id, None, chat::MESSAGES_PER_PAGE).await?;
     render_replies_ahead(&state.templates, &opened.history.messages).await;
     let fragment = MessagesFragment {
         messages: history_views(&state.templates, &opened.history),
-        display_name: exchange.display_name,
+        display_name,
     };
-    Ok(render(&state, "fragments/messages.html", fragment)?.into_response())
+    Ok(render(state, "fragments/messages.html", fragment)?.into_response())
+}
+
+/// `‹ 2/3 ›`: makes a version of a message the chat's path. htmx gets the newest page back (the
+/// path below the message changed); browsers a 303 to the message.
+pub async fn select_version(
+    State(state): State<AppState>,
+    session: Session,
+    Htmx(htmx): Htmx,
+    Path((id, message_id)): Path<(String, String)>,
+) -> AppResult<Response> {
+    let chat_id = parse_id(&id, "chat")?;
+    let message_id = parse_id(&message_id, "message")?;
+    chat::select_version(&state, &session, Some(chat_id), message_id).await?;
+    if !htmx {
+        return Ok(redirect(false, &format!("/chats/{chat_id}#m-{message_id}")));
+    }
+    let display_name = state.store.display_name(&session.id).await?;
+    newest_page(&state, &session, chat_id, display_name).await
 }
 
 /// Stops a reply: the model stops and the text so far is kept as `stopped`.
