@@ -169,9 +169,6 @@ document.addEventListener("htmx:afterSettle", () => {
   // A new reply was added: earlier Regenerate buttons no longer apply.
   const actions = document.querySelectorAll(".reply-actions");
   actions.forEach((form, i) => { if (i < actions.length - 1 || document.querySelector(".status-streaming")) form.remove(); });
-  // Only the latest message can be edited.
-  const edits = document.querySelectorAll("#messages > .message.user .edit-message");
-  edits.forEach((edit, i) => { if (i < edits.length - 1) edit.remove(); });
 });
 document.addEventListener("DOMContentLoaded", updateComposer);
 
@@ -324,10 +321,6 @@ function placeContextBoundary(gauge) {
     line.className = "context-boundary";
   }
   line.textContent = gauge.dataset.boundaryText ?? "";
-  let before = items.find((item) => Number(item.dataset.seq) >= first) ?? null;
-  // An edited message's earlier versions sit just above it: the line goes above them too.
-  if (before?.previousElementSibling?.classList.contains("earlier-versions")) {
-    before = before.previousElementSibling;
-  }
+  const before = items.find((item) => Number(item.dataset.seq) >= first) ?? null;
   list.insertBefore(line, before);
 }

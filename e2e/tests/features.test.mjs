@@ -174,7 +174,7 @@ test("per-chat settings: saved in place, refused when invalid, sent with the nex
   await single.close();
 });
 
-test("once a reply is complete, the latest message (only) offers Edit, without a reload", async () => {
+test("once a reply is complete, each of your messages offers Edit, without a reload", async () => {
   const context = await browser.newContext();
   const page = await context.newPage();
   await startChat(page, SLOW_BASE, "A first message to edit");
@@ -186,68 +186,102 @@ test("once a reply is complete, the latest message (only) offers Edit, without a
   }));
   assert.deepEqual(await edits(), ["Edit"], "the chat's first message, after its reply, offers Edit");
   await send(page, "A second message");
-  assert.deepEqual(await edits(), [null, "Edit"], "only the latest message offers Edit");
+  assert.deepEqual(await edits(), ["Edit", "Edit"], "every message of yours offers Edit");
   assert.equal(await page.evaluate(() => window.__samePage), true, "the page was not reloaded");
   await context.close();
 });
 
-test("edit and resend: the edited message gets a new reply, the earlier version stays folded", async () => {
-  const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
-  const page = await context.newPage();
-  const original = "Tell me about apples";
-  const edited = "Tell me about pears instead";
-  await startChat(page, SLOW_BASE, original);
-  await waitForReplyEnd(page);
-  await page.goto(page.url()); // coming back to the chat later
+/** A message's `‹ n/m ›` as its screen-reader text reads ("2 of 3 versions"), or null. */
+async function versionsOf(message) {
+  const number = message.locator(".versions .version-number");
+  if (await number.count() === 0) return null;
+  // The "/" is for the eye (aria-hidden); " of … versions" for the ear (visually hidden).
+  return (await number.textContent()).replace("/", "").replace(/\s+/g, " ").trim();
+}
 
-  const mine = page.locator("#messages > .message.user").last();
-  await mine.locator("details.edit-message summary", { hasText: "Edit" }).click();
-  const field = mine.locator("details.edit-message textarea[name=content]");
-  assert.equal(await field.inputValue(), original, "prefilled with the message");
-  await field.fill(edited);
-  await watchReply(page);
-  await mine.getByRole("button", { name: "Save and resend" }).click();
-  await page.locator("#messages > li.earlier-versions").waitFor();
-  await waitForReplyEnd(page);
+for (const js of [true, false]) {
+  test(`versions in place (${js ? "htmx" : "no JavaScript"}): an edit and a regeneration are ‹ 2/2 ›, and choosing one sets the path`, async () => {
+    const context = await browser.newContext({ viewport: { width: 1100, height: 900 }, javaScriptEnabled: js });
+    const page = await context.newPage();
+    const original = "Tell me about apples";
+    const edited = "Tell me about pears instead";
+    // Without JavaScript the page is read again until the reply has ended.
+    const settled = async () => {
+      if (js) return waitForReplyEnd(page);
+      for (let i = 0; i < 200 && await page.locator(".status-streaming").count(); i++) {
+        await page.waitForTimeout(300);
+        await page.reload();
+      }
+      assert.equal(await page.locator(".status-streaming").count(), 0, "the reply ended");
+    };
+    await page.goto(SLOW_BASE + "/");
+    await page.fill("#content", original);
+    await page.locator(".composer button[type=submit]").click();
+    await page.waitForURL((url) => /^\/chats\/[0-9a-f-]{36}$/.test(url.pathname));
+    await settled();
+    const firstReplyText = (await page.locator("#messages > .message.assistant").last().locator(".content").textContent()).trim();
 
-  const seen = await samples(page);
-  const growing = new Set(seen.filter((s) => s.streaming && s.length > 0).map((s) => s.length));
-  assert.ok(growing.size >= 3, `the new reply streamed over ${growing.size} distinct moments: ${JSON.stringify(seen)}`);
+    // Regenerate: the new reply takes the old one's place, with ‹ 2/2 ›.
+    await page.locator("#messages > .message.assistant").last().locator("button.regenerate").click();
+    await settled();
+    const replies = page.locator("#messages > .message.assistant");
+    assert.equal(await replies.count(), 2, "the greeting and one reply: the old one is not shown");
+    const reply = replies.last();
+    assert.equal(await versionsOf(reply), "2 of 2 versions");
+    assert.ok(await reply.getByRole("button", { name: "Previous version" }).isEnabled());
+    assert.ok(await reply.getByRole("button", { name: "Next version" }).isDisabled(), "the newest has no next");
 
-  const check = async () => {
+    // Edit and resend: the new version of the message has ‹ 2/2 › too, and a reply of its own.
+    const mine = page.locator("#messages > .message.user").last();
+    await mine.locator("details.edit-message summary", { hasText: "Edit" }).click();
+    const field = mine.locator("details.edit-message textarea[name=content]");
+    assert.equal(await field.inputValue(), original, "prefilled with the message");
+    await field.fill(edited);
+    if (js) await watchReply(page);
+    await mine.getByRole("button", { name: "Save and resend" }).click();
+    await page.locator("#messages > .message.user .content", { hasText: edited }).waitFor();
+    await settled();
+    if (js) {
+      const seen = await samples(page);
+      const growing = new Set(seen.filter((s) => s.streaming && s.length > 0).map((s) => s.length));
+      assert.ok(growing.size >= 3, `the new reply streamed over ${growing.size} distinct moments: ${JSON.stringify(seen)}`);
+    }
     const current = page.locator("#messages > .message.user");
-    assert.equal(await current.count(), 1, "one current user message");
+    assert.equal(await current.count(), 1, "one user message on the path");
     assert.equal((await current.locator(".content").textContent()).trim(), edited);
-    assert.equal((await current.locator(".author .edited").textContent()).trim(), "(edited)");
-    const reply = page.locator("#messages > .message.assistant").last();
-    assert.equal(await reply.locator(".stop-form").count(), 0, "the new reply is complete");
-    assert.match(await reply.locator(".content").textContent(), /word0 word1/);
+    assert.equal(await versionsOf(current), "2 of 2 versions");
+    assert.equal(await versionsOf(page.locator("#messages > .message.assistant").last()), null, "its reply has one version");
+    assert.ok(!(await page.locator("#messages").textContent()).includes(original), "the other version is not shown");
+    const sent = await lastRequest();
+    assert.deepEqual(sent.messages.at(-1), { role: "user", content: edited });
+    assert.ok(!JSON.stringify(sent.messages).includes("apples"), "the old text is not sent");
+    await shot(page, `12-versions-edited${js ? "" : "-nojs"}`);
 
-    const earlier = page.locator("#messages > li.earlier-versions");
-    assert.equal(await earlier.count(), 1);
-    assert.equal((await earlier.locator("summary").textContent()).trim(),
-      "Earlier versions of the next message (1), with their replies");
-    // It sits between the edited message's predecessor and the edited message.
-    assert.equal(await earlier.evaluate((li) => li.nextElementSibling?.classList.contains("user")), true);
-    await earlier.locator("summary").click();
-    const oldMessage = earlier.locator(".message.user.superseded");
-    const oldReply = earlier.locator(".message.assistant.superseded");
-    assert.ok(await oldMessage.isVisible());
-    assert.equal((await oldMessage.locator(".content").textContent()).trim(), original);
-    assert.match(await oldReply.locator(".content").textContent(), /word0 word1/);
-  };
-  await check();
-  await shot(page, "12-edited");
+    // Previous version: the first message returns with its replies, the newest at each step.
+    await current.getByRole("button", { name: "Previous version" }).click();
+    await page.locator("#messages > .message.user .content", { hasText: original }).waitFor();
+    const back = page.locator("#messages > .message.user");
+    assert.equal(await versionsOf(back), "1 of 2 versions");
+    const backReply = page.locator("#messages > .message.assistant").last();
+    assert.equal(await versionsOf(backReply), "2 of 2 versions");
+    // And its older reply, one more step back.
+    await backReply.getByRole("button", { name: "Previous version" }).click();
+    await page.locator("#messages > .message.assistant .version-number", { hasText: /^\s*1/ }).waitFor();
+    assert.equal((await page.locator("#messages > .message.assistant").last().locator(".content").textContent()).trim(), firstReplyText);
+    await shot(page, `12-versions-previous${js ? "" : "-nojs"}`);
 
-  const sent = await lastRequest();
-  const upstream = JSON.stringify(sent.messages);
-  assert.deepEqual(sent.messages.at(-1), { role: "user", content: edited });
-  assert.ok(!upstream.includes("apples"), `the old text is not sent: ${upstream}`);
-
-  await page.reload();
-  await check();
-  await context.close();
-});
+    // The next message follows the chosen path: its prompt has the first version and its first reply.
+    if (js) {
+      await send(page, "And then?");
+      const next = await lastRequest();
+      const contents = next.messages.map((m) => m.content);
+      assert.ok(contents.includes(original) && !contents.includes(edited), JSON.stringify(contents));
+    }
+    await page.reload();
+    assert.equal((await page.locator("#messages > .message.user").first().locator(".content").textContent()).trim(), original, "the choice is kept");
+    await context.close();
+  });
+}
 
 test("export as Markdown and JSON, import the JSON as a new chat, refuse a broken file", async () => {
   const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
