@@ -242,7 +242,13 @@ function addCopyButtons() {
   document.querySelectorAll(".message:not(.status-streaming)").forEach((message) => {
     const content = message.querySelector(".content");
     if (!content || message.querySelector(".copy-message")) return;
-    content.after(copyButton("copy-message", "Copy this message", () => shownText(content)));
+    const button = copyButton("copy-message", "Copy this message", () => shownText(content));
+    // In the message's row of controls when it has one (after ‹ 2/3 ›, before Edit or Regenerate).
+    const row = message.querySelector(".message-actions");
+    const versions = row?.querySelector(".versions");
+    if (versions) versions.after(button);
+    else if (row) row.prepend(button);
+    else content.after(button);
   });
   document.querySelectorAll(".share-links .share-link, .device-link-made .device-link").forEach((link) => {
     if (link.parentElement?.querySelector(".copy-link")) return;

@@ -219,10 +219,15 @@ for (const js of [true, false]) {
     await page.locator(".composer button[type=submit]").click();
     await page.waitForURL((url) => /^\/chats\/[0-9a-f-]{36}$/.test(url.pathname));
     await settled();
-    const firstReplyText = (await page.locator("#messages > .message.assistant").last().locator(".content").textContent()).trim();
+    // A reply's text as written (the code blocks' Copy buttons come and go with scripts).
+    const replyText = async (reply) => (await reply.locator(".content").textContent()).replaceAll("Copy", "").trim();
+    const firstReplyText = await replyText(page.locator("#messages > .message.assistant").last());
 
     // Regenerate: the new reply takes the old one's place, with ‹ 2/2 ›.
-    await page.locator("#messages > .message.assistant").last().locator("button.regenerate").click();
+    const oldReply = page.locator("#messages > .message.assistant").last();
+    const oldId = await oldReply.getAttribute("id");
+    await oldReply.locator("button.regenerate").click();
+    await page.locator(`#${oldId}`).waitFor({ state: "detached" });
     await settled();
     const replies = page.locator("#messages > .message.assistant");
     assert.equal(await replies.count(), 2, "the greeting and one reply: the old one is not shown");
@@ -267,7 +272,7 @@ for (const js of [true, false]) {
     // And its older reply, one more step back.
     await backReply.getByRole("button", { name: "Previous version" }).click();
     await page.locator("#messages > .message.assistant .version-number", { hasText: /^\s*1/ }).waitFor();
-    assert.equal((await page.locator("#messages > .message.assistant").last().locator(".content").textContent()).trim(), firstReplyText);
+    assert.equal(await replyText(page.locator("#messages > .message.assistant").last()), firstReplyText);
     await shot(page, `12-versions-previous${js ? "" : "-nojs"}`);
 
     // The next message follows the chosen path: its prompt has the first version and its first reply.

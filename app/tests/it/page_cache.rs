@@ -119,6 +119,33 @@ async fn every_write_shows_on_the_next_view_of_a_cached_page() {
     let page_now = viewed(&app, client, chat).await;
     assert!(page_now.contains("second question, edited") && page_now.contains("edited reply"));
 
+    // Back to the version before the edit: a path's change shows at once.
+    post_ok(
+        client,
+        app.url(&format!("/chats/{chat}/messages/{}/select", last_user.id)),
+        &[],
+    )
+    .await;
+    let page_now = viewed(&app, client, chat).await;
+    assert!(!page_now.contains("second question, edited"), "{page_now}");
+    let edited = message::Entity::find()
+        .filter(message::Column::Content.eq("second question, edited"))
+        .one(app.store.connection())
+        .await
+        .unwrap()
+        .unwrap();
+    post_ok(
+        client,
+        app.url(&format!("/chats/{chat}/messages/{}/select", edited.id)),
+        &[],
+    )
+    .await;
+    assert!(
+        viewed(&app, client, chat)
+            .await
+            .contains("second question, edited")
+    );
+
     // A write no code path of this replica made: another replica's, or an operator's.
     // (sea-orm's statement, not the store's: no function of the app's runs.)
     let edited = last_user_message(&app, chat).await;
