@@ -181,8 +181,8 @@ test("once a reply is complete, each of your messages offers Edit, without a rel
   await page.evaluate(() => { window.__samePage = true; });
   await waitForReplyEnd(page);
   const edits = () => page.locator("#messages > .message.user").evaluateAll((items) => items.map((item) => {
-    const summary = item.querySelector("details.edit-message > summary");
-    return summary ? summary.textContent.trim() : null;
+    const link = item.querySelector("a.edit-link");
+    return link ? link.textContent.trim() : null;
   }));
   assert.deepEqual(await edits(), ["Edit"], "the chat's first message, after its reply, offers Edit");
   await send(page, "A second message");
@@ -238,8 +238,8 @@ for (const js of [true, false]) {
 
     // Edit and resend: the new version of the message has ‹ 2/2 › too, and a reply of its own.
     const mine = page.locator("#messages > .message.user").last();
-    await mine.locator("details.edit-message summary", { hasText: "Edit" }).click();
-    const field = mine.locator("details.edit-message textarea[name=content]");
+    await mine.locator("a.edit-link", { hasText: "Edit" }).click();
+    const field = mine.locator(".edit-form textarea[name=content]");
     assert.equal(await field.inputValue(), original, "prefilled with the message");
     await field.fill(edited);
     if (js) await watchReply(page);

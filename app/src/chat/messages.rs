@@ -16,6 +16,9 @@ use crate::{
     store::{NewReply, ReplyEnd, Role, SelectVersion, Status, chat, message},
 };
 
+/// Why an edit is refused: the message is not the user's, or not on the chat's path.
+const NOT_EDITABLE: &str = "Only your own messages of the versions shown can be edited.";
+
 pub const BUSY: &str = "A reply is still being written in this chat. Wait for it to finish or stop it, then send again.";
 
 /// A new reply, started, and the user's message it answers (none for Regenerate).
@@ -105,6 +108,25 @@ pub async fn edit(
         .edit_exchange(&session.id, chat_id, message_id, text.as_str())
         .await?;
     start(state, session, outcome).await
+}
+
+/// A message to edit (the edit form starts from it): a user message on the chat's path.
+#[tracing::instrument(skip_all, fields(%chat_id, %message_id))]
+pub async fn editable(
+    state: &AppState,
+    session: &Session,
+    chat_id: Uuid,
+    message_id: Uuid,
+) -> AppResult<message::Model> {
+    let message = state
+        .store
+        .find_message(&session.id, chat_id, message_id)
+        .await?
+        .ok_or(AppError::NotFound("message"))?;
+    if message.role != Role::User || message.superseded {
+        return Err(AppError::Conflict(NOT_EDITABLE.into()));
+    }
+    Ok(message)
 }
 
 /// A new version of the reply to the latest user message (Regenerate, or Retry after a
@@ -236,11 +258,7 @@ async fn start(state: &AppState, session: &Session, outcome: NewReply) -> AppRes
                 "There is no message to answer yet: send one first.".into(),
             ));
         }
-        NewReply::NotEditable => {
-            return Err(AppError::Conflict(
-                "Only your own messages of the versions shown can be edited.".into(),
-            ));
-        }
+        NewReply::NotEditable => return Err(AppError::Conflict(NOT_EDITABLE.into())),
         NewReply::CannotContinue => {
             return Err(AppError::Conflict(
                 "Only the chat's latest reply can go on, once it was stopped or cut at its length."

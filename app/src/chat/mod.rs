@@ -22,7 +22,9 @@ pub use chats::{
 };
 pub use devices::{LINK_LIFETIME, NewLink, check_link, devices, new_link, redeem_link, sign_out};
 pub use folders::{create_folder, delete_folder, folders, move_to_folder, pin, rename_folder};
-pub use messages::{Exchange, continue_reply, edit, regenerate, select_version, send, stop};
+pub use messages::{
+    Exchange, continue_reply, edit, editable, regenerate, select_version, send, stop,
+};
 pub use profile::set_display_name;
 pub use search::{MessageHit, SearchResults, search};
 pub use settings::{model_choices, models, update_settings};

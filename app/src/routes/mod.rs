@@ -73,7 +73,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/chats/{id}/messages/{message_id}/edit",
-            post(messages::edit),
+            get(messages::edit_form).post(messages::edit),
         )
         .route("/chats/{id}/settings", post(settings::update))
         .route("/chats/{id}/title", get(chats::title))

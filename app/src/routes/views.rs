@@ -72,6 +72,9 @@ pub struct MessageView {
     pub can_continue: bool,
     /// Offer Edit (a user message, while no reply is being written).
     pub can_edit: bool,
+    /// Show the edit form now (the page without JavaScript, opened at `?edit=`; the form's
+    /// fragment).
+    pub editing: bool,
     /// `‹ 2/3 ›`: which of its versions this is, for a message with more than one.
     pub versions: Option<VersionsView>,
     /// The model is still writing the chat's title: the page asks for it until it is there.
@@ -163,6 +166,7 @@ impl MessageView {
             can_regenerate: false,
             can_continue: false,
             can_edit: false,
+            editing: false,
             versions: None,
             title_pending: false,
             seq: message.seq,

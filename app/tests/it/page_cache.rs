@@ -162,7 +162,7 @@ async fn every_write_shows_on_the_next_view_of_a_cached_page() {
     assert!(
         viewed(&app, client, chat)
             .await
-            .contains("changed behind the app&#x27;s back"),
+            .contains("changed behind the app"),
         "a write straight to the database shows"
     );
 

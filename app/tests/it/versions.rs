@@ -315,11 +315,7 @@ async fn edits_are_refused_for_replies_other_versions_blank_text_and_strangers()
     assert!(response.text().await.unwrap().contains("versions shown"));
     // Every message of yours on the path offers Edit.
     let shown = page(&app, chat).await;
-    assert_eq!(
-        shown.matches("class=\"edit-message\"").count(),
-        2,
-        "{shown}"
-    );
+    assert_eq!(shown.matches("class=\"edit-link\"").count(), 2, "{shown}");
 }
 
 #[tokio::test]
@@ -550,4 +546,59 @@ async fn the_migration_reads_older_history_as_a_tree() {
         ]
     );
     assert_eq!(migrated[0].role, Role::User);
+}
+
+/// The edit form is fetched when Edit is chosen, so a long chat's page carries no copy of each
+/// message; without JavaScript the page opens with it.
+#[tokio::test]
+async fn the_edit_form_comes_when_asked_for_with_or_without_javascript() {
+    let app = TestApp::spawn().await;
+    let chat = app.create_chat(&app.client, "a <first> message").await;
+    let all = after_greeting(&app, chat).await;
+    let (mine, reply) = (all[0].id, all[1].id);
+    let form_url = format!("/chats/{chat}/messages/{mine}/edit");
+    let shown = page(&app, chat).await;
+    assert!(
+        !shown.contains("<textarea id=\"edit-"),
+        "no form until asked for"
+    );
+    assert!(shown.contains(&format!("href=\"/chats/{chat}?edit={mine}#m-{mine}\"")));
+
+    // htmx: the form, prefilled (escaped), posting the edit.
+    let response = crate::helpers::get_htmx(&app.client, &app.url(&form_url)).await;
+    assert_eq!(response.status(), 200);
+    let fragment = response.text().await.unwrap();
+    assert!(
+        fragment.contains(">a &lt;first&gt; message</textarea>"),
+        "{fragment}"
+    );
+    assert!(fragment.contains(&format!("hx-post=\"{form_url}\"")));
+
+    // Without JavaScript: to the chat page, opened with the form at the message.
+    let response = app.get(&form_url).await;
+    assert_eq!(response.status(), 303);
+    let to = response.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(to, format!("/chats/{chat}?edit={mine}#m-{mine}"));
+    let opened = app.get(&to).await.text().await.unwrap();
+    assert_eq!(
+        opened.matches("<textarea id=\"edit-").count(),
+        1,
+        "{opened}"
+    );
+    assert!(opened.contains(&format!("action=\"{form_url}\"")));
+    // A page opened with a form is not the cached page: the plain one has none.
+    assert!(!page(&app, chat).await.contains("<textarea id=\"edit-"));
+    // Nonsense in `edit` opens the page as usual.
+    let plain = app.get(&format!("/chats/{chat}?edit=nonsense")).await;
+    assert_eq!(plain.status(), 200);
+
+    // A reply has no edit form; another session sees no message.
+    let response = crate::helpers::get_htmx(
+        &app.client,
+        &app.url(&format!("/chats/{chat}/messages/{reply}/edit")),
+    )
+    .await;
+    assert_eq!(response.status(), 409);
+    let response = browser().get(app.url(&form_url)).send().await.unwrap();
+    assert_eq!(response.status(), 404);
 }

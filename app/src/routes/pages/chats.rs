@@ -91,6 +91,8 @@ pub async fn list(
 #[derive(Deserialize)]
 pub struct ShowQuery {
     before: Option<i64>,
+    /// A message opened with its edit form (Edit without JavaScript); anything else, none.
+    edit: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -133,7 +135,15 @@ pub async fn show(
         chat: chat_id,
         before: query.before,
     };
-    if let Some(page) = state.pages.get(&key, stamp) {
+    let editing = query
+        .edit
+        .as_deref()
+        .and_then(|id| uuid::Uuid::parse_str(id).ok())
+        .map(|id| id.to_string());
+    // A page opened to edit a message is rare and not kept.
+    if editing.is_none()
+        && let Some(page) = state.pages.get(&key, stamp)
+    {
         return Ok(Html(page));
     }
     let (sidebar, opened, context, links) = tokio::try_join!(
@@ -151,6 +161,12 @@ pub async fn show(
     let history = &opened.history;
     render_replies_ahead(&state.templates, &history.messages).await;
     let mut messages = history_views(&state.templates, history);
+    if let Some(view) = messages
+        .iter_mut()
+        .find(|v| v.can_edit && Some(&v.id) == editing.as_ref())
+    {
+        view.editing = true;
+    }
     let context_boundary_at_end = mark_context_boundary(&mut messages, context.first_sent_seq);
     let page = ChatPage {
         frame: sidebar.into(),
@@ -173,7 +189,9 @@ pub async fn show(
     };
     let Html(page) = render(&state, "chat.html", page)?;
     let page = Bytes::from(page);
-    state.pages.put(key, stamp, page.clone());
+    if editing.is_none() {
+        state.pages.put(key, stamp, page.clone());
+    }
     Ok(Html(page))
 }
 

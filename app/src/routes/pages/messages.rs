@@ -262,6 +262,29 @@ async fn newest_page(
     Ok(render(state, "fragments/messages.html", fragment)?.into_response())
 }
 
+/// The edit form of one of the user's messages: htmx puts it in place of the Edit link; a
+/// browser is sent to the chat page opened with it (`?edit=`).
+pub async fn edit_form(
+    State(state): State<AppState>,
+    session: Session,
+    Htmx(htmx): Htmx,
+    Path((id, message_id)): Path<(String, String)>,
+) -> AppResult<Response> {
+    let chat_id = parse_id(&id, "chat")?;
+    let message_id = parse_id(&message_id, "message")?;
+    let message = chat::editable(&state, &session, chat_id, message_id).await?;
+    if !htmx {
+        let to = format!("/chats/{chat_id}?edit={message_id}#m-{message_id}");
+        return Ok(redirect(false, &to));
+    }
+    #[derive(Serialize)]
+    struct EditForm {
+        m: MessageView,
+    }
+    let m = MessageView::new(&state.templates, &message);
+    Ok(render(&state, "fragments/edit_form.html", EditForm { m })?.into_response())
+}
+
 /// `‹ 2/3 ›`: makes a version of a message the chat's path. htmx gets the newest page back (the
 /// path below the message changed); browsers a 303 to the message.
 pub async fn select_version(

@@ -379,6 +379,16 @@ pub fn reply_id(response: &reqwest::Response) -> uuid::Uuid {
     location.split("#m-").nth(1).unwrap().parse().unwrap()
 }
 
+/// A GET as htmx sends it (`HX-Request: true`).
+pub async fn get_htmx(client: &reqwest::Client, url: &str) -> reqwest::Response {
+    client
+        .get(url)
+        .header("HX-Request", "true")
+        .send()
+        .await
+        .unwrap()
+}
+
 pub async fn post_form(
     client: &reqwest::Client,
     url: &str,
