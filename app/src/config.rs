@@ -104,6 +104,11 @@ pub struct Config {
     #[arg(long, env = "LM_CTX_SIZE", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(256..))]
     pub lm_ctx_size: u32,
 
+    /// Embedded engine: flash attention. `auto` lets llama.cpp turn it on where the backend
+    /// runs it for the model (as llama-server's `-fa auto`); `on` and `off` force it.
+    #[arg(long, env = "LM_FLASH_ATTENTION", value_enum, default_value_t = FlashAttention::Auto)]
+    pub lm_flash_attention: FlashAttention,
+
     /// Nucleus sampling: the smallest set of likeliest tokens whose probability reaches this.
     #[arg(long, env = "LM_TOP_P", default_value_t = 0.95)]
     pub lm_top_p: f32,
@@ -305,6 +310,16 @@ pub struct Config {
     /// ones built into the binary.
     #[arg(long, env = "STATIC_DIR")]
     pub static_dir: Option<PathBuf>,
+}
+
+/// `LM_FLASH_ATTENTION`: llama.cpp's choice, or forced on or off.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlashAttention {
+    #[default]
+    Auto,
+    On,
+    Off,
 }
 
 impl Config {

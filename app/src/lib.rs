@@ -222,6 +222,7 @@ pub fn embedded_settings(config: &Config) -> embedded::EmbeddedSettings {
         slots: config.max_concurrent_generations.max(1),
         context_per_slot: config.lm_ctx_size,
         batch: 512,
+        flash_attention: config.lm_flash_attention,
     }
 }
 

@@ -5,7 +5,7 @@
 //! sampling, the side that goes first alternating by round.
 use std::{path::PathBuf, time::Duration};
 
-use app::{AppState, engine::Engine, lm::ReplyOptions};
+use app::{AppState, config::FlashAttention, engine::Engine, lm::ReplyOptions};
 use clap::Args;
 use serde_json::{Value, json};
 
@@ -38,7 +38,7 @@ struct Timed {
 }
 
 pub async fn run(args: AppOverheadArgs) -> anyhow::Result<Value> {
-    let engine = start_embedded(&args.model, args.threads).await?;
+    let engine = start_embedded(&args.model, args.threads, FlashAttention::Auto).await?;
     let data = tempfile::tempdir()?;
     let mut config = app::config::Config::defaults();
     config.data_dir = data.path().to_owned();

@@ -13,6 +13,7 @@ use std::{
 
 use anyhow::{Context, bail, ensure};
 use app::{
+    config::FlashAttention,
     engine::Engine,
     lm::{LmEvent, LmSettings, ModelStatus, PromptMessage, ReplyOptions, Timings},
 };
@@ -56,6 +57,10 @@ pub struct EngineArgs {
     /// Tokens of each reply.
     #[arg(long, default_value_t = 128)]
     max_tokens: u32,
+    /// Flash attention on both sides (the embedded engine's `LM_FLASH_ATTENTION`,
+    /// llama-server's `-fa`).
+    #[arg(long, value_enum, default_value_t = FlashAttention::Auto)]
+    flash_attention: FlashAttention,
 }
 
 pub async fn run(repo: &Path, args: EngineArgs) -> anyhow::Result<Value> {
@@ -65,6 +70,7 @@ pub async fn run(repo: &Path, args: EngineArgs) -> anyhow::Result<Value> {
         threads,
         rounds,
         max_tokens,
+        flash_attention,
     } = args;
     let rounds = rounds.max(1);
     let threads = threads.max(1);
@@ -83,9 +89,9 @@ pub async fn run(repo: &Path, args: EngineArgs) -> anyhow::Result<Value> {
 
     // The embedded engine first, so that the bench's own growth is the engine's alone.
     let rss_before = vm_rss("self");
-    let embedded = start_embedded(&model, threads).await?;
+    let embedded = start_embedded(&model, threads, flash_attention).await?;
     let embedded_loaded = vm_rss("self");
-    let server = LlamaServer::start(&binary, &model, threads).await?;
+    let server = LlamaServer::start(&binary, &model, threads, flash_attention).await?;
     let server_loaded = server.rss();
     let sides = [
         Side {
@@ -257,7 +263,7 @@ pub async fn run(repo: &Path, args: EngineArgs) -> anyhow::Result<Value> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     eprintln!(
-        "engine: {name}, {threads} threads, {SLOTS} slots x {CONTEXT_PER_SLOT} tokens, {max_tokens} tokens a reply, greedy, medians of {rounds} rounds"
+        "engine: {name}, {threads} threads, {SLOTS} slots x {CONTEXT_PER_SLOT} tokens, {max_tokens} tokens a reply, flash attention {flash_attention:?}, greedy, medians of {rounds} rounds"
     );
     eprintln!(
         "  {:<50} {:>12} {:>12} {:>8}",
@@ -289,6 +295,7 @@ pub async fn run(repo: &Path, args: EngineArgs) -> anyhow::Result<Value> {
     Ok(json!({
         "scenario": "engine", "model": name, "threads": threads, "rounds": rounds,
         "max_tokens": max_tokens, "slots": SLOTS, "context_per_slot": CONTEXT_PER_SLOT,
+        "flash_attention": flash_attention,
         "figures": figures,
         "one_stream_tokens_per_s_ratio": one, "one_stream_target_met": one >= ONE_STREAM_TARGET,
         "four_streams_tokens_per_s_ratio": four, "four_streams_target_met": four >= FOUR_STREAMS_TARGET,
@@ -638,8 +645,13 @@ pub(crate) async fn generate(
         .with_context(|| format!("a reply took longer than {} s", REPLY_LIMIT.as_secs()))?
 }
 
-pub(crate) async fn start_embedded(model: &Path, threads: usize) -> anyhow::Result<Engine> {
+pub(crate) async fn start_embedded(
+    model: &Path,
+    threads: usize,
+    flash_attention: FlashAttention,
+) -> anyhow::Result<Engine> {
     let mut config = app::config::Config::defaults();
+    config.lm_flash_attention = flash_attention;
     config.lm_model_path = Some(model.to_owned());
     config.lm_threads = Some(threads);
     config.max_concurrent_generations = SLOTS;
@@ -698,7 +710,17 @@ struct LlamaServer {
 }
 
 impl LlamaServer {
-    async fn start(binary: &Path, model: &Path, threads: usize) -> anyhow::Result<Self> {
+    async fn start(
+        binary: &Path,
+        model: &Path,
+        threads: usize,
+        flash_attention: FlashAttention,
+    ) -> anyhow::Result<Self> {
+        let fa = match flash_attention {
+            FlashAttention::Auto => "auto",
+            FlashAttention::On => "on",
+            FlashAttention::Off => "off",
+        };
         let port = free_port()?;
         let dir = tempfile::tempdir()?;
         let log = dir.path().join("llama-server.log");
@@ -710,6 +732,7 @@ impl LlamaServer {
             .args(["-t", &threads, "-tb", &threads])
             .args(["-c", &(SLOTS as u32 * CONTEXT_PER_SLOT).to_string()])
             .args(["--parallel", &SLOTS.to_string()])
+            .args(["-fa", fa])
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(output.try_clone()?)

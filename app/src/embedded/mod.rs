@@ -3,6 +3,7 @@
 //! concurrent reply (`worker`); tokio talks to it over channels. The model comes from
 //! `LM_MODEL_PATH` or is fetched from the Hugging Face hub into its cache ([`crate::hub`]) after
 //! the app is already serving. Knows no HTTP server and no database.
+mod stops;
 mod worker;
 
 use std::{
@@ -20,6 +21,7 @@ use llama_cpp_2::{
 };
 
 use crate::{
+    config::FlashAttention,
     hub::{self, HubError, HubSettings},
     lm::{LmError, LmStream, ModelInfo, ModelStatus, PromptMessage, ReplyOptions},
 };
@@ -38,6 +40,8 @@ pub struct EmbeddedSettings {
     pub context_per_slot: u32,
     /// Tokens decoded per step across sequences (prompt chunks and one token per reply).
     pub batch: u32,
+    /// `LM_FLASH_ATTENTION`.
+    pub flash_attention: FlashAttention,
 }
 
 /// A handle on the engine; cheap to clone.
@@ -64,6 +68,8 @@ struct Loaded {
     name: String,
     model: Arc<LlamaModel>,
     template: LlamaChatTemplate,
+    /// The template's markers this model would write as text (a reply ends at one).
+    stops: &'static [&'static str],
     /// Tokens of context each reply has.
     n_ctx_seq: u32,
     requests: std::sync::mpsc::Sender<worker::Request>,
@@ -184,7 +190,7 @@ impl EmbeddedEngine {
                     Ok(model) => Arc::new(model),
                     Err(message) => return engine.fail(message),
                 };
-                let template = chat_template(&model);
+                let (template, stops) = chat_template(&model);
                 let n_ctx_seq = settings
                     .context_per_slot
                     .min(model.n_ctx_train().max(256))
@@ -197,7 +203,12 @@ impl EmbeddedEngine {
                     .with_n_ubatch(settings.batch)
                     .with_n_seq_max(slots as u32)
                     .with_n_threads(threads)
-                    .with_n_threads_batch(threads);
+                    .with_n_threads_batch(threads)
+                    .with_flash_attention_policy(match settings.flash_attention {
+                        FlashAttention::Auto => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
+                        FlashAttention::On => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
+                        FlashAttention::Off => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
+                    });
                 let context = {
                     let _one_at_a_time = CONTEXT_CREATION
                         .lock()
@@ -219,12 +230,14 @@ impl EmbeddedEngine {
                     n_ctx_seq,
                     slots,
                     threads,
+                    flash_attention = ?settings.flash_attention,
                     "the embedded model is ready"
                 );
                 engine.set_state(LoadState::Ready(Arc::new(Loaded {
                     name,
                     model: model.clone(),
                     template,
+                    stops,
                     n_ctx_seq,
                     requests,
                 })));
@@ -252,6 +265,18 @@ impl EmbeddedEngine {
         messages: &[PromptMessage],
         options: &ReplyOptions,
     ) -> Result<LmStream, LmError> {
+        let stops = self.loaded()?.stops;
+        self.stream_chat_stopping_at(messages, options, stops)
+    }
+
+    /// [`Self::stream_chat`] with other stop strings than the template's: the tests make words
+    /// a model is known to write one, as no model here writes a template's markers on cue.
+    pub fn stream_chat_stopping_at(
+        &self,
+        messages: &[PromptMessage],
+        options: &ReplyOptions,
+        stops: &'static [&'static str],
+    ) -> Result<LmStream, LmError> {
         let loaded = self.loaded()?;
         let prompt = prompt_text(&loaded.model, &loaded.template, messages)?;
         let tokens = loaded.model.vocab().tokenize(prompt.as_bytes(), true, true);
@@ -275,6 +300,7 @@ impl EmbeddedEngine {
                 top_p: options.top_p,
                 seed: options.seed.unwrap_or_else(rand::random),
             },
+            stops,
             events,
         };
         loaded
@@ -367,16 +393,21 @@ fn load_model(path: &Path) -> Result<LlamaModel, String> {
 }
 
 /// The model's own chat template when llama.cpp knows it (it recognises the common ones by
-/// their text), else ChatML.
-fn chat_template(model: &LlamaModel) -> LlamaChatTemplate {
-    let chatml = || LlamaChatTemplate::new("chatml").expect("no NUL in a literal");
+/// their text), else ChatML; with the stop strings the model needs on it. A model's own
+/// template ends its turns with tokens of its vocabulary, which end generation; on the ChatML
+/// fallback a model that never learnt it writes the markers as text (`stops`).
+fn chat_template(model: &LlamaModel) -> (LlamaChatTemplate, &'static [&'static str]) {
+    let chatml = || {
+        let template = LlamaChatTemplate::new("chatml").expect("no NUL in a literal");
+        (template, stops::CHATML_STOPS)
+    };
     let probe = [PromptMessage {
         role: "user",
         images: Vec::new(),
         content: "hi".into(),
     }];
     match model.chat_template(None) {
-        Ok(template) if apply_template(model, &template, &probe, true).is_ok() => template,
+        Ok(template) if apply_template(model, &template, &probe, true).is_ok() => (template, &[]),
         Ok(_) => {
             tracing::warn!("llama.cpp does not know the model's chat template; using ChatML");
             chatml()

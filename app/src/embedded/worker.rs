@@ -12,7 +12,7 @@ use llama_cpp_2::{
 };
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::common_prefix;
+use super::{common_prefix, stops::StopFilter};
 use crate::lm::{LmError, LmEvent, Timings, Usage};
 
 /// One reply to generate.
@@ -21,6 +21,8 @@ pub struct Request {
     pub tokens: Vec<LlamaToken>,
     pub max_tokens: u32,
     pub sampling: Sampling,
+    /// The template's markers the model may write as text (`stops`): the reply ends there.
+    pub stops: &'static [&'static str],
     pub events: UnboundedSender<Result<Vec<LmEvent>, LmError>>,
 }
 
@@ -52,6 +54,8 @@ struct Active {
     next: Option<LlamaToken>,
     generated: u32,
     text: Utf8Decoder,
+    /// The text after decoding, cut at the first stop string.
+    stops: StopFilter,
     started: Instant,
     first_token_at: Option<Instant>,
 }
@@ -188,6 +192,7 @@ impl<'m> Worker<'m> {
                 next: None,
                 generated: 0,
                 text: Utf8Decoder::default(),
+                stops: StopFilter::new(request.stops),
                 started: Instant::now(),
                 first_token_at: None,
                 request,
@@ -282,11 +287,14 @@ impl<'m> Worker<'m> {
         }
         // Control tokens render as nothing: template markup never reaches a reply.
         let piece = vocab.token_to_piece(token, false, None);
-        let text = active.text.push(&piece);
+        let (text, stopped) = active.stops.push(&active.text.push(&piece));
         if !text.is_empty() {
             active.send(vec![LmEvent::Text(text)]);
         }
         active.generated += 1;
+        if stopped {
+            return Some((entry.slot, "stop"));
+        }
         if active.generated >= active.request.max_tokens || active.in_kv.len() + 1 >= n_ctx_seq {
             return Some((entry.slot, "length"));
         }
@@ -305,7 +313,8 @@ impl<'m> Worker<'m> {
         let first = active.first_token_at.unwrap_or(now);
         let n_prompt = active.request.tokens.len() as u32;
         let mut events = Vec::with_capacity(4);
-        let rest = active.text.finish();
+        let (mut rest, _) = active.stops.push(&active.text.finish());
+        rest.push_str(&active.stops.finish());
         if !rest.is_empty() {
             events.push(LmEvent::Text(rest));
         }

@@ -445,6 +445,70 @@ mod embedded {
         engine
     }
 
+    /// A reply with these stop strings, read to its end: its text and its finish reason.
+    async fn generate_stopping_at(
+        engine: &app::embedded::EmbeddedEngine,
+        prompt: &[PromptMessage],
+        stops: &'static [&'static str],
+    ) -> (String, Option<String>) {
+        let mut stream = engine
+            .stream_chat_stopping_at(prompt, &options(60, 0.0), stops)
+            .expect("a stream");
+        let (mut text, mut finish) = (String::new(), None);
+        while let Some(event) = tokio::time::timeout(Duration::from_secs(60), stream.next())
+            .await
+            .expect("the engine answers")
+            .expect("no error")
+        {
+            match event {
+                LmEvent::Text(piece) => text.push_str(&piece),
+                LmEvent::Finish(reason) => finish = Some(reason),
+                _ => {}
+            }
+        }
+        (text, finish)
+    }
+
+    /// The tiny model has no chat template: it runs on ChatML, whose markers are stop strings.
+    /// No model here writes them on cue, so words the (greedy, random) model is known to write
+    /// stand in for one: the reply ends just before them, and nothing of them is sent.
+    #[tokio::test]
+    async fn a_reply_ends_at_a_stop_string_and_shows_none_of_it() {
+        let engine = app::embedded::EmbeddedEngine::start(app::embedded_settings(&{
+            let mut config = Config::defaults();
+            config.lm_model_path = Some(crate::helpers::shared_model(TINY));
+            config.lm_threads = Some(2);
+            config
+        }));
+        crate::helpers::wait_until_ready(&Engine::Embedded(engine.clone())).await;
+        let prompt = [user("Tell me a story")];
+        let (whole, finish) = generate_stopping_at(&engine, &prompt, &[]).await;
+        assert_eq!(finish.as_deref(), Some("length"));
+        // A few characters from the middle of what it writes, first seen at `at`.
+        let mut from = whole.len() / 2;
+        while !whole.is_char_boundary(from) {
+            from += 1;
+        }
+        let stop: String = whole[from..].chars().take(4).collect();
+        assert!(stop.chars().count() == 4, "{whole:?}");
+        let at = whole.find(&stop).unwrap();
+        let stops: &'static [&'static str] =
+            Box::leak(vec![&*Box::leak(stop.into_boxed_str())].into_boxed_slice());
+        let (cut, finish) = generate_stopping_at(&engine, &prompt, stops).await;
+        assert_eq!(
+            cut,
+            whole[..at],
+            "the reply ends just before the stop string"
+        );
+        assert_eq!(finish.as_deref(), Some("stop"));
+        // A stop string it never writes changes nothing, and what was held back comes out.
+        let never: &'static [&'static str] = &["<|im_end|>", "\u{1}never\u{1}"];
+        assert_eq!(
+            generate_stopping_at(&engine, &prompt, never).await,
+            (whole, Some("length".into()))
+        );
+    }
+
     #[tokio::test]
     async fn max_tokens_ends_the_reply_with_length_and_exact_usage() {
         let engine = crate::helpers::embedded_engine(TINY).await;
