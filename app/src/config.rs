@@ -104,6 +104,11 @@ pub struct Config {
     #[arg(long, env = "LM_CTX_SIZE", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(256..))]
     pub lm_ctx_size: u32,
 
+    /// Embedded engine: layers offloaded to a GPU (a build with the `cuda` or `vulkan`
+    /// feature). Default: every layer when a GPU device is found, else 0.
+    #[arg(long, env = "LM_GPU_LAYERS")]
+    pub lm_gpu_layers: Option<u32>,
+
     /// Embedded engine: flash attention. `auto` lets llama.cpp turn it on where the backend
     /// runs it for the model (as llama-server's `-fa auto`); `on` and `off` force it.
     #[arg(long, env = "LM_FLASH_ATTENTION", value_enum, default_value_t = FlashAttention::Auto)]

@@ -223,6 +223,7 @@ pub fn embedded_settings(config: &Config) -> embedded::EmbeddedSettings {
         context_per_slot: config.lm_ctx_size,
         batch: 512,
         flash_attention: config.lm_flash_attention,
+        gpu_layers: config.lm_gpu_layers,
     }
 }
 

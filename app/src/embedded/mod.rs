@@ -14,6 +14,7 @@ use std::{
 };
 
 use llama_cpp_2::{
+    LlamaBackendDeviceType,
     context::params::LlamaContextParams,
     llama_backend::LlamaBackend,
     model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel, params::LlamaModelParams},
@@ -42,6 +43,8 @@ pub struct EmbeddedSettings {
     pub batch: u32,
     /// `LM_FLASH_ATTENTION`.
     pub flash_attention: FlashAttention,
+    /// `LM_GPU_LAYERS`: layers offloaded to a GPU; `None`: all when there is one (`gpu_layers`).
+    pub gpu_layers: Option<u32>,
 }
 
 /// A handle on the engine; cheap to clone.
@@ -186,7 +189,7 @@ impl EmbeddedEngine {
             .name("llama-engine".into())
             .spawn(move || {
                 let settings = &engine.shared.settings;
-                let model = match load_model(&path) {
+                let model = match load_model(&path, settings.gpu_layers) {
                     Ok(model) => Arc::new(model),
                     Err(message) => return engine.fail(message),
                 };
@@ -365,7 +368,7 @@ fn role_name(role: &str) -> &'static str {
 }
 
 /// Loads a GGUF file; a file that is missing or not a model is a readable error, never a crash.
-fn load_model(path: &Path) -> Result<LlamaModel, String> {
+fn load_model(path: &Path, gpu_layers: Option<u32>) -> Result<LlamaModel, String> {
     use std::io::Read;
     let mut magic = [0u8; 4];
     std::fs::File::open(path)
@@ -383,13 +386,39 @@ fn load_model(path: &Path) -> Result<LlamaModel, String> {
         ));
     }
     let backend = backend()?;
+    let gpus: Vec<String> = llama_cpp_2::list_llama_ggml_backend_devices()
+        .into_iter()
+        .filter(|d| {
+            matches!(
+                d.device_type,
+                LlamaBackendDeviceType::Gpu | LlamaBackendDeviceType::IntegratedGpu
+            )
+        })
+        .map(|d| format!("{} ({}, {})", d.description, d.backend, d.name))
+        .collect();
+    let layers = offloaded_layers(gpu_layers, !gpus.is_empty());
+    match gpus.first() {
+        Some(gpu) => tracing::info!(device = %gpu, layers = layers, "offloading to the GPU"),
+        None if layers > 0 => tracing::warn!(
+            layers,
+            "LM_GPU_LAYERS asks for a GPU, but this build finds none (built without the cuda or vulkan feature, or no device): the model runs on the CPU"
+        ),
+        None => tracing::info!("no GPU: the model runs on the CPU"),
+    }
     tracing::info!(model = %path.display(), "loading the model");
-    LlamaModel::load_from_file(backend, path, &LlamaModelParams::default()).map_err(|e| {
+    let params = LlamaModelParams::default().with_n_gpu_layers(layers);
+    LlamaModel::load_from_file(backend, path, &params).map_err(|e| {
         format!(
             "llama.cpp could not load the model file {} ({e}): it may be damaged or of an architecture this build does not know.",
             path.display()
         )
     })
+}
+
+/// Layers to offload: as asked (`LM_GPU_LAYERS`), else every layer when a GPU is there and none
+/// without one. llama.cpp caps the count at the model's layers.
+fn offloaded_layers(asked: Option<u32>, gpu_present: bool) -> u32 {
+    asked.unwrap_or(if gpu_present { u32::MAX } else { 0 })
 }
 
 /// The model's own chat template when llama.cpp knows it (it recognises the common ones by
@@ -469,4 +498,15 @@ fn model_name(path: &Path) -> String {
 /// Tokens the two lists share from the start.
 fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_layer_goes_to_a_gpu_when_there_is_one_unless_told_otherwise() {
+        assert_eq!(super::offloaded_layers(None, true), u32::MAX);
+        assert_eq!(super::offloaded_layers(None, false), 0);
+        assert_eq!(super::offloaded_layers(Some(12), true), 12);
+        assert_eq!(super::offloaded_layers(Some(0), true), 0);
+    }
 }
