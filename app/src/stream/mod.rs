@@ -330,7 +330,11 @@ impl Follow {
                     let versions = self
                         .state
                         .store
-                        .message_versions(&self.session_id, reply.chat_id, &[(*reply).clone()])
+                        .message_versions(
+                            &self.session_id,
+                            reply.chat_id,
+                            std::slice::from_ref(&*reply),
+                        )
                         .await
                         .map_err(|e| tracing::warn!(error = %e, "reading a reply's versions"))
                         .ok()
