@@ -95,6 +95,21 @@ pub struct Config {
     #[arg(long, env = "HF_HUB_OFFLINE", action = ArgAction::Set, default_value_t = false, value_parser = parse_on_off)]
     pub hf_hub_offline: bool,
 
+    /// Embedded engine: a folder whose GGUF files (and those in its subfolders) join the model
+    /// library, beside the Hugging Face cache and LM_MODEL_PATH. Default: DATA_DIR/models.
+    #[arg(long, env = "LM_MODELS_DIR")]
+    pub lm_models_dir: Option<PathBuf>,
+
+    /// Embedded engine: models kept loaded at once. Loading another unloads the one used least
+    /// recently first (never one writing a reply: the new one waits).
+    #[arg(long, env = "LM_MAX_LOADED", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub lm_max_loaded: u32,
+
+    /// Embedded engine: unload a model unused for this long (e.g. `30m`). Unset: models stay
+    /// loaded until another needs the room.
+    #[arg(long, env = "LM_MODEL_IDLE", value_parser = humantime::parse_duration)]
+    pub lm_model_idle: Option<Duration>,
+
     /// Embedded engine: decoding threads. Default: the machine's physical cores.
     #[arg(long, env = "LM_THREADS")]
     pub lm_threads: Option<usize>,
@@ -371,6 +386,13 @@ impl Config {
         self.lm_threads
             .unwrap_or_else(num_cpus::get_physical)
             .max(1)
+    }
+
+    /// The model library's folder: `LM_MODELS_DIR`, else `DATA_DIR/models`.
+    pub fn lm_models_dir(&self) -> PathBuf {
+        self.lm_models_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("models"))
     }
 
     /// The Hugging Face model cache: `HF_HUB_CACHE`, else `HF_HOME/hub`, else

@@ -421,6 +421,10 @@ pub fn duration_words(duration: std::time::Duration) -> String {
 
 pub fn size(bytes: usize) -> String {
     const MIB: usize = 1024 * 1024;
+    const GIB: usize = 1024 * MIB;
+    if bytes >= GIB {
+        return format!("{:.1} GiB", bytes as f64 / GIB as f64);
+    }
     if bytes >= MIB {
         return if bytes.is_multiple_of(MIB) {
             format!("{} MiB", bytes / MIB)
@@ -545,5 +549,6 @@ mod tests {
         assert_eq!(size(1536), "1.5 KiB");
         assert_eq!(size(4 * 1024 * 1024), "4 MiB");
         assert_eq!(size(1536 * 1024), "1.5 MiB");
+        assert_eq!(size(4_683_072_000), "4.4 GiB");
     }
 }

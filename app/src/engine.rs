@@ -69,7 +69,7 @@ impl Engine {
         match self {
             Engine::Server(client) => client.context_tokens(model).await,
             #[cfg(feature = "embedded")]
-            Engine::Embedded(engine) => engine.context_tokens(),
+            Engine::Embedded(engine) => engine.context_tokens(model),
         }
     }
 
@@ -78,30 +78,30 @@ impl Engine {
         match self {
             Engine::Server(client) => client.known_context_tokens(model).await,
             #[cfg(feature = "embedded")]
-            Engine::Embedded(engine) => engine.context_tokens(),
+            Engine::Embedded(engine) => engine.context_tokens(model),
         }
     }
 
-    /// A message's cost in prompt tokens: exact from the embedded model's tokenizer (with its
-    /// chat template's framing), else an estimate that errs on the safe side.
-    pub fn count_tokens(&self, role: &str, text: &str) -> u32 {
+    /// A message's cost in prompt tokens with `model` (`None`: the default): exact from the
+    /// embedded model's tokenizer (with its chat template's framing) while it is loaded, else
+    /// an estimate that errs on the safe side.
+    pub fn count_tokens(&self, model: Option<&str>, role: &str, text: &str) -> u32 {
+        self.exact_tokens(model, role, text)
+            .unwrap_or_else(|| estimate_tokens(text))
+    }
+
+    /// Whether `count_tokens` is exact for `model` (its tokenizer is loaded).
+    pub fn counts_exactly(&self, model: Option<&str>) -> bool {
+        self.exact_tokens(model, "user", "").is_some()
+    }
+
+    fn exact_tokens(&self, model: Option<&str>, role: &str, text: &str) -> Option<u32> {
         #[cfg(not(feature = "embedded"))]
-        let _ = role;
+        let _ = (model, role, text);
         match self {
-            Engine::Server(_) => estimate_tokens(text),
+            Engine::Server(_) => None,
             #[cfg(feature = "embedded")]
-            Engine::Embedded(engine) => engine
-                .count_tokens(role, text)
-                .unwrap_or_else(|| estimate_tokens(text)),
-        }
-    }
-
-    /// Whether `count_tokens` is exact (the embedded model's tokenizer) rather than an estimate.
-    pub fn counts_exactly(&self) -> bool {
-        match self {
-            Engine::Server(_) => false,
-            #[cfg(feature = "embedded")]
-            Engine::Embedded(engine) => engine.context_tokens().is_some(),
+            Engine::Embedded(engine) => engine.count_tokens(model, role, text),
         }
     }
 
@@ -129,7 +129,7 @@ impl Engine {
         match self {
             Engine::Server(client) => client.models().await,
             #[cfg(feature = "embedded")]
-            Engine::Embedded(engine) => engine.models(),
+            Engine::Embedded(engine) => engine.models().await,
         }
     }
 

@@ -3,19 +3,22 @@
 //! concurrent reply (`worker`); tokio talks to it over channels. The model comes from
 //! `LM_MODEL_PATH` or is fetched from the Hugging Face hub into its cache ([`crate::hub`]) after
 //! the app is already serving. Knows no HTTP server and no database.
+mod gguf;
+mod library;
 mod stops;
 mod worker;
 
 use std::{
+    collections::HashMap,
     num::NonZeroU32,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, OnceLock, PoisonError},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use llama_cpp_2::{
     LlamaBackendDeviceType,
-    context::params::LlamaContextParams,
+    context::{LlamaContext, params::LlamaContextParams},
     llama_backend::LlamaBackend,
     model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel, params::LlamaModelParams},
     token::LlamaToken,
@@ -24,8 +27,9 @@ use llama_cpp_2::{
 use crate::{
     config::FlashAttention,
     hub::{self, HubError, HubSettings},
-    lm::{LmError, LmStream, ModelInfo, ModelStatus, PromptMessage, ReplyOptions},
+    lm::{LmError, LmEvent, LmStream, ModelInfo, ModelStatus, PromptMessage, ReplyOptions},
 };
+use library::{Library, ModelFile};
 
 /// What the embedded engine needs from the configuration.
 #[derive(Clone, Debug)]
@@ -33,6 +37,12 @@ pub struct EmbeddedSettings {
     /// A local GGUF file; `None`: fetch `hub`'s file.
     pub model_path: Option<PathBuf>,
     pub hub: HubSettings,
+    /// `LM_MODELS_DIR`: more models for the library.
+    pub models_dir: PathBuf,
+    /// `LM_MAX_LOADED`: models loaded at once.
+    pub max_loaded: usize,
+    /// `LM_MODEL_IDLE`: a model unused this long is unloaded.
+    pub model_idle: Option<Duration>,
     /// Threads for decoding (`LM_THREADS`).
     pub threads: usize,
     /// Sequences decoded together: the replies generated at once.
@@ -55,15 +65,39 @@ pub struct EmbeddedEngine {
 
 struct Shared {
     settings: EmbeddedSettings,
-    state: Mutex<LoadState>,
+    /// The default model's name (a chat without a model of its own is answered by it).
+    default_id: String,
+    default: Mutex<DefaultFile>,
     progress: hub::Progress,
+    library: Mutex<Scanned>,
+    pool: Mutex<HashMap<String, Slot>>,
+    /// Told whenever a model finishes loading or fails to.
+    changed: tokio::sync::Notify,
 }
 
-enum LoadState {
+/// Where the default model's file is.
+enum DefaultFile {
     Downloading,
-    Loading,
-    Ready(Arc<Loaded>),
+    Present(PathBuf),
     Failed(String),
+}
+
+struct Scanned {
+    library: Library,
+    at: Option<Instant>,
+}
+
+/// A model of the pool: being loaded, loaded, or failed to load (tried again after a while).
+enum Slot {
+    Loading,
+    Ready {
+        loaded: Arc<Loaded>,
+        last_used: Instant,
+    },
+    Failed {
+        message: String,
+        at: Instant,
+    },
 }
 
 /// A loaded model and the way to its thread.
@@ -76,7 +110,21 @@ struct Loaded {
     /// Tokens of context each reply has.
     n_ctx_seq: u32,
     requests: std::sync::mpsc::Sender<worker::Request>,
+    /// One more holder for each reply in progress (its request holds a clone): a model with
+    /// more than this one is never unloaded.
+    in_use: Arc<()>,
 }
+
+impl Loaded {
+    fn busy(&self) -> bool {
+        Arc::strong_count(&self.in_use) > 1
+    }
+}
+
+/// The library is looked at again when listed and older than this.
+const LIBRARY_MAX_AGE: Duration = Duration::from_secs(5);
+/// A model that failed to load is tried again after this.
+const RETRY_FAILED_LOAD: Duration = Duration::from_secs(10);
 
 /// The backend may be initialised once per process; every engine (tests start several) shares it.
 fn backend() -> Result<&'static LlamaBackend, String> {
@@ -93,29 +141,63 @@ fn backend() -> Result<&'static LlamaBackend, String> {
 /// Creating contexts in parallel is unsound in llama.cpp (it touches the model): one at a time.
 static CONTEXT_CREATION: Mutex<()> = Mutex::new(());
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl EmbeddedEngine {
-    /// Starts getting the model ready in the background: a download (on the tokio runtime) when
-    /// there is no local file, then loading on the engine's own thread. Answers at once.
+    /// Starts getting the default model ready in the background: a download (on the tokio
+    /// runtime) when there is no local file, then loading on its own thread. Answers at once.
     pub fn start(settings: EmbeddedSettings) -> Self {
         let local = settings.model_path.clone();
+        let default_id =
+            library::model_name(local.as_deref().unwrap_or(Path::new(&settings.hub.file)));
         let engine = Self {
             shared: Arc::new(Shared {
-                state: Mutex::new(match local {
-                    Some(_) => LoadState::Loading,
-                    None => LoadState::Downloading,
+                default: Mutex::new(match &local {
+                    Some(path) => DefaultFile::Present(path.clone()),
+                    None => DefaultFile::Downloading,
                 }),
+                default_id,
                 progress: hub::Progress::default(),
+                library: Mutex::new(Scanned {
+                    library: Library::default(),
+                    at: None,
+                }),
+                pool: Mutex::new(HashMap::new()),
+                changed: tokio::sync::Notify::new(),
                 settings,
             }),
         };
+        engine.rescan();
         match local {
-            Some(path) => engine.spawn_thread(path),
+            Some(_) => engine.load_default(),
             None => {
                 let engine = engine.clone();
                 tokio::spawn(async move { engine.download().await });
             }
         }
+        tokio::spawn(sweep(Arc::downgrade(&engine.shared)));
         engine
+    }
+
+    /// Loads the default model now, so that the first reply does not wait for it (unless the
+    /// models loaded meanwhile leave no room: it then loads on first use).
+    fn load_default(&self) {
+        let file = match self.resolve(None) {
+            Ok(file) => file,
+            Err(e) => return tracing::error!("the embedded model is not available: {e}"),
+        };
+        {
+            let mut pool = lock(&self.shared.pool);
+            if pool.contains_key(&file.id)
+                || !make_room(&mut pool, self.shared.settings.max_loaded.max(1))
+            {
+                return;
+            }
+            pool.insert(file.id.clone(), Slot::Loading);
+        }
+        self.spawn_thread(file);
     }
 
     /// Fetches the model, then loads it. While the hub cannot be reached (the network is not
@@ -126,8 +208,9 @@ impl EmbeddedEngine {
         loop {
             match hub::fetch_model(&self.shared.settings.hub, &self.shared.progress).await {
                 Ok(path) => {
-                    self.set_state(LoadState::Loading);
-                    return self.spawn_thread(path);
+                    *lock(&self.shared.default) = DefaultFile::Present(path);
+                    self.rescan();
+                    return self.load_default();
                 }
                 Err(e @ (HubError::Unreachable { .. } | HubError::Download { .. })) => {
                     self.fail(format!(
@@ -136,140 +219,218 @@ impl EmbeddedEngine {
                     ));
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(300));
-                    self.set_state(LoadState::Downloading);
+                    *lock(&self.shared.default) = DefaultFile::Downloading;
                 }
                 Err(e) => return self.fail(e.to_string()),
             }
         }
     }
 
-    fn set_state(&self, state: LoadState) {
-        *self
-            .shared
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = state;
-    }
-
     fn fail(&self, message: String) {
         tracing::error!("the embedded model is not available: {message}");
-        // Shown as a sentence in the indicator and in replies.
-        let mut chars = message.chars();
-        let message = match chars.next() {
-            Some(first) => first.to_uppercase().chain(chars).collect(),
-            None => message,
-        };
-        self.set_state(LoadState::Failed(message));
+        *lock(&self.shared.default) = DefaultFile::Failed(sentence(message));
     }
 
-    fn loaded(&self) -> Result<Arc<Loaded>, LmError> {
-        match &*self
-            .shared
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-        {
-            LoadState::Ready(loaded) => Ok(loaded.clone()),
-            LoadState::Downloading => {
-                Err(LmError::NotReady(match self.shared.progress.percent() {
-                    Some(percent) => format!(
-                        "The model is still downloading ({percent}%). Please retry once it is ready."
-                    ),
-                    None => "The model is still downloading. Please retry once it is ready.".into(),
-                }))
+    /// Looks for models again (a directory walk; headers only of new or changed files).
+    fn rescan(&self) {
+        let sources = library::Sources {
+            default: match &*lock(&self.shared.default) {
+                DefaultFile::Present(path) => Some(path.clone()),
+                _ => None,
+            },
+            models_dir: self.shared.settings.models_dir.clone(),
+            hub_cache: self.shared.settings.hub.cache_dir.clone(),
+        };
+        let mut scanned = lock(&self.shared.library);
+        scanned.library.scan(&sources);
+        scanned.at = Some(Instant::now());
+    }
+
+    /// The library, looked at again when older than `LIBRARY_MAX_AGE` (off the async workers).
+    async fn library(&self) -> Vec<ModelFile> {
+        let stale = lock(&self.shared.library)
+            .at
+            .is_none_or(|at| at.elapsed() > LIBRARY_MAX_AGE);
+        if stale {
+            let engine = self.clone();
+            let _ = tokio::task::spawn_blocking(move || engine.rescan()).await;
+        }
+        lock(&self.shared.library).library.models.clone()
+    }
+
+    /// The file a reply asks for: the chat's model, or the default (`None`).
+    fn resolve(&self, model: Option<&str>) -> Result<ModelFile, LmError> {
+        let id = model.unwrap_or(&self.shared.default_id);
+        if id == self.shared.default_id {
+            match &*lock(&self.shared.default) {
+                DefaultFile::Present(_) => {}
+                DefaultFile::Downloading => {
+                    return Err(LmError::NotReady(match self.shared.progress.percent() {
+                        Some(percent) => format!(
+                            "The model is still downloading ({percent}%). Please retry once it is ready."
+                        ),
+                        None => {
+                            "The model is still downloading. Please retry once it is ready.".into()
+                        }
+                    }));
+                }
+                DefaultFile::Failed(message) => return Err(LmError::NotReady(message.clone())),
             }
-            LoadState::Loading => Err(LmError::Loading),
-            LoadState::Failed(message) => Err(LmError::NotReady(message.clone())),
+        }
+        if let Some(file) = lock(&self.shared.library).library.find(id) {
+            return Ok(file.clone());
+        }
+        // Perhaps just added: look once more.
+        self.rescan();
+        lock(&self.shared.library)
+            .library
+            .find(id)
+            .cloned()
+            .ok_or_else(|| {
+                LmError::NotReady(format!(
+                    "The model “{id}” is not in the library any more. Choose another in the chat's settings."
+                ))
+            })
+    }
+
+    /// The model when it is loaded now (marked as used).
+    fn loaded_now(&self, id: &str) -> Option<Arc<Loaded>> {
+        match lock(&self.shared.pool).get_mut(id) {
+            Some(Slot::Ready { loaded, last_used }) => {
+                *last_used = Instant::now();
+                Some(loaded.clone())
+            }
+            _ => None,
         }
     }
 
-    fn spawn_thread(&self, path: PathBuf) {
+    /// The model `file`, loaded: at once when it is, else after loading it, which first waits
+    /// for room (`LM_MAX_LOADED`: the model used least recently that is writing no reply is
+    /// unloaded). Gives up when `events` closes (the reply was stopped).
+    async fn ready(
+        &self,
+        file: &ModelFile,
+        events: Option<&worker::EventSender>,
+    ) -> Result<Arc<Loaded>, LmError> {
+        loop {
+            if events.is_some_and(|e| e.is_closed()) {
+                return Err(LmError::Engine("the reply was stopped".into()));
+            }
+            let notified = self.shared.changed.notified();
+            {
+                let mut pool = lock(&self.shared.pool);
+                match pool.get_mut(&file.id) {
+                    Some(Slot::Ready { loaded, last_used }) => {
+                        *last_used = Instant::now();
+                        return Ok(loaded.clone());
+                    }
+                    Some(Slot::Failed { message, at }) if at.elapsed() < RETRY_FAILED_LOAD => {
+                        return Err(LmError::NotReady(message.clone()));
+                    }
+                    Some(Slot::Loading) => {}
+                    Some(Slot::Failed { .. }) | None => {
+                        if make_room(&mut pool, self.shared.settings.max_loaded.max(1)) {
+                            pool.insert(file.id.clone(), Slot::Loading);
+                            drop(pool);
+                            self.spawn_thread(file.clone());
+                        }
+                    }
+                }
+            }
+            // Woken when a load ends; a reply ending (room made) is seen within the interval.
+            let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
+        }
+    }
+
+    /// Loads `file` on a thread of its own, which then runs the model's replies until the
+    /// model is unloaded (its last handle dropped).
+    fn spawn_thread(&self, file: ModelFile) {
         let engine = self.clone();
+        let id = file.id.clone();
         let spawned = std::thread::Builder::new()
             .name("llama-engine".into())
             .spawn(move || {
+                let started = Instant::now();
                 let settings = &engine.shared.settings;
-                let model = match load_model(&path, settings.gpu_layers) {
+                let model = match load_model(&file.path, settings.gpu_layers) {
                     Ok(model) => Arc::new(model),
-                    Err(message) => return engine.fail(message),
+                    Err(message) => return engine.load_failed(&file.id, message),
                 };
                 let (template, stops) = chat_template(&model);
-                let n_ctx_seq = settings
-                    .context_per_slot
-                    .min(model.n_ctx_train().max(256))
-                    .max(256);
+                let n_ctx_seq = context_per_reply(settings, Some(model.n_ctx_train()));
                 let slots = settings.slots.max(1);
-                let threads = i32::try_from(settings.threads.max(1)).unwrap_or(1);
-                let params = LlamaContextParams::default()
-                    .with_n_ctx(NonZeroU32::new(n_ctx_seq * slots as u32))
-                    .with_n_batch(settings.batch)
-                    .with_n_ubatch(settings.batch)
-                    .with_n_seq_max(slots as u32)
-                    .with_n_threads(threads)
-                    .with_n_threads_batch(threads)
-                    .with_flash_attention_policy(match settings.flash_attention {
-                        FlashAttention::Auto => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
-                        FlashAttention::On => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
-                        FlashAttention::Off => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
-                    });
-                let context = {
-                    let _one_at_a_time = CONTEXT_CREATION
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner);
-                    backend().and_then(|backend| {
-                        model.new_context(backend, params).map_err(|e| {
-                            format!("llama.cpp could not make a context for the model: {e}")
-                        })
-                    })
-                };
-                let context = match context {
+                let context = match new_context(&model, settings, n_ctx_seq, slots) {
                     Ok(context) => context,
-                    Err(message) => return engine.fail(message),
+                    Err(message) => return engine.load_failed(&file.id, message),
                 };
-                let (requests, inbox) = std::sync::mpsc::channel();
-                let name = model_name(&path);
-                tracing::info!(
-                    model = %path.display(),
-                    n_ctx_seq,
-                    slots,
-                    threads,
-                    flash_attention = ?settings.flash_attention,
-                    "the embedded model is ready"
-                );
-                engine.set_state(LoadState::Ready(Arc::new(Loaded {
-                    name,
+                let (requests, requests_inbox) = std::sync::mpsc::channel();
+                let loaded = Arc::new(Loaded {
+                    name: file.id.clone(),
                     model: model.clone(),
                     template,
                     stops,
                     n_ctx_seq,
                     requests,
-                })));
-                let worker =
-                    worker::Worker::new(&model, context, slots, settings.batch as usize, n_ctx_seq);
+                    in_use: Arc::new(()),
+                });
+                tracing::info!(
+                    model = %file.path.display(),
+                    n_ctx_seq,
+                    slots,
+                    threads = settings.threads,
+                    flash_attention = ?settings.flash_attention,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "the embedded model is ready"
+                );
+                let batch = settings.batch as usize;
+                lock(&engine.shared.pool).insert(
+                    file.id.clone(),
+                    Slot::Ready {
+                        loaded,
+                        last_used: Instant::now(),
+                    },
+                );
+                engine.shared.changed.notify_waiters();
+                let worker = worker::Worker::new(&model, context, slots, batch, n_ctx_seq);
                 // A panic in the bindings ends the replies in flight (their streams close); the
                 // indicator and later replies then say so instead of waiting for ever.
-                let run = std::panic::AssertUnwindSafe(|| worker.run(inbox));
+                let run = std::panic::AssertUnwindSafe(|| worker.run(requests_inbox));
                 if std::panic::catch_unwind(run).is_err() {
-                    engine.fail(
+                    engine.load_failed(
+                        &file.id,
                         "The embedded engine stopped unexpectedly (see the log). Restart the app."
                             .into(),
                     );
+                } else {
+                    tracing::info!(model = %file.id, "the model is unloaded");
                 }
             });
         if let Err(e) = spawned {
-            self.fail(format!("the engine thread could not start: {e}"));
+            self.load_failed(&id, format!("the engine thread could not start: {e}"));
         }
     }
 
+    fn load_failed(&self, id: &str, message: String) {
+        tracing::error!(model = %id, "the model could not be loaded: {message}");
+        lock(&self.shared.pool).insert(
+            id.to_owned(),
+            Slot::Failed {
+                message: sentence(message),
+                at: Instant::now(),
+            },
+        );
+        self.shared.changed.notify_waiters();
+    }
+
     /// Starts a reply: the prompt through the model's chat template, tokenized, queued on the
-    /// engine's thread. Dropping the stream cancels it at the next decode step.
+    /// model's thread; a model not loaded yet is loaded first (the stream's first event says
+    /// so). Dropping the stream cancels it at the next decode step.
     pub fn stream_chat(
         &self,
         messages: &[PromptMessage],
         options: &ReplyOptions,
     ) -> Result<LmStream, LmError> {
-        let stops = self.loaded()?.stops;
-        self.stream_chat_stopping_at(messages, options, stops)
+        self.stream(messages, options, None)
     }
 
     /// [`Self::stream_chat`] with other stop strings than the template's: the tests make words
@@ -280,43 +441,44 @@ impl EmbeddedEngine {
         options: &ReplyOptions,
         stops: &'static [&'static str],
     ) -> Result<LmStream, LmError> {
-        let loaded = self.loaded()?;
-        let prompt = prompt_text(&loaded.model, &loaded.template, messages)?;
-        let tokens = loaded.model.vocab().tokenize(prompt.as_bytes(), true, true);
-        if tokens.is_empty() {
-            return Err(LmError::Engine("the prompt is empty".into()));
-        }
-        let n_prompt = tokens.len() as u64;
-        // One token of room at least for the reply.
-        if n_prompt >= u64::from(loaded.n_ctx_seq) {
-            return Err(LmError::ContextOverflow {
-                n_prompt_tokens: n_prompt,
-                n_ctx: u64::from(loaded.n_ctx_seq),
-            });
-        }
-        let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
-        let request = worker::Request {
-            tokens,
-            max_tokens: options.max_tokens.max(1),
-            sampling: worker::Sampling {
-                temperature: options.temperature,
-                top_p: options.top_p,
-                seed: options.seed.unwrap_or_else(rand::random),
-            },
-            stops,
-            events,
-        };
-        loaded
-            .requests
-            .send(request)
-            .map_err(|_| LmError::Engine("the engine's thread has stopped".into()))?;
-        Ok(LmStream::from_engine(receiver, loaded.name.clone()))
+        self.stream(messages, options, Some(stops))
     }
 
-    /// A message's exact cost in prompt tokens, its chat-template framing included; `None`
-    /// while no model is loaded.
-    pub fn count_tokens(&self, role: &str, text: &str) -> Option<u32> {
-        let loaded = self.loaded().ok()?;
+    fn stream(
+        &self,
+        messages: &[PromptMessage],
+        options: &ReplyOptions,
+        stops: Option<&'static [&'static str]>,
+    ) -> Result<LmStream, LmError> {
+        let file = self.resolve(options.model.as_deref())?;
+        let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
+        if let Some(loaded) = self.loaded_now(&file.id) {
+            submit(&loaded, messages, options, stops, events)?;
+            return Ok(LmStream::from_engine(receiver, file.id));
+        }
+        let engine = self.clone();
+        let (messages, options, id) = (messages.to_vec(), options.clone(), file.id.clone());
+        tokio::spawn(async move {
+            let _ = events.send(Ok(vec![LmEvent::ModelLoading(file.id.clone())]));
+            let started = engine.ready(&file, Some(&events)).await.and_then(|loaded| {
+                let _ = events.send(Ok(vec![LmEvent::ModelReady]));
+                submit(&loaded, &messages, &options, stops, events.clone())
+            });
+            if let Err(error) = started {
+                let _ = events.send(Err(error));
+            }
+        });
+        Ok(LmStream::from_engine(receiver, id))
+    }
+
+    /// A message's exact cost in prompt tokens with `model` (`None`: the default), its
+    /// chat-template framing included; `None` while that model is not loaded.
+    pub fn count_tokens(&self, model: Option<&str>, role: &str, text: &str) -> Option<u32> {
+        let id = model.unwrap_or(&self.shared.default_id);
+        let loaded = match lock(&self.shared.pool).get(id) {
+            Some(Slot::Ready { loaded, .. }) => loaded.clone(),
+            _ => return None,
+        };
         let message = [PromptMessage {
             role: role_name(role),
             images: Vec::new(),
@@ -330,31 +492,214 @@ impl EmbeddedEngine {
         u32::try_from(tokens.len()).ok()
     }
 
-    /// The context each reply has, in tokens.
-    pub fn context_tokens(&self) -> Option<u32> {
-        Some(self.loaded().ok()?.n_ctx_seq)
-    }
-
-    pub fn models(&self) -> Result<Vec<ModelInfo>, LmError> {
-        let loaded = self.loaded()?;
-        Ok(vec![ModelInfo {
-            id: loaded.name.clone(),
-            n_ctx: Some(loaded.n_ctx_seq),
-        }])
-    }
-
-    pub fn status(&self) -> ModelStatus {
-        match &*self
-            .shared
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-        {
-            LoadState::Ready(_) => ModelStatus::Ready,
-            LoadState::Loading => ModelStatus::Loading,
-            LoadState::Downloading => ModelStatus::Downloading(self.shared.progress.percent()),
-            LoadState::Failed(message) => ModelStatus::Failed(message.clone()),
+    /// The context each reply with `model` (`None`: the default) has, in tokens: the loaded
+    /// model's, else what its file says it will be.
+    pub fn context_tokens(&self, model: Option<&str>) -> Option<u32> {
+        let file = self.resolve(model).ok()?;
+        if let Some(Slot::Ready { loaded, .. }) = lock(&self.shared.pool).get(&file.id) {
+            return Some(loaded.n_ctx_seq);
         }
+        Some(context_per_reply(
+            &self.shared.settings,
+            file.info.context_length,
+        ))
+    }
+
+    /// The library: every model this engine can serve, with what its file says and whether it
+    /// is loaded. An error only while the default model is not there yet and nothing else is.
+    pub async fn models(&self) -> Result<Vec<ModelInfo>, LmError> {
+        let files = self.library().await;
+        if files.is_empty() {
+            self.resolve(None)?;
+        }
+        let pool = lock(&self.shared.pool);
+        Ok(files
+            .into_iter()
+            .map(|file| {
+                let loaded = match pool.get(&file.id) {
+                    Some(Slot::Ready { loaded, .. }) => Some(loaded.n_ctx_seq),
+                    _ => None,
+                };
+                ModelInfo {
+                    n_ctx: Some(loaded.unwrap_or_else(|| {
+                        context_per_reply(&self.shared.settings, file.info.context_length)
+                    })),
+                    size_bytes: Some(file.size_bytes),
+                    quantization: file.info.quantization.clone(),
+                    context_length: file.info.context_length,
+                    template: Some(
+                        gguf::template_name(file.info.chat_template.as_deref()).to_owned(),
+                    ),
+                    loaded: loaded.is_some(),
+                    loading: matches!(pool.get(&file.id), Some(Slot::Loading)),
+                    default: file.id == self.shared.default_id,
+                    source: Some(match &file.origin {
+                        library::Origin::Default => "configured".to_owned(),
+                        library::Origin::Folder => "models folder".to_owned(),
+                        library::Origin::Hub(repo) => format!("hub: {repo}"),
+                    }),
+                    id: file.id,
+                }
+            })
+            .collect())
+    }
+
+    /// The indicator: the default model's download or failure first, then a model loading,
+    /// then ready.
+    pub fn status(&self) -> ModelStatus {
+        match &*lock(&self.shared.default) {
+            DefaultFile::Downloading => {
+                return ModelStatus::Downloading(self.shared.progress.percent());
+            }
+            DefaultFile::Failed(message) => return ModelStatus::Failed(message.clone()),
+            DefaultFile::Present(_) => {}
+        }
+        let pool = lock(&self.shared.pool);
+        if let Some((id, _)) = pool.iter().find(|(_, slot)| matches!(slot, Slot::Loading)) {
+            return ModelStatus::Loading(Some(id.clone()));
+        }
+        match pool.get(&self.shared.default_id) {
+            Some(Slot::Failed { message, .. }) => ModelStatus::Failed(message.clone()),
+            // Not loaded (unloaded, or another model took its room) is ready: it loads on use.
+            _ => ModelStatus::Ready,
+        }
+    }
+}
+
+/// Makes room for one more model: unloads the least recently used models writing no reply
+/// until fewer than `max` remain. `false` when every model that would have to go is busy.
+fn make_room(pool: &mut HashMap<String, Slot>, max: usize) -> bool {
+    pool.retain(|_, slot| !matches!(slot, Slot::Failed { .. }));
+    loop {
+        if pool.len() < max {
+            return true;
+        }
+        let idle = pool
+            .iter()
+            .filter_map(|(id, slot)| match slot {
+                Slot::Ready { loaded, last_used } if !loaded.busy() => Some((*last_used, id)),
+                _ => None,
+            })
+            .min()
+            .map(|(_, id)| id.clone());
+        let Some(id) = idle else { return false };
+        tracing::info!(model = %id, "unloading the model to make room for another");
+        pool.remove(&id);
+    }
+}
+
+/// Every few seconds: a model writing a reply counts as used now; one unused for
+/// `LM_MODEL_IDLE` is unloaded. Ends with the engine.
+async fn sweep(shared: std::sync::Weak<Shared>) {
+    loop {
+        let tick = match shared.upgrade() {
+            Some(shared) => {
+                let idle = shared.settings.model_idle;
+                let mut pool = lock(&shared.pool);
+                pool.retain(|id, slot| match slot {
+                    Slot::Ready { loaded, last_used } => {
+                        if loaded.busy() {
+                            *last_used = Instant::now();
+                            true
+                        } else if idle.is_some_and(|idle| last_used.elapsed() >= idle) {
+                            tracing::info!(model = %id, "unloading the model: unused for LM_MODEL_IDLE");
+                            false
+                        } else {
+                            true
+                        }
+                    }
+                    _ => true,
+                });
+                idle.map_or(Duration::from_secs(5), |idle| {
+                    (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(5))
+                })
+            }
+            None => return,
+        };
+        tokio::time::sleep(tick).await;
+    }
+}
+
+/// The context each reply has on a model trained with `trained` tokens.
+fn context_per_reply(settings: &EmbeddedSettings, trained: Option<u32>) -> u32 {
+    let trained = trained.unwrap_or(u32::MAX);
+    settings.context_per_slot.min(trained.max(256)).max(256)
+}
+
+/// The context of `model`'s replies: a sequence of `n_ctx_seq` tokens for each of `slots`.
+fn new_context<'m>(
+    model: &'m LlamaModel,
+    settings: &EmbeddedSettings,
+    n_ctx_seq: u32,
+    slots: usize,
+) -> Result<LlamaContext<'m>, String> {
+    let threads = i32::try_from(settings.threads.max(1)).unwrap_or(1);
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(n_ctx_seq * slots as u32))
+        .with_n_batch(settings.batch)
+        .with_n_ubatch(settings.batch)
+        .with_n_seq_max(slots as u32)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads)
+        .with_flash_attention_policy(match settings.flash_attention {
+            FlashAttention::Auto => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
+            FlashAttention::On => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
+            FlashAttention::Off => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
+        });
+    let _one_at_a_time = lock(&CONTEXT_CREATION);
+    let backend = backend()?;
+    model
+        .new_context(backend, params)
+        .map_err(|e| format!("llama.cpp could not make a context for the model: {e}"))
+}
+
+/// Queues a reply on `loaded`'s thread, its events to `events`.
+fn submit(
+    loaded: &Loaded,
+    messages: &[PromptMessage],
+    options: &ReplyOptions,
+    stops: Option<&'static [&'static str]>,
+    events: worker::EventSender,
+) -> Result<(), LmError> {
+    let prompt = prompt_text(&loaded.model, &loaded.template, messages)?;
+    let tokens = loaded.model.vocab().tokenize(prompt.as_bytes(), true, true);
+    if tokens.is_empty() {
+        return Err(LmError::Engine("the prompt is empty".into()));
+    }
+    let n_prompt = tokens.len() as u64;
+    // One token of room at least for the reply.
+    if n_prompt >= u64::from(loaded.n_ctx_seq) {
+        return Err(LmError::ContextOverflow {
+            n_prompt_tokens: n_prompt,
+            n_ctx: u64::from(loaded.n_ctx_seq),
+        });
+    }
+    let request = worker::Request {
+        tokens,
+        max_tokens: options.max_tokens.max(1),
+        sampling: worker::Sampling {
+            temperature: options.temperature,
+            top_p: options.top_p,
+            seed: options.seed.unwrap_or_else(rand::random),
+        },
+        stops: stops.unwrap_or(loaded.stops),
+        events,
+        _in_use: loaded.in_use.clone(),
+    };
+    loaded.requests.send(request).map_err(|_| {
+        LmError::Engine(format!(
+            "the thread of the model {} has stopped",
+            loaded.name
+        ))
+    })
+}
+
+/// A message shown as a sentence in the indicator and in replies: its first letter capital.
+fn sentence(message: String) -> String {
+    let mut chars = message.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => message,
     }
 }
 
@@ -484,15 +829,6 @@ fn apply_template(
     model
         .apply_chat_template(template, &messages, add_assistant)
         .map_err(|e| LmError::Engine(format!("the chat template failed: {e}")))
-}
-
-/// The model's name: its file name without `.gguf`.
-fn model_name(path: &Path) -> String {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model".into());
-    name.strip_suffix(".gguf").unwrap_or(&name).to_owned()
 }
 
 /// Tokens the two lists share from the start.

@@ -15,6 +15,9 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::{common_prefix, stops::StopFilter};
 use crate::lm::{LmError, LmEvent, Timings, Usage};
 
+/// Where a reply's events go.
+pub type EventSender = UnboundedSender<Result<Vec<LmEvent>, LmError>>;
+
 /// One reply to generate.
 pub struct Request {
     /// The prompt, templated and tokenized.
@@ -23,7 +26,9 @@ pub struct Request {
     pub sampling: Sampling,
     /// The template's markers the model may write as text (`stops`): the reply ends there.
     pub stops: &'static [&'static str],
-    pub events: UnboundedSender<Result<Vec<LmEvent>, LmError>>,
+    pub events: EventSender,
+    /// Held until the reply ends: while any is, the model is not unloaded.
+    pub _in_use: std::sync::Arc<()>,
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -42,7 +42,7 @@ pub(super) async fn build_prompt(
         &history,
         context,
         options.max_tokens,
-        &inner.counter(),
+        &inner.counter(options.model.as_deref()),
     )
     .map_err(failed)?;
     attach_images(inner, reply, &mut prompt)
@@ -109,12 +109,15 @@ impl Inner {
         }
     }
 
-    /// A prompt message's cost in tokens, as the engine counts it.
-    pub(super) fn counter(&self) -> impl Fn(&PromptMessage) -> u32 + '_ {
-        |turn: &PromptMessage| {
+    /// A prompt message's cost in tokens, as the engine counts it for `model`.
+    pub(super) fn counter<'a>(
+        &'a self,
+        model: Option<&'a str>,
+    ) -> impl Fn(&PromptMessage) -> u32 + 'a {
+        move |turn: &PromptMessage| {
             let images = u32::try_from(turn.images.len()).unwrap_or(u32::MAX);
             self.lm
-                .count_tokens(turn.role, &turn.content)
+                .count_tokens(model, turn.role, &turn.content)
                 .saturating_add(images.saturating_mul(IMAGE_TOKENS))
         }
     }

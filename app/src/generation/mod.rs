@@ -68,6 +68,8 @@ pub struct GenerationSettings {
 pub enum Phase {
     /// Waiting for one of the concurrent-generation permits.
     Queued,
+    /// The embedded engine is loading the model the reply asked for (its name).
+    LoadingModel(String),
     /// Asked the model; text may be arriving.
     Generating,
     /// Ended and saved.
@@ -427,7 +429,7 @@ async fn generate(inner: &Inner, reply: &Reply, metrics: &mut ReplyMetrics) -> R
         Err(end) => return end,
     };
     let asked = Instant::now();
-    let first_token_deadline = asked + settings.first_token_timeout;
+    let mut first_token_deadline = asked + settings.first_token_timeout;
     let started = timeout_at(
         first_token_deadline,
         inner.lm.stream_chat(&prompt, &options),
@@ -455,15 +457,25 @@ async fn generate(inner: &Inner, reply: &Reply, metrics: &mut ReplyMetrics) -> R
     // The first and the latest piece of text, for the reply's stats.
     let mut text_at: Option<(Instant, Instant)> = None;
     let mut last_checkpoint = Instant::now();
+    // While the model loads, its wait is bounded like the queue's.
+    let mut loading = false;
     loop {
         let got_text = text_at.is_some();
         let deadline = if got_text {
             Instant::now() + settings.idle_timeout
+        } else if loading {
+            Instant::now() + settings.queue_timeout
         } else {
             first_token_deadline
         };
         let event = match timeout_at(deadline, stream.next()).await {
             Err(_) if got_text => return failed(LmError::IdleTimeout(settings.idle_timeout)),
+            Err(_) if loading => {
+                return failed(LmError::NotReady(format!(
+                    "The model did not load within {}. Please retry.",
+                    humantime::format_duration(settings.queue_timeout)
+                )));
+            }
             Err(_) => return failed(LmError::FirstTokenTimeout(settings.first_token_timeout)),
             Ok(Err(error)) => return failed(error),
             Ok(Ok(None)) => break,
@@ -490,6 +502,17 @@ async fn generate(inner: &Inner, reply: &Reply, metrics: &mut ReplyMetrics) -> R
                         tracing::warn!(error = %e, message_id = %reply.message_id, "checkpoint failed; will retry");
                     }
                 }
+            }
+            LmEvent::ModelLoading(model) => {
+                loading = true;
+                reply
+                    .state
+                    .send_modify(|s| s.phase = Phase::LoadingModel(model));
+            }
+            LmEvent::ModelReady => {
+                loading = false;
+                first_token_deadline = Instant::now() + settings.first_token_timeout;
+                reply.state.send_modify(|s| s.phase = Phase::Generating);
             }
             LmEvent::Finish(reason) => end.finish_reason = Some(reason),
             LmEvent::Usage(usage) => {
@@ -561,10 +584,10 @@ impl Generations {
             complete,
             context,
             options.max_tokens,
-            &inner.counter(),
+            &inner.counter(options.model.as_deref()),
         );
         Ok(ContextUse {
-            exact: inner.lm.counts_exactly(),
+            exact: inner.lm.counts_exactly(options.model.as_deref()),
             ..used
         })
     }
@@ -602,7 +625,7 @@ impl Generations {
             message,
             context,
             max_tokens,
-            &inner.counter(),
+            &inner.counter(model.as_deref()),
         )
     }
 }

@@ -199,12 +199,22 @@ impl LmClient {
             .json()
             .await
             .map_err(|e| LmError::Protocol(short(&e.to_string())))?;
+        // The configured model is the default, else the first the server lists (as a reply
+        // without a model asks for).
+        let default = self
+            .settings
+            .model
+            .clone()
+            .or_else(|| models.data.first().map(|m| m.id.clone()));
         Ok(models
             .data
             .into_iter()
             .map(|m| ModelInfo {
-                id: m.id,
+                default: Some(&m.id) == default.as_ref(),
                 n_ctx: m.meta.and_then(|m| m.n_ctx),
+                id: m.id,
+                loaded: true,
+                ..ModelInfo::default()
             })
             .collect())
     }
@@ -274,7 +284,9 @@ impl LmClient {
             .await
         {
             Ok(r) if r.status().is_success() => ModelStatus::Ready,
-            Ok(r) if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => ModelStatus::Loading,
+            Ok(r) if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => {
+                ModelStatus::Loading(None)
+            }
             Ok(_) | Err(_) => ModelStatus::Unreachable,
         }
     }

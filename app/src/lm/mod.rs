@@ -176,26 +176,54 @@ pub enum LmEvent {
     Finish(String),
     Usage(Usage),
     Timings(Timings),
+    /// The embedded engine is loading the model the reply asked for (by its name), or waiting
+    /// for room to: the reply waits.
+    ModelLoading(String),
+    /// The model is loaded; the reply's prompt is on its way.
+    ModelReady,
 }
 
 /// What an engine sends a stream: events in order (text not yet split from a `<think>` block),
 /// or the error that ends it.
 pub type EngineEvents = tokio::sync::mpsc::UnboundedReceiver<Result<Vec<LmEvent>, LmError>>;
 
-/// A model the server serves.
-#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+/// A model the engine serves: llama-server's list, or the embedded engine's library.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ModelInfo {
-    /// The name to ask for it by.
+    /// The name to ask for it by (a chat's `model` setting).
+    #[schema(example = "SmolLM2-135M-Instruct.Q4_1")]
     pub id: String,
-    /// Its context size in tokens, when the server says.
+    /// The context each reply has in tokens, when known.
     pub n_ctx: Option<u32>,
+    /// The file's size (the embedded engine's models).
+    pub size_bytes: Option<u64>,
+    /// The weights' type, e.g. "Q4_K_M" (from the file's header).
+    #[schema(example = "Q4_1")]
+    pub quantization: Option<String>,
+    /// The context the model was trained with (from the file's header).
+    pub context_length: Option<u32>,
+    /// The family of the model's chat template ("chatml", "llama3", …), "custom", or
+    /// "none (ChatML is used)".
+    #[schema(example = "chatml")]
+    pub template: Option<String>,
+    /// In memory now (llama-server's models always are).
+    pub loaded: bool,
+    /// Being loaded now.
+    pub loading: bool,
+    /// The model a chat without one of its own is answered by.
+    pub default: bool,
+    /// Where the embedded engine found it: "configured" (LM_MODEL_PATH or the configured hub
+    /// file), "models folder" (LM_MODELS_DIR), or "hub: owner/name" (the Hugging Face cache).
+    #[schema(example = "hub: HuggingFaceTB/SmolLM2-135M-Instruct-GGUF")]
+    pub source: Option<String>,
 }
 
 /// The model's state for the status indicator, from either engine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ModelStatus {
     Ready,
-    Loading,
+    /// A model is being loaded: its name, when known.
+    Loading(Option<String>),
     Unreachable,
     /// The embedded engine is fetching its model: the percentage, once the size is known.
     Downloading(Option<u8>),

@@ -39,7 +39,8 @@ pub async fn readyz(State(state): State<AppState>) -> Result<String, AppError> {
     // model server, and a probe does not wait for that.
     let model = match tokio::time::timeout(Duration::from_millis(300), state.lm.status()).await {
         Ok(ModelStatus::Ready) => "ready".to_owned(),
-        Ok(ModelStatus::Loading) => "loading".to_owned(),
+        Ok(ModelStatus::Loading(None)) => "loading".to_owned(),
+        Ok(ModelStatus::Loading(Some(model))) => format!("loading {model}"),
         Ok(ModelStatus::Unreachable) => "unreachable".to_owned(),
         Ok(ModelStatus::Downloading(Some(percent))) => format!("downloading, {percent}%"),
         Ok(ModelStatus::Downloading(None)) => "downloading".to_owned(),
@@ -56,7 +57,8 @@ pub async fn model_status(State(state): State<AppState>) -> impl IntoResponse {
     let status = state.lm.status().await;
     let (class, text) = match &status {
         ModelStatus::Ready => ("ready", "Model ready".to_owned()),
-        ModelStatus::Loading => ("loading", "Model loading…".to_owned()),
+        ModelStatus::Loading(None) => ("loading", "Model loading…".to_owned()),
+        ModelStatus::Loading(Some(model)) => ("loading", format!("Loading {model}…")),
         ModelStatus::Unreachable => ("unreachable", "Model unreachable".to_owned()),
         ModelStatus::Downloading(Some(percent)) => {
             ("loading", format!("Downloading the model: {percent}%"))
@@ -65,7 +67,7 @@ pub async fn model_status(State(state): State<AppState>) -> impl IntoResponse {
         ModelStatus::Failed(message) => ("unreachable", format!("Model error: {message}")),
     };
     let again = match status {
-        ModelStatus::Loading | ModelStatus::Downloading(_) => {
+        ModelStatus::Loading(_) | ModelStatus::Downloading(_) => {
             " hx-get=\"/model/status\" hx-trigger=\"load delay:1s\" hx-target=\"closest .model-status-slot\""
         }
         _ => "",

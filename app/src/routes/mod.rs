@@ -31,7 +31,9 @@ use tower_http::{
 use uuid::Uuid;
 
 use crate::{AppState, chat::Export, error::AppError, session};
-use pages::{chats, devices, folders, messages, profile, search, settings, shares, transfer};
+use pages::{
+    chats, devices, folders, messages, models, profile, search, settings, shares, transfer,
+};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -83,6 +85,7 @@ pub fn router(state: AppState) -> Router {
             get(messages::attachment),
         )
         .route("/devices", get(devices::list))
+        .route("/models", get(models::list))
         .route("/devices/link", post(devices::create_link))
         .route("/devices/{id}/signout", post(devices::sign_out))
         .route("/link", get(devices::enter_code))

@@ -26,7 +26,7 @@ use crate::{
     render::{LiveHtml, escape_html},
     session::Session,
     store::{Status, Versions},
-    stream::{Offsets, PieceKind, ReplyEvent},
+    stream::{Offsets, PieceKind, ReplyEvent, Waiting},
 };
 
 /// How a stream's events are written.
@@ -255,16 +255,19 @@ fn encode(state: &AppState, encoding: Encoding, event: ReplyEvent) -> Vec<Event>
                     .data(text_data(encoding, &text)),
             ]
         }
-        ReplyEvent::Queued(queued) => {
-            let text = match queued {
-                true => "Waiting for the model: other replies are being written first…",
-                false => "",
+        ReplyEvent::Waiting(waiting) => {
+            let text = match waiting {
+                Waiting::OtherReplies => {
+                    "Waiting for the model: other replies are being written first…".to_owned()
+                }
+                Waiting::ModelLoading(model) => format!("Loading the model {model}…"),
+                Waiting::Nothing => String::new(),
             };
             // Even "no status" has data: browsers never dispatch an event without any.
             vec![
                 Event::default()
                     .event("status")
-                    .data(text_data(encoding, text)),
+                    .data(text_data(encoding, &text)),
             ]
         }
         ReplyEvent::Done {

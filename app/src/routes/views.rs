@@ -8,6 +8,7 @@ use crate::{
     chat::{ChatHistory, ExportMessage, LINK_LIFETIME, NewLink, Sidebar},
     domain::{MAX_REPLY_TOKENS, ReplyStats, size},
     generation::ContextUse,
+    lm::ModelInfo,
     render::{LiveHtml, Templates, escape_html, markdown_to_html},
     store::{Role, Status, Versions, chat, device, message, share},
 };
@@ -341,6 +342,60 @@ impl ContextView {
             full: used.left_out > 0,
         }
     }
+}
+
+/// A model, as the Models page lists it.
+#[derive(Serialize)]
+pub struct ModelView {
+    pub id: String,
+    /// "1.2 GB", when known.
+    pub size: Option<String>,
+    pub quantization: Option<String>,
+    /// The context it was trained with, e.g. "8,192 tokens".
+    pub context_length: Option<String>,
+    /// The context each reply has here.
+    pub n_ctx: Option<String>,
+    pub template: Option<String>,
+    pub source: Option<String>,
+    /// "loaded", "loading" or "not loaded".
+    pub state: &'static str,
+    pub default: bool,
+}
+
+impl From<&ModelInfo> for ModelView {
+    fn from(model: &ModelInfo) -> Self {
+        let tokens = |n: u32| format!("{} tokens", thousands(n));
+        Self {
+            id: model.id.clone(),
+            size: model
+                .size_bytes
+                .map(|b| size(usize::try_from(b).unwrap_or(usize::MAX))),
+            quantization: model.quantization.clone(),
+            context_length: model.context_length.map(tokens),
+            n_ctx: model.n_ctx.map(tokens),
+            template: model.template.clone(),
+            source: model.source.clone(),
+            state: match (model.loaded, model.loading) {
+                (true, _) => "loaded",
+                (false, true) => "loading",
+                (false, false) => "not loaded",
+            },
+            default: model.default,
+        }
+    }
+}
+
+/// 8192 → "8,192".
+fn thousands(n: u32) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
 }
 
 /// A browser of the session, as the devices page lists it.

@@ -80,6 +80,16 @@ pub enum PieceKind {
     Text,
 }
 
+/// What a reply that has no text yet waits for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Waiting {
+    Nothing,
+    /// Other replies hold every generation slot.
+    OtherReplies,
+    /// Its model is being loaded (by this name).
+    ModelLoading(String),
+}
+
 /// What a stream tells its client.
 #[derive(Debug)]
 pub enum ReplyEvent {
@@ -89,8 +99,8 @@ pub enum ReplyEvent {
         text: String,
         offsets: Offsets,
     },
-    /// The reply is waiting for the model (`true`), or no longer is.
-    Queued(bool),
+    /// What the reply waits for now (`Nothing` once it is being written).
+    Waiting(Waiting),
     /// The reply ended; this is it as stored. The stream ends after it.
     Done {
         reply: Box<message::Model>,
@@ -176,7 +186,7 @@ pub async fn open(
         session_id: session.id.clone(),
         source,
         offsets,
-        queued_shown: None,
+        waiting_shown: None,
         last_piece_at: None,
         piece_interval,
         finished: false,
@@ -211,7 +221,8 @@ enum Source {
 /// What a source says after its text.
 enum Progress {
     Running {
-        queued: Option<bool>,
+        /// `None`: not known (another replica writes the reply).
+        waiting: Option<Waiting>,
     },
     /// The reply as stored, and whether the chat's title may be, or may have been, written
     /// since the reader's page was rendered (the page should then look for it).
@@ -241,9 +252,14 @@ impl Source {
                 let now = updates.borrow_and_update();
                 let piece = next_piece(offsets, &now.text, &now.reasoning);
                 let progress = match &now.phase {
-                    Phase::Queued => Progress::Running { queued: Some(true) },
+                    Phase::Queued => Progress::Running {
+                        waiting: Some(Waiting::OtherReplies),
+                    },
+                    Phase::LoadingModel(model) => Progress::Running {
+                        waiting: Some(Waiting::ModelLoading(model.clone())),
+                    },
                     Phase::Generating => Progress::Running {
-                        queued: Some(false),
+                        waiting: Some(Waiting::Nothing),
                     },
                     Phase::Finished {
                         reply,
@@ -257,7 +273,7 @@ impl Source {
                 let piece = next_piece(offsets, &message.content, reasoning);
                 let progress = match message.status {
                     // Whether another replica's reply waits for its model is not known here.
-                    Status::Streaming => Progress::Running { queued: None },
+                    Status::Streaming => Progress::Running { waiting: None },
                     // Whether a title followed is not known here either: it may have been
                     // written before this stream attached, or by another replica. Looking
                     // costs the page one request.
@@ -286,7 +302,7 @@ struct Follow {
     session_id: SessionId,
     source: Source,
     offsets: Offsets,
-    queued_shown: Option<bool>,
+    waiting_shown: Option<Waiting>,
     last_piece_at: Option<tokio::time::Instant>,
     piece_interval: Duration,
     finished: bool,
@@ -317,10 +333,10 @@ impl Follow {
             }
             match progress {
                 Progress::Running {
-                    queued: Some(queued),
-                } if self.queued_shown != Some(queued) => {
-                    self.queued_shown = Some(queued);
-                    return Some((ReplyEvent::Queued(queued), self));
+                    waiting: Some(waiting),
+                } if self.waiting_shown.as_ref() != Some(&waiting) => {
+                    self.waiting_shown = Some(waiting.clone());
+                    return Some((ReplyEvent::Waiting(waiting), self));
                 }
                 Progress::Running { .. } => {}
                 Progress::Finished(reply, title_may_change) => {

@@ -414,7 +414,7 @@ mod embedded {
                 LmEvent::Finish(reason) => done.finish = Some(reason),
                 LmEvent::Usage(usage) => done.completion_tokens = usage.completion_tokens,
                 LmEvent::Timings(t) => done.timings = Some(t),
-                LmEvent::Reasoning(_) => {}
+                LmEvent::Reasoning(_) | LmEvent::ModelLoading(_) | LmEvent::ModelReady => {}
             }
         }
         done.ended_at = Instant::now();
@@ -626,11 +626,11 @@ mod embedded {
     async fn token_counts_come_from_the_models_tokenizer() {
         let engine = crate::helpers::embedded_engine(TINY).await;
         let text = "hello ".repeat(100);
-        let exact = engine.count_tokens("user", &text);
+        let exact = engine.count_tokens(None, "user", &text);
         // About one token a word, plus the template's framing; the estimate is twice that.
         assert!((100..130).contains(&exact), "{exact}");
         assert!(exact < estimate_tokens(&text));
-        assert!(engine.count_tokens("user", "") < 20);
+        assert!(engine.count_tokens(None, "user", "") < 20);
     }
 
     #[tokio::test]

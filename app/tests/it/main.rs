@@ -17,6 +17,7 @@ mod foundation;
 mod hostile;
 mod installable;
 mod metrics;
+mod model_library;
 mod model_pool;
 mod page_cache;
 mod properties;

@@ -151,10 +151,12 @@ pub async fn get_context(
     Ok(Json(chat::context(&state, &session, id).await?.into()))
 }
 
-/// The models the language model server serves.
+/// The models a chat may choose: the embedded engine's library (every GGUF model of
+/// `LM_MODEL_PATH`, `LM_MODELS_DIR` and the Hugging Face cache, with what its file says and
+/// whether it is loaded), or what llama-server serves.
 #[utoipa::path(get, path = "/models", tag = "chats", security(("bearer" = []), ("session_cookie" = [])),
     responses((status = 200, description = "The models", body = Models),
-              (status = 503, description = "The model server is not reachable or still loading", body = Problem, content_type = ERRORS)))]
+              (status = 503, description = "The model server is not reachable or still loading, or the embedded engine's default model is still downloading and no other is there", body = Problem, content_type = ERRORS)))]
 pub async fn list_models(
     State(state): State<AppState>,
     _session: Session,

@@ -400,7 +400,7 @@ pub struct Snippet {
 
 #[derive(Serialize, ToSchema)]
 pub struct Models {
-    /// What the model server serves; a chat may pick any of them.
+    /// What the engine serves; a chat may pick any of them (its settings' `model`).
     pub models: Vec<ModelInfo>,
 }
 

@@ -5,6 +5,7 @@ pub mod chats;
 pub mod devices;
 pub mod folders;
 pub mod messages;
+pub mod models;
 pub mod profile;
 pub mod search;
 pub mod settings;
