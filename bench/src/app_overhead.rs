@@ -94,7 +94,9 @@ pub async fn run(args: AppOverheadArgs) -> anyhow::Result<Value> {
     let tokens = |runs: &[Timed]| -> Vec<f64> {
         runs.iter()
             .map(|r| {
-                let n = engine.count_tokens("assistant", &r.text).saturating_sub(1);
+                let n = engine
+                    .count_tokens(None, "assistant", &r.text)
+                    .saturating_sub(1);
                 f64::from(n) / r.streaming.as_secs_f64().max(1e-9)
             })
             .collect()

@@ -627,7 +627,10 @@ pub(crate) async fn generate(
                 }
                 LmEvent::Usage(u) => usage = Some(u.completion_tokens),
                 LmEvent::Timings(t) => timings = Some(t),
-                LmEvent::Reasoning(_) | LmEvent::Finish(_) => {}
+                LmEvent::Reasoning(_)
+                | LmEvent::Finish(_)
+                | LmEvent::ModelLoading(_)
+                | LmEvent::ModelReady => {}
             }
         }
         anyhow::Ok(Reply {

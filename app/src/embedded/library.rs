@@ -47,8 +47,11 @@ pub struct ModelFile {
 #[derive(Default)]
 pub struct Library {
     pub models: Vec<ModelFile>,
-    headers: HashMap<PathBuf, (u64, Option<SystemTime>, Result<GgufInfo, String>)>,
+    headers: HashMap<PathBuf, Header>,
 }
+
+/// A file's header as read, under the size and modification time it was read at.
+type Header = (u64, Option<SystemTime>, Result<GgufInfo, String>);
 
 /// How deep under a folder model files are looked for (a folder per model is common).
 const FOLDER_DEPTH: usize = 3;

@@ -277,15 +277,18 @@ impl EmbeddedEngine {
                 DefaultFile::Failed(message) => return Err(LmError::NotReady(message.clone())),
             }
         }
-        if let Some(file) = lock(&self.shared.library).library.find(id) {
-            return Ok(file.clone());
+        let present = |library: &Library| {
+            library
+                .find(id)
+                .filter(|file| id == self.shared.default_id || file.path.is_file())
+                .cloned()
+        };
+        if let Some(file) = present(&lock(&self.shared.library).library) {
+            return Ok(file);
         }
-        // Perhaps just added: look once more.
+        // Perhaps just added, or removed: look once more.
         self.rescan();
-        lock(&self.shared.library)
-            .library
-            .find(id)
-            .cloned()
+        present(&lock(&self.shared.library).library)
             .ok_or_else(|| {
                 LmError::NotReady(format!(
                     "The model “{id}” is not in the library any more. Choose another in the chat's settings."

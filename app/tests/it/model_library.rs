@@ -167,8 +167,9 @@ async fn each_chat_is_answered_by_its_own_model_loaded_on_first_use() {
 async fn a_model_writing_a_reply_is_never_unloaded_for_another() {
     let dir = tempfile::tempdir().unwrap();
     link(&shared_model(SMOL), &dir.path().join("models/smol.gguf"));
-    let engine = library_engine(dir.path(), |_| {}).await;
-    let app = TestApp::spawn_embedded(engine, |c| c.lm_max_tokens = 3000).await;
+    // Room for a reply long enough to be stopped by hand.
+    let engine = library_engine(dir.path(), |c| c.lm_ctx_size = 4096).await;
+    let app = TestApp::spawn_embedded(engine, |c| c.lm_max_tokens = 3500).await;
 
     // A long reply on the default model…
     let long_chat = app.create_chat(&app.client, "").await;
@@ -188,14 +189,14 @@ async fn a_model_writing_a_reply_is_never_unloaded_for_another() {
     let url = app.url(&format!("/api/v1/messages/{waiting}/stream"));
     let (_, _, events) = EventReader::open(&app.client, &url, None).await;
     let mut events = events.unwrap();
-    let first = events.next().await.unwrap();
-    assert_eq!(first.event, "status");
-    assert!(
-        first.data.contains("Loading the model smol…"),
-        "{}",
-        first.data
-    );
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    loop {
+        let event = events.next().await.expect("a status");
+        assert_eq!(event.event, "status", "no text before the model is loaded");
+        if event.data.contains("Loading the model smol…") {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(app.store_message(waiting).await.status, Status::Streaming);
     assert_eq!(app.store_message(long).await.status, Status::Streaming);
     assert_eq!(
