@@ -62,7 +62,10 @@ start_app() { # port, model URL, database
 }
 start_app 13000 http://127.0.0.1:18080/v1 chat_e2e
 start_app 13001 http://127.0.0.1:18090/v1 chat_e2e
-# The first command's app: no LM_API_URL (the embedded engine, SmolLM2), SQLite in its data dir.
+# The first command's app: no LM_API_URL (the embedded engine, SmolLM2), SQLite in its data dir,
+# and a second model in its library's folder (data/models, the default LM_MODELS_DIR).
+mkdir -p "$work/data-13002/models"
+ln -sf "${SHARED_DIR:-$root/../shared}/models/llama-2-tiny-random.gguf" "$work/data-13002/models/tiny-random.gguf"
 LM_MODEL_PATH="${SHARED_DIR:-$root/../shared}/models/SmolLM2-135M-Instruct.Q4_1.gguf" LM_MAX_TOKENS=400 LM_THREADS=2 \
   LM_SEED=7 MAX_CONCURRENT_GENERATIONS=2 TRUST_PROXY_HEADERS=true BIND_ADDR=127.0.0.1:13002 \
   DATA_DIR="$work/data-13002" RUST_LOG=warn "$app_bin" >"$work/app-13002.log" 2>&1 &

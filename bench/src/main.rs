@@ -7,6 +7,7 @@ mod engine;
 mod fake_lm;
 mod half_open;
 mod load;
+mod models;
 mod nginx;
 mod page_stream;
 mod render;
@@ -103,6 +104,9 @@ enum Scenario {
     /// The app around the embedded engine against the engine alone, in this process: first
     /// token and tokens/s (target: within 2%).
     AppOverhead(app_overhead::AppOverheadArgs),
+    /// The embedded engine's model library, in this process: RSS with one and two models
+    /// loaded, and the first token of a reply that switches models beside one that does not.
+    Models(models::ModelsArgs),
     /// The markdown renderer on hostile input: each kind at each size, in this process.
     Render(render::RenderArgs),
     /// A long markdown reply streamed to a page: bytes sent against the final HTML.
@@ -197,6 +201,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Scenario::Engine(args) => engine::run(&bench.repo, args).await?,
         Scenario::AppOverhead(args) => app_overhead::run(args).await?,
+        Scenario::Models(args) => models::run(args).await?,
         Scenario::Render(args) => render::run(args)?,
         Scenario::PageStream(args) => page_stream::run(&bench, args).await?,
     };

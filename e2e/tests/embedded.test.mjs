@@ -123,6 +123,39 @@ test("embedded: Stop ends the reply at once and keeps its text", async () => {
   });
 });
 
+test("embedded: the Models page lists the library and a chat is answered by the model it chose", async () => {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 760 } });
+  const page = await context.newPage();
+  await page.goto(EMBEDDED_BASE + "/models");
+  const rows = page.locator(".model-table tbody tr");
+  assert.equal(await rows.count(), 2, "the configured model and the one in the models folder");
+  const smol = rows.filter({ hasText: "SmolLM2-135M-Instruct.Q4_1" });
+  assert.match(await smol.textContent(), /default[\s\S]*Q4_1[\s\S]*8,192 tokens[\s\S]*chatml[\s\S]*loaded/);
+  const tiny = rows.filter({ hasText: "tiny-random" });
+  assert.match(await tiny.locator(".model-state").textContent(), /not loaded/);
+  await shot(page, "24-models-page");
+  // A chat on the other model: its reply's stats name it (the tiny model loads too fast for
+  // the "Loading the model" status to be seen reliably; app/tests/it/model_library.rs checks it).
+  await startChat(page, EMBEDDED_BASE, "Hi");
+  await waitForReplyEnd(page);
+  await page.locator("#chat-settings summary").click();
+  await page.selectOption("#model", "tiny-random");
+  await page.fill("#max_tokens", "12");
+  await page.getByRole("button", { name: "Save settings" }).click();
+  await page.locator("#chat-settings .saved").waitFor();
+  await page.fill("#content", "Hello, small model.");
+  await page.locator("#content").press("Enter");
+  await waitForReplyEnd(page);
+  const stats = await page.locator(".message.assistant").last().locator(".reply-stats").textContent();
+  assert.match(stats, /^tiny-random · /, stats);
+  await shot(page, "25-models-chat-on-another-model");
+  await page.goto(EMBEDDED_BASE + "/models");
+  assert.match(await page.locator(".model-table tbody tr", { hasText: "tiny-random" }).locator(".model-state").textContent(), /^loaded$/);
+  assert.match(await page.locator(".model-table tbody tr", { hasText: "SmolLM2" }).locator(".model-state").textContent(), /not loaded/, "one model at a time (LM_MAX_LOADED=1)");
+  await shot(page, "26-models-page-after-switch");
+  await context.close();
+});
+
 test("no page of these flows reported a Content-Security-Policy violation", () => {
   assert.deepEqual(policyViolations, []);
 });

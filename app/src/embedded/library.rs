@@ -39,7 +39,10 @@ pub struct ModelFile {
     pub id: String,
     pub path: PathBuf,
     pub size_bytes: u64,
+    /// The header's fields, the template's text left out (kept small: listed often).
     pub info: GgufInfo,
+    /// The chat template's family (`gguf::template_name`).
+    pub template: &'static str,
     pub origin: Origin,
 }
 
@@ -95,7 +98,7 @@ impl Library {
                     header
                 }
             };
-            let info = match (&header, &origin) {
+            let mut info = match (&header, &origin) {
                 (Ok(info), _) if info.architecture.as_deref() == Some("clip") => {
                     // A vision projector (mmproj), not a model.
                     headers.insert(path, (size, modified, header));
@@ -116,11 +119,14 @@ impl Library {
                 id = format!("{stem}-{n}");
                 n += 1;
             }
+            let template = gguf::template_name(info.chat_template.as_deref());
+            info.chat_template = None;
             models.push(ModelFile {
                 id,
                 path,
                 size_bytes: size,
                 info,
+                template,
                 origin,
             });
         }

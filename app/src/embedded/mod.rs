@@ -394,16 +394,22 @@ impl EmbeddedEngine {
                     },
                 );
                 engine.shared.changed.notify_waiters();
+                // The thread must not keep the engine alive: the pool's handle on the model
+                // (dropped on unloading, or with the engine) is what ends it.
+                let weak = Arc::downgrade(&engine.shared);
+                drop(engine);
                 let worker = worker::Worker::new(&model, context, slots, batch, n_ctx_seq);
                 // A panic in the bindings ends the replies in flight (their streams close); the
                 // indicator and later replies then say so instead of waiting for ever.
                 let run = std::panic::AssertUnwindSafe(|| worker.run(requests_inbox));
                 if std::panic::catch_unwind(run).is_err() {
-                    engine.load_failed(
-                        &file.id,
-                        "The embedded engine stopped unexpectedly (see the log). Restart the app."
-                            .into(),
-                    );
+                    if let Some(shared) = weak.upgrade() {
+                        EmbeddedEngine { shared }.load_failed(
+                            &file.id,
+                            "The embedded engine stopped unexpectedly (see the log). Restart the app."
+                                .into(),
+                        );
+                    }
                 } else {
                     tracing::info!(model = %file.id, "the model is unloaded");
                 }
@@ -530,9 +536,7 @@ impl EmbeddedEngine {
                     size_bytes: Some(file.size_bytes),
                     quantization: file.info.quantization.clone(),
                     context_length: file.info.context_length,
-                    template: Some(
-                        gguf::template_name(file.info.chat_template.as_deref()).to_owned(),
-                    ),
+                    template: Some(file.template.to_owned()),
                     loaded: loaded.is_some(),
                     loading: matches!(pool.get(&file.id), Some(Slot::Loading)),
                     default: file.id == self.shared.default_id,
