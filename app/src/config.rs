@@ -217,6 +217,11 @@ pub struct Config {
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// The operator's secret: with it (`Authorization: Bearer`, or signed in at /admin) the
+    /// model library can be changed (downloads, removals, the default). Unset: nobody can.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
     /// Cookie encryption key: base64 of at least 64 bytes (`openssl rand -base64 64`).
     /// Default: generated once and kept in the data directory.
     #[arg(long, env = "SESSION_KEY", hide_env_values = true)]

@@ -17,6 +17,7 @@ pub mod limits;
 pub mod live;
 pub mod lm;
 pub mod metrics;
+pub mod operator;
 pub mod page_cache;
 pub mod pdf_text;
 pub mod render;
@@ -167,6 +168,7 @@ impl AppState {
             sessions: SessionConfig {
                 key,
                 secure: config.cookie_secure,
+                admin_token: config.admin_token.clone().map(Arc::from),
                 store: store.clone(),
                 devices: Default::default(),
             },
@@ -219,6 +221,7 @@ pub fn embedded_settings(config: &Config) -> embedded::EmbeddedSettings {
             retry_delay: hub::DEFAULT_RETRY_DELAY,
         },
         models_dir: config.lm_models_dir(),
+        default_choice: Some(config.data_dir.join("default-model")),
         max_loaded: config.lm_max_loaded as usize,
         model_idle: config.lm_model_idle,
         threads: config.lm_threads(),

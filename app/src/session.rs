@@ -103,6 +103,8 @@ pub fn cookie_name(secure: bool) -> &'static str {
 pub struct SessionConfig {
     pub key: Key,
     pub secure: bool,
+    /// `ADMIN_TOKEN`: a bearer equal to it is the operator's, not a session's.
+    pub admin_token: Option<std::sync::Arc<str>>,
     pub store: Store,
     pub devices: std::sync::Arc<DevicesSeen>,
 }
@@ -128,9 +130,21 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<Session>().cloned().ok_or_else(|| {
-            AppError::Internal(anyhow::anyhow!("session layer missing on this route"))
-        })
+        if let Some(session) = parts.extensions.get::<Session>() {
+            return Ok(session.clone());
+        }
+        if parts
+            .extensions
+            .get::<crate::operator::OperatorCall>()
+            .is_some()
+        {
+            return Err(AppError::Unauthorized(
+                "The operator's token opens the operator's endpoints only: this one needs a session's API token (POST /api/v1/tokens).".into(),
+            ));
+        }
+        Err(AppError::Internal(anyhow::anyhow!(
+            "session layer missing on this route"
+        )))
     }
 }
 
@@ -245,6 +259,13 @@ pub async fn session_layer(
             .unwrap_or(""),
     );
     if let Some(token) = bearer {
+        // The operator's calls carry no session (`crate::operator`).
+        if crate::operator::is_admin_token(config.admin_token.as_deref(), &token) {
+            request
+                .extensions_mut()
+                .insert(crate::operator::OperatorCall);
+            return next.run(request).await;
+        }
         let refused = |why: &str| {
             AppError::Unauthorized(format!("{why} Get a new one with POST /api/v1/tokens."))
                 .into_response()

@@ -8,6 +8,7 @@ mod chats;
 mod devices;
 mod folders;
 mod messages;
+mod models;
 mod profile;
 mod search;
 mod settings;
@@ -25,6 +26,7 @@ pub use folders::{create_folder, delete_folder, folders, move_to_folder, pin, re
 pub use messages::{
     Exchange, continue_reply, edit, editable, regenerate, select_version, send, stop,
 };
+pub use models::{download_model, hub_files, remove_model, set_default_model};
 pub use profile::set_display_name;
 pub use search::{MessageHit, SearchResults, search};
 pub use settings::{model_choices, models, update_settings};

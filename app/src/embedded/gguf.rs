@@ -314,7 +314,7 @@ mod tests {
     use super::*;
 
     fn models() -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/models")
+        testkit::shared_dir().join("models")
     }
 
     #[test]

@@ -238,8 +238,8 @@ mod tests {
     use super::*;
 
     fn shared_model(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/models")
+        testkit::shared_dir()
+            .join("models")
             .join(name)
             .canonicalize()
             .expect("the shared test models")

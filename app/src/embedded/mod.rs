@@ -5,6 +5,7 @@
 //! the app is already serving. Knows no HTTP server and no database.
 mod gguf;
 mod library;
+mod manage;
 mod stops;
 mod worker;
 
@@ -30,6 +31,7 @@ use crate::{
     lm::{LmError, LmEvent, LmStream, ModelInfo, ModelStatus, PromptMessage, ReplyOptions},
 };
 use library::{Library, ModelFile};
+pub use manage::ManageError;
 
 /// What the embedded engine needs from the configuration.
 #[derive(Clone, Debug)]
@@ -39,6 +41,8 @@ pub struct EmbeddedSettings {
     pub hub: HubSettings,
     /// `LM_MODELS_DIR`: more models for the library.
     pub models_dir: PathBuf,
+    /// Where the operator's choice of default model is kept (`DATA_DIR/default-model`).
+    pub default_choice: Option<PathBuf>,
     /// `LM_MAX_LOADED`: models loaded at once.
     pub max_loaded: usize,
     /// `LM_MODEL_IDLE`: a model unused this long is unloaded.
@@ -65,9 +69,15 @@ pub struct EmbeddedEngine {
 
 struct Shared {
     settings: EmbeddedSettings,
-    /// The default model's name (a chat without a model of its own is answered by it).
-    default_id: String,
+    /// The configured model's name: LM_MODEL_PATH's file, or the configured hub file.
+    configured_id: String,
+    /// The default model's name (a chat without a model of its own is answered by it): the
+    /// configured one unless the operator chose another (`manage`).
+    default_id: Mutex<String>,
+    /// Where the configured model's file is.
     default: Mutex<DefaultFile>,
+    /// The operator's downloads in progress or failed (`manage`).
+    downloads: Mutex<Vec<manage::Download>>,
     progress: hub::Progress,
     library: Mutex<Scanned>,
     pool: Mutex<HashMap<String, Slot>>,
@@ -150,7 +160,7 @@ impl EmbeddedEngine {
     /// runtime) when there is no local file, then loading on its own thread. Answers at once.
     pub fn start(settings: EmbeddedSettings) -> Self {
         let local = settings.model_path.clone();
-        let default_id =
+        let configured_id =
             library::model_name(local.as_deref().unwrap_or(Path::new(&settings.hub.file)));
         let engine = Self {
             shared: Arc::new(Shared {
@@ -158,7 +168,9 @@ impl EmbeddedEngine {
                     Some(path) => DefaultFile::Present(path.clone()),
                     None => DefaultFile::Downloading,
                 }),
-                default_id,
+                default_id: Mutex::new(configured_id.clone()),
+                configured_id,
+                downloads: Mutex::new(Vec::new()),
                 progress: hub::Progress::default(),
                 library: Mutex::new(Scanned {
                     library: Library::default(),
@@ -170,6 +182,7 @@ impl EmbeddedEngine {
             }),
         };
         engine.rescan();
+        engine.restore_default();
         match local {
             Some(_) => engine.load_default(),
             None => {
@@ -260,8 +273,9 @@ impl EmbeddedEngine {
 
     /// The file a reply asks for: the chat's model, or the default (`None`).
     fn resolve(&self, model: Option<&str>) -> Result<ModelFile, LmError> {
-        let id = model.unwrap_or(&self.shared.default_id);
-        if id == self.shared.default_id {
+        let default = self.default_id();
+        let id = model.unwrap_or(&default);
+        if id == self.shared.configured_id {
             match &*lock(&self.shared.default) {
                 DefaultFile::Present(_) => {}
                 DefaultFile::Downloading => {
@@ -280,7 +294,7 @@ impl EmbeddedEngine {
         let present = |library: &Library| {
             library
                 .find(id)
-                .filter(|file| id == self.shared.default_id || file.path.is_file())
+                .filter(|file| id == self.shared.configured_id || file.path.is_file())
                 .cloned()
         };
         if let Some(file) = present(&lock(&self.shared.library).library) {
@@ -483,7 +497,8 @@ impl EmbeddedEngine {
     /// A message's exact cost in prompt tokens with `model` (`None`: the default), its
     /// chat-template framing included; `None` while that model is not loaded.
     pub fn count_tokens(&self, model: Option<&str>, role: &str, text: &str) -> Option<u32> {
-        let id = model.unwrap_or(&self.shared.default_id);
+        let default = self.default_id();
+        let id = model.unwrap_or(&default);
         let loaded = match lock(&self.shared.pool).get(id) {
             Some(Slot::Ready { loaded, .. }) => loaded.clone(),
             _ => return None,
@@ -521,8 +536,10 @@ impl EmbeddedEngine {
         if files.is_empty() {
             self.resolve(None)?;
         }
+        let default = self.default_id();
+        let downloads = self.downloads(&files);
         let pool = lock(&self.shared.pool);
-        Ok(files
+        let mut models: Vec<ModelInfo> = files
             .into_iter()
             .map(|file| {
                 let loaded = match pool.get(&file.id) {
@@ -539,22 +556,32 @@ impl EmbeddedEngine {
                     template: Some(file.template.to_owned()),
                     loaded: loaded.is_some(),
                     loading: matches!(pool.get(&file.id), Some(Slot::Loading)),
-                    default: file.id == self.shared.default_id,
+                    default: file.id == default,
                     source: Some(match &file.origin {
                         library::Origin::Default => "configured".to_owned(),
                         library::Origin::Folder => "models folder".to_owned(),
                         library::Origin::Hub(repo) => format!("hub: {repo}"),
                     }),
                     id: file.id,
+                    download: None,
                 }
             })
-            .collect())
+            .collect();
+        models.extend(downloads);
+        Ok(models)
+    }
+
+    /// The default model's name.
+    fn default_id(&self) -> String {
+        lock(&self.shared.default_id).clone()
     }
 
     /// The indicator: the default model's download or failure first, then a model loading,
     /// then ready.
     pub fn status(&self) -> ModelStatus {
+        let default = self.default_id();
         match &*lock(&self.shared.default) {
+            _ if default != self.shared.configured_id => {}
             DefaultFile::Downloading => {
                 return ModelStatus::Downloading(self.shared.progress.percent());
             }
@@ -565,7 +592,7 @@ impl EmbeddedEngine {
         if let Some((id, _)) = pool.iter().find(|(_, slot)| matches!(slot, Slot::Loading)) {
             return ModelStatus::Loading(Some(id.clone()));
         }
-        match pool.get(&self.shared.default_id) {
+        match pool.get(&default) {
             Some(Slot::Failed { message, .. }) => ModelStatus::Failed(message.clone()),
             // Not loaded (unloaded, or another model took its room) is ready: it loads on use.
             _ => ModelStatus::Ready,

@@ -234,6 +234,63 @@ impl<'a> Hub<'a> {
         Err(self.bad_response("answer (too many redirects)"))
     }
 
+    /// The repository's `.gguf` files (`GET {endpoint}/api/models/{repo}/tree/{revision}`), from
+    /// an answer of at most `MAX_TREE_BYTES`.
+    pub(super) async fn gguf_files(&self) -> Result<Vec<super::HubFile>, HubError> {
+        /// A repository's listing is a few KB; a hub answering more is not one.
+        const MAX_TREE_BYTES: usize = 4 * 1024 * 1024;
+        #[derive(serde::Deserialize)]
+        struct Entry {
+            #[serde(rename = "type")]
+            kind: String,
+            path: String,
+            size: Option<u64>,
+            lfs: Option<Lfs>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Lfs {
+            size: Option<u64>,
+        }
+        let mut url = self.endpoint.clone();
+        url.path_segments_mut()
+            .map_err(|()| HubError::InvalidEndpoint(self.settings.endpoint.clone()))?
+            .pop_if_empty()
+            .extend(["api", "models"])
+            .extend(self.settings.repo.split('/'))
+            .push("tree")
+            .push(&self.settings.revision);
+        url.set_query(Some("recursive=true"));
+        let unreachable = |error| HubError::Unreachable {
+            endpoint: self.endpoint_text.to_owned(),
+            cause: describe(error),
+        };
+        let mut response = self
+            .request(reqwest::Method::GET, &url)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        if !response.status().is_success() {
+            return Err(self.status_error(response.status()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
+            if body.len() + chunk.len() > MAX_TREE_BYTES {
+                return Err(self.bad_response("file list (the answer is too large)"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let entries: Vec<Entry> =
+            serde_json::from_slice(&body).map_err(|_| self.bad_response("file list"))?;
+        Ok(entries
+            .into_iter()
+            .filter(|e| e.kind == "file" && e.path.ends_with(".gguf"))
+            .map(|e| super::HubFile {
+                size_bytes: e.lfs.and_then(|l| l.size).or(e.size),
+                path: e.path,
+            })
+            .collect())
+    }
+
     /// Downloads into `partial`, resuming from the bytes on disk, retrying cut connections with
     /// backoff.
     pub(super) async fn download(

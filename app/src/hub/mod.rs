@@ -212,6 +212,36 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> HubError + '_ {
     }
 }
 
+/// Checks the repository, file and revision names without asking the hub.
+pub fn check_names(settings: &HubSettings) -> Result<(), HubError> {
+    Names::new(settings).map(|_| ())
+}
+
+/// A file of a hub repository.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct HubFile {
+    /// Its path in the repository (what a download names as `file`).
+    pub path: String,
+    pub size_bytes: Option<u64>,
+}
+
+/// The GGUF files of `settings.repo` at `settings.revision`, from the hub's API
+/// (`GET /api/models/{repo}/tree/{revision}?recursive=true`).
+pub async fn list_gguf_files(settings: &HubSettings) -> Result<Vec<HubFile>, HubError> {
+    let probe = HubSettings {
+        file: "probe.gguf".into(),
+        ..settings.clone()
+    };
+    Names::new(&probe)?;
+    if settings.offline {
+        return Err(HubError::Unreachable {
+            endpoint: settings.endpoint.clone(),
+            cause: "HF_HUB_OFFLINE is set".into(),
+        });
+    }
+    Hub::new(settings)?.gguf_files().await
+}
+
 /// Returns the local path of the model file (the snapshots/<commit>/<file> path), downloading
 /// it if needed. A cached file is returned without any network request, offline or not.
 pub async fn fetch_model(settings: &HubSettings, progress: &Progress) -> Result<PathBuf, HubError> {

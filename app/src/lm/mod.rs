@@ -216,6 +216,17 @@ pub struct ModelInfo {
     /// file), "models folder" (LM_MODELS_DIR), or "hub: owner/name" (the Hugging Face cache).
     #[schema(example = "hub: HuggingFaceTB/SmolLM2-135M-Instruct-GGUF")]
     pub source: Option<String>,
+    /// Being downloaded by the operator (or failed to): not usable yet.
+    pub download: Option<ModelDownload>,
+}
+
+/// A download in progress, or why it failed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ModelDownload {
+    /// 0–100, once the size is known.
+    pub percent: Option<u8>,
+    /// Why it stopped; the next attempt resumes the bytes it has.
+    pub error: Option<String>,
 }
 
 /// The model's state for the status indicator, from either engine.

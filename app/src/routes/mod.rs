@@ -32,7 +32,7 @@ use uuid::Uuid;
 
 use crate::{AppState, chat::Export, error::AppError, session};
 use pages::{
-    chats, devices, folders, messages, models, profile, search, settings, shares, transfer,
+    admin, chats, devices, folders, messages, models, profile, search, settings, shares, transfer,
 };
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -86,6 +86,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/devices", get(devices::list))
         .route("/models", get(models::list))
+        .route("/admin", get(admin::show).post(admin::sign_in))
+        .route("/admin/signout", post(admin::sign_out))
+        .route("/admin/models", post(admin::download))
+        .route("/admin/models/{id}/delete", post(admin::remove))
+        .route("/admin/models/{id}/default", post(admin::make_default))
         .route("/devices/link", post(devices::create_link))
         .route("/devices/{id}/signout", post(devices::sign_out))
         .route("/link", get(devices::enter_code))

@@ -357,9 +357,14 @@ pub struct ModelView {
     pub n_ctx: Option<String>,
     pub template: Option<String>,
     pub source: Option<String>,
-    /// "loaded", "loading" or "not loaded".
+    /// "loaded", "loading", "not loaded", "downloading" or "download failed".
     pub state: &'static str,
     pub default: bool,
+    /// The download's percentage, or why it failed.
+    pub download: Option<String>,
+    /// The operator may remove it: downloaded into the hub cache, not the default (or a failed
+    /// download, to forget).
+    pub removable: bool,
 }
 
 impl From<&ModelInfo> for ModelView {
@@ -375,12 +380,29 @@ impl From<&ModelInfo> for ModelView {
             n_ctx: model.n_ctx.map(tokens),
             template: model.template.clone(),
             source: model.source.clone(),
-            state: match (model.loaded, model.loading) {
-                (true, _) => "loaded",
-                (false, true) => "loading",
-                (false, false) => "not loaded",
+            state: match (&model.download, model.loaded, model.loading) {
+                (Some(d), ..) if d.error.is_some() => "download failed",
+                (Some(_), ..) => "downloading",
+                (None, true, _) => "loaded",
+                (None, false, true) => "loading",
+                (None, false, false) => "not loaded",
             },
             default: model.default,
+            download: model
+                .download
+                .as_ref()
+                .map(|d| match (&d.error, d.percent) {
+                    (Some(error), _) => error.clone(),
+                    (None, Some(percent)) => format!("{percent}%"),
+                    (None, None) => "starting".to_owned(),
+                }),
+            removable: !model.default
+                && (model.download.as_ref().is_some_and(|d| d.error.is_some())
+                    || (model.download.is_none()
+                        && model
+                            .source
+                            .as_deref()
+                            .is_some_and(|s| s.starts_with("hub: ")))),
         }
     }
 }

@@ -679,60 +679,14 @@ mod embedded {
         assert_eq!(app.get(&format!("/chats/{chat}")).await.status(), 200);
     }
 
-    /// A stand-in for the Hugging Face hub: `resolve/main/<file>` answers with the hub's
-    /// headers (commit, sha256 as the linked ETag, size) and the file.
-    async fn fake_hub(
-        file: std::path::PathBuf,
-    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-        use axum::{extract::State, http::header, response::IntoResponse, routing::get};
-        use sha2::Digest;
-        use std::sync::{
-            Arc,
-            atomic::{AtomicUsize, Ordering},
-        };
-        let bytes = std::fs::read(file).unwrap();
-        let sha: String = sha2::Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let requests = Arc::new(AtomicUsize::new(0));
-        let state = (Arc::new(bytes), sha, requests.clone());
-        async fn resolve(
-            State((bytes, sha, requests)): State<(Arc<Vec<u8>>, String, Arc<AtomicUsize>)>,
-            method: axum::http::Method,
-        ) -> impl IntoResponse {
-            requests.fetch_add(1, Ordering::SeqCst);
-            let headers = [
-                (
-                    "x-repo-commit",
-                    "0123456789abcdef0123456789abcdef01234567".to_owned(),
-                ),
-                ("x-linked-etag", format!("\"{sha}\"")),
-                ("x-linked-size", bytes.len().to_string()),
-                (header::ETAG.as_str(), format!("\"{sha}\"")),
-            ];
-            let body = if method == axum::http::Method::HEAD {
-                Vec::new()
-            } else {
-                bytes.to_vec()
-            };
-            (headers, body)
-        }
-        let router = axum::Router::new()
-            .route("/{owner}/{name}/resolve/main/{file}", get(resolve))
-            .with_state(state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        (format!("http://{addr}"), requests)
-    }
-
     #[tokio::test]
     async fn without_a_model_path_the_model_is_downloaded_into_the_hub_cache_then_chats() {
-        let (endpoint, requests) = fake_hub(crate::helpers::shared_model(TINY)).await;
+        let hub =
+            crate::helpers::hub::FakeHub::start(&[(TINY, crate::helpers::shared_model(TINY))])
+                .await;
         let cache = tempfile::tempdir().unwrap();
         let mut config = Config::defaults();
-        config.hf_endpoint = endpoint;
+        config.hf_endpoint = hub.endpoint.clone();
         config.hf_hub_cache = Some(cache.path().to_path_buf());
         config.lm_model_repo = "test-owner/tiny-GGUF".into();
         config.lm_model_file = TINY.into();
@@ -747,7 +701,7 @@ mod embedded {
             )
             .join(TINY);
         assert!(snapshot.exists(), "the standard cache layout");
-        assert!(requests.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+        assert!(hub.requests() >= 1);
 
         let app = TestApp::spawn_embedded(engine, |c| c.lm_max_tokens = 8).await;
         let indicator = app.get("/model/status").await.text().await.unwrap();
@@ -757,13 +711,13 @@ mod embedded {
         assert_eq!(app.finished(reply).await.status, Status::Complete);
 
         // A second start finds the cache and asks the hub nothing, even offline.
-        let before = requests.load(std::sync::atomic::Ordering::SeqCst);
+        let before = hub.requests();
         config.hf_hub_offline = true;
         let again = Engine::Embedded(app::embedded::EmbeddedEngine::start(
             app::embedded_settings(&config),
         ));
         crate::helpers::wait_until_ready(&again).await;
-        assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), before);
+        assert_eq!(hub.requests(), before);
     }
 
     #[tokio::test]

@@ -23,6 +23,7 @@ async fn library_engine(dir: &Path, configure: impl FnOnce(&mut Config)) -> Engi
     config.max_concurrent_generations = 2;
     config.lm_models_dir = Some(dir.join("models"));
     config.hf_hub_cache = Some(dir.join("hub"));
+    config.data_dir = dir.join("data");
     configure(&mut config);
     let engine = Engine::Embedded(app::embedded::EmbeddedEngine::start(
         app::embedded_settings(&config),
@@ -308,4 +309,330 @@ async fn models_in_the_hub_cache_join_the_library() {
     let saved = app.finished(reply).await;
     assert_eq!(saved.status, Status::Complete, "{:?}", saved.error);
     assert_eq!(saved.model.as_deref(), Some("smollm2"));
+}
+
+const ADMIN: &str = "operator-secret-0123456789";
+
+/// A request with the operator's token.
+fn as_operator(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    request.bearer_auth(ADMIN)
+}
+
+async fn wait_for_model(app: &TestApp, id: &str) -> Value {
+    for _ in 0..200 {
+        let listed = models(app).await;
+        if let Some(model) = listed.iter().find(|m| m["id"] == id)
+            && model["download"].is_null()
+        {
+            return model.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{id} never joined the library: {:#?}", models(app).await);
+}
+
+#[tokio::test]
+async fn only_the_operator_changes_the_library() {
+    // Without ADMIN_TOKEN nobody can.
+    let dir = tempfile::tempdir().unwrap();
+    let engine = library_engine(dir.path(), |_| {}).await;
+    let app = TestApp::spawn_embedded(engine, |_| {}).await;
+    let refused = app
+        .client
+        .post(app.url("/api/v1/models"))
+        .json(&serde_json::json!({"repo": "a/b", "file": "c.gguf"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    assert!(refused.text().await.unwrap().contains("set ADMIN_TOKEN"));
+    let page = app.get("/admin").await.text().await.unwrap();
+    assert!(page.contains("No operator is configured"), "{page}");
+    let sign_in = app.post("/admin", &[("token", "")]).await;
+    assert_eq!(sign_in.status(), 403);
+
+    // With it: the token or a signed-in browser, nobody else.
+    let dir = tempfile::tempdir().unwrap();
+    let engine = library_engine(dir.path(), |_| {}).await;
+    let app = TestApp::spawn_embedded(engine, |c| c.admin_token = Some(ADMIN.into())).await;
+    let url = app.url("/api/v1/models/default");
+    let body = serde_json::json!({"id": "llama-2-tiny-random"});
+    let anonymous = app.client.put(&url).json(&body).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let wrong = app
+        .client
+        .put(&url)
+        .bearer_auth("not-the-token")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let right = as_operator(reqwest::Client::new().put(&url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), 200, "{}", right.text().await.unwrap());
+    // The operator's token opens the operator's endpoints (and the list), not a session's.
+    let chats = as_operator(reqwest::Client::new().get(app.url("/api/v1/chats")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chats.status(), 401);
+    assert!(
+        chats
+            .text()
+            .await
+            .unwrap()
+            .contains("operator's endpoints only")
+    );
+    let listed = as_operator(reqwest::Client::new().get(app.url("/api/v1/models")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+
+    // A browser: the page hides the controls until it signs in with the token.
+    let page = app.get("/admin").await.text().await.unwrap();
+    assert!(
+        page.contains("Operator's token") && !page.contains("Make default"),
+        "{page}"
+    );
+    let bad = app.post("/admin", &[("token", "guess")]).await;
+    assert_eq!(bad.status(), 403);
+    let bad = bad.text().await.unwrap();
+    assert!(bad.contains("That is not the operator"), "{bad}");
+    let good = app.post("/admin", &[("token", ADMIN)]).await;
+    assert_eq!(good.status(), 303);
+    let page = app.get("/admin").await.text().await.unwrap();
+    assert!(
+        page.contains("Model library") && page.contains("Sign out"),
+        "{page}"
+    );
+    let form = app
+        .post("/admin/models/llama-2-tiny-random/default", &[])
+        .await;
+    assert_eq!(form.status(), 303);
+    // Another browser is not signed in.
+    let other = crate::helpers::browser();
+    let refused = other
+        .post(app.url("/admin/models/llama-2-tiny-random/default"))
+        .header("origin", app.url(""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    // Signing out ends it.
+    assert_eq!(app.post("/admin/signout", &[]).await.status(), 303);
+    let page = app.get("/admin").await.text().await.unwrap();
+    assert!(page.contains("Operator's token"), "{page}");
+}
+
+#[tokio::test]
+async fn the_operator_downloads_chooses_the_default_and_removes_models() {
+    let tiny = shared_model(TINY);
+    let hub = crate::helpers::hub::FakeHub::start(&[
+        ("tiny-copy.gguf", tiny.clone()),
+        ("sub/other.gguf", tiny.clone()),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = hub.endpoint.clone();
+    let engine = library_engine(dir.path(), |c| c.hf_endpoint = endpoint.clone()).await;
+    let app = TestApp::spawn_embedded(engine, |c| {
+        c.admin_token = Some(ADMIN.into());
+        c.hf_endpoint = hub.endpoint.clone();
+        c.lm_max_tokens = 3000;
+    })
+    .await;
+    let operator = reqwest::Client::new();
+    let post = |body: Value| {
+        as_operator(operator.post(app.url("/api/v1/models")))
+            .json(&body)
+            .send()
+    };
+
+    // A repository's GGUF files, to choose from.
+    let listed = as_operator(operator.get(app.url("/api/v1/models/hub?repo=test-owner/tiny-GGUF")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+    let listed: Value = listed.json().await.unwrap();
+    let size = std::fs::metadata(&tiny).unwrap().len();
+    assert_eq!(
+        listed["files"],
+        serde_json::json!([
+            {"path": "sub/other.gguf", "size_bytes": size},
+            {"path": "tiny-copy.gguf", "size_bytes": size},
+        ])
+    );
+    let page = app.post("/admin", &[("token", ADMIN)]).await;
+    assert_eq!(page.status(), 303);
+    let page = app
+        .get("/admin?repo=test-owner/tiny-GGUF")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("tiny-copy.gguf") && page.contains(">Download</button>"),
+        "{page}"
+    );
+
+    // Bad requests change nothing.
+    for (body, status) in [
+        (
+            serde_json::json!({"repo": "test-owner/tiny-GGUF", "file": "notes.txt"}),
+            422,
+        ),
+        (
+            serde_json::json!({"repo": "no-owner", "file": "x.gguf"}),
+            422,
+        ),
+        (
+            serde_json::json!({"repo": "test-owner/tiny-GGUF", "file": "../x.gguf"}),
+            422,
+        ),
+        (
+            serde_json::json!({"repo": "test-owner/tiny-GGUF", "file": TINY}),
+            409,
+        ),
+    ] {
+        let answer = post(body.clone()).await.unwrap();
+        assert_eq!(
+            answer.status(),
+            status,
+            "{body}: {}",
+            answer.text().await.unwrap()
+        );
+    }
+
+    // A download: listed with its progress, then in the library, then answering a chat.
+    let started =
+        post(serde_json::json!({"repo": "test-owner/tiny-GGUF", "file": "tiny-copy.gguf"}))
+            .await
+            .unwrap();
+    assert_eq!(started.status(), 202);
+    let started: Value = started.json().await.unwrap();
+    assert_eq!(started["id"], "tiny-copy");
+    assert!(started["download"].is_object(), "{started}");
+    let model = wait_for_model(&app, "tiny-copy").await;
+    assert_eq!(model["source"], "hub: test-owner/tiny-GGUF");
+    assert_eq!(model["size_bytes"], size);
+    let blob = dir.path().join("hub/models--test-owner--tiny-GGUF/blobs");
+    assert_eq!(
+        std::fs::read_dir(&blob).unwrap().count(),
+        1,
+        "the bytes, in the hub cache"
+    );
+
+    // The default: changed, used by a chat without a model, kept across a restart.
+    let changed = as_operator(operator.put(app.url("/api/v1/models/default")))
+        .json(&serde_json::json!({"id": "tiny-copy"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200);
+    let changed: Value = changed.json().await.unwrap();
+    let default: Vec<&Value> = changed["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["default"] == true)
+        .map(|m| &m["id"])
+        .collect();
+    assert_eq!(default, [&Value::from("tiny-copy")]);
+    let chat = app.create_chat(&app.client, "").await;
+    let short = app
+        .post(&format!("/chats/{chat}/settings"), &[("max_tokens", "4")])
+        .await;
+    assert!(short.status().is_redirection());
+    let reply = app.send_and_wait(&app.client, chat, "Hello").await;
+    assert_eq!(
+        app.finished(reply).await.model.as_deref(),
+        Some("tiny-copy")
+    );
+    let endpoint = hub.endpoint.clone();
+    let again = library_engine(dir.path(), |c| c.hf_endpoint = endpoint.clone()).await;
+    let listed = again.models().await.unwrap();
+    assert!(
+        listed.iter().any(|m| m.id == "tiny-copy" && m.default),
+        "{listed:#?}"
+    );
+    drop(again);
+
+    // Removing: never the default, nor a model writing a reply, nor a file not downloaded here.
+    let remove =
+        |id: &str| as_operator(operator.delete(app.url(&format!("/api/v1/models/{id}")))).send();
+    let refused = remove("tiny-copy").await.unwrap();
+    assert_eq!(refused.status(), 409);
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("is the default model")
+    );
+    let back = as_operator(operator.put(app.url("/api/v1/models/default")))
+        .json(&serde_json::json!({"id": "llama-2-tiny-random"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.status(), 200);
+    let refused = remove("llama-2-tiny-random").await.unwrap();
+    assert_eq!(refused.status(), 409);
+    assert_eq!(remove("no-such-model").await.unwrap().status(), 404);
+    let busy_chat = chat_on(&app, "tiny-copy").await;
+    let long = app.send(&app.client, busy_chat, "Go on for ever").await;
+    let (events, _long_events) = until_text(&app, long).await;
+    assert_eq!(events.last().unwrap().0, "delta", "{events:?}");
+    let refused = remove("tiny-copy").await.unwrap();
+    assert_eq!(refused.status(), 409);
+    assert!(refused.text().await.unwrap().contains("is writing a reply"));
+    app.post(&format!("/chats/{busy_chat}/messages/{long}/stop"), &[])
+        .await;
+    assert_eq!(app.finished(long).await.status, Status::Stopped);
+    let mut removed = remove("tiny-copy").await.unwrap().status();
+    for _ in 0..50 {
+        if removed == 204 {
+            break;
+        }
+        // The stopped reply's sequence is freed at the engine's next step.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        removed = remove("tiny-copy").await.unwrap().status();
+    }
+    assert_eq!(removed, 204);
+    assert!(!models(&app).await.iter().any(|m| m["id"] == "tiny-copy"));
+    assert_eq!(
+        std::fs::read_dir(&blob).unwrap().count(),
+        0,
+        "its bytes are gone"
+    );
+
+    // A download that fails says why in the list, and can be forgotten.
+    let missing = post(serde_json::json!({"repo": "test-owner/tiny-GGUF", "file": "missing.gguf"}))
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 202);
+    let mut error = Value::Null;
+    for _ in 0..100 {
+        let listed = models(&app).await;
+        error = listed
+            .iter()
+            .find(|m| m["id"] == "missing")
+            .map(|m| m["download"]["error"].clone())
+            .unwrap_or_default();
+        if !error.is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        error.as_str().unwrap_or_default().contains("404"),
+        "{error}"
+    );
+    assert_eq!(remove("missing").await.unwrap().status(), 204);
+    assert!(!models(&app).await.iter().any(|m| m["id"] == "missing"));
 }

@@ -1,4 +1,4 @@
-//! `/api/v1/chats` and what hangs off a chat: settings, export, import; the models; search.
+//! `/api/v1/chats` and what hangs off a chat: settings, export, import; search.
 use axum::{
     Json,
     extract::State,
@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::{
     ApiJson, ApiPath, ApiQuery, ERRORS, MAX_PAGE,
     documents::{
-        ChatJson, ChatPage, ChatWithMessages, ContextJson, Models, NewChat, Rename, SearchResults,
+        ChatJson, ChatPage, ChatWithMessages, ContextJson, NewChat, Rename, SearchResults,
     },
     page_size,
 };
@@ -149,20 +149,6 @@ pub async fn get_context(
     ApiPath(id): ApiPath<Uuid>,
 ) -> AppResult<Json<ContextJson>> {
     Ok(Json(chat::context(&state, &session, id).await?.into()))
-}
-
-/// The models a chat may choose: the embedded engine's library (every GGUF model of
-/// `LM_MODEL_PATH`, `LM_MODELS_DIR` and the Hugging Face cache, with what its file says and
-/// whether it is loaded), or what llama-server serves.
-#[utoipa::path(get, path = "/models", tag = "chats", security(("bearer" = []), ("session_cookie" = [])),
-    responses((status = 200, description = "The models", body = Models),
-              (status = 503, description = "The model server is not reachable or still loading, or the embedded engine's default model is still downloading and no other is there", body = Problem, content_type = ERRORS)))]
-pub async fn list_models(
-    State(state): State<AppState>,
-    _session: Session,
-) -> AppResult<Json<Models>> {
-    let models = chat::models(&state).await?;
-    Ok(Json(Models { models }))
 }
 
 #[derive(Deserialize, IntoParams)]

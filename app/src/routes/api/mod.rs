@@ -8,6 +8,7 @@ mod devices;
 mod documents;
 mod folders;
 mod messages;
+mod models;
 mod shares;
 
 pub use documents::MessageJson;
@@ -105,7 +106,7 @@ impl From<axum::extract::rejection::PathRejection> for AppError {
     info(title = "Chat API", version = "1.0.0",
          description = "Chats with a language model served by llama.cpp. Every request acts for one anonymous session: the browser's cookie, or a bearer token from POST /api/v1/tokens."),
     modifiers(&Security),
-    tags((name = "chats"), (name = "messages"), (name = "tokens"))
+    tags((name = "chats"), (name = "messages"), (name = "models"), (name = "tokens"))
 )]
 struct ApiDoc;
 
@@ -117,6 +118,19 @@ impl Modify for Security {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("ADMIN_TOKEN: the operator's secret"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "operator_cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(crate::operator::COOKIE))),
         );
         components.add_security_scheme(
             "session_cookie",
@@ -182,7 +196,10 @@ pub fn router(
         .routes(routes!(devices::redeem_link))
         .routes(routes!(chats::export_chat))
         .routes(routes!(chats::search))
-        .routes(routes!(chats::list_models))
+        .routes(routes!(models::list_models, models::download_model))
+        .routes(routes!(models::hub_files))
+        .routes(routes!(models::remove_model))
+        .routes(routes!(models::set_default_model))
         .routes(routes!(messages::stream_message))
         .routes(routes!(messages::stop_message))
         .routes(routes!(messages::create_token));

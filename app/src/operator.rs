@@ -1,0 +1,140 @@
+//! The operator: whoever holds `ADMIN_TOKEN`. The changes to the machine (downloading and
+//! removing models, choosing the default) are theirs alone: an API call sends
+//! `Authorization: Bearer $ADMIN_TOKEN` (no session: the session layer lets it through as an
+//! [`OperatorCall`]), a browser signs in at `/admin` with the token and then carries an encrypted
+//! cookie for [`SIGN_IN_LIFETIME`]. Without `ADMIN_TOKEN` nobody is the operator.
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::{
+    extract::FromRequestParts,
+    http::{HeaderMap, header, request::Parts},
+};
+use axum_extra::extract::cookie::{Cookie, PrivateCookieJar, SameSite};
+use sha2::{Digest, Sha256};
+
+use crate::{AppState, error::AppError};
+
+/// The cookie of a browser signed in at `/admin`: its value is when the sign-in ends.
+pub const COOKIE: &str = "chat_operator";
+/// How long a browser stays signed in as the operator.
+pub const SIGN_IN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
+/// Put in a request by the session layer when its bearer is the operator's token.
+#[derive(Clone, Copy, Debug)]
+pub struct OperatorCall;
+
+/// A request made by the operator (an extractor: anyone else is refused). Only this module
+/// makes one, so a use case that takes it cannot be reached without the check.
+#[derive(Clone, Copy, Debug)]
+pub struct Operator(());
+
+/// Who a request comes from, as far as operator actions go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standing {
+    Operator,
+    /// `ADMIN_TOKEN` is not set: nobody may.
+    NoOperator,
+    /// No token and no sign-in.
+    Visitor,
+    /// A bearer that is not the operator's (nor a session's, on these routes).
+    WrongToken,
+}
+
+/// Whether `given` is the operator's token. Both are hashed before comparing, so the time the
+/// comparison takes says nothing about the token.
+pub fn is_admin_token(configured: Option<&str>, given: &str) -> bool {
+    configured.is_some_and(|configured| {
+        !configured.is_empty() && Sha256::digest(configured) == Sha256::digest(given)
+    })
+}
+
+/// Where a request stands: the bearer first, else the sign-in cookie.
+pub fn standing(state: &AppState, headers: &HeaderMap) -> Standing {
+    let Some(configured) = state.config.admin_token.as_deref() else {
+        return Standing::NoOperator;
+    };
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    if let Some(token) = bearer {
+        return match is_admin_token(Some(configured), token) {
+            true => Standing::Operator,
+            false => Standing::WrongToken,
+        };
+    }
+    let jar = PrivateCookieJar::from_headers(headers, state.sessions.key.clone());
+    let until = jar.get(COOKIE).and_then(|c| c.value().parse::<u64>().ok());
+    match until {
+        Some(until) if until > now_seconds() => Standing::Operator,
+        _ => Standing::Visitor,
+    }
+}
+
+/// The operator, when the request is theirs.
+pub fn operator_of(state: &AppState, headers: &HeaderMap) -> Option<Operator> {
+    (standing(state, headers) == Standing::Operator).then_some(Operator(()))
+}
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        match standing(state, &parts.headers) {
+            Standing::Operator => Ok(Operator(())),
+            Standing::NoOperator => Err(AppError::Forbidden(
+                "Only the operator may change the model library, and none is configured: set ADMIN_TOKEN.".into(),
+            )),
+            Standing::Visitor => Err(AppError::Unauthorized(
+                "This is the operator's: send Authorization: Bearer with ADMIN_TOKEN, or sign in at /admin.".into(),
+            )),
+            Standing::WrongToken => Err(AppError::Forbidden(
+                "That is not the operator's token.".into(),
+            )),
+        }
+    }
+}
+
+/// `jar` with the operator's sign-in cookie.
+pub fn sign_in(jar: PrivateCookieJar, secure: bool) -> PrivateCookieJar {
+    let until = now_seconds() + SIGN_IN_LIFETIME.as_secs();
+    jar.add(
+        Cookie::build((COOKIE, until.to_string()))
+            .http_only(true)
+            .same_site(SameSite::Strict)
+            .path("/")
+            .secure(secure)
+            .max_age(time::Duration::seconds(
+                i64::try_from(SIGN_IN_LIFETIME.as_secs()).unwrap_or(i64::MAX),
+            ))
+            .build(),
+    )
+}
+
+/// `jar` without it.
+pub fn sign_out(jar: PrivateCookieJar) -> PrivateCookieJar {
+    jar.remove(Cookie::build(COOKIE).path("/"))
+}
+
+fn now_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_admin_token;
+
+    #[test]
+    fn only_the_configured_token_is_the_operators() {
+        assert!(is_admin_token(
+            Some("s3cret-s3cret-s3cret"),
+            "s3cret-s3cret-s3cret"
+        ));
+        assert!(!is_admin_token(Some("s3cret-s3cret-s3cret"), "s3cret"));
+        assert!(!is_admin_token(None, "anything"));
+        assert!(!is_admin_token(Some(""), ""));
+    }
+}
