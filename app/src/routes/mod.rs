@@ -86,6 +86,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/devices", get(devices::list))
         .route("/models", get(models::list))
+        .route("/models/events", get(models::events))
         .route("/admin", get(admin::show).post(admin::sign_in))
         .route("/admin/signout", post(admin::sign_out))
         .route("/admin/models", post(admin::download))

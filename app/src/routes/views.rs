@@ -407,6 +407,39 @@ impl From<&ModelInfo> for ModelView {
     }
 }
 
+/// The model library as `fragments/model_table.html` shows it.
+#[derive(Serialize)]
+pub struct LibraryView {
+    pub models: Vec<ModelView>,
+    /// Why there is no list, when the engine cannot be asked now.
+    pub unavailable: Option<String>,
+    /// A download is running: the table follows it.
+    pub downloading: bool,
+    /// With the operator's actions.
+    pub operator: bool,
+}
+
+impl LibraryView {
+    pub fn new(models: Result<Vec<ModelInfo>, crate::error::AppError>, operator: bool) -> Self {
+        match models {
+            Ok(models) => Self {
+                downloading: models
+                    .iter()
+                    .any(|m| m.download.as_ref().is_some_and(|d| d.error.is_none())),
+                models: models.iter().map(ModelView::from).collect(),
+                unavailable: None,
+                operator,
+            },
+            Err(e) => Self {
+                models: Vec::new(),
+                unavailable: Some(e.to_string()),
+                downloading: false,
+                operator,
+            },
+        }
+    }
+}
+
 /// 8192 → "8,192".
 fn thousands(n: u32) -> String {
     let digits = n.to_string();

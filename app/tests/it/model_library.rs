@@ -518,6 +518,16 @@ async fn the_operator_downloads_chooses_the_default_and_removes_models() {
     let started: Value = started.json().await.unwrap();
     assert_eq!(started["id"], "tiny-copy");
     assert!(started["download"].is_object(), "{started}");
+    // A page following the download gets the table until it is done, then `done`.
+    let (status, _, events) =
+        EventReader::open(&app.client, &app.url("/models/events"), None).await;
+    assert_eq!(status, 200);
+    let events = events.unwrap().all().await;
+    let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(names.last(), Some(&"done"), "{names:?}");
+    let last_table = &events[events.len() - 2];
+    assert_eq!(last_table.event, "library");
+    assert!(last_table.data.contains("tiny-copy") && last_table.data.contains("Make default"));
     let model = wait_for_model(&app, "tiny-copy").await;
     assert_eq!(model["source"], "hub: test-owner/tiny-GGUF");
     assert_eq!(model["size_bytes"], size);

@@ -18,7 +18,7 @@ use crate::{
     operator::{self, Operator, Standing},
     routes::{
         redirect, render,
-        views::{Frame, ModelView},
+        views::{Frame, LibraryView},
     },
     session::Session,
 };
@@ -28,9 +28,8 @@ struct AdminPage {
     frame: Frame,
     /// "operator", "visitor" or "none" (no ADMIN_TOKEN).
     standing: &'static str,
-    models: Vec<ModelView>,
-    /// A download is running: the page looks again every second.
-    downloading: bool,
+    #[serde(flatten)]
+    library: LibraryView,
     hub_repo: Option<String>,
     hub_files: Vec<HubFileView>,
     hub_error: Option<String>,
@@ -74,18 +73,13 @@ async fn admin_page(
             Standing::NoOperator => "none",
             Standing::Visitor | Standing::WrongToken => "visitor",
         },
-        models: Vec::new(),
-        downloading: false,
+        library: LibraryView::new(Ok(Vec::new()), false),
         hub_repo: None,
         hub_files: Vec::new(),
         hub_error: None,
     };
     if let Some(operator) = operator::operator_of(state, headers) {
-        let models = chat::models(state).await.unwrap_or_default();
-        page.downloading = models
-            .iter()
-            .any(|m| m.download.as_ref().is_some_and(|d| d.error.is_none()));
-        page.models = models.iter().map(ModelView::from).collect();
+        page.library = LibraryView::new(chat::models(state).await, true);
         if let Some(repo) = repo.filter(|r| !r.trim().is_empty()) {
             match chat::hub_files(state, &operator, &repo).await {
                 Ok(files) => page.hub_files = files.into_iter().map(HubFileView::from).collect(),
