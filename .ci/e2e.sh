@@ -66,14 +66,17 @@ start_app 13001 http://127.0.0.1:18090/v1 chat_e2e
 # and a second model in its library's folder (data/models, the default LM_MODELS_DIR).
 mkdir -p "$work/data-13002/models"
 ln -sf "${SHARED_DIR:-$root/../shared}/models/llama-2-tiny-random.gguf" "$work/data-13002/models/tiny-random.gguf"
+# The operator (ADMIN_TOKEN) may download from the stand-in hub started below.
 LM_MODEL_PATH="${SHARED_DIR:-$root/../shared}/models/SmolLM2-135M-Instruct.Q4_1.gguf" LM_MAX_TOKENS=400 LM_THREADS=2 \
+  ADMIN_TOKEN=e2e-operator-token-0123456789 HF_ENDPOINT=http://127.0.0.1:18095 HF_HUB_CACHE="$work/hf-cache-13002" \
   LM_SEED=7 MAX_CONCURRENT_GENERATIONS=2 TRUST_PROXY_HEADERS=true BIND_ADDR=127.0.0.1:13002 \
   DATA_DIR="$work/data-13002" RUST_LOG=warn "$app_bin" >"$work/app-13002.log" 2>&1 &
 pids+=($!)
 wait_http http://127.0.0.1:13002/readyz "app on 13002 (embedded)"
 # A first run: no model anywhere, so the app downloads SmolLM2 from a stand-in hub (paced to
 # about 5 s once the test lets it go on) into an empty Hugging Face cache, serving pages meanwhile.
-MODEL_FILE="${SHARED_DIR:-$root/../shared}/models/SmolLM2-135M-Instruct.Q4_1.gguf" RATE=20000000 PORT=18095 node e2e/fake-hub.mjs &
+MODEL_FILE="${SHARED_DIR:-$root/../shared}/models/SmolLM2-135M-Instruct.Q4_1.gguf" RATE=20000000 PORT=18095 \
+  LISTED_FILE=smollm2-135m-instruct-q4_1.gguf node e2e/fake-hub.mjs &
 pids+=($!)
 wait_http http://127.0.0.1:18095/health fake-hub
 HF_ENDPOINT=http://127.0.0.1:18095 HF_HUB_CACHE="$work/hf-cache" LM_MODEL_REPO=HuggingFaceTB/SmolLM2-135M-Instruct-GGUF \

@@ -2,7 +2,8 @@
 // /{owner}/{repo}/resolve/{revision}/{file}` answers with the hub's headers (`X-Repo-Commit`, the
 // sha256 as `X-Linked-Etag`, `X-Linked-Size`) and serves MODEL_FILE at RATE bytes a second,
 // honouring `Range: bytes=N-`, so that a first run's download takes a few visible seconds. The
-// body waits after its first MiB until `GET /go` (the test says when it watches).
+// body waits after its first MiB until `GET /go` (the test says when it watches). `GET
+// /api/models/{owner}/{repo}/tree/main` lists the file, as the hub's API does.
 import http from "node:http";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -18,6 +19,16 @@ let go = false;
 http.createServer((req, res) => {
   if (req.url === "/health") { res.end("ok"); return; }
   if (req.url === "/go") { go = true; res.end("going"); return; }
+  // The hub's API: a repository's files (the operator's download lists them).
+  if (/^\/api\/models\/[^/]+\/[^/]+\/tree\/main/.test(req.url)) {
+    const name = process.env.LISTED_FILE ?? "model.gguf";
+    res.writeHead(200, { "Content-Type": "application/json" });
+    res.end(JSON.stringify([
+      { type: "file", path: "README.md", size: 1200 },
+      { type: "file", path: name, size: 134, lfs: { size: bytes.length, oid: sha } },
+    ]));
+    return;
+  }
   if (!/^\/[^/]+\/[^/]+\/resolve\/[^/]+\/.+/.test(req.url)) { res.writeHead(404); res.end(); return; }
   const from = Number(/^bytes=(\d+)-$/.exec(req.headers.range ?? "")?.[1] ?? 0);
   const headers = {

@@ -156,6 +156,56 @@ test("embedded: the Models page lists the library and a chat is answered by the 
   await context.close();
 });
 
+test("embedded: the operator signs in, downloads a model with its progress live, makes it the default and removes it", async () => {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 760 } });
+  const page = await context.newPage();
+  await page.goto(EMBEDDED_BASE + "/admin");
+  assert.equal(await page.getByRole("button", { name: "Make default" }).count(), 0, "no controls before signing in");
+  await page.fill("#token", "not the token");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  assert.match(await page.locator("main").textContent(), /That is not the operator/);
+  await page.goto(EMBEDDED_BASE + "/admin");
+  await page.fill("#token", "e2e-operator-token-0123456789");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.locator("h2", { hasText: "Model library" }).waitFor();
+  await page.fill("#repo", "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF");
+  await page.getByRole("button", { name: "List its GGUF files" }).click();
+  const file = page.locator(".hub-files li", { hasText: "smollm2-135m-instruct-q4_1.gguf" });
+  await file.waitFor();
+  assert.doesNotMatch(await page.locator(".hub-files").textContent(), /README/, "only GGUF files are offered");
+  await shot(page, "27-admin-hub-files");
+  await file.getByRole("button", { name: "Download" }).click();
+  // The table follows the download (about 5 s at the stand-in hub's pace) without a reload.
+  const row = page.locator(".model-table tbody tr", { hasText: "smollm2-135m-instruct-q4_1" });
+  await row.locator(".model-state", { hasText: "downloading" }).waitFor({ timeout: 10_000 });
+  await page.waitForFunction(() => /\d+%/.test(document.querySelector(".model-download")?.textContent ?? ""), null, { timeout: 10_000 });
+  await shot(page, "28-admin-downloading");
+  await row.locator(".model-state", { hasText: "not loaded" }).waitFor({ timeout: 60_000 });
+  await shot(page, "29-admin-downloaded");
+  // Make it the default: a new chat is answered by it.
+  await row.getByRole("button", { name: "Make default" }).click();
+  await page.locator(".model-table tbody tr", { hasText: "smollm2-135m-instruct-q4_1" }).locator(".badge", { hasText: "default" }).waitFor();
+  await startChat(page, EMBEDDED_BASE, "Hello");
+  await waitForReplyEnd(page);
+  const stats = await page.locator(".message.assistant").last().locator(".reply-stats").textContent();
+  assert.match(stats, /^smollm2-135m-instruct-q4_1 · /, stats);
+  // Back to the configured default, then remove the download.
+  await page.goto(EMBEDDED_BASE + "/admin");
+  await page.locator(".model-table tbody tr", { hasText: "SmolLM2-135M-Instruct.Q4_1" }).getByRole("button", { name: "Make default" }).click();
+  await page.locator(".model-table tbody tr", { hasText: "smollm2-135m-instruct-q4_1" }).getByRole("button", { name: "Remove" }).click();
+  await page.locator("h2", { hasText: "Model library" }).waitFor();
+  assert.equal(await page.locator(".model-table tbody tr", { hasText: "smollm2-135m-instruct-q4_1" }).count(), 0, "removed from the library");
+  await page.goto(EMBEDDED_BASE + "/models");
+  assert.ok(await page.getByRole("button", { name: "Make default" }).count() > 0, "the operator's browser sees the actions on the Models page too");
+  await context.close();
+  // Another browser sees the Models page without them.
+  const visitor = await browser.newContext();
+  const other = await visitor.newPage();
+  await other.goto(EMBEDDED_BASE + "/models");
+  assert.equal(await other.getByRole("button", { name: "Make default" }).count(), 0);
+  await visitor.close();
+});
+
 test("no page of these flows reported a Content-Security-Policy violation", () => {
   assert.deepEqual(policyViolations, []);
 });

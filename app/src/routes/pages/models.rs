@@ -53,7 +53,7 @@ pub async fn list(
 /// How often a page following a download gets the table again.
 const EVERY: Duration = Duration::from_secs(1);
 
-/// `GET /models/events`: the library's table (`library` events, `fragments/model_table.html`)
+/// `GET /models/events`: the library's table (`library` events, `fragments/model_rows.html`)
 /// every second while a download runs, then once more and `done`.
 pub async fn events(
     State(state): State<AppState>,
@@ -83,7 +83,7 @@ pub async fn events(
                 };
                 let html = state
                     .templates
-                    .render("fragments/model_table.html", &library)
+                    .render("fragments/model_rows.html", &library)
                     .unwrap_or_else(|e| {
                         tracing::error!("rendering the model table: {e:#}");
                         String::new()
