@@ -520,7 +520,7 @@ async fn the_operator_downloads_chooses_the_default_and_removes_models() {
     assert!(started["download"].is_object(), "{started}");
     // A page following the download gets the table until it is done, then `done`.
     let (status, _, events) =
-        EventReader::open(&app.client, &app.url("/models/events"), None).await;
+        EventReader::open(&app.client, &app.url("/models/events?admin=true"), None).await;
     assert_eq!(status, 200);
     let events = events.unwrap().all().await;
     let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();

@@ -33,6 +33,8 @@ struct ModelsPage {
     library: LibraryView,
     /// The embedded engine's library (its folder is not shown: it is the server's business).
     embedded: bool,
+    /// The operator's browser: a link to /admin.
+    signed_in_operator: bool,
 }
 
 /// `GET /models`.
@@ -44,8 +46,9 @@ pub async fn list(
     let (sidebar, models) = tokio::join!(chat::sidebar(&state, &session), chat::models(&state));
     let page = ModelsPage {
         frame: sidebar?.into(),
-        library: LibraryView::new(models, operator::operator_of(&state, &headers).is_some()),
+        library: LibraryView::new(models, false),
         embedded: state.lm.kind() == "embedded",
+        signed_in_operator: operator::operator_of(&state, &headers).is_some(),
     };
     render(&state, "models.html", page)
 }
@@ -53,13 +56,21 @@ pub async fn list(
 /// How often a page following a download gets the table again.
 const EVERY: Duration = Duration::from_secs(1);
 
+#[derive(serde::Deserialize)]
+pub struct EventsQuery {
+    /// The table of /admin (the operator's actions), else the Models page's.
+    #[serde(default)]
+    admin: bool,
+}
+
 /// `GET /models/events`: the library's table (`library` events, `fragments/model_rows.html`)
 /// every second while a download runs, then once more and `done`.
 pub async fn events(
     State(state): State<AppState>,
     headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<EventsQuery>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let operator = operator::operator_of(&state, &headers).is_some();
+    let operator = query.admin && operator::operator_of(&state, &headers).is_some();
     enum Next {
         Table,
         Done,
