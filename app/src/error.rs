@@ -77,18 +77,6 @@ impl AppError {
     }
 }
 
-#[cfg(feature = "embedded")]
-impl From<crate::embedded::ManageError> for AppError {
-    fn from(error: crate::embedded::ManageError) -> Self {
-        use crate::embedded::ManageError;
-        match error {
-            ManageError::NotFound(_) => AppError::NotFound("model"),
-            ManageError::Conflict(message) => AppError::Conflict(message),
-            ManageError::Invalid(message) => AppError::Invalid(message),
-        }
-    }
-}
-
 impl From<sea_orm::DbErr> for AppError {
     /// Sorts database errors into "not reachable" (503, worth retrying) and the rest (500).
     fn from(err: sea_orm::DbErr) -> Self {

@@ -1,27 +1,22 @@
 //! The operator: whoever holds `ADMIN_TOKEN`. The changes to the machine (downloading and
 //! removing models, choosing the default) are theirs alone: an API call sends
 //! `Authorization: Bearer $ADMIN_TOKEN` (no session: the session layer lets it through as an
-//! [`OperatorCall`]), a browser signs in at `/admin` with the token and then carries an encrypted
+//! [`OperatorCall`], `session.rs`), a browser signs in at `/admin` with the token and then carries an encrypted
 //! cookie for [`SIGN_IN_LIFETIME`]. Without `ADMIN_TOKEN` nobody is the operator.
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use crate::session::{OperatorCall, is_admin_token};
+use crate::{AppState, error::AppError};
 use axum::{
     extract::FromRequestParts,
     http::{HeaderMap, header, request::Parts},
 };
 use axum_extra::extract::cookie::{Cookie, PrivateCookieJar, SameSite};
-use sha2::{Digest, Sha256};
-
-use crate::{AppState, error::AppError};
 
 /// The cookie of a browser signed in at `/admin`: its value is when the sign-in ends.
 pub const COOKIE: &str = "chat_operator";
 /// How long a browser stays signed in as the operator.
 pub const SIGN_IN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
-
-/// Put in a request by the session layer when its bearer is the operator's token.
-#[derive(Clone, Copy, Debug)]
-pub struct OperatorCall;
 
 /// A request made by the operator (an extractor: anyone else is refused). Only this module
 /// makes one, so a use case that takes it cannot be reached without the check.
@@ -38,14 +33,6 @@ pub enum Standing {
     Visitor,
     /// A bearer that is not the operator's (nor a session's, on these routes).
     WrongToken,
-}
-
-/// Whether `given` is the operator's token. Both are hashed before comparing, so the time the
-/// comparison takes says nothing about the token.
-pub fn is_admin_token(configured: Option<&str>, given: &str) -> bool {
-    configured.is_some_and(|configured| {
-        !configured.is_empty() && Sha256::digest(configured) == Sha256::digest(given)
-    })
 }
 
 /// Where a request stands: the bearer first, else the sign-in cookie.

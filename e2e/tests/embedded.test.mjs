@@ -178,7 +178,7 @@ test("embedded: the operator signs in, downloads a model with its progress live,
   // The table follows the download (about 5 s at the stand-in hub's pace) without a reload.
   const row = page.locator(".model-table tbody tr", { hasText: "smollm2-135m-instruct-q4_1" });
   await row.locator(".model-state", { hasText: "downloading" }).waitFor({ timeout: 10_000 });
-  await page.waitForFunction(() => /\d+%/.test(document.querySelector(".model-download")?.textContent ?? ""), null, { timeout: 10_000 });
+  await page.waitForFunction(() => /[1-9]\d*%/.test(document.querySelector(".model-download")?.textContent ?? ""), null, { timeout: 20_000 });
   await shot(page, "28-admin-downloading");
   await row.locator(".model-state", { hasText: "not loaded" }).waitFor({ timeout: 60_000 });
   await shot(page, "29-admin-downloaded");

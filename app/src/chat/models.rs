@@ -25,6 +25,16 @@ fn library(_: &AppState) -> AppResult<std::convert::Infallible> {
     Err(not_embedded())
 }
 
+#[cfg(feature = "embedded")]
+fn refused(error: crate::embedded::ManageError) -> AppError {
+    use crate::embedded::ManageError;
+    match error {
+        ManageError::NotFound(_) => AppError::NotFound("model"),
+        ManageError::Conflict(message) => AppError::Conflict(message),
+        ManageError::Invalid(message) => AppError::Invalid(message),
+    }
+}
+
 fn not_embedded() -> AppError {
     AppError::Conflict(
         "The models are the model server's (LM_API_URL is set): change them on llama-server."
@@ -54,7 +64,9 @@ pub async fn download_model(
     let (repo, file) = (name("repository", repo)?, name("file", file)?);
     #[cfg(feature = "embedded")]
     {
-        let id = library(state)?.start_download(repo, file)?;
+        let id = library(state)?
+            .start_download(repo, file)
+            .map_err(refused)?;
         let models = super::models(state).await?;
         models
             .into_iter()
@@ -105,7 +117,8 @@ pub async fn remove_model(state: &AppState, _operator: &Operator, id: &str) -> A
         let id = id.to_owned();
         tokio::task::spawn_blocking(move || engine.remove(&id))
             .await
-            .map_err(|e| AppError::Internal(e.into()))??;
+            .map_err(|e| AppError::Internal(e.into()))?
+            .map_err(refused)?;
         Ok(())
     }
     #[cfg(not(feature = "embedded"))]
@@ -120,7 +133,7 @@ pub async fn remove_model(state: &AppState, _operator: &Operator, id: &str) -> A
 pub async fn set_default_model(state: &AppState, _operator: &Operator, id: &str) -> AppResult<()> {
     #[cfg(feature = "embedded")]
     {
-        library(state)?.set_default(id)?;
+        library(state)?.set_default(id).map_err(refused)?;
         Ok(())
     }
     #[cfg(not(feature = "embedded"))]

@@ -39,6 +39,8 @@ impl EmbeddedEngine {
             .iter()
             .map(|d| ModelInfo {
                 id: d.id.clone(),
+                size_bytes: Some(d.progress.total.load(std::sync::atomic::Ordering::Relaxed))
+                    .filter(|&total| total > 0),
                 source: Some(format!("hub: {}", d.repo)),
                 download: Some(ModelDownload {
                     percent: d.progress.percent(),
