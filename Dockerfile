@@ -25,7 +25,44 @@ COPY static static
 RUN touch app/src/main.rs app/src/lib.rs migration/src/main.rs migration/src/lib.rs \
     && cargo build --release --locked -p app -p migration
 
-FROM debian:bookworm-slim
+# The embedded engine on an NVIDIA GPU: `docker build --target cuda .` (compose.gpu.yaml). The
+# same app built with the `cuda` feature in NVIDIA's CUDA image; the driver is the host's (the
+# NVIDIA Container Toolkit mounts it), so the build links against the toolkit's stub.
+FROM nvidia/cuda:12.6.3-devel-ubuntu24.04 AS build-cuda
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl build-essential \
+    cmake clang libclang-dev \
+    && rm -rf /var/lib/apt/lists/*
+ENV RUSTUP_HOME=/usr/local/rustup CARGO_HOME=/usr/local/cargo PATH=/usr/local/cargo/bin:$PATH \
+    LIBRARY_PATH=/usr/local/cuda/lib64/stubs
+RUN curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain 1.95.0
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY app app
+COPY migration migration
+COPY templates templates
+COPY static static
+RUN cargo build --release --locked -p app -p migration --features app/cuda
+
+FROM nvidia/cuda:12.6.3-runtime-ubuntu24.04 AS cuda
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libgomp1 \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --home-dir /srv/app --create-home app \
+    && mkdir /data && chown app /data
+WORKDIR /srv/app
+COPY --from=build-cuda /src/target/release/app /usr/local/bin/app
+COPY --from=build-cuda /src/target/release/migration /usr/local/bin/migration
+USER app
+ENV BIND_ADDR=0.0.0.0:3000 \
+    DATA_DIR=/data \
+    HF_HOME=/data/huggingface \
+    RUST_LOG=info
+VOLUME /data
+EXPOSE 3000
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 CMD ["app", "--healthcheck"]
+CMD ["app"]
+
+# The default target: the CPU image.
+FROM debian:bookworm-slim AS cpu
 # libgomp1: llama.cpp's OpenMP threads.
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libgomp1 \
     && rm -rf /var/lib/apt/lists/* \

@@ -659,9 +659,14 @@ pub(crate) async fn start_embedded(
     config.lm_threads = Some(threads);
     config.max_concurrent_generations = SLOTS;
     config.lm_ctx_size = CONTEXT_PER_SLOT;
-    let engine = Engine::Embedded(app::embedded::EmbeddedEngine::start(
+    until_ready(Engine::Embedded(app::embedded::EmbeddedEngine::start(
         app::embedded_settings(&config),
-    ));
+    )))
+    .await
+}
+
+/// `engine` once its default model is ready (within `LOAD_LIMIT`).
+pub(crate) async fn until_ready(engine: Engine) -> anyhow::Result<Engine> {
     let started = Instant::now();
     loop {
         match engine.status().await {

@@ -7,10 +7,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use app::{
     engine::Engine,
-    lm::{LmEvent, ModelStatus, ReplyOptions},
+    lm::{LmEvent, ReplyOptions},
 };
 use clap::Args;
 use serde_json::{Value, json};
@@ -58,18 +58,11 @@ async fn start(
     config.hf_hub_cache = Some(dir.join("hub"));
     config.lm_threads = Some(threads);
     config.lm_max_loaded = max_loaded;
-    let engine = Engine::Embedded(app::embedded::EmbeddedEngine::start(
+    config.data_dir = dir.join("data");
+    crate::engine::until_ready(Engine::Embedded(app::embedded::EmbeddedEngine::start(
         app::embedded_settings(&config),
-    ));
-    let started = Instant::now();
-    loop {
-        match engine.status().await {
-            ModelStatus::Ready => return Ok(engine),
-            ModelStatus::Failed(message) => bail!("the embedded engine failed: {message}"),
-            _ if started.elapsed() > Duration::from_secs(120) => bail!("not ready in 120 s"),
-            _ => tokio::time::sleep(Duration::from_millis(10)).await,
-        }
-    }
+    )))
+    .await
 }
 
 async fn reply(engine: &Engine, model: &str) -> anyhow::Result<Timed> {

@@ -143,8 +143,10 @@ test("embedded: the Models page lists the library and a chat is answered by the 
   await page.fill("#max_tokens", "12");
   await page.getByRole("button", { name: "Save settings" }).click();
   await page.locator("#chat-settings .saved").waitFor();
+  const replies = await page.locator(".message.assistant").count();
   await page.fill("#content", "Hello, small model.");
   await page.locator("#content").press("Enter");
+  await page.waitForFunction((n) => document.querySelectorAll(".message.assistant").length > n, replies, { timeout: 10_000 });
   await waitForReplyEnd(page);
   const stats = await page.locator(".message.assistant").last().locator(".reply-stats").textContent();
   assert.match(stats, /^tiny-random · /, stats);

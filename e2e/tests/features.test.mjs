@@ -833,7 +833,7 @@ test("another device: a one-time link shows the chats in a second browser, which
   // The chat's entry in a sidebar (by its link: the model renames the chat meanwhile).
   const entry = `.chat-link[href="${new URL(chatUrl).pathname}"]`;
 
-  await page.locator(".devices-hint a").click();
+  await page.getByRole("link", { name: "Your devices" }).click();
   await page.waitForURL(/\/devices$/);
   assert.equal(await page.locator(".device-list li").count(), 1);
   assert.match(await page.locator(".device-list li").textContent(), /this browser/);
