@@ -205,21 +205,26 @@ pub fn engine_from_config(config: &Config) -> anyhow::Result<Engine> {
     )
 }
 
+/// The Hugging Face hub as configured (HF_*), for the configured model (LM_MODEL_REPO/FILE).
+pub fn hub_settings(config: &Config) -> hub::HubSettings {
+    hub::HubSettings {
+        endpoint: config.hf_endpoint.clone(),
+        token: config.hf_token.clone(),
+        cache_dir: config.hf_hub_cache(),
+        offline: config.hf_hub_offline,
+        repo: config.lm_model_repo.clone(),
+        file: config.lm_model_file.clone(),
+        revision: "main".into(),
+        retry_delay: hub::DEFAULT_RETRY_DELAY,
+    }
+}
+
 /// What the embedded engine is started with.
 #[cfg(feature = "embedded")]
 pub fn embedded_settings(config: &Config) -> embedded::EmbeddedSettings {
     embedded::EmbeddedSettings {
         model_path: config.lm_model_path.clone(),
-        hub: hub::HubSettings {
-            endpoint: config.hf_endpoint.clone(),
-            token: config.hf_token.clone(),
-            cache_dir: config.hf_hub_cache(),
-            offline: config.hf_hub_offline,
-            repo: config.lm_model_repo.clone(),
-            file: config.lm_model_file.clone(),
-            revision: "main".into(),
-            retry_delay: hub::DEFAULT_RETRY_DELAY,
-        },
+        hub: hub_settings(config),
         models_dir: config.lm_models_dir(),
         default_choice: Some(config.data_dir.join("default-model")),
         max_loaded: config.lm_max_loaded as usize,

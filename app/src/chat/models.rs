@@ -89,13 +89,7 @@ pub async fn hub_files(
     let repo = name("repository", repo)?;
     let settings = crate::hub::HubSettings {
         repo: repo.to_owned(),
-        file: String::new(),
-        revision: "main".into(),
-        endpoint: state.config.hf_endpoint.clone(),
-        token: state.config.hf_token.clone(),
-        cache_dir: state.config.hf_hub_cache(),
-        offline: state.config.hf_hub_offline,
-        retry_delay: crate::hub::DEFAULT_RETRY_DELAY,
+        ..crate::hub_settings(&state.config)
     };
     crate::hub::list_gguf_files(&settings)
         .await
