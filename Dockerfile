@@ -22,8 +22,12 @@ COPY migration migration
 # Built into the binary (include_dir).
 COPY templates templates
 COPY static static
+# Then llama.cpp's shared libraries and backends, collected from where llama-cpp-sys-2 built them.
 RUN touch app/src/main.rs app/src/lib.rs migration/src/main.rs migration/src/lib.rs \
-    && cargo build --release --locked -p app -p migration
+    && cargo build --release --locked -p app -p migration \
+    && mkdir -p /out/lib /out/backends \
+    && cp -a target/release/build/llama-cpp-sys-2-*/out/lib/*.so* /out/lib/ \
+    && cp target/release/build/llama-cpp-sys-2-*/out/backends/*.so /out/backends/
 
 # The embedded engine on an NVIDIA GPU: `docker build --target cuda .` (compose.gpu.yaml). The
 # same app built with the `cuda` feature in NVIDIA's CUDA image; the driver is the host's (the
@@ -41,7 +45,10 @@ COPY app app
 COPY migration migration
 COPY templates templates
 COPY static static
-RUN cargo build --release --locked -p app -p migration --features app/cuda
+RUN cargo build --release --locked -p app -p migration --features app/cuda \
+    && mkdir -p /out/lib /out/backends \
+    && cp -a target/release/build/llama-cpp-sys-2-*/out/lib/*.so* /out/lib/ \
+    && cp target/release/build/llama-cpp-sys-2-*/out/backends/*.so /out/backends/
 
 FROM nvidia/cuda:12.6.3-runtime-ubuntu24.04 AS cuda
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libgomp1 \
@@ -51,6 +58,11 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
 WORKDIR /srv/app
 COPY --from=build-cuda /src/target/release/app /usr/local/bin/app
 COPY --from=build-cuda /src/target/release/migration /usr/local/bin/migration
+# As in the CPU image; the backends folder also holds libggml-cuda.so.
+COPY --from=build-cuda /out/lib/ /usr/local/lib/
+COPY --from=build-cuda /out/backends/ /usr/local/lib/chat-app/backends/
+RUN ldconfig
+ENV LM_BACKENDS_DIR=/usr/local/lib/chat-app/backends
 USER app
 ENV BIND_ADDR=0.0.0.0:3000 \
     DATA_DIR=/data \
@@ -71,6 +83,12 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
 WORKDIR /srv/app
 COPY --from=build /src/target/release/app /usr/local/bin/app
 COPY --from=build /src/target/release/migration /usr/local/bin/migration
+# llama.cpp's shared libraries, and its CPU builds: the app runs the best one this CPU really
+# runs (any x86-64, AVX2 or not; AVX-512 where it works), so the image assumes no CPU level.
+COPY --from=build /out/lib/ /usr/local/lib/
+COPY --from=build /out/backends/ /usr/local/lib/chat-app/backends/
+RUN ldconfig
+ENV LM_BACKENDS_DIR=/usr/local/lib/chat-app/backends
 USER app
 # One volume holds the SQLite database, the session key and the downloaded model.
 ENV BIND_ADDR=0.0.0.0:3000 \

@@ -124,6 +124,22 @@ pub struct Config {
     #[arg(long, env = "LM_GPU_LAYERS")]
     pub lm_gpu_layers: Option<u32>,
 
+    /// Embedded engine: which of llama.cpp's CPU builds to run (`x64`, `sse42`, `sandybridge`,
+    /// `haswell`, `skylakex`, `icelake`, `zen4`, `alderlake`, …: the `libggml-cpu-NAME.so` files).
+    /// Default: the best one this CPU really runs, each tried first in a child process.
+    #[arg(long, env = "LM_CPU_VARIANT")]
+    pub lm_cpu_variant: Option<String>,
+
+    /// Embedded engine: the folder of llama.cpp's backends (the CPU builds, and a GPU's).
+    /// Default: `backends` beside this binary when it is there, else where the build put them.
+    #[arg(long, env = "LM_BACKENDS_DIR")]
+    pub lm_backends_dir: Option<PathBuf>,
+
+    /// The program that tries a CPU build in a child process (`<program> probe-cpu-variant`).
+    /// Default: this binary.
+    #[arg(long, env = "LM_CPU_PROBE")]
+    pub lm_cpu_probe: Option<PathBuf>,
+
     /// Embedded engine: flash attention. `auto` lets llama.cpp turn it on where the backend
     /// runs it for the model (as llama-server's `-fa auto`); `on` and `off` force it.
     #[arg(long, env = "LM_FLASH_ATTENTION", value_enum, default_value_t = FlashAttention::Auto)]

@@ -235,6 +235,15 @@ pub fn embedded_settings(config: &Config) -> embedded::EmbeddedSettings {
         batch: 512,
         flash_attention: config.lm_flash_attention,
         gpu_layers: config.lm_gpu_layers,
+        cpu: embedded::cpu::CpuSettings {
+            variant: config.lm_cpu_variant.clone(),
+            backends_dir: config.lm_backends_dir.clone(),
+            probe_program: config
+                .lm_cpu_probe
+                .clone()
+                .or_else(|| std::env::current_exe().ok())
+                .unwrap_or_else(|| "app".into()),
+        },
     }
 }
 

@@ -6,6 +6,11 @@ fn main() -> std::process::ExitCode {
     if args.first().map(String::as_str) == Some(app::pdf_text::SUBCOMMAND) {
         return app::pdf_text::child_main(&args[1..]);
     }
+    // Started again by the embedded engine to try one of llama.cpp's CPU builds (`cpu`).
+    #[cfg(feature = "embedded")]
+    if args.first().map(String::as_str) == Some(app::embedded::cpu::SUBCOMMAND) {
+        return app::embedded::cpu::child_main(&args[1..]);
+    }
     run()
 }
 

@@ -655,6 +655,8 @@ pub(crate) async fn start_embedded(
 ) -> anyhow::Result<Engine> {
     let mut config = app::config::Config::defaults();
     config.lm_flash_attention = flash_attention;
+    // Which of llama.cpp's CPU builds, as the app reads it (default: the best that runs here).
+    config.lm_cpu_variant = std::env::var("LM_CPU_VARIANT").ok();
     config.lm_model_path = Some(model.to_owned());
     config.lm_threads = Some(threads);
     config.max_concurrent_generations = SLOTS;

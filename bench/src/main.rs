@@ -151,8 +151,19 @@ struct RelayArgs {
     rounds: usize,
 }
 
+fn main() -> anyhow::Result<std::process::ExitCode> {
+    // The embedded engine runs in this process: it starts this binary again to try each of
+    // llama.cpp's CPU builds, as the app does.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(app::embedded::cpu::SUBCOMMAND) {
+        return Ok(app::embedded::cpu::child_main(&args[1..]));
+    }
+    run()?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("..")

@@ -4,6 +4,7 @@
 //! `LM_MODEL_PATH` or is fetched from the Hugging Face hub into its cache ([`crate::hub`]) after
 //! the app is already serving; the library (`library`) lists the other models, the pool (`pool`)
 //! loads them. Knows no HTTP server and no database.
+pub mod cpu;
 mod gguf;
 mod library;
 mod manage;
@@ -58,6 +59,8 @@ pub struct EmbeddedSettings {
     pub flash_attention: FlashAttention,
     /// `LM_GPU_LAYERS`: layers offloaded to a GPU; `None`: all when there is one (`gpu_layers`).
     pub gpu_layers: Option<u32>,
+    /// Which of llama.cpp's CPU builds runs (`LM_CPU_VARIANT`, `LM_BACKENDS_DIR`, `LM_CPU_PROBE`).
+    pub cpu: cpu::CpuSettings,
 }
 
 /// A handle on the engine; cheap to clone.

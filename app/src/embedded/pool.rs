@@ -16,6 +16,7 @@ use llama_cpp_2::{
     model::{LlamaChatTemplate, LlamaModel, params::LlamaModelParams},
 };
 
+use super::cpu::CpuSettings;
 use super::{
     EmbeddedEngine, EmbeddedSettings, Shared, chat_template, context_per_reply, library::ModelFile,
     lock, sentence, worker,
@@ -59,12 +60,14 @@ impl Loaded {
 /// A model that failed to load is tried again after this.
 const RETRY_FAILED_LOAD: Duration = Duration::from_secs(10);
 
-/// The backend may be initialised once per process; every engine (tests start several) shares it.
-fn backend() -> Result<&'static LlamaBackend, String> {
+/// The backend may be initialised once per process; every engine (tests start several) shares it,
+/// and the first one's CPU settings choose the CPU build for all.
+fn backend(cpu: &CpuSettings) -> Result<&'static LlamaBackend, String> {
     static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {
             llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+            super::cpu::load_backends(cpu)?;
             LlamaBackend::init().map_err(|e| format!("llama.cpp could not start: {e}"))
         })
         .as_ref()
@@ -134,7 +137,7 @@ impl EmbeddedEngine {
             .spawn(move || {
                 let started = Instant::now();
                 let settings = &engine.shared.settings;
-                let model = match load_model(&file.path, settings.gpu_layers) {
+                let model = match load_model(&file.path, settings) {
                     Ok(model) => Arc::new(model),
                     Err(message) => return engine.load_failed(&file.id, message),
                 };
@@ -286,14 +289,14 @@ fn new_context<'m>(
             FlashAttention::Off => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
         });
     let _one_at_a_time = lock(&CONTEXT_CREATION);
-    let backend = backend()?;
+    let backend = backend(&settings.cpu)?;
     model
         .new_context(backend, params)
         .map_err(|e| format!("llama.cpp could not make a context for the model: {e}"))
 }
 
 /// Loads a GGUF file; a file that is missing or not a model is a readable error, never a crash.
-fn load_model(path: &Path, gpu_layers: Option<u32>) -> Result<LlamaModel, String> {
+fn load_model(path: &Path, settings: &EmbeddedSettings) -> Result<LlamaModel, String> {
     use std::io::Read;
     let mut magic = [0u8; 4];
     std::fs::File::open(path)
@@ -310,7 +313,7 @@ fn load_model(path: &Path, gpu_layers: Option<u32>) -> Result<LlamaModel, String
             path.display()
         ));
     }
-    let backend = backend()?;
+    let backend = backend(&settings.cpu)?;
     let gpus: Vec<String> = llama_cpp_2::list_llama_ggml_backend_devices()
         .into_iter()
         .filter(|d| {
@@ -321,7 +324,7 @@ fn load_model(path: &Path, gpu_layers: Option<u32>) -> Result<LlamaModel, String
         })
         .map(|d| format!("{} ({}, {})", d.description, d.backend, d.name))
         .collect();
-    let layers = offloaded_layers(gpu_layers, !gpus.is_empty());
+    let layers = offloaded_layers(settings.gpu_layers, !gpus.is_empty());
     match gpus.first() {
         Some(gpu) => tracing::info!(device = %gpu, layers = layers, "offloading to the GPU"),
         None if layers > 0 => tracing::warn!(

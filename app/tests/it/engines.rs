@@ -435,6 +435,7 @@ mod embedded {
     /// An engine of this test's own, so that no other test's reply takes its sequences.
     async fn own_engine(model: &str, slots: usize) -> Engine {
         let mut config = Config::defaults();
+        config.lm_cpu_probe = Some(env!("CARGO_BIN_EXE_app").into());
         config.lm_model_path = Some(crate::helpers::shared_model(model));
         config.lm_threads = Some(2);
         config.max_concurrent_generations = slots;
@@ -476,6 +477,7 @@ mod embedded {
     async fn a_reply_ends_at_a_stop_string_and_shows_none_of_it() {
         let engine = app::embedded::EmbeddedEngine::start(app::embedded_settings(&{
             let mut config = Config::defaults();
+            config.lm_cpu_probe = Some(env!("CARGO_BIN_EXE_app").into());
             config.lm_model_path = Some(crate::helpers::shared_model(TINY));
             config.lm_threads = Some(2);
             config
@@ -658,6 +660,7 @@ mod embedded {
         let not_a_model = dir.path().join("notes.gguf");
         std::fs::write(&not_a_model, "these are my notes, not a model").unwrap();
         let mut config = Config::defaults();
+        config.lm_cpu_probe = Some(env!("CARGO_BIN_EXE_app").into());
         config.lm_model_path = Some(not_a_model.clone());
         let engine = Engine::Embedded(app::embedded::EmbeddedEngine::start(
             app::embedded_settings(&config),
@@ -686,6 +689,7 @@ mod embedded {
                 .await;
         let cache = tempfile::tempdir().unwrap();
         let mut config = Config::defaults();
+        config.lm_cpu_probe = Some(env!("CARGO_BIN_EXE_app").into());
         config.hf_endpoint = hub.endpoint.clone();
         config.hf_hub_cache = Some(cache.path().to_path_buf());
         config.lm_model_repo = "test-owner/tiny-GGUF".into();
@@ -724,6 +728,7 @@ mod embedded {
     async fn offline_without_a_cached_model_says_what_to_set_and_history_still_works() {
         let cache = tempfile::tempdir().unwrap();
         let mut config = Config::defaults();
+        config.lm_cpu_probe = Some(env!("CARGO_BIN_EXE_app").into());
         config.hf_endpoint = "http://127.0.0.1:9".into();
         config.hf_hub_cache = Some(cache.path().to_path_buf());
         config.hf_hub_offline = true;

@@ -8,6 +8,7 @@ mod attachments;
 mod connections;
 mod context_gauge;
 mod continue_replies;
+mod cpu_variants;
 mod devices;
 mod engines;
 mod faults;

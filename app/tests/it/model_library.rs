@@ -17,6 +17,7 @@ const SMOL: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 /// An engine whose default is the tiny model, with `models/` and `hub/` under `dir`.
 async fn library_engine(dir: &Path, configure: impl FnOnce(&mut Config)) -> Engine {
     let mut config = Config::defaults();
+    config.lm_cpu_probe = Some(env!("CARGO_BIN_EXE_app").into());
     config.lm_model_path = Some(shared_model(TINY));
     config.lm_threads = Some(2);
     config.lm_ctx_size = 1024;

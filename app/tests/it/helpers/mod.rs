@@ -52,6 +52,8 @@ pub async fn test_config(data_dir: &std::path::Path) -> Config {
     config.rate_limits = false;
     // PDFs are read by the app binary started again (`pdf_text`); a test runs in its own binary.
     config.pdf_reader = Some(env!("CARGO_BIN_EXE_app").into());
+    // So is each of llama.cpp's CPU builds tried (`embedded::cpu`).
+    config.lm_cpu_probe = Some(env!("CARGO_BIN_EXE_app").into());
     // Title requests would be extra upstream requests in tests that count them.
     config.title_generation = false;
     // One name across restarts, as one instance keeps its host name and port.
@@ -103,6 +105,7 @@ pub async fn embedded_engine(model: &str) -> app::engine::Engine {
                 let mut config = Config::defaults();
                 config.lm_model_path = Some(shared_model(model));
                 config.lm_threads = Some(2);
+                config.lm_cpu_probe = Some(env!("CARGO_BIN_EXE_app").into());
                 let settings = app::embedded_settings(&config);
                 app::engine::Engine::Embedded(app::embedded::EmbeddedEngine::start(settings))
             })
