@@ -1,7 +1,7 @@
-//! The embedded engine's llama.cpp is shared libraries (libllama.so, libggml*.so, and the CPU
-//! builds in `backends/`). The binaries look for them where llama-cpp-sys-2 built them (`cargo
-//! build`), then beside themselves, then in the system's folders (the Docker image puts them in
-//! /usr/local/lib).
+// The embedded engine's llama.cpp is shared libraries (libllama.so, libggml*.so, and the CPU
+// builds in `backends/`). The binaries look for them where llama-cpp-sys-2 built them (`cargo
+// build`), then beside themselves, then in the system's folders (the Docker image puts them in
+// /usr/local/lib).
 use std::path::Path;
 
 fn main() {

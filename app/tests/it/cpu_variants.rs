@@ -1,6 +1,7 @@
 //! llama.cpp's CPU builds (`embedded::cpu`): each is tried in a child process, and one whose
 //! instructions this CPU does not run (a build that traps, standing in for a virtual CPU that
 //! announces more than it runs) is never loaded; the app runs on the best of the others.
+#![cfg(feature = "embedded")]
 use std::{
     path::{Path, PathBuf},
     process::Command,
