@@ -1,12 +1,12 @@
 //! Abuse limits: how fast a session and a client address may send messages and create chats,
 //! and how many reply streams one session may hold open.
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     net::IpAddr,
     num::NonZeroU32,
     str::FromStr,
     sync::{Arc, Mutex, PoisonError},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use governor::{
@@ -189,6 +189,67 @@ struct Limits {
     share_views: AddressOnly,
     /// The database the allowances are kept in (PostgreSQL); `None`: in this process.
     shared: Option<Store>,
+    token_guesses: TokenGuesses,
+}
+
+/// Wrong tokens per address: at most [`TOKEN_GUESSES`] in [`TOKEN_GUESS_WINDOW`], after which
+/// the address may present no token at all (right or wrong) until the oldest of them is that old.
+/// Refusing the right token too is the point: otherwise a guesser would still learn which guess
+/// was right. Kept in each process, so with N replicas a guesser gets N times the allowance:
+/// still nothing against a token of 16 characters or more.
+#[derive(Default)]
+struct TokenGuesses {
+    failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+}
+
+/// Wrong tokens an address may present in [`TOKEN_GUESS_WINDOW`].
+pub const TOKEN_GUESSES: usize = 10;
+pub const TOKEN_GUESS_WINDOW: Duration = Duration::from_secs(600);
+/// Addresses remembered at most; past it the one whose last failure is oldest is forgotten.
+const TOKEN_GUESS_ADDRESSES: usize = 10_000;
+
+impl TokenGuesses {
+    fn wait(&self, address: IpAddr, now: Instant) -> Option<Duration> {
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        let times = failures.get_mut(&address)?;
+        while times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= TOKEN_GUESS_WINDOW)
+        {
+            times.pop_front();
+        }
+        let oldest = *times.front()?;
+        (times.len() >= TOKEN_GUESSES)
+            .then(|| TOKEN_GUESS_WINDOW.saturating_sub(now.duration_since(oldest)))
+    }
+
+    fn failed(&self, address: IpAddr, now: Instant) {
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        if failures.len() >= TOKEN_GUESS_ADDRESSES && !failures.contains_key(&address) {
+            let stalest = failures
+                .iter()
+                .min_by_key(|(_, times)| times.back().copied())
+                .map(|(a, _)| *a);
+            if let Some(stalest) = stalest {
+                failures.remove(&stalest);
+            }
+        }
+        let times = failures.entry(address).or_default();
+        times.push_back(now);
+        // Only the last TOKEN_GUESSES matter.
+        while times.len() > TOKEN_GUESSES {
+            times.pop_front();
+        }
+    }
+
+    fn forget_idle(&self, now: Instant) {
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        failures.retain(|_, times| {
+            times
+                .back()
+                .is_some_and(|t| now.duration_since(*t) < TOKEN_GUESS_WINDOW)
+        });
+    }
 }
 
 impl RateLimits {
@@ -201,6 +262,7 @@ impl RateLimits {
                     chats: Pair::new("chat", s.chats_per_session, s.chats_per_address),
                     share_views: AddressOnly::new("share_view", s.share_views_per_address),
                     shared,
+                    token_guesses: TokenGuesses::default(),
                 })
             }),
         }
@@ -249,10 +311,30 @@ impl RateLimits {
         }
     }
 
+    /// Whether `address` has used up its wrong tokens (API tokens, `ADMIN_TOKEN`): then it may
+    /// present none until the returned time has passed.
+    pub fn check_token_guesses(&self, address: IpAddr) -> Result<(), AppError> {
+        let Some(limits) = &self.limits else {
+            return Ok(());
+        };
+        match limits.token_guesses.wait(address, Instant::now()) {
+            None => Ok(()),
+            Some(wait) => Err(refused("wrong tokens", wait)),
+        }
+    }
+
+    /// Counts a wrong token presented from `address`.
+    pub fn token_guess_failed(&self, address: IpAddr) {
+        if let Some(limits) = &self.limits {
+            limits.token_guesses.failed(address, Instant::now());
+        }
+    }
+
     /// Forgets allowances that are whole again, so memory (or the table) follows recent
     /// activity only.
     pub async fn forget_idle(&self) {
         let Some(limits) = &self.limits else { return };
+        limits.token_guesses.forget_idle(Instant::now());
         if let Some(store) = &limits.shared {
             if let Err(e) = store.forget_full_allowances().await {
                 tracing::warn!(error = %e, "forgetting whole rate-limit allowances");
@@ -473,5 +555,46 @@ mod tests {
         drop(first);
         assert_eq!(slots.open_for("s"), 1);
         let _third = slots.acquire("s").unwrap();
+    }
+
+    #[test]
+    fn wrong_tokens_close_an_address_for_the_window_then_it_reopens() {
+        let guesses = TokenGuesses::default();
+        let (here, elsewhere) = ([10, 0, 0, 1].into(), [10, 0, 0, 2].into());
+        let start = Instant::now();
+        for i in 0..TOKEN_GUESSES {
+            assert_eq!(guesses.wait(here, start), None, "after {i} wrong tokens");
+            guesses.failed(here, start + Duration::from_secs(i as u64));
+        }
+        let later = start + Duration::from_secs(60);
+        let wait = guesses
+            .wait(here, later)
+            .expect("closed after the last allowed guess");
+        assert_eq!(wait, TOKEN_GUESS_WINDOW - Duration::from_secs(60));
+        assert_eq!(
+            guesses.wait(elsewhere, later),
+            None,
+            "other addresses are open"
+        );
+        // Once the first failure is a window old, one more guess is allowed.
+        let reopened = start + TOKEN_GUESS_WINDOW;
+        assert_eq!(guesses.wait(here, reopened), None);
+        guesses.failed(here, reopened);
+        assert!(guesses.wait(here, reopened).is_some());
+        guesses.forget_idle(reopened + TOKEN_GUESS_WINDOW);
+        assert!(guesses.failures.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn wrong_tokens_remember_a_bounded_number_of_addresses() {
+        let guesses = TokenGuesses::default();
+        let start = Instant::now();
+        for i in 0..(TOKEN_GUESS_ADDRESSES as u32 + 5) {
+            guesses.failed(IpAddr::from(i.to_be_bytes()), start);
+        }
+        assert_eq!(
+            guesses.failures.lock().unwrap().len(),
+            TOKEN_GUESS_ADDRESSES
+        );
     }
 }

@@ -153,7 +153,11 @@ pub fn router(state: AppState) -> Router {
         // A shared link needs no session, and gets none.
         .route("/s/{token}", get(shares::show))
         .fallback(not_found)
-        .layer(middleware::from_fn(security::same_origin_only));
+        .layer(middleware::from_fn(security::same_origin_only))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            security::limit_token_guesses,
+        ));
     let mut router = router
         .layer(DefaultBodyLimit::max(state.config.body_limit()))
         .layer(middleware::from_fn_with_state(state.clone(), errors))

@@ -126,6 +126,40 @@ fn is_local_or_private(address: IpAddr) -> bool {
     }
 }
 
+/// Bounds guessing of tokens (`RateLimits::check_token_guesses`): a request that presents one (a
+/// bearer, or the operator's sign-in form at `POST /admin`) from an address that has used up its
+/// wrong ones is refused before the token is looked at; a bearer answered 401 (not a valid API
+/// token, nor `ADMIN_TOKEN`) or a sign-in answered 403 counts as a wrong one. Cookies are not
+/// tokens here: they are encrypted and authenticated, so guessing one is hopeless.
+pub async fn limit_token_guesses(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    ClientAddress(address): ClientAddress,
+    request: Request,
+    next: Next,
+) -> Response {
+    let bearer = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("Bearer "));
+    let sign_in = request.method() == Method::POST && request.uri().path() == "/admin";
+    if !bearer && !sign_in {
+        return next.run(request).await;
+    }
+    if let Err(refused) = state.rate_limits.check_token_guesses(address) {
+        return refused.into_response();
+    }
+    let response = next.run(request).await;
+    let status = response.status();
+    let wrong = (bearer && status == axum::http::StatusCode::UNAUTHORIZED)
+        || (sign_in && status == axum::http::StatusCode::FORBIDDEN);
+    if wrong {
+        tracing::warn!(%address, "a wrong token was presented");
+        state.rate_limits.token_guess_failed(address);
+    }
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -232,6 +232,86 @@ async fn chat_creation_is_limited_per_session_and_per_address() {
 }
 
 #[tokio::test]
+async fn guessing_tokens_closes_the_address_to_tokens_even_the_right_one() {
+    const ADMIN: &str = "the-operators-token-of-some-length";
+    let app = TestApp::spawn_with(|c| {
+        c.rate_limits = true;
+        c.admin_token = Some(ADMIN.into());
+        c.trust_proxy_headers = true;
+    })
+    .await;
+    let from = |address: &'static str| {
+        move |request: reqwest::RequestBuilder| request.header("x-real-ip", address)
+    };
+    let guesser = from("192.0.2.7");
+    let right_token = |request: reqwest::RequestBuilder| {
+        request
+            .bearer_auth(ADMIN)
+            .json(&serde_json::json!({"id": "none"}))
+    };
+    // The right token is accepted before any guess: 409 (llama-server serves the models, so
+    // there is no library to change), not 401/403.
+    let put = || app.client.put(app.url("/api/v1/models/default"));
+    assert_eq!(
+        right_token(guesser(put())).send().await.unwrap().status(),
+        409
+    );
+
+    // Wrong bearers and wrong sign-ins alike count, up to the allowance ...
+    let guesses = 10;
+    for i in 0..guesses {
+        let response = if i % 2 == 0 {
+            guesser(app.client.get(app.url("/api/v1/chats")))
+                .bearer_auth(format!("guess-{i}"))
+                .send()
+                .await
+                .unwrap()
+        } else {
+            guesser(app.client.post(app.url("/admin")))
+                .form(&[("token", format!("guess-{i}"))])
+                .send()
+                .await
+                .unwrap()
+        };
+        assert!(
+            [401, 403].contains(&response.status().as_u16()),
+            "guess {i}"
+        );
+    }
+    // ... then the address may present no token, not even the right one, so a guesser never
+    // learns which guess was right; the answer says how long to wait.
+    let refused = right_token(guesser(put())).send().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let retry_after: u64 = refused.headers()[RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((500..=600).contains(&retry_after), "{retry_after}");
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("Too many wrong tokens")
+    );
+    let sign_in = guesser(app.client.post(app.url("/admin")))
+        .form(&[("token", ADMIN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sign_in.status(), 429);
+    // The guesser's pages without a token still work, and other addresses are untouched.
+    let page = guesser(app.client.get(app.url("/"))).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let other = from("192.0.2.8");
+    assert_eq!(
+        right_token(other(put())).send().await.unwrap().status(),
+        409
+    );
+}
+
+#[tokio::test]
 async fn the_client_address_comes_from_x_real_ip_only_when_trusted() {
     for trusted in [false, true] {
         let app = TestApp::spawn_with(|c| {

@@ -120,7 +120,6 @@ pub async fn sign_in(
         let jar = operator::sign_in(jar, state.config.cookie_secure);
         return Ok((jar, redirect(false, "/admin")).into_response());
     }
-    tracing::warn!("a sign-in as the operator was refused");
     Err(AppError::Forbidden(match configured {
         None => "No operator is configured: set ADMIN_TOKEN on the server.".into(),
         Some(_) => "That is not the operator's token.".into(),
