@@ -37,7 +37,9 @@ fn remove_dangling_library_links() {
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let ours = name.starts_with("libllama") || name.starts_with("libggml");
+            let ours = ["libllama", "libggml", "libmtmd"]
+                .iter()
+                .any(|prefix| name.starts_with(prefix));
             let dangling = entry
                 .path()
                 .symlink_metadata()

@@ -105,13 +105,15 @@ impl Engine {
         }
     }
 
-    /// Whether the model can be sent images: llama-server's own answer; the embedded engine
-    /// loads text models only.
-    pub async fn has_vision(&self) -> bool {
+    /// Whether `model` (`None`: the default) can be sent images: llama-server's own answer (for
+    /// its one model), or whether the embedded model has a vision projector.
+    pub async fn has_vision(&self, model: Option<&str>) -> bool {
+        #[cfg(not(feature = "embedded"))]
+        let _ = model;
         match self {
             Engine::Server(client) => client.has_vision().await,
             #[cfg(feature = "embedded")]
-            Engine::Embedded(_) => false,
+            Engine::Embedded(engine) => engine.has_vision(model),
         }
     }
 

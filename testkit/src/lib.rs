@@ -1,10 +1,11 @@
 //! What the app's integration tests (app/tests/it) and the benchmarks (bench) share:
 //! [`fake_lm`], a fake llama-server replaying the recorded format, and [`app_process`], the
-//! built `app` binary as a child process whose configuration is only what the caller sets, and
-//! [`hostile`] input.
+//! built `app` binary as a child process whose configuration is only what the caller sets,
+//! [`hostile`] input, and [`mmproj`], a tiny vision projector made on the spot.
 pub mod app_process;
 pub mod fake_lm;
 pub mod hostile;
+pub mod mmproj;
 
 pub use app_process::AppProcess;
 pub use fake_lm::{FakeLm, Knobs};

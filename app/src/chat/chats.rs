@@ -244,7 +244,7 @@ pub async fn create(
             .rate_limits
             .check(Action::Send, &session.id, address)
             .await?;
-        files = super::messages::read_attachments(state, new_chat.files).await?;
+        files = super::messages::read_attachments(state, None, new_chat.files).await?;
         let message = super::messages::new_user_message(text, &files);
         super::messages::refuse_unless_fits(state, None, &message, !files.is_empty()).await?;
     }

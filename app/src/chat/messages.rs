@@ -44,8 +44,8 @@ pub async fn send(
         .rate_limits
         .check(Action::Send, &session.id, address)
         .await?;
-    let files = read_attachments(state, uploads).await?;
     let chat = super::find(state, session, chat_id).await?;
+    let files = read_attachments(state, chat.model.as_deref(), uploads).await?;
     let message = new_user_message(text, &files);
     refuse_unless_fits(state, Some(&chat), &message, !files.is_empty()).await?;
     let outcome = state
@@ -59,6 +59,7 @@ pub async fn send(
 /// An image needs a model that can see; the model server is asked only when one is attached.
 pub(super) async fn read_attachments(
     state: &AppState,
+    model: Option<&str>,
     uploads: Vec<Upload>,
 ) -> AppResult<Vec<Attachment>> {
     if uploads.is_empty() {
@@ -66,7 +67,7 @@ pub(super) async fn read_attachments(
     }
     let limits = state.config.attachment_limits();
     attachments::check_count(uploads.len(), limits)?;
-    let vision = state.lm.has_vision().await;
+    let vision = state.lm.has_vision(model).await;
     attachments::prepare_off_thread(uploads, limits, vision, &state.config.pdf_limits()).await
 }
 

@@ -44,6 +44,8 @@ pub struct ModelFile {
     /// The chat template's family (`gguf::template_name`).
     pub template: &'static str,
     pub origin: Origin,
+    /// Its vision projector (`projector_for`): with one, the model takes images.
+    pub projector: Option<PathBuf>,
 }
 
 /// The library as last scanned, and the headers read so far.
@@ -66,6 +68,14 @@ impl Library {
         let mut found: Vec<(PathBuf, Origin)> = Vec::new();
         if let Some(default) = &sources.default {
             found.push((default.clone(), Origin::Default));
+            // The projector beside a configured file (the folder itself is not scanned).
+            let mut beside = Vec::new();
+            if let Some(folder) = default.parent() {
+                gguf_files(folder, 0, &mut beside);
+            }
+            beside.retain(|p| is_projector_name(p));
+            beside.sort();
+            found.extend(beside.into_iter().map(|p| (p, Origin::Folder)));
         }
         let mut in_folder = Vec::new();
         gguf_files(&sources.models_dir, FOLDER_DEPTH, &mut in_folder);
@@ -77,6 +87,7 @@ impl Library {
         let mut ids = HashSet::new();
         let mut models = Vec::new();
         let mut headers = HashMap::new();
+        let mut projectors: HashMap<PathBuf, Vec<PathBuf>> = HashMap::new();
         for (path, origin) in found {
             // The same file reached twice (a link, the default also in the folder) is listed once.
             let real = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
@@ -101,6 +112,12 @@ impl Library {
             let mut info = match (&header, &origin) {
                 (Ok(info), _) if info.architecture.as_deref() == Some("clip") => {
                     // A vision projector (mmproj), not a model.
+                    if let Some(folder) = path.parent() {
+                        projectors
+                            .entry(folder.to_path_buf())
+                            .or_default()
+                            .push(path.clone());
+                    }
                     headers.insert(path, (size, modified, header));
                     continue;
                 }
@@ -128,7 +145,11 @@ impl Library {
                 info,
                 template,
                 origin,
+                projector: None,
             });
+        }
+        for model in &mut models {
+            model.projector = projector_for(&model.path, &projectors);
         }
         self.models = models;
         self.headers = headers;
@@ -137,6 +158,25 @@ impl Library {
     pub fn find(&self, id: &str) -> Option<&ModelFile> {
         self.models.iter().find(|m| m.id == id)
     }
+}
+
+/// A model's vision projector: a GGUF of architecture `clip` (an `mmproj` file) in the model's
+/// folder, as Hugging Face repositories lay them out (one model in several quantizations beside
+/// its projector) and llama-server's `-hf` picks them. Of several, the first by name (`f16`
+/// before `q8_0`). A projector that does not fit the model (another model's) is found out when
+/// it is loaded: the model then serves text only, and the log says why.
+fn projector_for(model: &Path, projectors: &HashMap<PathBuf, Vec<PathBuf>>) -> Option<PathBuf> {
+    let mut candidates = projectors.get(model.parent()?)?.clone();
+    candidates.sort();
+    candidates.into_iter().next()
+}
+
+/// How projectors are named (`mmproj-model-f16.gguf`, `mmproj-F16.gguf`…): only such files are
+/// read beside a configured model.
+fn is_projector_name(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.to_ascii_lowercase().starts_with("mmproj"))
 }
 
 /// A model's name: its file name without `.gguf`.
@@ -313,6 +353,52 @@ mod tests {
         });
         let ids: Vec<&str> = library.models.iter().map(|m| m.id.as_str()).collect();
         assert_eq!(ids, ["big-00001-of-00002", "smol-copy", "smol"]);
+    }
+
+    #[test]
+    fn a_projector_beside_a_model_gives_it_vision_and_is_no_model_itself() {
+        let root = tempfile::tempdir().expect("a folder");
+        let models = root.path().join("models");
+        let tiny = shared_model("llama-2-tiny-random.gguf");
+        let smol = shared_model("SmolLM2-135M-Instruct.Q4_1.gguf");
+        // Copies: one file reached by several links is listed once.
+        std::fs::create_dir_all(models.join("tiny")).expect("a folder");
+        for name in ["tiny-q8.gguf", "tiny-f16.gguf"] {
+            std::fs::copy(&tiny, models.join("tiny").join(name)).expect("copied");
+        }
+        // Two projectors: the first by name is taken.
+        testkit::mmproj::write_tiny_mmproj(&models.join("tiny/mmproj-tiny-q8.gguf"), 8)
+            .expect("written");
+        testkit::mmproj::write_tiny_mmproj(&models.join("tiny/mmproj-tiny-f16.gguf"), 8)
+            .expect("written");
+        link(&smol, &models.join("smol/smol.gguf"));
+        // The configured file's folder is not scanned, but its projector is found.
+        let configured = root.path().join("configured");
+        link(&tiny, &configured.join("model.gguf"));
+        link(&smol, &configured.join("other.gguf"));
+        testkit::mmproj::write_tiny_mmproj(&configured.join("mmproj-model.gguf"), 8)
+            .expect("written");
+
+        let mut library = Library::default();
+        library.scan(&Sources {
+            default: Some(configured.join("model.gguf")),
+            models_dir: models.clone(),
+            hub_cache: root.path().join("hub"),
+        });
+        let listed: Vec<(&str, Option<PathBuf>)> = library
+            .models
+            .iter()
+            .map(|m| (m.id.as_str(), m.projector.clone()))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("model", Some(configured.join("mmproj-model.gguf"))),
+                ("smol", None),
+                ("tiny-f16", Some(models.join("tiny/mmproj-tiny-f16.gguf"))),
+                ("tiny-q8", Some(models.join("tiny/mmproj-tiny-f16.gguf"))),
+            ]
+        );
     }
 
     #[test]

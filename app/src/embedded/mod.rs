@@ -10,6 +10,7 @@ mod library;
 mod manage;
 mod pool;
 mod stops;
+mod vision;
 mod worker;
 
 use std::{
@@ -290,23 +291,55 @@ impl EmbeddedEngine {
     ) -> Result<LmStream, LmError> {
         let file = self.resolve(options.model.as_deref())?;
         let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
-        if let Some(loaded) = self.loaded_now(&file.id) {
-            submit(&loaded, messages, options, stops, events)?;
+        let images = messages
+            .iter()
+            .any(|m| m.images.iter().any(|i| i.data.is_some()));
+        let loaded_now = self.loaded_now(&file.id);
+        if let Some(loaded) = loaded_now.as_ref().filter(|_| !images) {
+            submit(loaded, messages, options, stops, events)?;
             return Ok(LmStream::from_engine(receiver, file.id));
         }
         let engine = self.clone();
         let (messages, options, id) = (messages.to_vec(), options.clone(), file.id.clone());
         tokio::spawn(async move {
-            let _ = events.send(Ok(vec![LmEvent::ModelLoading(file.id.clone())]));
-            let started = engine.ready(&file, Some(&events)).await.and_then(|loaded| {
-                let _ = events.send(Ok(vec![LmEvent::ModelReady]));
-                submit(&loaded, &messages, &options, stops, events.clone())
-            });
+            let loaded = match loaded_now {
+                Some(loaded) => Ok(loaded),
+                None => {
+                    let _ = events.send(Ok(vec![LmEvent::ModelLoading(file.id.clone())]));
+                    let loaded = engine.ready(&file, Some(&events)).await;
+                    if loaded.is_ok() {
+                        let _ = events.send(Ok(vec![LmEvent::ModelReady]));
+                    }
+                    loaded
+                }
+            };
+            // Images are decoded and tokenized off the async workers.
+            let sender = events.clone();
+            let started = match loaded {
+                Ok(loaded) => tokio::task::spawn_blocking(move || {
+                    submit(&loaded, &messages, &options, stops, sender)
+                })
+                .await
+                .unwrap_or_else(|e| Err(LmError::Engine(format!("the prompt failed: {e}")))),
+                Err(error) => Err(error),
+            };
             if let Err(error) = started {
                 let _ = events.send(Err(error));
             }
         });
         Ok(LmStream::from_engine(receiver, id))
+    }
+
+    /// Whether `model` (`None`: the default) takes images: it has a vision projector, loaded
+    /// (or, while the model is not loaded, found beside it).
+    pub fn has_vision(&self, model: Option<&str>) -> bool {
+        let Ok(file) = self.resolve(model) else {
+            return false;
+        };
+        match lock(&self.shared.pool).get(&file.id) {
+            Some(Slot::Ready { loaded, .. }) => loaded.vision.is_some(),
+            _ => file.projector.is_some(),
+        }
     }
 
     /// A message's exact cost in prompt tokens with `model` (`None`: the default), its
@@ -369,6 +402,10 @@ impl EmbeddedEngine {
                     quantization: file.info.quantization.clone(),
                     context_length: file.info.context_length,
                     template: Some(file.template.to_owned()),
+                    vision: match pool.get(&file.id) {
+                        Some(Slot::Ready { loaded, .. }) => loaded.vision.is_some(),
+                        _ => file.projector.is_some(),
+                    },
                     loaded: loaded.is_some(),
                     loading: matches!(pool.get(&file.id), Some(Slot::Loading)),
                     default: file.id == default,
@@ -429,8 +466,29 @@ fn submit(
     stops: Option<&'static [&'static str]>,
     events: worker::EventSender,
 ) -> Result<(), LmError> {
-    let prompt = prompt_text(&loaded.model, &loaded.template, messages)?;
-    let tokens = loaded.model.vocab().tokenize(prompt.as_bytes(), true, true);
+    let images: Vec<&[u8]> = messages
+        .iter()
+        .flat_map(|m| m.images.iter().filter_map(|i| i.data.as_deref()))
+        .collect();
+    let (tokens, media) = match (&loaded.vision, images.is_empty()) {
+        (_, true) => {
+            let prompt = prompt_text(&loaded.model, &loaded.template, messages)?;
+            let tokens = loaded.model.vocab().tokenize(prompt.as_bytes(), true, true);
+            (tokens, None)
+        }
+        (Some(projector), false) => {
+            let messages = with_image_markers(messages);
+            let prompt = prompt_text(&loaded.model, &loaded.template, &messages)?;
+            let (tokens, media) = vision::tokenize(projector, &loaded.model, &prompt, &images)?;
+            (tokens, Some(media))
+        }
+        (None, false) => {
+            return Err(LmError::Engine(format!(
+                "the model {} takes no images: its vision projector could not be loaded (see the log)",
+                loaded.name
+            )));
+        }
+    };
     if tokens.is_empty() {
         return Err(LmError::Engine("the prompt is empty".into()));
     }
@@ -444,6 +502,7 @@ fn submit(
     }
     let request = worker::Request {
         tokens,
+        media,
         max_tokens: options.max_tokens.max(1),
         sampling: worker::Sampling {
             temperature: options.temperature,
@@ -460,6 +519,27 @@ fn submit(
             loaded.name
         ))
     })
+}
+
+/// `messages` with a marker for each image, before the text (where vision models are shown
+/// them in training), and any marker a person wrote made plain text.
+fn with_image_markers(messages: &[PromptMessage]) -> Vec<PromptMessage> {
+    messages
+        .iter()
+        .map(|m| {
+            let with_data = m.images.iter().filter(|i| i.data.is_some()).count();
+            let mut content = vision::marker().repeat(with_data);
+            if with_data > 0 {
+                content.push('\n');
+            }
+            content.push_str(&vision::without_markers(&m.content));
+            PromptMessage {
+                role: m.role,
+                content,
+                images: Vec::new(),
+            }
+        })
+        .collect()
 }
 
 /// A message shown as a sentence in the indicator and in replies: its first letter capital.

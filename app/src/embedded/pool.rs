@@ -39,6 +39,8 @@ pub(super) enum Slot {
 /// A loaded model and the way to its thread.
 pub(super) struct Loaded {
     pub(super) name: String,
+    /// Declared before the model, so dropped before it: the projector points into it.
+    pub(super) vision: Option<super::vision::Projector>,
     pub(super) model: Arc<LlamaModel>,
     pub(super) template: LlamaChatTemplate,
     /// The template's markers this model would write as text (a reply ends at one).
@@ -137,8 +139,8 @@ impl EmbeddedEngine {
             .spawn(move || {
                 let started = Instant::now();
                 let settings = &engine.shared.settings;
-                let model = match load_model(&file.path, settings) {
-                    Ok(model) => Arc::new(model),
+                let (model, on_gpu) = match load_model(&file.path, settings) {
+                    Ok((model, on_gpu)) => (Arc::new(model), on_gpu),
                     Err(message) => return engine.load_failed(&file.id, message),
                 };
                 let (template, stops) = chat_template(&model);
@@ -148,9 +150,13 @@ impl EmbeddedEngine {
                     Ok(context) => context,
                     Err(message) => return engine.load_failed(&file.id, message),
                 };
+                let vision = file.projector.as_deref().and_then(|projector| {
+                    super::vision::load(projector, &model, settings.threads, on_gpu)
+                });
                 let (requests, requests_inbox) = std::sync::mpsc::channel();
                 let loaded = Arc::new(Loaded {
                     name: file.id.clone(),
+                    vision: vision.clone(),
                     model: model.clone(),
                     template,
                     stops,
@@ -180,7 +186,7 @@ impl EmbeddedEngine {
                 // (dropped on unloading, or with the engine) is what ends it.
                 let weak = Arc::downgrade(&engine.shared);
                 drop(engine);
-                let worker = worker::Worker::new(&model, context, slots, batch, n_ctx_seq);
+                let worker = worker::Worker::new(&model, context, slots, batch, n_ctx_seq, vision);
                 // A panic in the bindings ends the replies in flight (their streams close); the
                 // indicator and later replies then say so instead of waiting for ever.
                 let run = std::panic::AssertUnwindSafe(|| worker.run(requests_inbox));
@@ -296,7 +302,8 @@ fn new_context<'m>(
 }
 
 /// Loads a GGUF file; a file that is missing or not a model is a readable error, never a crash.
-fn load_model(path: &Path, settings: &EmbeddedSettings) -> Result<LlamaModel, String> {
+/// The model, and whether it went to a GPU.
+fn load_model(path: &Path, settings: &EmbeddedSettings) -> Result<(LlamaModel, bool), String> {
     use std::io::Read;
     let mut magic = [0u8; 4];
     std::fs::File::open(path)
@@ -335,12 +342,13 @@ fn load_model(path: &Path, settings: &EmbeddedSettings) -> Result<LlamaModel, St
     }
     tracing::info!(model = %path.display(), "loading the model");
     let params = LlamaModelParams::default().with_n_gpu_layers(layers);
-    LlamaModel::load_from_file(backend, path, &params).map_err(|e| {
+    let model = LlamaModel::load_from_file(backend, path, &params).map_err(|e| {
         format!(
             "llama.cpp could not load the model file {} ({e}): it may be damaged or of an architecture this build does not know.",
             path.display()
         )
-    })
+    })?;
+    Ok((model, layers > 0 && !gpus.is_empty()))
 }
 
 /// Layers to offload: as asked (`LM_GPU_LAYERS`), else every layer when a GPU is there and none

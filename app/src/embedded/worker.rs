@@ -4,7 +4,11 @@
 //! the tokens of its last reply in its KV cache: the next request that starts with them (the
 //! same chat's next turn) evaluates only what is new. A reply whose stream was dropped (Stop, a
 //! lapsed lease, shutdown) is cancelled before the next step.
-use std::{collections::VecDeque, sync::mpsc, time::Instant};
+use std::{
+    collections::VecDeque,
+    sync::{PoisonError, mpsc},
+    time::Instant,
+};
 
 use llama_cpp_2::{
     context::LlamaContext, llama_batch::LlamaBatch, model::LlamaModel, sampling::LlamaSampler,
@@ -12,7 +16,11 @@ use llama_cpp_2::{
 };
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::{common_prefix, stops::StopFilter};
+use super::{
+    common_prefix,
+    stops::StopFilter,
+    vision::{MediaPrefix, Projector},
+};
 use crate::lm::{LmError, LmEvent, Timings, Usage};
 
 /// Where a reply's events go.
@@ -20,8 +28,11 @@ pub type EventSender = UnboundedSender<Result<Vec<LmEvent>, LmError>>;
 
 /// One reply to generate.
 pub struct Request {
-    /// The prompt, templated and tokenized.
+    /// The prompt, templated and tokenized (an image as its stand-in tokens, `vision`).
     pub tokens: Vec<LlamaToken>,
+    /// With images: the prompt up to its last image, evaluated through the projector when the
+    /// reply starts, unless the sequence's cache holds all of it already.
+    pub media: Option<MediaPrefix>,
     pub max_tokens: u32,
     pub sampling: Sampling,
     /// The template's markers the model may write as text (`stops`): the reply ends there.
@@ -84,6 +95,8 @@ pub struct Worker<'m> {
     batch: LlamaBatch<'static>,
     n_batch: usize,
     n_ctx_seq: u32,
+    /// The model's vision projector, if it has one.
+    vision: Option<Projector>,
 }
 
 /// What a slot put in the batch this step.
@@ -101,6 +114,7 @@ impl<'m> Worker<'m> {
         slots: usize,
         n_batch: usize,
         n_ctx_seq: u32,
+        vision: Option<Projector>,
     ) -> Self {
         let n_batch = n_batch.max(slots);
         Self {
@@ -117,6 +131,7 @@ impl<'m> Worker<'m> {
             batch: LlamaBatch::new(n_batch, 1),
             n_batch,
             n_ctx_seq,
+            vision,
         }
     }
 
@@ -188,8 +203,48 @@ impl<'m> Worker<'m> {
                     reuse = 0;
                 }
             }
+            let started = Instant::now();
             let mut in_kv = std::mem::take(&mut slot.cached);
             in_kv.truncate(reuse);
+            if let Some(media) = request.media.as_ref().filter(|m| reuse < m.len) {
+                // Images not all in the cache: the sequence is evaluated afresh up to the last
+                // one, at once (the other replies wait for it, as in llama-server).
+                let _ = self
+                    .context
+                    .clear_kv_cache_seq(Some(slot.id as u32), None, None);
+                reuse = 0;
+                in_kv.clear();
+                let evaluated = match &self.vision {
+                    Some(projector) => media
+                        .chunks
+                        .eval_chunks(
+                            &mut projector.lock().unwrap_or_else(PoisonError::into_inner),
+                            &mut self.context,
+                            0,
+                            slot.id,
+                            i32::try_from(self.n_batch).unwrap_or(i32::MAX),
+                            false,
+                        )
+                        .map_err(|e| format!("the images could not be evaluated ({e})")),
+                    None => Err("this model takes no images".to_owned()),
+                };
+                match evaluated {
+                    Ok(n_past) if usize::try_from(n_past).ok() == Some(media.len) => {
+                        in_kv.extend_from_slice(&request.tokens[..media.len]);
+                    }
+                    outcome => {
+                        let message = outcome
+                            .map(|n| format!("the images took {n} positions, not {}", media.len))
+                            .unwrap_or_else(|e| e);
+                        tracing::error!("{message}");
+                        let _ = request.events.send(Err(LmError::Engine(message)));
+                        let _ = self
+                            .context
+                            .clear_kv_cache_seq(Some(slot.id as u32), None, None);
+                        continue;
+                    }
+                }
+            }
             slot.active = Some(Active {
                 sampler: sampler(request.sampling),
                 in_kv,
@@ -198,7 +253,7 @@ impl<'m> Worker<'m> {
                 generated: 0,
                 text: Utf8Decoder::default(),
                 stops: StopFilter::new(request.stops),
-                started: Instant::now(),
+                started,
                 first_token_at: None,
                 request,
             });

@@ -75,7 +75,7 @@ async fn attach_images(
     if wanted.is_empty() {
         return Ok(());
     }
-    if !inner.lm.has_vision().await {
+    if !inner.lm.has_vision(reply.chat.model.as_deref()).await {
         for message in prompt.iter_mut().filter(|m| !m.images.is_empty()) {
             message.images.clear();
             message.content.push_str("\n\n");

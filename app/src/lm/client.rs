@@ -206,11 +206,13 @@ impl LmClient {
             .model
             .clone()
             .or_else(|| models.data.first().map(|m| m.id.clone()));
+        let vision = self.has_vision().await;
         Ok(models
             .data
             .into_iter()
             .map(|m| ModelInfo {
                 default: Some(&m.id) == default.as_ref(),
+                vision,
                 n_ctx: m.meta.and_then(|m| m.n_ctx),
                 id: m.id,
                 loaded: true,

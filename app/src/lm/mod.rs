@@ -212,6 +212,9 @@ pub struct ModelInfo {
     pub loading: bool,
     /// The model a chat without one of its own is answered by.
     pub default: bool,
+    /// Takes images: llama-server's model started with a projector (`modalities.vision`), or
+    /// an embedded model with its vision projector (an `mmproj` GGUF) beside it.
+    pub vision: bool,
     /// Where the embedded engine found it: "configured" (LM_MODEL_PATH or the configured hub
     /// file), "models folder" (LM_MODELS_DIR), or "hub: owner/name" (the Hugging Face cache).
     #[schema(example = "hub: HuggingFaceTB/SmolLM2-135M-Instruct-GGUF")]

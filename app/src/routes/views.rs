@@ -360,6 +360,8 @@ pub struct ModelView {
     /// "loaded", "loading", "not loaded", "downloading" or "download failed".
     pub state: &'static str,
     pub default: bool,
+    /// Takes images.
+    pub vision: bool,
     /// The download's percentage, or why it failed.
     pub download: Option<String>,
     /// The operator may remove it: downloaded into the hub cache, not the default (or a failed
@@ -388,6 +390,7 @@ impl From<&ModelInfo> for ModelView {
                 (None, false, false) => "not loaded",
             },
             default: model.default,
+            vision: model.vision,
             download: model
                 .download
                 .as_ref()

@@ -29,3 +29,4 @@ mod shares;
 mod streaming;
 mod temporary_chats;
 mod versions;
+mod vision;
