@@ -7,10 +7,13 @@
 # (llama-cpp-2's dynamic-backends): shared libraries, ggml's backends loaded at run time, one CPU
 # build per instruction level (GGML_CPU_ALL_VARIANTS), the best the CPU runs chosen at start. So
 # `bench engine` compares like with like. The libraries and backends sit beside the binary, which
-# finds them through its rpath ($ORIGIN) and ggml's search of the executable's folder.
+# finds them through its rpath ($ORIGIN) and ggml's search of the executable's folder. The rpath
+# is the old kind (DT_RPATH, --disable-new-dtags), which LD_LIBRARY_PATH cannot override: under
+# `cargo test` that names the embedded engine's own libllama/libggml (another llama.cpp), and a
+# llama-server that loaded those crashed on its first request.
 set -euo pipefail
 VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
-CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/llama-server/$VERSION-cpu-variants"
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/llama-server/$VERSION-cpu-variants-rpath"
 BIN="$CACHE/bin/llama-server"
 if [ -x "$BIN" ]; then echo "$BIN"; exit 0; fi
 
@@ -27,6 +30,7 @@ fi
 cmake -S "$src" -B "$work/build" -DLLAMA_CURL=OFF -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF \
   -DBUILD_SHARED_LIBS=ON -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON \
   -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON -DCMAKE_INSTALL_RPATH='$ORIGIN' \
+  -DCMAKE_EXE_LINKER_FLAGS=-Wl,--disable-new-dtags -DCMAKE_SHARED_LINKER_FLAGS=-Wl,--disable-new-dtags \
   -DCMAKE_BUILD_TYPE=Release "${launcher[@]}" >&2
 # The CPU builds are modules nothing links against: name them, or only llama-server's own
 # libraries are built.

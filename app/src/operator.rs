@@ -9,7 +9,7 @@ pub use crate::session::{OperatorCall, is_admin_token};
 use crate::{AppState, error::AppError};
 use axum::{
     extract::FromRequestParts,
-    http::{HeaderMap, header, request::Parts},
+    http::{HeaderMap, request::Parts},
 };
 use axum_extra::extract::cookie::{Cookie, PrivateCookieJar, SameSite};
 
@@ -40,12 +40,7 @@ pub fn standing(state: &AppState, headers: &HeaderMap) -> Standing {
     let Some(configured) = state.config.admin_token.as_deref() else {
         return Standing::NoOperator;
     };
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    if let Some(token) = bearer {
+    if let Some(token) = crate::session::bearer(headers) {
         return match is_admin_token(Some(configured), token) {
             true => Standing::Operator,
             false => Standing::WrongToken,

@@ -246,6 +246,15 @@ fn session_of_token(key: &Key, token: &str) -> Option<(SessionId, Option<Uuid>)>
         .and_then(|c| parse_cookie_value(c.value()))
 }
 
+/// The token of `Authorization: Bearer <token>`, if the request has one.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
 /// Finds the session: from `Authorization: Bearer <token>` when present (a bad token is a 401,
 /// never a new session), else from the cookie and its device, else a new one (its cookie set on
 /// the response). A signed-out device's cookie is a new session too.
@@ -255,12 +264,7 @@ pub async fn session_layer(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let bearer = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_owned());
+    let bearer = bearer(request.headers()).map(str::to_owned);
     let label = device_label(
         request
             .headers()

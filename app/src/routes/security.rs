@@ -137,11 +137,7 @@ pub async fn limit_token_guesses(
     request: Request,
     next: Next,
 ) -> Response {
-    let bearer = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("Bearer "));
+    let bearer = crate::session::bearer(request.headers()).is_some();
     let sign_in = request.method() == Method::POST && request.uri().path() == "/admin";
     if !bearer && !sign_in {
         return next.run(request).await;

@@ -163,6 +163,15 @@ async fn cross_site_requests_are_refused_and_change_nothing() {
     assert_eq!(link.status(), 200);
 }
 
+/// A refusal's `Retry-After`, in seconds.
+fn retry_after(refused: &reqwest::Response) -> u64 {
+    refused.headers()[RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn sends_beyond_the_rate_limit_get_429_with_retry_after_and_store_nothing() {
     let app = TestApp::spawn_with(|c| {
@@ -179,11 +188,7 @@ async fn sends_beyond_the_rate_limit_get_429_with_retry_after_and_store_nothing(
         .post(&format!("/chats/{chat}/messages"), &[("content", "three")])
         .await;
     assert_eq!(refused.status(), 429);
-    let retry_after: u64 = refused.headers()[RETRY_AFTER]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry_after = retry_after(&refused);
     assert!((1..=30).contains(&retry_after), "{retry_after}");
     let page = refused.text().await.unwrap();
     assert!(page.contains("Too many messages"), "{page}");
@@ -282,11 +287,7 @@ async fn guessing_tokens_closes_the_address_to_tokens_even_the_right_one() {
     // learns which guess was right; the answer says how long to wait.
     let refused = right_token(guesser(put())).send().await.unwrap();
     assert_eq!(refused.status(), 429);
-    let retry_after: u64 = refused.headers()[RETRY_AFTER]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry_after = retry_after(&refused);
     assert!((500..=600).contains(&retry_after), "{retry_after}");
     assert!(
         refused
