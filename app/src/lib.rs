@@ -26,6 +26,7 @@ pub mod server;
 pub mod session;
 pub mod store;
 pub mod stream;
+pub mod tools;
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
