@@ -477,7 +477,7 @@ fn submit(
             (tokens, None)
         }
         (Some(projector), false) => {
-            let messages = with_image_markers(messages);
+            let messages = vision::with_image_markers(messages);
             let prompt = prompt_text(&loaded.model, &loaded.template, &messages)?;
             let (tokens, media) = vision::tokenize(projector, &loaded.model, &prompt, &images)?;
             (tokens, Some(media))
@@ -519,27 +519,6 @@ fn submit(
             loaded.name
         ))
     })
-}
-
-/// `messages` with a marker for each image, before the text (where vision models are shown
-/// them in training), and any marker a person wrote made plain text.
-fn with_image_markers(messages: &[PromptMessage]) -> Vec<PromptMessage> {
-    messages
-        .iter()
-        .map(|m| {
-            let with_data = m.images.iter().filter(|i| i.data.is_some()).count();
-            let mut content = vision::marker().repeat(with_data);
-            if with_data > 0 {
-                content.push('\n');
-            }
-            content.push_str(&vision::without_markers(&m.content));
-            PromptMessage {
-                role: m.role,
-                content,
-                images: Vec::new(),
-            }
-        })
-        .collect()
 }
 
 /// A message shown as a sentence in the indicator and in replies: its first letter capital.

@@ -23,7 +23,7 @@ use llama_cpp_2::{
     token::LlamaToken,
 };
 
-use crate::lm::LmError;
+use crate::lm::{LmError, PromptMessage};
 
 /// A model's projector, shared by the thread that tokenizes a prompt (off the async workers)
 /// and the model's thread that evaluates it.
@@ -82,6 +82,27 @@ pub fn marker() -> &'static str {
 /// `text` with the marker written some other way, so that only the images' own markers count.
 pub fn without_markers(text: &str) -> String {
     text.replace(marker(), "<_media_>")
+}
+
+/// `messages` with a marker for each image, before the text (where vision models are shown
+/// them in training), and any marker a person wrote made plain text.
+pub fn with_image_markers(messages: &[PromptMessage]) -> Vec<PromptMessage> {
+    messages
+        .iter()
+        .map(|m| {
+            let with_data = m.images.iter().filter(|i| i.data.is_some()).count();
+            let mut content = marker().repeat(with_data);
+            if with_data > 0 {
+                content.push('\n');
+            }
+            content.push_str(&without_markers(&m.content));
+            PromptMessage {
+                role: m.role,
+                content,
+                images: Vec::new(),
+            }
+        })
+        .collect()
 }
 
 /// Tokenizes `prompt`, whose markers stand for `images` in order: the tokens (an image as its

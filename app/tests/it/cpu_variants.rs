@@ -85,6 +85,14 @@ fn a_build_that_traps_is_killed_in_its_probe_not_in_the_app() {
     assert_eq!(output.status.signal(), Some(4), "{:?}", output.status);
 }
 
+/// The app process on the tiny model, with `envs` besides.
+async fn tiny_model_app(data: &std::path::Path, envs: &[(&str, String)]) -> testkit::AppProcess {
+    let model = shared_model("llama-2-tiny-random.gguf");
+    let mut all = vec![("LM_MODEL_PATH", model.display().to_string())];
+    all.extend(envs.iter().cloned());
+    spawn_app(data, &all).await
+}
+
 #[tokio::test]
 async fn the_app_runs_the_best_build_that_passes_and_says_which() {
     let data = tempfile::tempdir().unwrap();
@@ -95,15 +103,9 @@ async fn the_app_runs_the_best_build_that_passes_and_says_which() {
         std::os::unix::fs::symlink(&path, folder.join(path.file_name().unwrap())).unwrap();
     }
     trapping_build(&folder);
-    let mut app = spawn_app(
+    let mut app = tiny_model_app(
         data.path(),
         &[
-            (
-                "LM_MODEL_PATH",
-                shared_model("llama-2-tiny-random.gguf")
-                    .display()
-                    .to_string(),
-            ),
             ("LM_BACKENDS_DIR", folder.display().to_string()),
             ("LM_THREADS", "1".into()),
         ],
@@ -130,19 +132,7 @@ async fn the_app_runs_the_best_build_that_passes_and_says_which() {
 #[tokio::test]
 async fn a_cpu_build_that_is_not_there_is_a_clear_error_naming_those_that_are() {
     let data = tempfile::tempdir().unwrap();
-    let mut app = spawn_app(
-        data.path(),
-        &[
-            (
-                "LM_MODEL_PATH",
-                shared_model("llama-2-tiny-random.gguf")
-                    .display()
-                    .to_string(),
-            ),
-            ("LM_CPU_VARIANT", "pentium".into()),
-        ],
-    )
-    .await;
+    let mut app = tiny_model_app(data.path(), &[("LM_CPU_VARIANT", "pentium".into())]).await;
     let status = settled_status(&mut app).await;
     assert!(
         status.contains("LM_CPU_VARIANT=pentium is not one of"),
