@@ -328,6 +328,32 @@ pub struct Config {
     #[arg(long, env = "TEMPORARY_CHAT_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
     pub temporary_chat_ttl: std::time::Duration,
 
+    /// Built-in tools replies may call, comma-separated: `web_search` (needs SEARXNG_URL),
+    /// `fetch_url`. Empty: none.
+    #[arg(long, env = "BUILTIN_TOOLS", value_delimiter = ',', value_enum)]
+    pub builtin_tools: Vec<crate::tools::Builtin>,
+
+    /// SearXNG's base URL for `web_search` (its `json` format enabled in its settings).
+    #[arg(long, env = "SEARXNG_URL")]
+    pub searxng_url: Option<url::Url>,
+
+    /// Let `fetch_url` reach loopback, private, link-local and unique-local addresses (this
+    /// machine and its networks). Off: only public addresses, however written.
+    #[arg(long, env = "FETCH_ALLOW_PRIVATE", action = ArgAction::Set, default_value_t = false, value_parser = parse_on_off)]
+    pub fetch_allow_private: bool,
+
+    /// Rounds of tool calls one reply may make; then it must answer in words.
+    #[arg(long, env = "TOOL_MAX_STEPS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub tool_max_steps: u32,
+
+    /// Longest one tool call may take.
+    #[arg(long, env = "TOOL_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub tool_timeout: Duration,
+
+    /// Most bytes of a tool's result given to the model (and kept with the reply).
+    #[arg(long, env = "TOOL_RESULT_BYTES", default_value_t = 16 * 1024, value_parser = clap::value_parser!(u64).range(256..=1_048_576))]
+    pub tool_result_bytes: u64,
+
     /// Reply streams one session may hold open at once.
     #[arg(long, env = "MAX_STREAMS_PER_SESSION", default_value_t = 8)]
     pub max_streams_per_session: usize,
@@ -460,6 +486,21 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from("app")),
             memory_bytes: self.pdf_memory_mib.saturating_mul(1024 * 1024),
             seconds: self.pdf_seconds.max(1),
+        }
+    }
+
+    /// What the tools are and their bounds.
+    pub fn tool_settings(&self) -> crate::tools::ToolSettings {
+        crate::tools::ToolSettings {
+            builtins: self.builtin_tools.clone(),
+            searxng_url: self.searxng_url.clone(),
+            fetch: crate::tools::FetchPolicy {
+                allow_private: self.fetch_allow_private,
+                exempt: Vec::new(),
+            },
+            max_steps: self.tool_max_steps,
+            timeout: self.tool_timeout,
+            result_bytes: usize::try_from(self.tool_result_bytes).unwrap_or(usize::MAX),
         }
     }
 

@@ -304,6 +304,47 @@ impl ReplyStats {
     }
 }
 
+/// A call of a tool inside a reply, and what it gave: one of the reply's steps. The API's
+/// `tool_calls`, the export's, and the JSON of the message's `tool_calls` column.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ToolStep {
+    /// The call's id, as the model (or llama-server) named it.
+    pub id: String,
+    /// The tool called.
+    pub name: String,
+    /// The arguments as the model wrote them (JSON, unless the model erred).
+    pub arguments: String,
+    /// Where in the reply's text the call was made, in bytes: the text before it was written
+    /// before the call.
+    #[serde(default)]
+    pub at: usize,
+    /// What the tool gave the model (`None` while it runs): its output, or why it failed.
+    #[serde(default)]
+    pub result: Option<String>,
+    /// The result says why the call failed.
+    #[serde(default)]
+    pub is_error: bool,
+    /// How long the call took, in milliseconds.
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+}
+
+impl ToolStep {
+    /// The steps a message's column holds (none when empty or unreadable).
+    pub fn parse_all(column: Option<&str>) -> Vec<ToolStep> {
+        column
+            .and_then(|json| serde_json::from_str(json).ok())
+            .unwrap_or_default()
+    }
+
+    /// The column's value for these steps (`None` for none).
+    pub fn column(steps: &[ToolStep]) -> Option<String> {
+        (!steps.is_empty())
+            .then(|| serde_json::to_string(steps).ok())
+            .flatten()
+    }
+}
+
 /// Longest model name kept with a reply (the column holds 200).
 pub const MAX_MODEL_NAME_CHARS: usize = 200;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::lm::{
     LmClient, LmError, LmEvent, LmStream, ModelInfo, ModelStatus, PromptMessage, ReplyOptions,
-    estimate_tokens,
+    ToolDefinition, estimate_tokens,
 };
 
 #[derive(Clone)]
@@ -20,6 +20,12 @@ pub enum Engine {
 }
 
 impl Engine {
+    /// Whether the model may be offered tools: llama-server's (its template shapes the calls,
+    /// with `--jinja`); the embedded engine does not parse calls yet.
+    pub fn calls_tools(&self) -> bool {
+        matches!(self, Engine::Server(_))
+    }
+
     /// Which engine this is, for logs and the status indicator.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -29,14 +35,16 @@ impl Engine {
         }
     }
 
-    /// Starts a streamed chat completion. Dropping the stream stops the generation.
+    /// Starts a streamed chat completion. Dropping the stream stops the generation. `tools`:
+    /// what the model may call (the embedded engine calls none yet: it is sent none).
     pub async fn stream_chat(
         &self,
         messages: &[PromptMessage],
         options: &ReplyOptions,
+        tools: &[ToolDefinition],
     ) -> Result<LmStream, LmError> {
         match self {
-            Engine::Server(client) => client.stream_chat(messages, options).await,
+            Engine::Server(client) => client.stream_chat(messages, options, tools).await,
             #[cfg(feature = "embedded")]
             Engine::Embedded(engine) => engine.stream_chat(messages, options),
         }
@@ -50,7 +58,7 @@ impl Engine {
         limit: Duration,
     ) -> Result<String, LmError> {
         let collect = async {
-            let mut stream = self.stream_chat(messages, options).await?;
+            let mut stream = self.stream_chat(messages, options, &[]).await?;
             let mut text = String::new();
             while let Some(event) = stream.next().await? {
                 if let LmEvent::Text(piece) = event {

@@ -488,6 +488,8 @@ impl Phase {
                     role: "assistant",
                     images: Vec::new(),
                     content: first.text.clone(),
+                    tool_calls: Vec::new(),
+                    tool_call_id: None,
                 });
                 chat.push(user(
                     "Thank you. And which one should I read about second, and why?",
@@ -536,6 +538,8 @@ fn long_chat(round: usize) -> Vec<PromptMessage> {
             content: format!(
                 "Hello! This is conversation number {round}. How can I help you today?"
             ),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
         },
     ];
     for i in 0..49 {
@@ -548,8 +552,7 @@ fn long_chat(round: usize) -> Vec<PromptMessage> {
             images: Vec::new(),
             content: format!(
                 "One interesting thing about {topic} is that people have studied it for centuries and still find surprises."
-            ),
-        });
+            ), tool_calls: Vec::new(), tool_call_id: None });
     }
     chat.push(user(
         "Thanks. To sum up our conversation: which of these topics should I read about first, and why?",
@@ -567,6 +570,8 @@ fn system() -> PromptMessage {
         role: "system",
         images: Vec::new(),
         content: SYSTEM_PROMPT.to_owned(),
+        tool_calls: Vec::new(),
+        tool_call_id: None,
     }
 }
 
@@ -575,6 +580,8 @@ fn user(content: &str) -> PromptMessage {
         role: "user",
         images: Vec::new(),
         content: content.to_owned(),
+        tool_calls: Vec::new(),
+        tool_call_id: None,
     }
 }
 
@@ -613,7 +620,7 @@ pub(crate) async fn generate(
 ) -> anyhow::Result<Reply> {
     let reply = async {
         let started = Instant::now();
-        let mut stream = engine.stream_chat(messages, options).await?;
+        let mut stream = engine.stream_chat(messages, options, &[]).await?;
         let (mut first, mut last) = (None, started);
         let (mut text, mut pieces, mut usage, mut timings) = (String::new(), 0u32, None, None);
         while let Some(event) = stream.next().await? {

@@ -74,7 +74,9 @@ async fn reply(engine: &Engine, model: &str) -> anyhow::Result<Timed> {
         seed: Some(1),
     };
     let asked = Instant::now();
-    let mut stream = engine.stream_chat(&asking("Say hello."), &options).await?;
+    let mut stream = engine
+        .stream_chat(&asking("Say hello."), &options, &[])
+        .await?;
     let mut ready = None;
     let mut first_text = None;
     while let Some(event) = stream.next().await? {

@@ -15,6 +15,7 @@ mod m20261203_000009_attachments;
 mod m20261203_000010_rate_limits;
 mod m20261206_000011_temporary_chats;
 mod m20261207_000012_message_versions;
+mod m20261207_000013_tool_calls;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000010_rate_limits::Migration),
             Box::new(m20261206_000011_temporary_chats::Migration),
             Box::new(m20261207_000012_message_versions::Migration),
+            Box::new(m20261207_000013_tool_calls::Migration),
         ]
     }
 }

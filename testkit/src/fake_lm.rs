@@ -1,8 +1,10 @@
 //! A fake llama-server that replays the byte format recorded in
 //! ../shared/fixtures/llama-server/ (chunk shapes, headers, error bodies), with knobs: the tokens,
 //! a delay between them, a mid-stream error or a dropped connection after N tokens, HTTP errors,
-//! and hanging (before the headers, or after N tokens). It logs each request and whether the
-//! client went away before the end. The app's tests and the benchmarks both use it.
+//! and hanging (before the headers, or after N tokens). Calls of tools are answered in the
+//! format recorded in testkit/fixtures/llama-server-tools/ (`tool_rounds`). It logs each
+//! request and whether the client went away before the end. The app's tests and the
+//! benchmarks both use it.
 use std::{
     convert::Infallible,
     net::SocketAddr,
@@ -51,6 +53,29 @@ pub struct Knobs {
     pub stream_buffer: usize,
     /// What `/props` says in `modalities.vision` (a server started with `--mmproj`).
     pub vision: bool,
+    /// Calls of tools to answer with, one round each: a request whose messages hold N
+    /// assistant turns with `tool_calls` after the last user message gets round N's calls
+    /// (after `tool_text`); one past the last round gets the tokens.
+    pub tool_rounds: Vec<Vec<FakeCall>>,
+    /// Text streamed before a round's calls.
+    pub tool_text: Vec<String>,
+}
+
+/// A call of a tool the fake model makes.
+#[derive(Clone, Debug)]
+pub struct FakeCall {
+    pub name: String,
+    /// As the model writes them (sent in pieces of a few characters, as llama-server does).
+    pub arguments: String,
+}
+
+impl FakeCall {
+    pub fn new(name: &str, arguments: &str) -> Self {
+        Self {
+            name: name.into(),
+            arguments: arguments.into(),
+        }
+    }
 }
 
 impl Default for Knobs {
@@ -72,6 +97,8 @@ impl Default for Knobs {
             title_delay: Duration::ZERO,
             stream_buffer: 1,
             vision: false,
+            tool_rounds: Vec::new(),
+            tool_text: Vec::new(),
         }
     }
 }
@@ -113,6 +140,15 @@ struct Fixtures {
     finish_chunk: Value,
     usage_chunk: Value,
     models: Value,
+    /// From the tool-call recording: a call's first piece (id, type, name, the first of its
+    /// arguments) and a later one (arguments only).
+    tool_first_chunk: Value,
+    tool_piece_chunk: Value,
+}
+
+/// The recordings of llama-server's calls of tools (in this repository).
+pub fn tool_fixture_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/llama-server-tools")
 }
 
 /// The recordings, in the shared folder (see [`crate::shared_dir`]).
@@ -161,7 +197,24 @@ fn load_fixtures() -> Fixtures {
         Some("[DONE]"),
         "the recording ends with [DONE]"
     );
+    let tool_chunks: Vec<Value> = std::fs::read_to_string(tool_fixture_dir().join("tool-call.sse"))
+        .expect("the tool-call recording")
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &Value| v["choices"][0]["delta"]["tool_calls"].is_array())
+        .collect();
     Fixtures {
+        tool_first_chunk: tool_chunks
+            .iter()
+            .find(|v| v["choices"][0]["delta"]["tool_calls"][0]["id"].is_string())
+            .cloned()
+            .expect("a call's first piece"),
+        tool_piece_chunk: tool_chunks
+            .iter()
+            .find(|v| v["choices"][0]["delta"]["tool_calls"][0]["id"].is_null())
+            .cloned()
+            .expect("a later piece"),
         role_chunk: lines[0].clone(),
         content_chunk: find(&|v| v["choices"][0]["delta"]["content"].is_string()),
         finish_chunk: find(&|v| v["choices"][0]["finish_reason"].is_string()),
@@ -291,6 +344,7 @@ async fn chat(State(shared): State<Shared>, Json(request): Json<Value>) -> Respo
         tokio::spawn(send_stream(shared.clone(), knobs, Some(title), tx));
         return Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)).into_response();
     }
+    let round = tool_round(&request);
     {
         let mut log = shared.log.lock().unwrap();
         log.request_count += 1;
@@ -313,7 +367,14 @@ async fn chat(State(shared): State<Shared>, Json(request): Json<Value>) -> Respo
     }
     let (tx, rx) =
         tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(knobs.stream_buffer.max(1));
-    tokio::spawn(send_stream(shared.clone(), knobs, None, tx));
+    match knobs.tool_rounds.get(round).cloned() {
+        Some(calls) => {
+            tokio::spawn(send_tool_calls(shared.clone(), knobs, round, calls, tx));
+        }
+        None => {
+            tokio::spawn(send_stream(shared.clone(), knobs, None, tx));
+        }
+    }
     let mut response =
         Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)).into_response();
     let headers = response.headers_mut();
@@ -324,6 +385,95 @@ async fn chat(State(shared): State<Shared>, Json(request): Json<Value>) -> Respo
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     headers.insert(header::SERVER, HeaderValue::from_static("llama.cpp"));
     response
+}
+
+/// Which round of calls a request is in: its assistant turns with `tool_calls` after the
+/// last user message.
+fn tool_round(request: &Value) -> usize {
+    let empty = Vec::new();
+    let messages = request["messages"].as_array().unwrap_or(&empty);
+    let last_user = messages
+        .iter()
+        .rposition(|m| m["role"] == "user")
+        .unwrap_or(0);
+    messages[last_user..]
+        .iter()
+        .filter(|m| m["role"] == "assistant" && m["tool_calls"].is_array())
+        .count()
+}
+
+/// A reply that calls tools, chunk for chunk as llama-server sends one (the recording's
+/// chunks with these calls' ids, names and arguments).
+async fn send_tool_calls(
+    shared: Shared,
+    knobs: Arc<Knobs>,
+    round: usize,
+    calls: Vec<FakeCall>,
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, Infallible>>,
+) {
+    shared.log.lock().unwrap().open += 1;
+    let fixtures = &shared.fixtures;
+    let frame = |json: &str| Ok(Bytes::from(format!("data: {json}\n\n")));
+    let sent_all = async {
+        tx.send(frame(&fixtures.role_chunk)).await.ok()?;
+        let mut chunks = Vec::new();
+        for piece in &knobs.tool_text {
+            let mut chunk = fixtures.content_chunk.clone();
+            chunk["choices"][0]["delta"]["content"] = piece.as_str().into();
+            chunks.push(chunk);
+        }
+        for (i, call) in calls.iter().enumerate() {
+            let pieces = argument_pieces(&call.arguments);
+            let mut first = fixtures.tool_first_chunk.clone();
+            let part = &mut first["choices"][0]["delta"]["tool_calls"][0];
+            part["index"] = i.into();
+            part["id"] = format!("fakeCall{round}x{i}qK3vXb9LmT2pWz7RcN4").into();
+            part["function"]["name"] = call.name.as_str().into();
+            part["function"]["arguments"] = pieces.first().cloned().unwrap_or_default().into();
+            chunks.push(first);
+            for piece in pieces.iter().skip(1) {
+                let mut next = fixtures.tool_piece_chunk.clone();
+                let part = &mut next["choices"][0]["delta"]["tool_calls"][0];
+                part["index"] = i.into();
+                part["function"]["arguments"] = piece.as_str().into();
+                chunks.push(next);
+            }
+        }
+        let count = chunks.len();
+        for chunk in chunks {
+            if !knobs.token_delay.is_zero() {
+                tokio::select! {
+                    _ = tx.closed() => return None,
+                    _ = tokio::time::sleep(knobs.token_delay) => {}
+                }
+            }
+            tx.send(frame(&chunk.to_string())).await.ok()?;
+        }
+        let mut finish = fixtures.finish_chunk.clone();
+        finish["choices"][0]["finish_reason"] = "tool_calls".into();
+        tx.send(frame(&finish.to_string())).await.ok()?;
+        let mut usage = fixtures.usage_chunk.clone();
+        usage["usage"]["completion_tokens"] = count.into();
+        usage["usage"]["prompt_tokens"] = 21.into();
+        tx.send(frame(&usage.to_string())).await.ok()?;
+        tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n")))
+            .await
+            .ok()?;
+        Some(())
+    }
+    .await;
+    let mut log = shared.log.lock().unwrap();
+    log.open -= 1;
+    match sent_all {
+        Some(()) => log.completed += 1,
+        None => log.disconnected += 1,
+    }
+}
+
+/// Arguments in pieces of up to four characters, as a model's tokens bring them.
+fn argument_pieces(arguments: &str) -> Vec<String> {
+    let chars: Vec<char> = arguments.chars().collect();
+    chars.chunks(4).map(|c| c.iter().collect()).collect()
 }
 
 async fn send_stream(

@@ -355,6 +355,8 @@ impl EmbeddedEngine {
             role: role_name(role),
             images: Vec::new(),
             content: text.to_owned(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
         }];
         let framed = apply_template(&loaded.model, &loaded.template, &message, false).ok()?;
         let tokens = loaded
@@ -552,6 +554,8 @@ fn chat_template(model: &LlamaModel) -> (LlamaChatTemplate, &'static [&'static s
         role: "user",
         images: Vec::new(),
         content: "hi".into(),
+        tool_calls: Vec::new(),
+        tool_call_id: None,
     }];
     match model.chat_template(None) {
         Ok(template) if apply_template(model, &template, &probe, true).is_ok() => (template, &[]),

@@ -100,6 +100,8 @@ pub fn with_image_markers(messages: &[PromptMessage]) -> Vec<PromptMessage> {
                 role: m.role,
                 content,
                 images: Vec::new(),
+                tool_calls: Vec::new(),
+                tool_call_id: None,
             }
         })
         .collect()

@@ -55,6 +55,8 @@ pub(super) async fn build_prompt(
             role: "assistant",
             content: reply.row.content.clone(),
             images: Vec::new(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
         });
     }
     Ok((prompt, options))

@@ -27,6 +27,7 @@ mod prompt;
 mod publish;
 mod save;
 mod title;
+mod tools;
 
 pub use prompt::{ContextUse, fit_to_context, reply_options, user_message};
 pub use title::clean_generated_title;
@@ -34,11 +35,13 @@ pub use title::clean_generated_title;
 use sea_orm::ActiveEnum;
 
 use crate::{
+    domain::ToolStep,
     engine::Engine,
-    lm::{LmError, LmEvent, PromptMessage},
+    lm::{LmError, LmEvent, PromptMessage, ReplyOptions, ToolCall, ToolDefinition},
     metrics::ReplyMetrics,
     session::SessionId,
     store::{ReplyEnd, Status, Store, chat, message},
+    tools::Toolbox,
 };
 
 #[derive(Clone, Debug)]
@@ -88,6 +91,8 @@ pub struct ReplyState {
     pub text: String,
     /// What the model wrote while thinking, before (and apart from) the answer.
     pub reasoning: String,
+    /// The calls of tools so far, in order; the last ones may still be running.
+    pub steps: Vec<ToolStep>,
     pub phase: Phase,
 }
 
@@ -128,6 +133,24 @@ impl Reply {
         let state = self.state.borrow();
         (state.text.clone(), state.reasoning.clone())
     }
+
+    /// The calls of tools so far.
+    fn steps(&self) -> Vec<ToolStep> {
+        self.state.borrow().steps.clone()
+    }
+
+    /// Saves the text and steps so far (a failure is logged: the next checkpoint or the end
+    /// saves them).
+    async fn checkpoint(&self, store: &Store) {
+        let (text, reasoning) = self.texts();
+        let steps = self.steps();
+        if let Err(e) = store
+            .checkpoint(&self.session_id, self.message_id, &text, &reasoning, &steps)
+            .await
+        {
+            tracing::warn!(error = %e, message_id = %self.message_id, "checkpoint failed; will retry");
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -138,6 +161,7 @@ pub struct Generations {
 struct Inner {
     store: Store,
     lm: Engine,
+    tools: Toolbox,
     settings: GenerationSettings,
     registry: Mutex<Registry>,
     permits: Arc<Semaphore>,
@@ -177,12 +201,13 @@ struct Registry {
 pub struct ShuttingDown;
 
 impl Generations {
-    pub fn new(store: Store, lm: Engine, settings: GenerationSettings) -> Self {
+    pub fn new(store: Store, lm: Engine, tools: Toolbox, settings: GenerationSettings) -> Self {
         let permits = Arc::new(Semaphore::new(settings.max_concurrent.max(1)));
         Self {
             inner: Arc::new(Inner {
                 store,
                 lm,
+                tools,
                 settings,
                 registry: Mutex::default(),
                 permits,
@@ -216,6 +241,7 @@ impl Generations {
             state: watch::Sender::new(ReplyState {
                 text: reply.content.clone(),
                 reasoning: reply.reasoning.clone().unwrap_or_default(),
+                steps: reply.tool_steps(),
                 phase: Phase::Queued,
             }),
             stop: CancellationToken::new(),
@@ -329,9 +355,12 @@ async fn run(inner: Arc<Inner>, reply: Arc<Reply>) {
             Some(crate::domain::INTERRUPTED.into()),
         ),
     };
-    let end = with_earlier_stats(end, &reply.row);
-    // The upstream stream was dropped with `generate`: llama-server frees its slot now.
+    let mut end = with_earlier_stats(end, &reply.row);
+    // The upstream stream was dropped with `generate`: llama-server frees its slot now, and a
+    // tool's call in flight is cancelled.
+    tools::end_running_steps(&reply, end.status);
     let (text, reasoning) = reply.texts();
+    end.tool_steps = reply.steps();
     // Marked before the end is saved: whoever sees the reply complete sees the title pending.
     let title_reserved = end.status == Status::Complete
         && inner.settings.generate_titles
@@ -355,6 +384,7 @@ async fn run(inner: Arc<Inner>, reply: Arc<Reply>) {
         model: end.model,
         time_to_first_token_ms: end.time_to_first_token_ms,
         generation_ms: end.generation_ms,
+        tool_calls: ToolStep::column(&end.tool_steps),
         updated_at: chrono::Utc::now(),
         ..reply.row.clone()
     });
@@ -424,28 +454,116 @@ async fn generate(inner: &Inner, reply: &Reply, metrics: &mut ReplyMetrics) -> R
     reply.state.send_modify(|s| s.phase = Phase::Generating);
     metrics.generating();
 
-    let (prompt, options) = match assemble::build_prompt(inner, reply).await {
+    let (mut prompt, options) = match assemble::build_prompt(inner, reply).await {
         Ok(prompt) => prompt,
         Err(end) => return end,
     };
-    let asked = Instant::now();
-    let mut first_token_deadline = asked + settings.first_token_timeout;
+    let offered: &[ToolDefinition] = match inner.lm.calls_tools() {
+        true => inner.tools.definitions(),
+        false => &[],
+    };
+    let mut end = ReplyEnd::new(Status::Complete, None);
+    let mut clock = ReplyClock {
+        asked: Instant::now(),
+        text_at: None,
+        engine_ms: None,
+    };
+    // Each round is one answer of the model; one that calls tools is followed by another with
+    // their results, up to TOOL_MAX_STEPS rounds of calls (the last is offered no tools, so it
+    // answers in words).
+    let mut rounds = 0;
+    loop {
+        let tools = match rounds < inner.tools.max_steps() {
+            true => offered,
+            false => &[],
+        };
+        let round_start = reply.state.borrow().text.len();
+        let calls = match stream_round(
+            inner,
+            reply,
+            metrics,
+            Round {
+                prompt: &prompt,
+                options: &options,
+                tools,
+            },
+            &mut end,
+            &mut clock,
+        )
+        .await
+        {
+            Ok(calls) => calls,
+            Err(failed) => return failed,
+        };
+        if calls.is_empty() {
+            break;
+        }
+        rounds += 1;
+        let round_text = reply.state.borrow().text[round_start..].to_owned();
+        tools::run_calls(inner, reply, &mut prompt, round_text, calls).await;
+    }
+    if let Some((first, last)) = clock.text_at {
+        end.time_to_first_token_ms = whole_ms((first - clock.asked).as_secs_f64() * 1000.0);
+        end.generation_ms = whole_ms(
+            clock
+                .engine_ms
+                .unwrap_or_else(|| (last - first).as_secs_f64() * 1000.0),
+        );
+    } else if let Some(ms) = clock.engine_ms {
+        end.generation_ms = whole_ms(ms);
+    }
+    end
+}
+
+/// What one round asks the model.
+struct Round<'a> {
+    prompt: &'a [PromptMessage],
+    options: &'a ReplyOptions,
+    tools: &'a [ToolDefinition],
+}
+
+/// A reply's times, over all its rounds.
+struct ReplyClock {
+    /// When the model was first asked.
+    asked: Instant,
+    /// The first and the latest piece of text.
+    text_at: Option<(Instant, Instant)>,
+    /// The engine's own generation time, summed over rounds, when it reports one.
+    engine_ms: Option<f64>,
+}
+
+/// Streams one answer of the model into the reply: its text, reasoning and stats (into `end`).
+/// `Ok`: the calls of tools it asked for (none: the reply is done); `Err`: how the reply ends.
+async fn stream_round(
+    inner: &Inner,
+    reply: &Reply,
+    metrics: &mut ReplyMetrics,
+    round: Round<'_>,
+    end: &mut ReplyEnd,
+    clock: &mut ReplyClock,
+) -> Result<Vec<ToolCall>, ReplyEnd> {
+    let settings = &inner.settings;
+    let mut first_token_deadline = Instant::now() + settings.first_token_timeout;
     let started = timeout_at(
         first_token_deadline,
-        inner.lm.stream_chat(&prompt, &options),
+        inner
+            .lm
+            .stream_chat(round.prompt, round.options, round.tools),
     );
     let mut stream = match started.await {
-        Err(_) => return failed(LmError::FirstTokenTimeout(settings.first_token_timeout)),
+        Err(_) => {
+            return Err(failed(LmError::FirstTokenTimeout(
+                settings.first_token_timeout,
+            )));
+        }
         Ok(Err(error)) => {
             if matches!(error, LmError::ContextOverflow { .. }) {
                 inner.lm.forget_model_info().await;
             }
-            return failed(error);
+            return Err(failed(error));
         }
         Ok(Ok(stream)) => stream,
     };
-
-    let mut end = ReplyEnd::new(Status::Complete, None);
     // Cut to what the column holds: a long name must never keep the reply's end from saving.
     end.model = Some(
         stream
@@ -454,13 +572,13 @@ async fn generate(inner: &Inner, reply: &Reply, metrics: &mut ReplyMetrics) -> R
             .take(crate::domain::MAX_MODEL_NAME_CHARS)
             .collect(),
     );
-    // The first and the latest piece of text, for the reply's stats.
-    let mut text_at: Option<(Instant, Instant)> = None;
+    end.finish_reason = None;
+    let mut calls = Vec::new();
+    let mut got_text = false;
     let mut last_checkpoint = Instant::now();
     // While the model loads, its wait is bounded like the queue's.
     let mut loading = false;
     loop {
-        let got_text = text_at.is_some();
         let deadline = if got_text {
             Instant::now() + settings.idle_timeout
         } else if loading {
@@ -469,22 +587,27 @@ async fn generate(inner: &Inner, reply: &Reply, metrics: &mut ReplyMetrics) -> R
             first_token_deadline
         };
         let event = match timeout_at(deadline, stream.next()).await {
-            Err(_) if got_text => return failed(LmError::IdleTimeout(settings.idle_timeout)),
+            Err(_) if got_text => return Err(failed(LmError::IdleTimeout(settings.idle_timeout))),
             Err(_) if loading => {
-                return failed(LmError::NotReady(format!(
+                return Err(failed(LmError::NotReady(format!(
                     "The model did not load within {}. Please retry.",
                     humantime::format_duration(settings.queue_timeout)
+                ))));
+            }
+            Err(_) => {
+                return Err(failed(LmError::FirstTokenTimeout(
+                    settings.first_token_timeout,
                 )));
             }
-            Err(_) => return failed(LmError::FirstTokenTimeout(settings.first_token_timeout)),
-            Ok(Err(error)) => return failed(error),
+            Ok(Err(error)) => return Err(failed(error)),
             Ok(Ok(None)) => break,
             Ok(Ok(Some(event))) => event,
         };
         match event {
             LmEvent::Text(_) | LmEvent::Reasoning(_) => {
                 let now = Instant::now();
-                text_at = Some((text_at.map_or(now, |(first, _)| first), now));
+                got_text = true;
+                clock.text_at = Some((clock.text_at.map_or(now, |(first, _)| first), now));
                 metrics.token();
                 match event {
                     LmEvent::Text(piece) => reply.append(&piece, false),
@@ -493,16 +616,10 @@ async fn generate(inner: &Inner, reply: &Reply, metrics: &mut ReplyMetrics) -> R
                 }
                 if last_checkpoint.elapsed() >= settings.checkpoint_interval {
                     last_checkpoint = Instant::now();
-                    let (text, reasoning) = reply.texts();
-                    if let Err(e) = inner
-                        .store
-                        .checkpoint(&reply.session_id, reply.message_id, &text, &reasoning)
-                        .await
-                    {
-                        tracing::warn!(error = %e, message_id = %reply.message_id, "checkpoint failed; will retry");
-                    }
+                    reply.checkpoint(&inner.store).await;
                 }
             }
+            LmEvent::ToolCalls(asked) => calls.extend(asked),
             LmEvent::ModelLoading(model) => {
                 loading = true;
                 reply
@@ -516,12 +633,16 @@ async fn generate(inner: &Inner, reply: &Reply, metrics: &mut ReplyMetrics) -> R
             }
             LmEvent::Finish(reason) => end.finish_reason = Some(reason),
             LmEvent::Usage(usage) => {
+                // The last round's prompt holds the earlier ones; the tokens written add up.
                 end.prompt_tokens = i32::try_from(usage.prompt_tokens).ok();
-                end.completion_tokens = i32::try_from(usage.completion_tokens).ok();
+                if let Ok(written) = i32::try_from(usage.completion_tokens) {
+                    end.completion_tokens =
+                        Some(end.completion_tokens.unwrap_or(0).saturating_add(written));
+                }
             }
             LmEvent::Timings(t) => {
                 // The engine's own clock, when it has one, over ours.
-                end.generation_ms = whole_ms(t.predicted_ms);
+                clock.engine_ms = Some(clock.engine_ms.unwrap_or(0.0) + t.predicted_ms);
                 let per_second = |n: u32, ms: f64| {
                     if ms > 0.0 {
                         f64::from(n) * 1000.0 / ms
@@ -543,15 +664,9 @@ async fn generate(inner: &Inner, reply: &Reply, metrics: &mut ReplyMetrics) -> R
         }
     }
     if end.finish_reason.is_none() {
-        return failed(LmError::Truncated);
+        return Err(failed(LmError::Truncated));
     }
-    if let Some((first, last)) = text_at {
-        end.time_to_first_token_ms = whole_ms((first - asked).as_secs_f64() * 1000.0);
-        if end.generation_ms.is_none() {
-            end.generation_ms = whole_ms((last - first).as_secs_f64() * 1000.0);
-        }
-    }
-    end
+    Ok(calls)
 }
 
 /// Milliseconds as a stored stat: whole, and `None` when not a sensible duration.

@@ -81,6 +81,8 @@ fn turns(history: &[message::Model]) -> Vec<Turn> {
                 role,
                 content: stored.content.clone(),
                 images: Vec::new(),
+                tool_calls: Vec::new(),
+                tool_call_id: None,
             },
         };
         turns.push(Turn {
@@ -117,6 +119,8 @@ pub fn user_message(
         role: "user",
         content,
         images,
+        tool_calls: Vec::new(),
+        tool_call_id: None,
     }
 }
 
@@ -125,6 +129,8 @@ fn system_turn(system_prompt: &str) -> Option<PromptMessage> {
         role: "system",
         images: Vec::new(),
         content: system_prompt.to_owned(),
+        tool_calls: Vec::new(),
+        tool_call_id: None,
     })
 }
 

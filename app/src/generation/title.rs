@@ -89,8 +89,7 @@ fn title_prompt(first_message: &str, first_reply: &str) -> Vec<PromptMessage> {
         PromptMessage {
             role: "system",
             images: Vec::new(),
-            content: "You name conversations. Answer with a title of at most six words for the conversation below: no quotes, no trailing punctuation, nothing else.".into(),
-        },
+            content: "You name conversations. Answer with a title of at most six words for the conversation below: no quotes, no trailing punctuation, nothing else.".into(), tool_calls: Vec::new(), tool_call_id: None },
         PromptMessage {
             role: "user",
             images: Vec::new(),
@@ -98,8 +97,7 @@ fn title_prompt(first_message: &str, first_reply: &str) -> Vec<PromptMessage> {
                 "User: {}\n\nAssistant: {}\n\nTitle:",
                 clip(first_message, 1000),
                 clip(first_reply, 1000)
-            ),
-        },
+            ), tool_calls: Vec::new(), tool_call_id: None },
     ]
 }
 

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     LmError, LmSettings, LmStream, ModelInfo, ModelStatus, PromptMessage, ReplyOptions,
+    ToolDefinition,
     kept::Kept,
     stream::{ItemStream, Source},
     wire::{Origin, map_error, short},
@@ -23,6 +24,9 @@ struct ChatRequest<'a> {
     top_p: f32,
     #[serde(skip_serializing_if = "Option::is_none")]
     seed: Option<u32>,
+    /// Not sent at all when there are none: a server without `--jinja` refuses `tools`.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    tools: &'a [ToolDefinition],
 }
 
 #[derive(Serialize)]
@@ -85,12 +89,13 @@ impl LmClient {
         })
     }
 
-    /// Starts a streamed chat completion. Answers once llama-server sent its response headers
-    /// (which it delays while every slot is busy).
+    /// Starts a streamed chat completion, with the tools the model may call. Answers once
+    /// llama-server sent its response headers (which it delays while every slot is busy).
     pub async fn stream_chat(
         &self,
         messages: &[PromptMessage],
         options: &ReplyOptions,
+        tools: &[ToolDefinition],
     ) -> Result<LmStream, LmError> {
         let model = self.model_name(options.model.as_deref()).await;
         let request = ChatRequest {
@@ -104,6 +109,7 @@ impl LmClient {
             temperature: options.temperature,
             top_p: options.top_p,
             seed: options.seed,
+            tools,
         };
         let inner: ItemStream = self
             .client

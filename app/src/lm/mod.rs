@@ -85,6 +85,42 @@ pub struct PromptMessage {
     /// Images sent with the message, for a model that can see (their bytes are read just
     /// before the prompt is sent).
     pub images: Vec<PromptImage>,
+    /// An assistant turn's calls of tools (the next messages are their results).
+    pub tool_calls: Vec<ToolCall>,
+    /// A tool's result (role `tool`): the call it answers.
+    pub tool_call_id: Option<String>,
+}
+
+/// A tool the model may call, as the OpenAI API describes one: a name, what it does, and its
+/// arguments as a JSON Schema object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolDefinition {
+    pub name: String,
+    pub description: String,
+    pub parameters: serde_json::Value,
+}
+
+impl Serialize for ToolDefinition {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serde_json::json!({
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.parameters,
+            },
+        })
+        .serialize(serializer)
+    }
+}
+
+/// A call of a tool the model asked for: its id (the result names it), the tool, and the
+/// arguments as the model wrote them (JSON, unless the model erred).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
 }
 
 /// An image attached to a prompt's message.
@@ -106,8 +142,25 @@ impl Serialize for PromptMessage {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use base64::Engine as _;
         use serde::ser::SerializeMap;
-        let mut map = serializer.serialize_map(Some(2))?;
+        let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("role", self.role)?;
+        if let Some(id) = &self.tool_call_id {
+            map.serialize_entry("tool_call_id", id)?;
+        }
+        if !self.tool_calls.is_empty() {
+            let calls: Vec<_> = self
+                .tool_calls
+                .iter()
+                .map(|call| {
+                    serde_json::json!({
+                        "id": call.id,
+                        "type": "function",
+                        "function": {"name": call.name, "arguments": call.arguments},
+                    })
+                })
+                .collect();
+            map.serialize_entry("tool_calls", &calls)?;
+        }
         let images: Vec<_> = self
             .images
             .iter()
@@ -181,6 +234,9 @@ pub enum LmEvent {
     ModelLoading(String),
     /// The model is loaded; the reply's prompt is on its way.
     ModelReady,
+    /// The model asked for these tools to be called (each call whole: its arguments
+    /// gathered from their pieces); comes before `Finish("tool_calls")`.
+    ToolCalls(Vec<ToolCall>),
 }
 
 /// What an engine sends a stream: events in order (text not yet split from a `<think>` block),

@@ -8,7 +8,7 @@ use futures::{Stream, StreamExt};
 use super::{
     EngineEvents, LmError, LmEvent,
     think::ThinkSplitter,
-    wire::{Origin, StreamItem, chunk_events, error_from_body, map_error},
+    wire::{Origin, StreamItem, ToolCallParts, chunk_events, error_from_body, map_error},
 };
 
 pub(super) type ItemStream = Pin<Box<dyn Stream<Item = Result<StreamItem, OpenAIError>> + Send>>;
@@ -30,6 +30,8 @@ pub struct LmStream {
     model: String,
     pending: std::collections::VecDeque<LmEvent>,
     think: ThinkSplitter,
+    /// llama-server's calls of tools, gathered from their pieces.
+    calls: ToolCallParts,
 }
 
 /// Longest a possible `<think>` at the start of a reply is held back while the model is silent.
@@ -47,6 +49,7 @@ impl LmStream {
             model,
             pending: Default::default(),
             think: ThinkSplitter::default(),
+            calls: ToolCallParts::default(),
         }
     }
 
@@ -107,7 +110,9 @@ impl LmStream {
                 Some(Ok(StreamItem::Error { error })) => {
                     Err(error_from_body(error, Origin::Stream))
                 }
-                Some(Ok(StreamItem::Chunk(chunk))) => Ok(Some(chunk_events(chunk))),
+                Some(Ok(StreamItem::Chunk(chunk))) => {
+                    Ok(Some(chunk_events(chunk, &mut self.calls)))
+                }
             },
         }
     }

@@ -3,7 +3,7 @@
 use async_openai::error::{OpenAIError, StreamError};
 use serde::Deserialize;
 
-use super::{LmError, LmEvent, Timings, Usage};
+use super::{LmError, LmEvent, Timings, ToolCall, Usage};
 
 /// A streamed item: a chunk, or llama-server's mid-stream `{"error": {...}}`.
 #[derive(Deserialize)]
@@ -33,6 +33,73 @@ struct Delta {
     content: Option<String>,
     /// Thinking models (llama-server's default `--reasoning-format`) stream their reasoning here.
     reasoning_content: Option<String>,
+    /// Calls of tools, in pieces: the first piece of each names it (`id`, `function.name`),
+    /// the rest add to its `function.arguments`; `index` says which call a piece is of.
+    #[serde(default)]
+    tool_calls: Vec<ToolCallPiece>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallPiece {
+    #[serde(default)]
+    index: usize,
+    id: Option<String>,
+    #[serde(default)]
+    function: FunctionPiece,
+}
+
+#[derive(Deserialize, Default)]
+struct FunctionPiece {
+    name: Option<String>,
+    arguments: Option<String>,
+}
+
+/// The calls of tools of a reply so far, gathered from their pieces.
+#[derive(Default)]
+pub(super) struct ToolCallParts {
+    calls: Vec<ToolCall>,
+}
+
+/// More calls than this in one reply are a broken stream, not a model's wish.
+const MAX_CALLS_PER_REPLY: usize = 64;
+
+impl ToolCallParts {
+    fn add(&mut self, piece: ToolCallPiece) {
+        if piece.index >= MAX_CALLS_PER_REPLY {
+            return;
+        }
+        while self.calls.len() <= piece.index {
+            self.calls.push(ToolCall {
+                id: String::new(),
+                name: String::new(),
+                arguments: String::new(),
+            });
+        }
+        let call = &mut self.calls[piece.index];
+        if let Some(id) = piece.id.filter(|id| !id.is_empty()) {
+            call.id = id;
+        }
+        if let Some(name) = piece.function.name {
+            call.name.push_str(&name);
+        }
+        if let Some(arguments) = piece.function.arguments {
+            call.arguments.push_str(&arguments);
+        }
+    }
+
+    /// The calls gathered, each with an id (a server that sent none gets one made up).
+    fn take(&mut self) -> Option<LmEvent> {
+        if self.calls.is_empty() {
+            return None;
+        }
+        let mut calls = std::mem::take(&mut self.calls);
+        for (i, call) in calls.iter_mut().enumerate() {
+            if call.id.is_empty() {
+                call.id = format!("call_{i}");
+            }
+        }
+        Some(LmEvent::ToolCalls(calls))
+    }
 }
 
 #[derive(Deserialize, Debug)]
@@ -45,8 +112,9 @@ pub(super) struct ErrorBody {
     n_ctx: Option<u64>,
 }
 
-/// One llama-server chunk as events, in the order they mean.
-pub(super) fn chunk_events(chunk: Chunk) -> Vec<LmEvent> {
+/// One llama-server chunk as events, in the order they mean; pieces of tool calls are
+/// gathered in `calls` and come out whole before the finish.
+pub(super) fn chunk_events(chunk: Chunk, calls: &mut ToolCallParts) -> Vec<LmEvent> {
     let mut events = Vec::new();
     for choice in chunk.choices {
         if let Some(text) = choice.delta.reasoning_content.filter(|t| !t.is_empty()) {
@@ -55,7 +123,11 @@ pub(super) fn chunk_events(chunk: Chunk) -> Vec<LmEvent> {
         if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
             events.push(LmEvent::Text(text));
         }
+        for piece in choice.delta.tool_calls {
+            calls.add(piece);
+        }
         if let Some(reason) = choice.finish_reason {
+            events.extend(calls.take());
             events.push(LmEvent::Finish(reason));
         }
     }
@@ -166,6 +238,70 @@ pub(super) fn short(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The events of a recorded llama-server stream (testkit/fixtures/llama-server-tools/).
+    fn replay(recording: &str) -> Vec<LmEvent> {
+        let mut calls = ToolCallParts::default();
+        recording
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter(|l| *l != "[DONE]")
+            .flat_map(|l| match serde_json::from_str::<StreamItem>(l) {
+                Ok(StreamItem::Chunk(chunk)) => chunk_events(chunk, &mut calls),
+                _ => panic!("a chunk: {l}"),
+            })
+            .filter(|e| !matches!(e, LmEvent::Usage(_) | LmEvent::Timings(_)))
+            .collect()
+    }
+
+    #[test]
+    fn llama_servers_recorded_calls_of_tools_come_out_whole_before_the_finish() {
+        let events = replay(include_str!(
+            "../../../testkit/fixtures/llama-server-tools/tool-call.sse"
+        ));
+        let [LmEvent::ToolCalls(calls), LmEvent::Finish(reason)] = events.as_slice() else {
+            panic!("{events:?}");
+        };
+        assert_eq!(reason, "tool_calls");
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].name, "get_weather");
+        assert_eq!(calls[0].id.len(), 32, "llama-server's own id: {calls:?}");
+        let arguments: serde_json::Value =
+            serde_json::from_str(&calls[0].arguments).expect("JSON arguments");
+        assert_eq!(arguments, serde_json::json!({"city": "Paris"}));
+
+        let events = replay(include_str!(
+            "../../../testkit/fixtures/llama-server-tools/parallel-tool-calls.sse"
+        ));
+        let [LmEvent::ToolCalls(calls), LmEvent::Finish(_)] = events.as_slice() else {
+            panic!("{events:?}");
+        };
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        assert_ne!(calls[0].id, calls[1].id);
+        for call in calls {
+            serde_json::from_str::<serde_json::Value>(&call.arguments).expect("JSON arguments");
+        }
+    }
+
+    #[test]
+    fn text_before_a_call_streams_as_text() {
+        let events = replay(include_str!(
+            "../../../testkit/fixtures/llama-server-tools/text-then-tool-call.sse"
+        ));
+        let text: String = events
+            .iter()
+            .filter_map(|e| match e {
+                LmEvent::Text(t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert!(text.starts_with("Let's check the weather"), "{text:?}");
+        assert!(!text.contains("<tool_call>"), "{text:?}");
+        assert!(matches!(
+            events[events.len() - 2..],
+            [LmEvent::ToolCalls(_), LmEvent::Finish(_)]
+        ));
+    }
 
     #[test]
     fn a_stream_that_breaks_off_is_a_lost_connection_not_a_format_error() {

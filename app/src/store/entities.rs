@@ -158,6 +158,10 @@ pub mod message {
         /// before it; `None` for a chat's first. Messages with the same parent are versions of
         /// one another (`store::versions`).
         pub parent_id: Option<Uuid>,
+        /// A reply's calls of tools in order, with their results, as JSON
+        /// (`domain::ToolStep`s). `None`: it called none.
+        #[sea_orm(column_type = "Text", nullable)]
+        pub tool_calls: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -192,6 +196,11 @@ pub mod message {
                 self.time_to_first_token_ms,
                 self.generation_ms,
             )
+        }
+
+        /// The reply's calls of tools, in order (none when it made none).
+        pub fn tool_steps(&self) -> Vec<crate::domain::ToolStep> {
+            crate::domain::ToolStep::parse_all(self.tool_calls.as_deref())
         }
 
         /// The files sent with this message (none when it has none, or its column is unreadable).

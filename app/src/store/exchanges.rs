@@ -53,6 +53,8 @@ pub struct ReplyEnd {
     pub time_to_first_token_ms: Option<i32>,
     /// From the model's first token to its last.
     pub generation_ms: Option<i32>,
+    /// The reply's calls of tools, in order.
+    pub tool_steps: Vec<crate::domain::ToolStep>,
 }
 
 impl ReplyEnd {
@@ -67,6 +69,7 @@ impl ReplyEnd {
             model: None,
             time_to_first_token_ms: None,
             generation_ms: None,
+            tool_steps: Vec::new(),
         }
     }
 }
@@ -381,12 +384,17 @@ impl Store {
         message_id: Uuid,
         content: &str,
         reasoning: &str,
+        steps: &[crate::domain::ToolStep],
     ) -> Result<(), DbErr> {
         message::Entity::update_many()
             .col_expr(message::Column::Content, Expr::value(content.to_owned()))
             .col_expr(
                 message::Column::Reasoning,
                 Expr::value(non_empty(reasoning)),
+            )
+            .col_expr(
+                message::Column::ToolCalls,
+                Expr::value(crate::domain::ToolStep::column(steps)),
             )
             .col_expr(message::Column::LeaseExpiresAt, self.lease_until())
             .col_expr(message::Column::UpdatedAt, Expr::value(Utc::now()))
@@ -416,6 +424,10 @@ impl Store {
             )
             .col_expr(message::Column::Status, Expr::value(end.status))
             .col_expr(message::Column::Error, Expr::value(end.error.clone()))
+            .col_expr(
+                message::Column::ToolCalls,
+                Expr::value(crate::domain::ToolStep::column(&end.tool_steps)),
+            )
             .col_expr(
                 message::Column::FinishReason,
                 Expr::value(end.finish_reason.clone()),

@@ -259,6 +259,7 @@ pub(crate) fn test_message() -> message::Model {
         attachments: None,
         attachment_text: None,
         parent_id: None,
+        tool_calls: None,
     }
 }
 
@@ -295,6 +296,7 @@ fn new_message(
         attachments: Set(None),
         attachment_text: Set(None),
         parent_id: Set(None),
+        tool_calls: Set(None),
     }
 }
 

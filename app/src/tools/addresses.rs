@@ -98,6 +98,30 @@ pub fn check_url(url: &Url, allow_private: bool) -> Result<(), String> {
     }
 }
 
+/// What fetches may reach: public addresses, and private ones only when the operator allows
+/// them (`FETCH_ALLOW_PRIVATE`). `exempt` names single addresses reachable although private:
+/// the tests' stand-in for a public server, so that a redirect from it can be refused.
+#[derive(Clone, Debug, Default)]
+pub struct FetchPolicy {
+    pub allow_private: bool,
+    pub exempt: Vec<IpAddr>,
+}
+
+impl FetchPolicy {
+    fn allows(&self, ip: IpAddr) -> bool {
+        self.allow_private || is_public(ip) || self.exempt.contains(&ip)
+    }
+
+    /// Why `url` may not be fetched, if it may not ([`check_url`], with the exemptions).
+    pub fn check(&self, url: &Url) -> Result<(), String> {
+        match url.host() {
+            Some(Host::Ipv4(v4)) if self.exempt.contains(&IpAddr::V4(v4)) => check_url(url, true),
+            Some(Host::Ipv6(v6)) if self.exempt.contains(&IpAddr::V6(v6)) => check_url(url, true),
+            _ => check_url(url, self.allow_private),
+        }
+    }
+}
+
 fn refusal(ip: IpAddr) -> String {
     format!(
         "{ip} is an address of this machine or a private network, which fetches may not reach (FETCH_ALLOW_PRIVATE)"
@@ -106,14 +130,14 @@ fn refusal(ip: IpAddr) -> String {
 
 /// reqwest's resolver for fetches: the system's resolution, keeping only public addresses (all
 /// when `allow_private`); a name with none left is an error naming it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct PublicOnly {
-    pub allow_private: bool,
+    pub policy: FetchPolicy,
 }
 
 impl reqwest::dns::Resolve for PublicOnly {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let allow_private = self.allow_private;
+        let policy = self.policy.clone();
         let host = name.as_str().to_owned();
         Box::pin(async move {
             let resolved: Vec<SocketAddr> =
@@ -121,7 +145,7 @@ impl reqwest::dns::Resolve for PublicOnly {
             let kept: Vec<SocketAddr> = resolved
                 .iter()
                 .copied()
-                .filter(|a| allow_private || is_public(a.ip()))
+                .filter(|a| policy.allows(a.ip()))
                 .collect();
             if kept.is_empty() {
                 let why = match resolved.first() {
@@ -135,13 +159,13 @@ impl reqwest::dns::Resolve for PublicOnly {
     }
 }
 
-/// Follows at most `max` redirects, each target checked by [`check_url`].
-pub fn redirect_policy(max: usize, allow_private: bool) -> reqwest::redirect::Policy {
+/// Follows at most `max` redirects, each target checked by [`FetchPolicy::check`].
+pub fn redirect_policy(max: usize, policy: FetchPolicy) -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(move |attempt| {
         if attempt.previous().len() >= max {
             return attempt.error(format!("more than {max} redirects"));
         }
-        match check_url(attempt.url(), allow_private) {
+        match policy.check(attempt.url()) {
             Ok(()) => attempt.follow(),
             Err(why) => attempt.error(why),
         }
@@ -244,9 +268,15 @@ mod tests {
             }
         });
         let client = |allow_private: bool| {
+            let policy = FetchPolicy {
+                allow_private,
+                exempt: Vec::new(),
+            };
             reqwest::Client::builder()
-                .dns_resolver(PublicOnly { allow_private })
-                .redirect(redirect_policy(3, allow_private))
+                .dns_resolver(PublicOnly {
+                    policy: policy.clone(),
+                })
+                .redirect(redirect_policy(3, policy))
                 .build()
                 .expect("a client")
         };

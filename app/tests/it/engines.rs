@@ -371,6 +371,8 @@ mod embedded {
             role: "user",
             images: Vec::new(),
             content: text.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
         }
     }
 
@@ -390,7 +392,7 @@ mod embedded {
         options: ReplyOptions,
     ) -> Finished {
         let mut stream = engine
-            .stream_chat(&prompt, &options)
+            .stream_chat(&prompt, &options, &[])
             .await
             .expect("a stream");
         let mut done = Finished {
@@ -414,7 +416,10 @@ mod embedded {
                 LmEvent::Finish(reason) => done.finish = Some(reason),
                 LmEvent::Usage(usage) => done.completion_tokens = usage.completion_tokens,
                 LmEvent::Timings(t) => done.timings = Some(t),
-                LmEvent::Reasoning(_) | LmEvent::ModelLoading(_) | LmEvent::ModelReady => {}
+                LmEvent::Reasoning(_)
+                | LmEvent::ModelLoading(_)
+                | LmEvent::ModelReady
+                | LmEvent::ToolCalls(_) => {}
             }
         }
         done.ended_at = Instant::now();
@@ -534,7 +539,7 @@ mod embedded {
         // Meanwhile a fourth waits for a sequence; it gets one when a stream is dropped.
         let dropped = async {
             let mut stream = engine
-                .stream_chat(&[user("short-lived")], &long)
+                .stream_chat(&[user("short-lived")], &long, &[])
                 .await
                 .unwrap();
             stream.next().await.unwrap();
@@ -566,7 +571,7 @@ mod embedded {
     async fn stop_frees_a_busy_sequence_for_a_waiting_reply() {
         let engine = own_engine(TINY, 1).await;
         let mut busy = engine
-            .stream_chat(&[user("busy")], &options(100_000, 1.0))
+            .stream_chat(&[user("busy")], &options(100_000, 1.0), &[])
             .await
             .unwrap();
         busy.next().await.unwrap();
@@ -600,6 +605,8 @@ mod embedded {
                         role: "assistant",
                         images: Vec::new(),
                         content: format!("The number {i} is fine, and so are its neighbours."),
+                        tool_calls: Vec::new(),
+                        tool_call_id: None,
                     },
                 ]
             })
@@ -613,6 +620,8 @@ mod embedded {
             role: "assistant",
             images: Vec::new(),
             content: first.text.clone(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
         });
         follow_up.push(user("One more, please."));
         let second = generate(&engine, follow_up, options(4, 1.0)).await;
@@ -643,6 +652,8 @@ mod embedded {
                 role: "system",
                 images: Vec::new(),
                 content: "You are a helpful assistant.".into(),
+                tool_calls: Vec::new(),
+                tool_call_id: None,
             },
             user("What is the capital of France?"),
         ];

@@ -587,7 +587,7 @@ async fn replies_left_streaming_by_a_dead_process_become_interrupted_with_their_
         panic!("exchange");
     };
     app.store
-        .checkpoint(&session, reply.id, "partial answer", "")
+        .checkpoint(&session, reply.id, "partial answer", "", &[])
         .await
         .unwrap();
     let client = app.client.clone();

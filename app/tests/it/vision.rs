@@ -87,6 +87,8 @@ fn message(role: &'static str, text: &str, images: &[&[u8]]) -> PromptMessage {
                 data: Some(bytes.to_vec().into()),
             })
             .collect(),
+        tool_calls: Vec::new(),
+        tool_call_id: None,
     }
 }
 
@@ -106,7 +108,7 @@ async fn reply(
     prompt: &[PromptMessage],
     model: Option<&str>,
 ) -> Result<(String, Timings), LmError> {
-    let mut stream = engine.stream_chat(prompt, &options(model)).await?;
+    let mut stream = engine.stream_chat(prompt, &options(model), &[]).await?;
     let (mut text, mut timings) = (String::new(), None);
     while let Some(event) = tokio::time::timeout(Duration::from_secs(60), stream.next())
         .await
