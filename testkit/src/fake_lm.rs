@@ -344,7 +344,11 @@ async fn chat(State(shared): State<Shared>, Json(request): Json<Value>) -> Respo
         tokio::spawn(send_stream(shared.clone(), knobs, Some(title), tx));
         return Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)).into_response();
     }
-    let round = tool_round(&request);
+    // A model offered no tools calls none.
+    let round = match request["tools"].is_array() {
+        true => tool_round(&request),
+        false => usize::MAX,
+    };
     {
         let mut log = shared.log.lock().unwrap();
         log.request_count += 1;

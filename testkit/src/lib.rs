@@ -8,7 +8,7 @@ pub mod hostile;
 pub mod mmproj;
 
 pub use app_process::AppProcess;
-pub use fake_lm::{FakeLm, Knobs};
+pub use fake_lm::{FakeCall, FakeLm, Knobs};
 
 /// The shared folder of fixtures and models: `SHARED_DIR` when set, else the `shared` beside
 /// the checkout, found from the current directory up (a test runs in its package's folder, a

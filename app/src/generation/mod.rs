@@ -495,7 +495,8 @@ async fn generate(inner: &Inner, reply: &Reply, metrics: &mut ReplyMetrics) -> R
             Ok(calls) => calls,
             Err(failed) => return failed,
         };
-        if calls.is_empty() {
+        // Calls of tools that were not offered are not made (a model may still write them).
+        if calls.is_empty() || tools.is_empty() {
             break;
         }
         rounds += 1;

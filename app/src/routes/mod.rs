@@ -6,6 +6,7 @@ mod api;
 mod health;
 mod pages;
 mod security;
+mod steps;
 mod stream;
 mod views;
 

@@ -1,8 +1,9 @@
 //! A reply's events as server-sent events (ARCHITECTURE.md "The stream contract"): the use-case
 //! stream (`crate::stream`) encoded as HTML fragments for the
-//! pages (`html` and `reasoning`: rendered markdown, block by block; `status`, `error`, `done`)
-//! or JSON for the API (`delta`,
-//! `reasoning`, `status`, `error`, `done` with the message as `GET .../messages` returns it).
+//! pages (`html` and `reasoning`: rendered markdown, block by block; `tool_call` and
+//! `tool_result`: the reply's steps, the whole list each time; `status`, `error`, `done`)
+//! or JSON for the API (`delta`, `reasoning`, `tool_call` and `tool_result` (the step),
+//! `status`, `error`, `done` with the message as `GET .../messages` returns it).
 use std::{convert::Infallible, time::Duration};
 
 use axum::{
@@ -18,10 +19,12 @@ use uuid::Uuid;
 
 use super::{
     api::MessageJson,
+    steps::ToolStepView,
     views::{MessageView, VersionsView, render_replies_ahead},
 };
 use crate::{
     AppState,
+    domain::ToolStep,
     error::AppResult,
     render::{LiveHtml, escape_html},
     session::Session,
@@ -127,6 +130,8 @@ struct PageStream {
     reasoning: String,
     answer_html: LiveHtml,
     reasoning_html: LiveHtml,
+    /// The reply's steps so far, as the page shows them.
+    steps: Vec<ToolStep>,
     /// The page's `Last-Event-ID`: nothing is sent until the text is at least there, so the
     /// page's text never goes back (a replica reading the row may be behind the page).
     shown_from: Option<Offsets>,
@@ -152,6 +157,28 @@ impl PageStream {
                 }
                 let both = !self.answer_html.started() || !self.reasoning_html.started();
                 self.render(state, offsets, kind, both, false).await
+            }
+            ReplyEvent::Step { step, offsets } => {
+                let name = step_event_name(&step);
+                match self.steps.iter_mut().find(|s| s.id == step.id) {
+                    Some(known) => *known = step,
+                    None => self.steps.push(step),
+                }
+                #[derive(Serialize)]
+                struct Steps {
+                    steps: Vec<ToolStepView>,
+                }
+                let list = Steps {
+                    steps: ToolStepView::all(&self.steps),
+                };
+                let events = match super::render(state, "fragments/tool_steps.html", list) {
+                    Ok(html) => vec![Event::default().id(offsets.id()).event(name).data(html.0)],
+                    Err(e) => {
+                        tracing::error!("rendering a reply's steps: {e}");
+                        Vec::new()
+                    }
+                };
+                (self, events)
             }
             ReplyEvent::Done {
                 reply,
@@ -255,6 +282,29 @@ fn encode(state: &AppState, encoding: Encoding, event: ReplyEvent) -> Vec<Event>
                     .data(text_data(encoding, &text)),
             ]
         }
+        ReplyEvent::Step { step, offsets } => {
+            let data = match step.result {
+                None => serde_json::json!({
+                    "id": step.id,
+                    "name": step.name,
+                    "arguments": step.arguments,
+                }),
+                Some(_) => serde_json::json!({
+                    "id": step.id,
+                    "name": step.name,
+                    "result": step.result,
+                    "is_error": step.is_error,
+                    "duration_ms": step.duration_ms,
+                }),
+            };
+            // A page's steps are rendered by `PageStream`; these are the API's.
+            vec![
+                Event::default()
+                    .id(offsets.id())
+                    .event(step_event_name(&step))
+                    .data(data.to_string()),
+            ]
+        }
         ReplyEvent::Waiting(waiting) => {
             let text = match waiting {
                 Waiting::OtherReplies => {
@@ -300,6 +350,14 @@ fn encode(state: &AppState, encoding: Encoding, event: ReplyEvent) -> Vec<Event>
             events.push(Event::default().event("done").id(end.id()).data(data));
             events
         }
+    }
+}
+
+/// A step's event: its call, or its result.
+fn step_event_name(step: &ToolStep) -> &'static str {
+    match step.result {
+        None => "tool_call",
+        Some(_) => "tool_result",
     }
 }
 

@@ -91,6 +91,8 @@ pub struct MessageView {
     pub refresh_context: bool,
     /// The files sent with a user message, as download chips.
     pub attachments: Vec<AttachmentView>,
+    /// A reply's calls of tools, in order.
+    pub steps: Vec<super::steps::ToolStepView>,
 }
 
 /// A message's versions as its `‹ 2/3 ›` shows them: this one's number, how many, and the
@@ -173,6 +175,7 @@ impl MessageView {
             seq: message.seq,
             context_boundary_before: false,
             refresh_context: false,
+            steps: super::steps::ToolStepView::all(&message.tool_steps()),
             attachments: message
                 .attachment_refs()
                 .iter()

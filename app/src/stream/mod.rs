@@ -17,6 +17,7 @@ use uuid::Uuid;
 use self::remote::{LiveFollow, merge_row, resume_past_row};
 use crate::{
     AppState,
+    domain::ToolStep,
     error::{AppError, AppResult},
     generation::{Phase, Reply, ReplyState},
     session::{Session, SessionId},
@@ -26,48 +27,59 @@ use crate::{
 /// How often a reply written by another replica is read again.
 const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Where a stream is: bytes of the answer and of the reasoning sent so far. As an event id:
-/// the answer's offset alone while there is no reasoning (`"120"`), else both (`"120:48"`).
+/// Where a stream is: bytes of the answer and of the reasoning sent so far, and events of
+/// the reply's steps (calls of tools: two each, the call and its result). As an event id: the
+/// answer's offset alone while there is nothing else (`"120"`), else all
+/// (`"120:48"`, `"120:0:3"`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Offsets {
     pub text: usize,
     pub reasoning: usize,
+    pub steps: usize,
 }
 
 impl Offsets {
     /// An event id, as `Last-Event-ID` sends it back.
     pub fn parse(id: &str) -> Option<Self> {
-        let id = id.trim();
-        let (text, reasoning) = id.split_once(':').unwrap_or((id, "0"));
-        Some(Self {
-            text: text.parse().ok()?,
-            reasoning: reasoning.parse().ok()?,
-        })
+        let mut parts = id.trim().split(':');
+        let mut next = || parts.next().map_or(Some(0), |p| p.parse().ok());
+        let offsets = Self {
+            text: next()?,
+            reasoning: next()?,
+            steps: next()?,
+        };
+        parts.next().is_none().then_some(offsets)
     }
 
     pub fn id(self) -> String {
-        match self.reasoning {
-            0 => self.text.to_string(),
-            r => format!("{}:{r}", self.text),
+        match (self.reasoning, self.steps) {
+            (0, 0) => self.text.to_string(),
+            (r, 0) => format!("{}:{r}", self.text),
+            (r, s) => format!("{}:{r}:{s}", self.text),
         }
     }
 
-    /// A valid resume point for these texts: within them and on character boundaries;
-    /// anything else replays all.
-    fn resume(text: &str, reasoning: &str, requested: Option<Self>) -> Self {
+    /// A valid resume point for these texts and steps: within them and on character
+    /// boundaries; anything else replays all.
+    fn resume(text: &str, reasoning: &str, steps: &[ToolStep], requested: Option<Self>) -> Self {
         match requested {
-            Some(o) if text.is_char_boundary(o.text) && reasoning.is_char_boundary(o.reasoning) => {
+            Some(o)
+                if text.is_char_boundary(o.text)
+                    && reasoning.is_char_boundary(o.reasoning)
+                    && o.steps <= step_events(steps) =>
+            {
                 o
             }
             _ => Self::default(),
         }
     }
 
-    /// The end of a stored reply's texts.
+    /// The end of a stored reply's texts and steps.
     pub fn end_of(message: &message::Model) -> Self {
         Self {
             text: message.content.len(),
             reasoning: message.reasoning.as_deref().map_or(0, str::len),
+            steps: step_events(&message.tool_steps()),
         }
     }
 }
@@ -90,9 +102,20 @@ pub enum Waiting {
     ModelLoading(String),
 }
 
+/// The events steps make: a call, then its result once there is one.
+fn step_events(steps: &[ToolStep]) -> usize {
+    steps
+        .iter()
+        .map(|s| 1 + usize::from(s.result.is_some()))
+        .sum()
+}
+
 /// What a stream tells its client.
 #[derive(Debug)]
 pub enum ReplyEvent {
+    /// A call of a tool began (`step.result` is `None`), or ended (it is there). `offsets`:
+    /// where the stream is after it (the event's id).
+    Step { step: ToolStep, offsets: Offsets },
     /// More text; `offsets` is where the stream is after it (the event's id).
     Piece {
         kind: PieceKind,
@@ -234,23 +257,24 @@ impl Source {
         match self {
             Source::Live { updates, .. } => {
                 let now = updates.borrow();
-                Offsets::resume(&now.text, &now.reasoning, requested)
+                Offsets::resume(&now.text, &now.reasoning, &now.steps, requested)
             }
             Source::Stored { message, .. } => Offsets::resume(
                 &message.content,
                 message.reasoning.as_deref().unwrap_or_default(),
+                &message.tool_steps(),
                 requested,
             ),
         }
     }
 
-    /// The text past `offsets` (reasoning first; `offsets` moves past it), and where the
-    /// reply is.
-    fn read(&mut self, offsets: &mut Offsets) -> (Option<(PieceKind, String)>, Progress) {
+    /// What is past `offsets` (reasoning first, then text and steps in the order they came;
+    /// `offsets` moves past it), and where the reply is.
+    fn read(&mut self, offsets: &mut Offsets) -> (Option<Next>, Progress) {
         match self {
             Source::Live { updates, .. } => {
                 let now = updates.borrow_and_update();
-                let piece = next_piece(offsets, &now.text, &now.reasoning);
+                let piece = next_piece(offsets, &now.text, &now.reasoning, &now.steps);
                 let progress = match &now.phase {
                     Phase::Queued => Progress::Running {
                         waiting: Some(Waiting::OtherReplies),
@@ -270,7 +294,8 @@ impl Source {
             }
             Source::Stored { message, .. } => {
                 let reasoning = message.reasoning.as_deref().unwrap_or_default();
-                let piece = next_piece(offsets, &message.content, reasoning);
+                let steps = message.tool_steps();
+                let piece = next_piece(offsets, &message.content, reasoning, &steps);
                 let progress = match message.status {
                     // Whether another replica's reply waits for its model is not known here.
                     Status::Streaming => Progress::Running { waiting: None },
@@ -285,15 +310,49 @@ impl Source {
     }
 }
 
-/// The next text past `offsets`: reasoning first (it comes first), then the answer.
-fn next_piece(offsets: &mut Offsets, text: &str, reasoning: &str) -> Option<(PieceKind, String)> {
+/// What comes next past `offsets`.
+#[derive(Debug, PartialEq)]
+enum Next {
+    Piece(PieceKind, String),
+    Step(ToolStep),
+}
+
+/// The next thing past `offsets`: reasoning first (it comes first), then the answer up to
+/// the next step, the step's call, its result once it has one, the answer after it, ….
+fn next_piece(
+    offsets: &mut Offsets,
+    text: &str,
+    reasoning: &str,
+    steps: &[ToolStep],
+) -> Option<Next> {
     if let Some(piece) = reasoning.get(offsets.reasoning..).filter(|p| !p.is_empty()) {
         offsets.reasoning += piece.len();
-        return Some((PieceKind::Reasoning, piece.to_owned()));
+        return Some(Next::Piece(PieceKind::Reasoning, piece.to_owned()));
     }
-    let piece = text.get(offsets.text..).filter(|p| !p.is_empty())?;
-    offsets.text += piece.len();
-    Some((PieceKind::Text, piece.to_owned()))
+    let step = steps.get(offsets.steps / 2);
+    // Text written before the step goes out before it; a step's `at` is a boundary of the text.
+    let until = step.map_or(text.len(), |s| s.at.min(text.len()));
+    if let Some(piece) = text.get(offsets.text..until).filter(|p| !p.is_empty()) {
+        offsets.text += piece.len();
+        return Some(Next::Piece(PieceKind::Text, piece.to_owned()));
+    }
+    let step = step?;
+    let call_sent = offsets.steps % 2 == 1;
+    if call_sent && step.result.is_none() {
+        // Running: nothing comes after it yet.
+        return None;
+    }
+    offsets.steps += 1;
+    Some(Next::Step(match call_sent {
+        true => step.clone(),
+        // The call alone first, even when its result is known already.
+        false => ToolStep {
+            result: None,
+            is_error: false,
+            duration_ms: None,
+            ..step.clone()
+        },
+    }))
 }
 
 /// The one loop of every stream.
@@ -320,16 +379,20 @@ impl Follow {
             if let Some(at) = self.last_piece_at {
                 tokio::time::sleep_until(at + self.piece_interval).await;
             }
-            let (piece, progress) = self.source.read(&mut self.offsets);
-            if let Some((kind, text)) = piece {
-                self.last_piece_at = Some(tokio::time::Instant::now());
-                let offsets = self.offsets;
-                let event = ReplyEvent::Piece {
-                    kind,
-                    text,
-                    offsets,
-                };
-                return Some((event, self));
+            let (next, progress) = self.source.read(&mut self.offsets);
+            let offsets = self.offsets;
+            match next {
+                Some(Next::Piece(kind, text)) => {
+                    self.last_piece_at = Some(tokio::time::Instant::now());
+                    let event = ReplyEvent::Piece {
+                        kind,
+                        text,
+                        offsets,
+                    };
+                    return Some((event, self));
+                }
+                Some(Next::Step(step)) => return Some((ReplyEvent::Step { step, offsets }, self)),
+                None => {}
             }
             match progress {
                 Progress::Running {
@@ -466,43 +529,112 @@ mod tests {
     fn offsets_round_trip_as_event_ids() {
         let plain = Offsets {
             text: 120,
-            reasoning: 0,
+            ..Offsets::default()
         };
         assert_eq!(plain.id(), "120");
         assert_eq!(Offsets::parse("120"), Some(plain));
         let both = Offsets {
             text: 120,
             reasoning: 48,
+            steps: 0,
         };
         assert_eq!(both.id(), "120:48");
         assert_eq!(Offsets::parse(" 120:48 "), Some(both));
+        let with_steps = Offsets {
+            text: 120,
+            reasoning: 0,
+            steps: 3,
+        };
+        assert_eq!(with_steps.id(), "120:0:3");
+        assert_eq!(Offsets::parse("120:0:3"), Some(with_steps));
         assert_eq!(Offsets::parse("x"), None);
         assert_eq!(Offsets::parse("1:y"), None);
+        assert_eq!(Offsets::parse("1:2:3:4"), None);
     }
 
     #[test]
     fn resuming_mid_character_or_past_the_end_replays_all() {
-        let requested = |text| Some(Offsets { text, reasoning: 0 });
-        assert_eq!(Offsets::resume("héllo", "", requested(1)).text, 1);
+        let requested = |text| {
+            Some(Offsets {
+                text,
+                ..Offsets::default()
+            })
+        };
+        assert_eq!(Offsets::resume("héllo", "", &[], requested(1)).text, 1);
         assert_eq!(
-            Offsets::resume("héllo", "", requested(2)),
+            Offsets::resume("héllo", "", &[], requested(2)),
             Offsets::default()
         );
-        assert_eq!(Offsets::resume("hi", "", requested(9)), Offsets::default());
+        assert_eq!(
+            Offsets::resume("hi", "", &[], requested(9)),
+            Offsets::default()
+        );
+        let past_the_steps = Some(Offsets {
+            steps: 1,
+            ..Offsets::default()
+        });
+        assert_eq!(
+            Offsets::resume("hi", "", &[], past_the_steps),
+            Offsets::default()
+        );
     }
 
     #[test]
     fn reasoning_goes_out_before_the_answer() {
         let mut offsets = Offsets::default();
         assert_eq!(
-            next_piece(&mut offsets, "answer", "thought"),
-            Some((PieceKind::Reasoning, "thought".into()))
+            next_piece(&mut offsets, "answer", "thought", &[]),
+            Some(Next::Piece(PieceKind::Reasoning, "thought".into()))
         );
         assert_eq!(
-            next_piece(&mut offsets, "answer", "thought"),
-            Some((PieceKind::Text, "answer".into()))
+            next_piece(&mut offsets, "answer", "thought", &[]),
+            Some(Next::Piece(PieceKind::Text, "answer".into()))
         );
-        assert_eq!(next_piece(&mut offsets, "answer", "thought"), None);
+        assert_eq!(next_piece(&mut offsets, "answer", "thought", &[]), None);
         assert_eq!(offsets.id(), "6:7");
+    }
+
+    #[test]
+    fn steps_go_out_where_they_were_made_and_a_running_one_holds_what_follows() {
+        let step = |result: Option<&str>| ToolStep {
+            id: "c1".into(),
+            name: "fetch_url".into(),
+            arguments: "{}".into(),
+            at: 6,
+            result: result.map(str::to_owned),
+            is_error: false,
+            duration_ms: result.map(|_| 5),
+        };
+        let mut offsets = Offsets::default();
+        let running = [step(None)];
+        let text = "Let me";
+        assert_eq!(
+            next_piece(&mut offsets, text, "", &running),
+            Some(Next::Piece(PieceKind::Text, "Let me".into()))
+        );
+        assert_eq!(
+            next_piece(&mut offsets, text, "", &running),
+            Some(Next::Step(step(None)))
+        );
+        assert_eq!(next_piece(&mut offsets, text, "", &running), None);
+        // The result came, and text after it.
+        let done = [step(Some("page text"))];
+        let text = "Let me look. Found it.";
+        assert_eq!(
+            next_piece(&mut offsets, text, "", &done),
+            Some(Next::Step(step(Some("page text"))))
+        );
+        assert_eq!(
+            next_piece(&mut offsets, text, "", &done),
+            Some(Next::Piece(PieceKind::Text, " look. Found it.".into()))
+        );
+        assert_eq!(offsets.id(), "22:0:2");
+        // A reader from the start of a finished reply gets the call before its result.
+        let mut fresh = Offsets::default();
+        next_piece(&mut fresh, text, "", &done);
+        assert_eq!(
+            next_piece(&mut fresh, text, "", &done),
+            Some(Next::Step(step(None)))
+        );
     }
 }

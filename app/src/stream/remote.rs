@@ -168,7 +168,10 @@ mod tests {
             status: Status::Streaming,
             ..crate::store::test_message()
         };
-        let at = |text| Offsets { text, reasoning: 0 };
+        let at = |text| Offsets {
+            text,
+            ..Offsets::default()
+        };
         // A reader a little past the row: taken as it is, the row lengthened to it.
         let mut message = row.clone();
         assert!(resume_past_row(&mut message, at(40)));

@@ -28,5 +28,6 @@ mod security;
 mod shares;
 mod streaming;
 mod temporary_chats;
+mod tools;
 mod versions;
 mod vision;

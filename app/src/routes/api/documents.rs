@@ -218,6 +218,10 @@ pub struct MessageJson {
     pub created_at: DateTime<Utc>,
     /// The files sent with a user message.
     pub attachments: Vec<AttachmentJson>,
+    /// A reply's calls of tools, in order: each with its arguments and (once it ended) its
+    /// result, whether that is an error, and how long it took. `at` is where in `content` the
+    /// call was made (bytes).
+    pub tool_calls: Vec<crate::domain::ToolStep>,
 }
 
 impl From<message::Model> for MessageJson {
@@ -235,6 +239,7 @@ impl From<message::Model> for MessageJson {
             .collect();
         MessageJson {
             attachments,
+            tool_calls: m.tool_steps(),
             stats: m.stats(),
             id: m.id,
             chat_id: m.chat_id,

@@ -2,6 +2,7 @@
 //! by default; PostgreSQL when `TEST_DATABASE_URL` names a server to create databases on). The
 //! fake llama-server and the app-process runner are the `testkit` crate's (shared with bench).
 #[cfg(feature = "embedded")]
+pub mod api;
 pub mod hub;
 pub mod nginx;
 pub mod proxy;
