@@ -173,3 +173,117 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        net::{IpAddr, Ipv4Addr},
+        sync::{
+            Arc,
+            atomic::{AtomicUsize, Ordering},
+        },
+    };
+
+    use axum::{Router, response::Redirect, routing::get};
+
+    use super::*;
+
+    /// Serves `app` on `ip`, counting requests.
+    async fn serve(ip: Ipv4Addr, app: Router) -> (u16, Arc<AtomicUsize>) {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counted = hits.clone();
+        let app = app.layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let counted = counted.clone();
+                async move {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    next.run(request).await
+                }
+            },
+        ));
+        let listener = tokio::net::TcpListener::bind((ip, 0))
+            .await
+            .expect("a port");
+        let port = listener.local_addr().expect("an address").port();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (port, hits)
+    }
+
+    #[tokio::test]
+    async fn a_redirect_from_a_public_page_to_this_machine_is_refused_however_written() {
+        // 127.0.0.1 stands in for a public server; 127.0.0.2 is this machine's, and refused.
+        let (inside, inside_hits) = serve(
+            Ipv4Addr::new(127, 0, 0, 2),
+            Router::new().route("/secret", get(|| async { "the router's admin page" })),
+        )
+        .await;
+        let targets = [
+            format!("http://127.0.0.2:{inside}/secret"),
+            format!("http://2130706434:{inside}/secret"),
+            format!("http://[::ffff:127.0.0.2]:{inside}/secret"),
+            format!("http://0x7f000002:{inside}/secret"),
+        ];
+        let redirects = targets.clone();
+        let (outside, _) = serve(
+            Ipv4Addr::LOCALHOST,
+            Router::new()
+                .route(
+                    "/go/{n}",
+                    get(move |axum::extract::Path(n): axum::extract::Path<usize>| {
+                        let target = redirects[n].clone();
+                        async move { Redirect::temporary(&target) }
+                    }),
+                )
+                .route(
+                    "/page",
+                    get(|| async {
+                        axum::response::Html("<h1>Hello</h1><p>A <b>bold</b> claim.</p>")
+                    }),
+                ),
+        )
+        .await;
+        let fetcher = Fetcher::new(FetchPolicy {
+            allow_private: false,
+            exempt: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        })
+        .expect("a fetcher");
+        let call = |url: String| {
+            let mut arguments = Map::new();
+            arguments.insert("url".into(), url.into());
+            arguments
+        };
+        let page = fetcher
+            .call(&call(format!("http://127.0.0.1:{outside}/page")))
+            .await;
+        assert!(!page.is_error, "{page:?}");
+        assert!(
+            page.text.contains("Hello") && page.text.contains("bold"),
+            "{page:?}"
+        );
+        assert!(!page.text.contains("<b>"), "{page:?}");
+        for (n, target) in targets.iter().enumerate() {
+            let refused = fetcher
+                .call(&call(format!("http://127.0.0.1:{outside}/go/{n}")))
+                .await;
+            assert!(refused.is_error, "{target}: {refused:?}");
+            assert!(
+                refused.text.contains("FETCH_ALLOW_PRIVATE"),
+                "{target}: {refused:?}"
+            );
+        }
+        assert_eq!(inside_hits.load(Ordering::SeqCst), 0);
+        // The operator's choice: allowed, the same redirect is followed.
+        let open = Fetcher::new(FetchPolicy {
+            allow_private: true,
+            exempt: Vec::new(),
+        })
+        .expect("a fetcher");
+        let followed = open
+            .call(&call(format!("http://127.0.0.1:{outside}/go/0")))
+            .await;
+        assert!(
+            followed.text.contains("the router's admin page"),
+            "{followed:?}"
+        );
+    }
+}

@@ -446,3 +446,64 @@ async fn fetch_never_reaches_this_machine_however_its_address_is_written() {
         "a request reached this machine"
     );
 }
+
+#[tokio::test]
+async fn web_search_asks_searxng_and_gives_the_model_its_results() {
+    // A stand-in for SearXNG's JSON API (`/search?q=…&format=json`).
+    let asked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = asked.clone();
+    let searxng = Router::new().route(
+        "/search",
+        get(
+            move |axum::extract::RawQuery(query): axum::extract::RawQuery| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock().unwrap().push(query.unwrap_or_default());
+                    axum::Json(json!({"results": [
+                        {"title": "Rust <b>language</b>", "url": "https://www.rust-lang.org/", "content": "A language empowering everyone."},
+                        {"title": "Rust (fungus)", "url": "https://en.wikipedia.org/wiki/Rust_(fungus)", "content": "Plant pathogens."}
+                    ]}))
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let searxng_url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, searxng).await.unwrap() });
+    let app = TestApp::spawn_with(|c| {
+        c.builtin_tools = vec![Builtin::WebSearch];
+        c.searxng_url = Some(searxng_url.parse().unwrap());
+    })
+    .await;
+    app.fake_lm.set(|k| {
+        k.tool_rounds = vec![vec![FakeCall::new(
+            "web_search",
+            r#"{"query": "rust & safety"}"#,
+        )]];
+    });
+    let chat = app.create_chat(&app.client, "Search for rust").await;
+    let tools = app.fake_lm.log(|l| l.requests[0]["tools"].clone());
+    assert_eq!(tools[0]["function"]["name"], "web_search");
+    assert_eq!(tools.as_array().unwrap().len(), 1, "only the tools named");
+    assert_eq!(
+        asked.lock().unwrap().as_slice(),
+        ["q=rust+%26+safety&format=json"]
+    );
+    let steps = api_steps(&app, chat).await;
+    let result = steps[0]["result"].as_str().unwrap();
+    assert_eq!(steps[0]["is_error"], false);
+    assert!(result.contains("1. Rust <b>language</b>"), "{result}");
+    assert!(
+        result.contains("https://en.wikipedia.org/wiki/Rust_(fungus)"),
+        "{result}"
+    );
+    // A result is text: its markup is escaped on the page.
+    let page = app
+        .get(&format!("/chats/{chat}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Rust &lt;b&gt;language&lt;"), "{page}");
+    assert!(!page.contains("Rust <b>language"));
+}
