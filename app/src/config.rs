@@ -328,6 +328,12 @@ pub struct Config {
     #[arg(long, env = "TEMPORARY_CHAT_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
     pub temporary_chat_ttl: std::time::Duration,
 
+    /// A JSON file listing MCP servers whose tools replies may call, in the `mcpServers`
+    /// shape (Claude Desktop, VS Code, Cursor): `command`/`args`/`env` for stdio, `url`/`headers`
+    /// for streamable HTTP.
+    #[arg(long, env = "MCP_SERVERS")]
+    pub mcp_servers: Option<PathBuf>,
+
     /// Built-in tools replies may call, comma-separated: `web_search` (needs SEARXNG_URL),
     /// `fetch_url`. Empty: none.
     #[arg(long, env = "BUILTIN_TOOLS", value_delimiter = ',', value_enum)]
@@ -489,9 +495,14 @@ impl Config {
         }
     }
 
-    /// What the tools are and their bounds.
-    pub fn tool_settings(&self) -> crate::tools::ToolSettings {
-        crate::tools::ToolSettings {
+    /// What the tools are and their bounds; the `MCP_SERVERS` file is read here.
+    pub fn tool_settings(&self) -> anyhow::Result<crate::tools::ToolSettings> {
+        let mcp_servers = match &self.mcp_servers {
+            Some(path) => crate::tools::mcp::read_config(path)?,
+            None => Vec::new(),
+        };
+        Ok(crate::tools::ToolSettings {
+            mcp_servers,
             builtins: self.builtin_tools.clone(),
             searxng_url: self.searxng_url.clone(),
             fetch: crate::tools::FetchPolicy {
@@ -501,7 +512,7 @@ impl Config {
             max_steps: self.tool_max_steps,
             timeout: self.tool_timeout,
             result_bytes: usize::try_from(self.tool_result_bytes).unwrap_or(usize::MAX),
-        }
+        })
     }
 
     /// What the attachment limits are.

@@ -134,8 +134,8 @@ impl AppState {
         let templates = Templates::load(config.template_dir.as_deref())?;
         let lm = make_engine(&config)?;
         tracing::info!(engine = lm.kind(), "language model engine started");
-        let tools = tools::Toolbox::new(config.tool_settings())?;
-        if !tools.definitions().is_empty() && !lm.calls_tools() {
+        let tools = tools::Toolbox::new(config.tool_settings()?)?;
+        if tools.configured() && !lm.calls_tools() {
             tracing::warn!(
                 "tools are configured, but the embedded engine does not call tools yet: replies get none (set LM_API_URL to a llama-server started with --jinja)"
             );

@@ -637,7 +637,8 @@ pub(crate) async fn generate(
                 LmEvent::Reasoning(_)
                 | LmEvent::Finish(_)
                 | LmEvent::ModelLoading(_)
-                | LmEvent::ModelReady => {}
+                | LmEvent::ModelReady
+                | LmEvent::ToolCalls(_) => {}
             }
         }
         anyhow::Ok(Reply {

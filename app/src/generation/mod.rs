@@ -458,9 +458,9 @@ async fn generate(inner: &Inner, reply: &Reply, metrics: &mut ReplyMetrics) -> R
         Ok(prompt) => prompt,
         Err(end) => return end,
     };
-    let offered: &[ToolDefinition] = match inner.lm.calls_tools() {
+    let offered: Vec<ToolDefinition> = match inner.lm.calls_tools() {
         true => inner.tools.definitions(),
-        false => &[],
+        false => Vec::new(),
     };
     let mut end = ReplyEnd::new(Status::Complete, None);
     let mut clock = ReplyClock {
@@ -473,8 +473,8 @@ async fn generate(inner: &Inner, reply: &Reply, metrics: &mut ReplyMetrics) -> R
     // answers in words).
     let mut rounds = 0;
     loop {
-        let tools = match rounds < inner.tools.max_steps() {
-            true => offered,
+        let tools: &[ToolDefinition] = match rounds < inner.tools.max_steps() {
+            true => &offered,
             false => &[],
         };
         let round_start = reply.state.borrow().text.len();

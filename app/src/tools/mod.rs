@@ -1,12 +1,15 @@
 //! Tools a reply may call (issue 32): the built-in `fetch_url` (a web page's readable text) and
-//! `web_search` (SearXNG), each on only when `BUILTIN_TOOLS` names it. A [`Toolbox`] says which
-//! tools there are (as the model is offered them) and runs a call: within `TOOL_TIMEOUT`, its
-//! result cut to `TOOL_RESULT_BYTES`, every failure a result that says what went wrong (the
-//! model is told; nothing fails the reply). Knows no HTTP server and no database.
+//! `web_search` (SearXNG), each on only when `BUILTIN_TOOLS` names it, and the tools of the MCP
+//! servers `MCP_SERVERS` lists. A [`Toolbox`] says which tools there are now (as the model is
+//! offered them) and runs a call: within `TOOL_TIMEOUT`, its result cut to `TOOL_RESULT_BYTES`,
+//! every failure a result that says what went wrong (the model is told; nothing fails the
+//! reply). Knows no HTTP server and no database.
 //!
-//! `addresses`: what a fetch may reach; `fetch`: `fetch_url`; `search`: `web_search`.
+//! `addresses`: what a fetch may reach; `fetch`: `fetch_url`; `search`: `web_search`; `mcp`:
+//! the MCP servers.
 pub mod addresses;
 mod fetch;
+pub mod mcp;
 mod search;
 
 use std::{sync::Arc, time::Duration};
@@ -37,6 +40,8 @@ pub struct ToolSettings {
     pub timeout: Duration,
     /// Most bytes of a result the model is given (`TOOL_RESULT_BYTES`).
     pub result_bytes: usize,
+    /// The MCP servers of the `MCP_SERVERS` file.
+    pub mcp_servers: Vec<(String, mcp::ServerConfig)>,
 }
 
 /// What a call gave: its output, or why it failed (told to the model as the result).
@@ -70,13 +75,43 @@ pub struct Toolbox {
 
 struct ToolboxInner {
     settings: ToolSettings,
-    definitions: Vec<ToolDefinition>,
+    /// The built-in tools switched on.
+    builtins: Vec<ToolDefinition>,
     fetcher: Option<fetch::Fetcher>,
     search: Option<search::Search>,
+    servers: Vec<Arc<mcp::Server>>,
+    /// Stops the servers' supervisors (and so the servers) with the last handle.
+    _servers_stop: tokio_util::sync::DropGuard,
+}
+
+/// A tool as the model is offered it, and what runs it.
+struct Entry {
+    exposed: String,
+    target: Target,
+}
+
+enum Target {
+    Builtin,
+    Mcp(Arc<mcp::Server>, mcp::ServerTool),
+}
+
+/// A server as the tools page shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ServerStatus {
+    pub name: String,
+    /// "starting", "running" or "failed".
+    pub state: &'static str,
+    pub error: Option<String>,
+    /// Its tools, as the model is offered them.
+    pub tools: Vec<String>,
+    /// Tools left out, each with why.
+    pub skipped: Vec<String>,
+    pub approve: bool,
 }
 
 impl Toolbox {
-    /// The tools the settings switch on. `web_search` without `SEARXNG_URL` is an error.
+    /// The tools the settings switch on; the MCP servers are started (in the background).
+    /// `web_search` without `SEARXNG_URL` is an error.
     pub fn new(settings: ToolSettings) -> anyhow::Result<Self> {
         let mut definitions = Vec::new();
         let mut fetcher = None;
@@ -99,12 +134,19 @@ impl Toolbox {
                 _ => {}
             }
         }
+        let stop = tokio_util::sync::CancellationToken::new();
+        let servers = match settings.mcp_servers.is_empty() {
+            true => Vec::new(),
+            false => mcp::start(settings.mcp_servers.clone(), stop.clone()),
+        };
         Ok(Self {
             inner: Arc::new(ToolboxInner {
                 settings,
-                definitions,
+                builtins: definitions,
                 fetcher,
                 search,
+                servers,
+                _servers_stop: stop.drop_guard(),
             }),
         })
     }
@@ -118,13 +160,110 @@ impl Toolbox {
             max_steps: 0,
             timeout: Duration::from_secs(60),
             result_bytes: 0,
+            mcp_servers: Vec::new(),
         })
         .unwrap_or_else(|_| unreachable!("no tools cannot fail"))
     }
 
-    /// The tools as the model is offered them.
-    pub fn definitions(&self) -> &[ToolDefinition] {
-        &self.inner.definitions
+    /// Whether any tool is configured (built in, or an MCP server's).
+    pub fn configured(&self) -> bool {
+        !self.inner.builtins.is_empty() || !self.inner.servers.is_empty()
+    }
+
+    /// The tools there are now, as the model is offered them.
+    pub fn definitions(&self) -> Vec<ToolDefinition> {
+        self.catalog()
+            .into_iter()
+            .map(|entry| match entry.target {
+                Target::Builtin => self
+                    .inner
+                    .builtins
+                    .iter()
+                    .find(|d| d.name == entry.exposed)
+                    .cloned()
+                    .unwrap_or_else(|| unreachable!("a built-in is listed by its name")),
+                Target::Mcp(_, tool) => tool.definition(&entry.exposed),
+            })
+            .collect()
+    }
+
+    /// The MCP servers and where each is.
+    pub fn servers(&self) -> Vec<ServerStatus> {
+        self.inner
+            .servers
+            .iter()
+            .map(|server| {
+                let (state, error, tools, skipped) = match server.state() {
+                    mcp::ServerState::Starting => ("starting", None, Vec::new(), Vec::new()),
+                    mcp::ServerState::Failed { error } => {
+                        ("failed", Some(error), Vec::new(), Vec::new())
+                    }
+                    mcp::ServerState::Running { tools, skipped, .. } => (
+                        "running",
+                        None,
+                        tools.into_iter().map(|t| t.name).collect(),
+                        skipped
+                            .into_iter()
+                            .map(|(name, why)| format!("{name}: {why}"))
+                            .collect(),
+                    ),
+                };
+                ServerStatus {
+                    name: server.name.clone(),
+                    state,
+                    error,
+                    tools,
+                    skipped,
+                    approve: server.config.approve,
+                }
+            })
+            .collect()
+    }
+
+    /// Every tool there is now under the name the model calls it by: a built-in by its own, a
+    /// server's by its own unless another tool has that name too, then by
+    /// `{server}_{name}`. Tools of servers whose calls need approval are not offered: asking
+    /// the person is not built yet.
+    fn catalog(&self) -> Vec<Entry> {
+        let mut entries: Vec<Entry> = self
+            .inner
+            .builtins
+            .iter()
+            .map(|d| Entry {
+                exposed: d.name.clone(),
+                target: Target::Builtin,
+            })
+            .collect();
+        let mut offered = Vec::new();
+        for server in &self.inner.servers {
+            if server.config.approve {
+                continue;
+            }
+            if let mcp::ServerState::Running { tools, .. } = server.state() {
+                offered.extend(tools.into_iter().map(|tool| (server.clone(), tool)));
+            }
+        }
+        let count = |name: &str| {
+            entries.iter().filter(|e| e.exposed == name).count()
+                + offered.iter().filter(|(_, t)| t.name == name).count()
+        };
+        let exposed: Vec<String> = offered
+            .iter()
+            .map(|(server, tool)| match count(&tool.name) {
+                1 => tool.name.clone(),
+                _ => format!("{}_{}", server.name, tool.name),
+            })
+            .collect();
+        entries.extend(
+            offered
+                .into_iter()
+                .zip(exposed)
+                .map(|((server, tool), exposed)| Entry {
+                    exposed,
+                    target: Target::Mcp(server, tool),
+                }),
+        );
+        entries
     }
 
     /// Rounds of calls one reply may make.
@@ -152,21 +291,28 @@ impl Toolbox {
 
     async fn run(&self, call: &ToolCall) -> ToolOutput {
         let inner = &self.inner;
-        if !inner.definitions.iter().any(|d| d.name == call.name) {
-            let names: Vec<&str> = inner.definitions.iter().map(|d| d.name.as_str()).collect();
+        let catalog = self.catalog();
+        let Some(entry) = catalog.into_iter().find(|e| e.exposed == call.name) else {
+            let names: Vec<String> = self.catalog().into_iter().map(|e| e.exposed).collect();
             return ToolOutput::error(format!(
                 "There is no tool named {:?}. The tools are: {}.",
                 call.name,
                 names.join(", ")
             ));
-        }
+        };
         let arguments = match parse_arguments(&call.arguments) {
             Ok(arguments) => arguments,
             Err(why) => return ToolOutput::error(why),
         };
-        match (call.name.as_str(), &inner.fetcher, &inner.search) {
-            (fetch::NAME, Some(fetcher), _) => fetcher.call(&arguments).await,
-            (search::NAME, _, Some(search)) => search.call(&arguments).await,
+        match (
+            entry.target,
+            call.name.as_str(),
+            &inner.fetcher,
+            &inner.search,
+        ) {
+            (Target::Mcp(server, tool), ..) => mcp::call(&server, &tool.name, arguments).await,
+            (Target::Builtin, fetch::NAME, Some(fetcher), _) => fetcher.call(&arguments).await,
+            (Target::Builtin, search::NAME, _, Some(search)) => search.call(&arguments).await,
             _ => ToolOutput::error(format!("{} is not available.", call.name)),
         }
     }
@@ -247,6 +393,7 @@ mod tests {
             max_steps: 8,
             timeout: Duration::from_secs(5),
             result_bytes: 100,
+            mcp_servers: Vec::new(),
         })
         .expect("a toolbox")
     }
@@ -263,7 +410,7 @@ mod tests {
     fn only_the_named_built_ins_are_offered_and_search_needs_its_server() {
         assert!(Toolbox::none().definitions().is_empty());
         let tools = toolbox(vec![Builtin::FetchUrl, Builtin::FetchUrl]);
-        let names: Vec<_> = tools.definitions().iter().map(|d| &d.name).collect();
+        let names: Vec<String> = tools.definitions().into_iter().map(|d| d.name).collect();
         assert_eq!(names, ["fetch_url"]);
         let refused = Toolbox::new(ToolSettings {
             builtins: vec![Builtin::WebSearch],
