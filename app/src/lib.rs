@@ -55,6 +55,8 @@ pub struct AppState {
     pub templates: Templates,
     pub sessions: SessionConfig,
     pub lm: Engine,
+    /// The tools replies may call (built in, and the MCP servers').
+    pub tools: tools::Toolbox,
     pub generations: Generations,
     /// Cancelled when in-flight replies have been saved at shutdown: open streams end then.
     pub closing: CancellationToken,
@@ -143,7 +145,7 @@ impl AppState {
         let generations = Generations::new(
             store.clone(),
             lm.clone(),
-            tools,
+            tools.clone(),
             GenerationSettings {
                 system_prompt: config.system_prompt.clone(),
                 max_tokens: config.lm_max_tokens,
@@ -184,6 +186,7 @@ impl AppState {
             store,
             templates,
             lm,
+            tools,
             generations,
             closing: CancellationToken::new(),
         })

@@ -13,6 +13,7 @@ mod profile;
 mod search;
 mod settings;
 mod shares;
+mod tools;
 mod transfer;
 
 pub use attachments::attachment;
@@ -31,6 +32,7 @@ pub use profile::set_display_name;
 pub use search::{MessageHit, SearchResults, search};
 pub use settings::{model_choices, models, update_settings};
 pub use shares::{SharedChat, check_shared, revoke_share, share, shared, shares};
+pub use tools::{ServerJson, ToolInfo, ToolsOverview, tools};
 pub use transfer::{
     ChatExport, Export, ExportAttachment, ExportFormat, ExportMessage, MAX_IMPORTED_MESSAGES,
     export, import,

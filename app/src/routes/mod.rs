@@ -33,7 +33,8 @@ use uuid::Uuid;
 
 use crate::{AppState, chat::Export, error::AppError, session};
 use pages::{
-    admin, chats, devices, folders, messages, models, profile, search, settings, shares, transfer,
+    admin, chats, devices, folders, messages, models, profile, search, settings, shares, tools,
+    transfer,
 };
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -88,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         .route("/devices", get(devices::list))
         .route("/models", get(models::list))
         .route("/models/events", get(models::events))
+        .route("/tools", get(tools::list))
         .route("/admin", get(admin::show).post(admin::sign_in))
         .route("/admin/signout", post(admin::sign_out))
         .route("/admin/models", post(admin::download))

@@ -17,6 +17,7 @@ mod folders;
 mod foundation;
 mod hostile;
 mod installable;
+mod mcp;
 mod metrics;
 mod model_library;
 mod model_pool;

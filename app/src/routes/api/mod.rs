@@ -10,6 +10,7 @@ mod folders;
 mod messages;
 mod models;
 mod shares;
+mod tools;
 
 pub use documents::MessageJson;
 
@@ -106,7 +107,7 @@ impl From<axum::extract::rejection::PathRejection> for AppError {
     info(title = "Chat API", version = "1.0.0",
          description = "Chats with a language model served by llama.cpp. Every request acts for one anonymous session: the browser's cookie, or a bearer token from POST /api/v1/tokens."),
     modifiers(&Security),
-    tags((name = "chats"), (name = "messages"), (name = "models"), (name = "tokens"))
+    tags((name = "chats"), (name = "messages"), (name = "models"), (name = "tools"), (name = "tokens"))
 )]
 struct ApiDoc;
 
@@ -200,6 +201,7 @@ pub fn router(
         .routes(routes!(models::hub_files))
         .routes(routes!(models::remove_model))
         .routes(routes!(models::set_default_model))
+        .routes(routes!(tools::list_tools))
         .routes(routes!(messages::stream_message))
         .routes(routes!(messages::stop_message))
         .routes(routes!(messages::create_token));

@@ -11,4 +11,5 @@ pub mod profile;
 pub mod search;
 pub mod settings;
 pub mod shares;
+pub mod tools;
 pub mod transfer;
