@@ -1,8 +1,8 @@
 //! Test harness: the real router served on 127.0.0.1:0 with a fresh database per test (SQLite
 //! by default; PostgreSQL when `TEST_DATABASE_URL` names a server to create databases on). The
 //! fake llama-server and the app-process runner are the `testkit` crate's (shared with bench).
-#[cfg(feature = "embedded")]
 pub mod api;
+#[cfg(feature = "embedded")]
 pub mod hub;
 pub mod nginx;
 pub mod proxy;
