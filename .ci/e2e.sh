@@ -53,7 +53,10 @@ PGPASSWORD=chat psql -h 127.0.0.1 -U chat -d postgres -qc "DROP DATABASE IF EXIS
 # The two apps on chat_e2e are two replicas of one deployment: one database, one session key (a
 # page on one follows and stops a reply the other writes).
 session_key=$(head -c 64 /dev/urandom | base64 -w0)
+# TOOLS: the built-in tools the app may offer (the slow model's app: fetch_url, of this
+# machine's pages too, the slow model's /page).
 start_app() { # port, model URL, database
+  BUILTIN_TOOLS="${TOOLS:-}" FETCH_ALLOW_PRIVATE=true \
   SESSION_KEY="$session_key" DATABASE_URL="postgres://chat:chat@127.0.0.1:5432/$3" BIND_ADDR="127.0.0.1:$1" LM_API_URL="$2" \
     LM_MAX_TOKENS=1500 MAX_CONCURRENT_GENERATIONS=2 TRUST_PROXY_HEADERS=true DATA_DIR="$work/data-$1" RUST_LOG=warn \
     "$app_bin" >"$work/app-$1.log" 2>&1 &
@@ -61,7 +64,7 @@ start_app() { # port, model URL, database
   wait_http "http://127.0.0.1:$1/readyz" "app on $1"
 }
 start_app 13000 http://127.0.0.1:18080/v1 chat_e2e
-start_app 13001 http://127.0.0.1:18090/v1 chat_e2e
+TOOLS=fetch_url start_app 13001 http://127.0.0.1:18090/v1 chat_e2e
 # The first command's app: no LM_API_URL (the embedded engine, SmolLM2), SQLite in its data dir,
 # and a second model in its library's folder (data/models, the default LM_MODELS_DIR).
 mkdir -p "$work/data-13002/models"

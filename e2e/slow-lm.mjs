@@ -12,6 +12,11 @@
 // - A request for a chat's title (its system message starts "You name conversations") is answered
 //   at once (after TITLE_DELAY_MS, 0 by default) with `"Slow Test Title."`.
 // - `GET /props` says, like llama-server, whether the model can see images: not unless VISION=1.
+// - When the app offers the tool `fetch_url` and the newest user message has the word "tool",
+//   the answer is "Let me look that up." and a call of fetch_url for this server's `/page` (in
+//   llama-server's recorded tool-call chunks: testkit/fixtures/llama-server-tools/); once the
+//   request carries the call's result, the usual slow answer. `/page` answers after PAGE_DELAY_MS
+//   (1,500 by default), so that a person sees the call running.
 // - `GET /last-request` answers the JSON body of the latest chat completion request that was not
 //   for a title (`null` before the first), so that tests can check what the app sent upstream.
 import http from "node:http";
@@ -22,6 +27,10 @@ const delayMs = Number(process.env.DELAY_MS ?? 100);
 const reasoningPieces = Number(process.env.REASONING ?? 5);
 const titleDelayMs = Number(process.env.TITLE_DELAY_MS ?? 0);
 const vision = process.env.VISION === "1";
+const pageDelayMs = Number(process.env.PAGE_DELAY_MS ?? 1500);
+const PAGE = "<html><head><title>Opening hours</title><script>window.__pwned = 1</script></head><body>" +
+  "<h1>Opening hours</h1><p>The library opens at <b>9:00</b> and closes at 18:00.</p>" +
+  "<p>&lt;img src=x onerror=alert(1)&gt; is text here.</p></body></html>";
 const TITLE_ANSWER = '"Slow Test Title."';
 const models = ["slow", "slow-b"];
 // slow-b's context is small, so that a few long messages fill it (the context gauge's test).
@@ -74,6 +83,40 @@ function answerTitle(body, res) {
   res.end("data: [DONE]\n\n");
 }
 
+// The app offered fetch_url, the person asked for a tool, and no result has come back yet.
+const wantsToolCall = (body) => {
+  const offered = (body?.tools ?? []).some((t) => t?.function?.name === "fetch_url");
+  const messages = body?.messages ?? [];
+  const lastUser = messages.map((m) => m.role).lastIndexOf("user");
+  const answered = messages.slice(lastUser + 1).some((m) => m.role === "tool");
+  return offered && !answered && /\btool\b/i.test(newestUserText(body));
+};
+
+function answerWithToolCall(body, res) {
+  const model = body?.model ?? "slow";
+  const args = JSON.stringify({ url: `http://127.0.0.1:${port}/page` });
+  const pieces = [
+    chunk({ content: "Let me look" }, null, model),
+    chunk({ content: " that up." }, null, model),
+    chunk({ tool_calls: [{ index: 0, id: "slowCall" + Date.now(), type: "function", function: { name: "fetch_url", arguments: args.slice(0, 8) } }] }, null, model),
+    chunk({ tool_calls: [{ index: 0, function: { arguments: args.slice(8) } }] }, null, model),
+    chunk({}, "tool_calls", model),
+  ];
+  res.writeHead(200, { "Content-Type": "text/event-stream", "X-Accel-Buffering": "no" });
+  res.write(chunk({ role: "assistant", content: null }, null, model));
+  let sent = 0;
+  const timer = setInterval(() => {
+    if (sent < pieces.length) {
+      res.write(pieces[sent]);
+      sent += 1;
+      return;
+    }
+    clearInterval(timer);
+    res.end("data: [DONE]\n\n");
+  }, delayMs);
+  res.on("close", () => clearInterval(timer));
+}
+
 function answerSlowly(body, res) {
   const model = body?.model ?? "slow";
   const thinking = wantsThinking(body) ? reasoningPieces : 0;
@@ -118,6 +161,12 @@ http.createServer((req, res) => {
     res.setHeader("Content-Type", "application/json");
     return res.end(JSON.stringify({ model_path: "slow.gguf", modalities: { vision, audio: false } }));
   }
+  if (path === "/page") {
+    return setTimeout(() => {
+      res.setHeader("Content-Type", "text/html; charset=utf-8");
+      res.end(PAGE);
+    }, pageDelayMs);
+  }
   if (path === "/last-request") {
     res.setHeader("Content-Type", "application/json");
     return res.end(JSON.stringify(lastRequest));
@@ -134,6 +183,7 @@ http.createServer((req, res) => {
     }
     if (isTitleRequest(body)) return setTimeout(() => answerTitle(body, res), titleDelayMs);
     lastRequest = body;
+    if (wantsToolCall(body)) return answerWithToolCall(body, res);
     answerSlowly(body, res);
   });
 }).listen(port, "127.0.0.1");

@@ -233,6 +233,10 @@ pub struct ChatSettings {
     /// One of `GET /api/v1/models`.
     #[serde(default)]
     pub model: Option<String>,
+    /// The tools its replies may call, by name (`GET /api/v1/tools`); `null`: all there are,
+    /// also ones added later; `[]`: none.
+    #[serde(default)]
+    pub tools: Option<Vec<String>>,
 }
 
 /// What a reply cost: the model that wrote it, its tokens, how long the first piece took and how
@@ -359,9 +363,34 @@ pub struct SettingsFields {
     pub max_tokens: String,
     #[serde(default)]
     pub model: String,
+    /// The tools the form listed, comma-separated: the ticked ones (`tool:NAME`) are the
+    /// choice, all of them ticked meaning all (also tools added later). Absent: all.
+    #[serde(default)]
+    pub tools_listed: Option<String>,
+    /// The ticked tools, `tool:NAME=on`.
+    #[serde(flatten)]
+    pub ticked: std::collections::HashMap<String, String>,
 }
 
+/// Most tools a chat's settings name, and the longest name.
+pub const MAX_CHAT_TOOLS: usize = 128;
+const MAX_TOOL_NAME_BYTES: usize = 128;
+
 impl ChatSettings {
+    /// The store's column for `tools`: JSON names, `None` for all.
+    pub fn tools_column(&self) -> Option<String> {
+        self.tools
+            .as_ref()
+            .and_then(|names| serde_json::to_string(names).ok())
+    }
+
+    /// Whether a tool of this name is one the chat's replies may call.
+    pub fn allows_tool(&self, name: &str) -> bool {
+        self.tools
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|n| n == name))
+    }
+
     /// The settings form's text fields, read as settings (then [`Self::check`]ed like any).
     pub fn from_fields(fields: SettingsFields) -> AppResult<Self> {
         let blank_to_none = |s: String| (!s.trim().is_empty()).then(|| s.trim().to_owned());
@@ -383,11 +412,22 @@ impl ChatSettings {
                 })
             })
             .transpose()?;
+        // Every tool listed and ticked is "all" (tools added later too); else the ticked ones.
+        let tools = fields.tools_listed.map(|listed| {
+            let listed: Vec<&str> = listed.split(',').filter(|n| !n.is_empty()).collect();
+            let ticked: Vec<String> = listed
+                .iter()
+                .filter(|name| fields.ticked.contains_key(&format!("tool:{name}")))
+                .map(|name| (*name).to_owned())
+                .collect();
+            (ticked.len() < listed.len()).then_some(ticked)
+        });
         Ok(Self {
             system_prompt: Some(fields.system_prompt),
             temperature,
             max_tokens,
             model: blank_to_none(fields.model),
+            tools: tools.flatten(),
         })
     }
 
@@ -424,6 +464,23 @@ impl ChatSettings {
             )));
         }
         self.model = self.model.filter(|m| !m.trim().is_empty());
+        if let Some(names) = &mut self.tools {
+            if names.len() > MAX_CHAT_TOOLS {
+                return Err(AppError::Invalid(format!(
+                    "A chat's settings may name at most {MAX_CHAT_TOOLS} tools."
+                )));
+            }
+            for name in names.iter() {
+                reject_nul(name)?;
+                if name.is_empty() || name.len() > MAX_TOOL_NAME_BYTES {
+                    return Err(AppError::Invalid(format!(
+                        "A tool's name has 1 to {MAX_TOOL_NAME_BYTES} bytes."
+                    )));
+                }
+            }
+            names.sort();
+            names.dedup();
+        }
         Ok(self)
     }
 
@@ -550,6 +607,7 @@ mod tests {
             temperature: "0,5".into(),
             max_tokens: "".into(),
             model: " ".into(),
+            ..Default::default()
         };
         let settings = ChatSettings::from_fields(fields)
             .unwrap()
@@ -562,6 +620,7 @@ mod tests {
                 temperature: Some(0.5),
                 max_tokens: None,
                 model: None,
+                tools: None,
             }
         );
         assert!(settings.is_customised());
@@ -581,6 +640,44 @@ mod tests {
             ..Default::default()
         };
         assert!(ChatSettings::from_fields(nan).is_err());
+    }
+
+    #[test]
+    fn the_forms_ticked_tools_are_the_choice_and_all_ticked_is_all() {
+        let form = |ticked: &[&str]| SettingsFields {
+            tools_listed: Some("fetch_url,web_search,time_now".into()),
+            ticked: ticked
+                .iter()
+                .map(|t| (format!("tool:{t}"), "on".to_owned()))
+                .collect(),
+            ..Default::default()
+        };
+        let read = |ticked: &[&str]| {
+            ChatSettings::from_fields(form(ticked))
+                .unwrap()
+                .check(100)
+                .unwrap()
+                .tools
+        };
+        assert_eq!(
+            read(&["web_search", "fetch_url"]),
+            Some(vec!["fetch_url".into(), "web_search".into()])
+        );
+        assert_eq!(read(&[]), Some(vec![]));
+        assert_eq!(read(&["fetch_url", "web_search", "time_now"]), None);
+        // A tick for a tool the form did not list is not a choice.
+        assert_eq!(read(&["rm_rf"]), Some(vec![]));
+        let chosen = ChatSettings {
+            tools: Some(vec!["fetch_url".into()]),
+            ..Default::default()
+        };
+        assert!(chosen.allows_tool("fetch_url") && !chosen.allows_tool("web_search"));
+        assert!(ChatSettings::default().allows_tool("anything"));
+        let long = ChatSettings {
+            tools: Some(vec!["x".repeat(200)]),
+            ..Default::default()
+        };
+        assert!(long.check(100).is_err());
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod m20261203_000010_rate_limits;
 mod m20261206_000011_temporary_chats;
 mod m20261207_000012_message_versions;
 mod m20261207_000013_tool_calls;
+mod m20261207_000014_chat_tools;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000011_temporary_chats::Migration),
             Box::new(m20261207_000012_message_versions::Migration),
             Box::new(m20261207_000013_tool_calls::Migration),
+            Box::new(m20261207_000014_chat_tools::Migration),
         ]
     }
 }

@@ -306,7 +306,8 @@ pub async fn delete(state: &AppState, session: &Session, chat_id: Uuid) -> AppRe
 /// Whether the model is still writing the chat's title.
 pub enum TitleStatus {
     Pending,
-    Ready(chat::Model),
+    /// Boxed: a chat's row is large beside nothing.
+    Ready(Box<chat::Model>),
 }
 
 pub async fn title_status(
@@ -317,6 +318,6 @@ pub async fn title_status(
     let chat = find(state, session, chat_id).await?;
     Ok(match state.generations.title_pending(chat_id) {
         true => TitleStatus::Pending,
-        false => TitleStatus::Ready(chat),
+        false => TitleStatus::Ready(Box::new(chat)),
     })
 }

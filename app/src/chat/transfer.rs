@@ -13,7 +13,9 @@ use uuid::Uuid;
 use crate::{
     AppState,
     attachments::{self, Attachment, AttachmentRef, Limits, Upload},
-    domain::{ChatSettings, MAX_REPLY_BYTES, MessageText, ReplyStats, Title, reject_nul, size},
+    domain::{
+        ChatSettings, MAX_REPLY_BYTES, MessageText, ReplyStats, Title, ToolStep, reject_nul, size,
+    },
     error::{AppError, AppResult},
     limits::Action,
     session::Session,
@@ -85,6 +87,9 @@ pub struct ExportMessage {
     /// The files sent with a user message, as they were sent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<ExportAttachment>,
+    /// A reply's calls of tools, in order, with their results (as the API's `tool_calls`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolStep>,
 }
 
 /// A file of a message, in an export (with its bytes) or a shared link's snapshot (without).
@@ -140,6 +145,7 @@ pub fn export_document(
                 stats: m.stats(),
                 created_at: Some(m.created_at),
                 attachments: m.attachment_refs().into_iter().map(export_file).collect(),
+                tool_calls: m.tool_steps(),
             })
             .collect(),
     }
@@ -178,6 +184,23 @@ pub fn export_markdown(chat: &chat::Model, messages: &[message::Model]) -> Strin
                 .map(|f| format!("{} ({})", f.name, size(f.size_bytes as usize)))
                 .collect();
             out.push_str(&format!("_Attached: {}._\n\n", names.join(", ")));
+        }
+        for step in m.tool_steps() {
+            let outcome = match (&step.result, step.is_error) {
+                (None, _) => "did not finish".to_owned(),
+                (Some(_), true) => "failed".to_owned(),
+                (Some(_), false) => step
+                    .duration_ms
+                    .map_or("done".to_owned(), |ms| format!("{ms} ms")),
+            };
+            out.push_str(&format!(
+                "_Called `{}` ({outcome}) with:_\n\n{}\n\n",
+                step.name.replace('`', "'"),
+                quote(&step.arguments)
+            ));
+            if let Some(result) = &step.result {
+                out.push_str(&format!("_Result:_\n\n{}\n\n", quote(result)));
+            }
         }
         out.push_str(m.content.trim_end());
         out.push_str("\n\n");
@@ -300,6 +323,7 @@ async fn parse_export(state: &AppState, export: ChatExport) -> AppResult<Importe
         if role != Role::User && !m.attachments.is_empty() {
             return Err(at("only a person's messages carry files.".into()));
         }
+        let tool_steps = checked_steps(role, &m.content, m.tool_calls).map_err(at)?;
         let parent = match m.parent_id {
             Some(parent_id) => {
                 has_parents = true;
@@ -330,6 +354,7 @@ async fn parse_export(state: &AppState, export: ChatExport) -> AppResult<Importe
                 .flatten()
                 .and_then(ReplyStats::checked),
             created_at: m.created_at.unwrap_or(now),
+            tool_steps,
         });
     }
     // Without parents the export is a line (from before versions, or another tool's).
@@ -367,6 +392,66 @@ async fn parse_export(state: &AppState, export: ChatExport) -> AppResult<Importe
         settings,
         messages,
     })
+}
+
+/// Most calls of tools one imported reply may carry.
+const MAX_IMPORTED_STEPS: usize = 512;
+
+/// A reply's calls of tools as an import gives them: only replies have them, each within
+/// bounds (names and ids short, arguments and results no longer than a reply, no NUL), its place
+/// in the text a character boundary of it (else its end).
+fn checked_steps(role: Role, content: &str, steps: Vec<ToolStep>) -> Result<Vec<ToolStep>, String> {
+    if steps.is_empty() {
+        return Ok(steps);
+    }
+    if role != Role::Assistant {
+        return Err("only a reply carries calls of tools.".into());
+    }
+    if steps.len() > MAX_IMPORTED_STEPS {
+        return Err(format!(
+            "it carries {} calls of tools; at most {MAX_IMPORTED_STEPS} are imported.",
+            steps.len()
+        ));
+    }
+    steps
+        .into_iter()
+        .map(|mut step| {
+            if step.id.is_empty()
+                || step.id.len() > 200
+                || step.name.is_empty()
+                || step.name.len() > 200
+            {
+                return Err("a call of a tool needs an id and a name of at most 200 bytes.".into());
+            }
+            for text in [
+                Some(&step.id),
+                Some(&step.name),
+                Some(&step.arguments),
+                step.result.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                reject_nul(text).map_err(|e| e.to_string())?;
+                if text.len() > MAX_REPLY_BYTES {
+                    return Err(format!(
+                        "a call of a tool is {}; the limit is {}.",
+                        size(text.len()),
+                        size(MAX_REPLY_BYTES)
+                    ));
+                }
+            }
+            if !content.is_char_boundary(step.at) {
+                step.at = content.len();
+            }
+            // An import cannot leave a call running.
+            if step.result.is_none() {
+                step.result = Some("The call did not finish.".into());
+                step.is_error = true;
+            }
+            Ok(step)
+        })
+        .collect()
 }
 
 /// An export's files, decoded and read like uploads (blocking: PDFs' text).

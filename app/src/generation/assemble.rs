@@ -35,6 +35,7 @@ pub(super) async fn build_prompt(
         let gone = "This chat no longer exists.".to_owned();
         return Err(ReplyEnd::new(Status::Error, Some(gone)));
     }
+    let history = without_steps_unless_tools(inner, history);
     let options = reply_options(&inner.settings, &reply.chat);
     let context = inner.context_tokens(&options).await;
     let mut prompt = fit_to_context(
@@ -123,4 +124,18 @@ impl Inner {
                 .saturating_add(images.saturating_mul(IMAGE_TOKENS))
         }
     }
+}
+
+/// The history as this engine's prompt can hold it: earlier replies' calls of tools and their
+/// results when the engine calls tools (the model sees what it was given), else their words only.
+pub(super) fn without_steps_unless_tools(
+    inner: &Inner,
+    mut history: Vec<crate::store::message::Model>,
+) -> Vec<crate::store::message::Model> {
+    if !inner.lm.calls_tools() {
+        for message in &mut history {
+            message.tool_calls = None;
+        }
+    }
+    history
 }

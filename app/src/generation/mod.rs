@@ -458,8 +458,15 @@ async fn generate(inner: &Inner, reply: &Reply, metrics: &mut ReplyMetrics) -> R
         Ok(prompt) => prompt,
         Err(end) => return end,
     };
+    // The tools there are now that the chat's settings allow.
+    let settings = reply.chat.settings();
     let offered: Vec<ToolDefinition> = match inner.lm.calls_tools() {
-        true => inner.tools.definitions(),
+        true => inner
+            .tools
+            .definitions()
+            .into_iter()
+            .filter(|tool| settings.allows_tool(&tool.name))
+            .collect(),
         false => Vec::new(),
     };
     let mut end = ReplyEnd::new(Status::Complete, None);
@@ -692,7 +699,7 @@ impl Generations {
                 .prompt_history(session_id, chat.id, i64::MAX, limit),
             inner.context_tokens(&options),
         );
-        let history = history?;
+        let history = assemble::without_steps_unless_tools(inner, history?);
         let complete = (history.len() as u64) < limit;
         let used = prompt::context_use(
             inner.system_prompt(chat),

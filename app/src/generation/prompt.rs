@@ -2,8 +2,10 @@
 //! with the chat's settings; and the request for a chat's title.
 use crate::{
     attachments::AttachmentRef,
-    lm::{LmError, PromptImage, PromptMessage, ReplyOptions},
+    domain::ToolStep,
+    lm::{LmError, PromptImage, PromptMessage, ReplyOptions, ToolCall},
     store::{Role, Status, chat, message},
+    tools::{ToolOutput, fenced},
 };
 
 use super::GenerationSettings;
@@ -42,10 +44,85 @@ pub struct ContextUse {
     pub exact: bool,
 }
 
-/// A message of the history as the prompt sends it, with its position in the chat.
+/// A message of the history as the prompt sends it, with its position in the chat: one
+/// message, or for a reply that called tools its rounds (its turn with the calls, their results,
+/// …, its last words), as its own prompt had them.
 struct Turn {
     seq: i64,
-    message: PromptMessage,
+    messages: Vec<PromptMessage>,
+}
+
+impl Turn {
+    fn is_assistant(&self) -> bool {
+        self.messages.first().is_some_and(|m| m.role == "assistant")
+    }
+
+    /// Its tokens: its messages', and the calls' arguments (estimated).
+    fn cost(&self, count: &dyn Fn(&PromptMessage) -> u32) -> u32 {
+        self.messages
+            .iter()
+            .map(|m| {
+                count(m)
+                    + m.tool_calls
+                        .iter()
+                        .map(|c| {
+                            crate::lm::estimate_tokens(&c.name)
+                                + crate::lm::estimate_tokens(&c.arguments)
+                        })
+                        .sum::<u32>()
+            })
+            .sum()
+    }
+}
+
+/// A reply's messages as its rounds were: the text before each round of calls with the calls,
+/// then each call's result (fenced, as the model was given it), and the text after the last.
+fn reply_rounds(content: &str, steps: &[ToolStep]) -> Vec<PromptMessage> {
+    let message = |role: &'static str, content: String| PromptMessage {
+        role,
+        content,
+        images: Vec::new(),
+        tool_calls: Vec::new(),
+        tool_call_id: None,
+    };
+    let mut messages = Vec::new();
+    let mut from = 0;
+    let mut rest = steps;
+    while let Some(first) = rest.first() {
+        let at = first.at.clamp(from, content.len());
+        let round: Vec<&ToolStep> = rest.iter().take_while(|s| s.at == first.at).collect();
+        rest = &rest[round.len()..];
+        let text = content.get(from..at).unwrap_or_default().to_owned();
+        messages.push(PromptMessage {
+            tool_calls: round
+                .iter()
+                .map(|s| ToolCall {
+                    id: s.id.clone(),
+                    name: s.name.clone(),
+                    arguments: s.arguments.clone(),
+                })
+                .collect(),
+            ..message("assistant", text)
+        });
+        for step in round {
+            let output = ToolOutput {
+                text: step.result.clone().unwrap_or_default(),
+                is_error: step.is_error,
+            };
+            messages.push(PromptMessage {
+                tool_call_id: Some(step.id.clone()),
+                ..message("tool", fenced(&step.name, &output))
+            });
+        }
+        if content.is_char_boundary(at) {
+            from = at;
+        }
+    }
+    let last = content.get(from..).unwrap_or_default();
+    if !last.is_empty() || messages.is_empty() {
+        messages.push(message("assistant", last.to_owned()));
+    }
+    messages
 }
 
 /// The history as a prompt sends it: failed and superseded replies are left out, and of several
@@ -68,26 +145,27 @@ fn turns(history: &[message::Model]) -> Vec<Turn> {
         {
             continue;
         }
-        if role == "assistant" && turns.last().is_some_and(|t| t.message.role == "assistant") {
+        if role == "assistant" && turns.last().is_some_and(Turn::is_assistant) {
             turns.pop();
         }
-        let message = match stored.role {
-            Role::User => user_message(
+        let messages = match stored.role {
+            Role::User => vec![user_message(
                 &stored.content,
                 stored.attachment_text.as_deref(),
                 &stored.attachment_refs(),
-            ),
-            _ => PromptMessage {
+            )],
+            Role::Assistant => reply_rounds(&stored.content, &stored.tool_steps()),
+            Role::System => vec![PromptMessage {
                 role,
                 content: stored.content.clone(),
                 images: Vec::new(),
                 tool_calls: Vec::new(),
                 tool_call_id: None,
-            },
+            }],
         };
         turns.push(Turn {
             seq: stored.seq,
-            message,
+            messages,
         });
     }
     turns
@@ -148,7 +226,7 @@ fn newest_that_fit(
 ) -> (usize, u32) {
     let mut kept = 0;
     for turn in turns.iter().rev() {
-        let cost = count(&turn.message);
+        let cost = turn.cost(count);
         if used + cost > budget {
             break;
         }
@@ -172,14 +250,14 @@ pub fn fit_to_context(
 ) -> Result<Vec<PromptMessage>, LmError> {
     let mut turns = turns(history);
     // A new reply answers the latest user message: earlier replies to it are not part of its prompt.
-    while turns.last().is_some_and(|t| t.message.role == "assistant") {
+    while turns.last().is_some_and(Turn::is_assistant) {
         turns.pop();
     }
     let system = system_turn(system_prompt);
     let Some(context) = context else {
         return Ok(system
             .into_iter()
-            .chain(turns.into_iter().map(|t| t.message))
+            .chain(turns.into_iter().flat_map(|t| t.messages))
             .collect());
     };
     let budget = budget(context, max_reply_tokens);
@@ -189,14 +267,14 @@ pub fn fit_to_context(
         && let Some(newest) = turns.last()
     {
         return Err(LmError::MessageTooLarge {
-            tokens: count(&newest.message),
+            tokens: newest.cost(count),
             budget: budget.saturating_sub(used),
         });
     }
     let first_kept = turns.len() - kept;
     Ok(system
         .into_iter()
-        .chain(turns.into_iter().skip(first_kept).map(|t| t.message))
+        .chain(turns.into_iter().skip(first_kept).flat_map(|t| t.messages))
         .collect())
 }
 
@@ -217,7 +295,7 @@ pub fn context_use(
     let oldest_read = history.first().map(|m| m.seq);
     let everything_before_read = (!complete).then_some(oldest_read).flatten();
     let Some(context) = context else {
-        let used = used + turns.iter().map(|t| count(&t.message)).sum::<u32>();
+        let used = used + turns.iter().map(|t| t.cost(count)).sum::<u32>();
         return ContextUse {
             used_tokens: used,
             context_tokens: None,
@@ -293,6 +371,50 @@ mod tests {
             .iter()
             .map(|p| (p.role, p.content.as_str()))
             .collect()
+    }
+
+    #[test]
+    fn a_reply_that_called_tools_is_sent_as_its_rounds_were() {
+        let step = |id: &str, at: usize| ToolStep {
+            id: id.into(),
+            name: "fetch_url".into(),
+            arguments: "{}".into(),
+            at,
+            result: Some(format!("page {id}")),
+            is_error: false,
+            duration_ms: Some(3),
+        };
+        let reply = message::Model {
+            tool_calls: ToolStep::column(&[step("a", 6), step("b", 6), step("c", 12)]),
+            ..msg(2, Role::Assistant, Status::Complete, "Look. Again. Done.")
+        };
+        let history = [
+            msg(1, Role::User, Status::Complete, "q"),
+            reply,
+            msg(3, Role::User, Status::Complete, "and then?"),
+        ];
+        let prompt = fit_to_context("", &history, None, 100, &estimate).unwrap();
+        let shape: Vec<(&str, &str, usize, Option<&str>)> = prompt
+            .iter()
+            .map(|m| {
+                (
+                    m.role,
+                    m.content.as_str(),
+                    m.tool_calls.len(),
+                    m.tool_call_id.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(shape[0], ("user", "q", 0, None));
+        assert_eq!(shape[1], ("assistant", "Look. ", 2, None));
+        assert_eq!((shape[2].0, shape[2].3), ("tool", Some("a")));
+        assert!(shape[2].1.contains("page a"));
+        assert_eq!((shape[3].0, shape[3].3), ("tool", Some("b")));
+        assert_eq!(shape[4], ("assistant", "Again.", 1, None));
+        assert_eq!((shape[5].0, shape[5].3), ("tool", Some("c")));
+        assert_eq!(shape[6], ("assistant", " Done.", 0, None));
+        assert_eq!(shape[7], ("user", "and then?", 0, None));
+        assert_eq!(shape.len(), 8);
     }
 
     #[test]

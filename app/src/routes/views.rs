@@ -547,6 +547,8 @@ pub struct SharedMessageView {
     pub stats: Vec<String>,
     /// The files the message carried, named only.
     pub attachments: Vec<AttachmentView>,
+    /// A reply's calls of tools.
+    pub steps: Vec<super::steps::ToolStepView>,
 }
 
 /// The messages of a shared chat as its link shows them.
@@ -580,6 +582,7 @@ pub fn shared_views(messages: &[ExportMessage]) -> Vec<SharedMessageView> {
                 reasoning_html: markdown_to_html(m.reasoning.as_deref().unwrap_or_default()),
                 note,
                 stats: m.stats.as_ref().map(stats_phrases).unwrap_or_default(),
+                steps: super::steps::ToolStepView::all(&m.tool_calls),
             }
         })
         .collect()
@@ -630,6 +633,10 @@ pub struct SettingsView {
     max_reply_tokens: i32,
     /// The models to choose from; the choice is offered only when there is more than one.
     models: Vec<String>,
+    /// The tools there are, each ticked when the chat's replies may call it.
+    tools: Vec<ToolChoice>,
+    /// The names of `tools`, comma-separated (the form sends it back).
+    tools_listed: String,
     /// Just saved (the form says so).
     saved: bool,
     /// The chat has settings of its own (the summary says so).
@@ -640,6 +647,19 @@ impl SettingsView {
     pub fn new(state: &AppState, chat: &chat::Model, models: Vec<String>, saved: bool) -> Self {
         let config = &state.config;
         let settings = chat.settings();
+        let tools: Vec<String> = state
+            .tools
+            .definitions()
+            .into_iter()
+            .map(|d| d.name)
+            .collect();
+        let choices = tools
+            .iter()
+            .map(|name| ToolChoice {
+                chosen: settings.allows_tool(name),
+                name: name.clone(),
+            })
+            .collect();
         Self {
             chat_id: chat.id.to_string(),
             customised: settings.is_customised(),
@@ -657,10 +677,19 @@ impl SettingsView {
             default_temperature: config.lm_temperature,
             default_max_tokens: config.lm_max_tokens,
             max_reply_tokens: MAX_REPLY_TOKENS,
+            tools_listed: tools.join(","),
+            tools: choices,
             models,
             saved,
         }
     }
+}
+
+/// A tool in a chat's settings.
+#[derive(Serialize)]
+struct ToolChoice {
+    name: String,
+    chosen: bool,
 }
 
 #[cfg(test)]

@@ -204,7 +204,8 @@ impl Store {
             )
             .col_expr(chat::Column::Temperature, Expr::value(settings.temperature))
             .col_expr(chat::Column::MaxTokens, Expr::value(settings.max_tokens))
-            .col_expr(chat::Column::Model, Expr::value(settings.model.clone()));
+            .col_expr(chat::Column::Model, Expr::value(settings.model.clone()))
+            .col_expr(chat::Column::Tools, Expr::value(settings.tools_column()));
         self.update_chat(session_id, chat_id, update).await
     }
 

@@ -44,6 +44,9 @@ pub mod chat {
         /// Not listed, never found by search, deleted once `TEMPORARY_CHAT_TTL` has passed
         /// since its last use (`updated_at`).
         pub temporary: bool,
+        /// The tools its replies may call (JSON names); `None`: all of them.
+        #[sea_orm(column_type = "Text", nullable)]
+        pub tools: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -68,6 +71,10 @@ pub mod chat {
                 temperature: self.temperature,
                 max_tokens: self.max_tokens,
                 model: self.model.clone(),
+                tools: self
+                    .tools
+                    .as_deref()
+                    .and_then(|json| serde_json::from_str(json).ok()),
             }
         }
     }

@@ -31,6 +31,8 @@ pub struct ImportedMessage {
     pub created_at: chrono::DateTime<Utc>,
     /// Files it carried (checked like files sent now).
     pub attachments: Vec<Attachment>,
+    /// A reply's calls of tools (checked by the import).
+    pub tool_steps: Vec<crate::domain::ToolStep>,
 }
 
 impl Store {
@@ -43,6 +45,7 @@ impl Store {
         imported: ImportedChat,
     ) -> Result<chat::Model, DbErr> {
         let now = Utc::now();
+        let tools = imported.settings.tools_column();
         let txn = self.db.begin().await?;
         let chat = chat::ActiveModel {
             id: Set(Uuid::now_v7()),
@@ -53,6 +56,7 @@ impl Store {
             system_prompt: Set(imported.settings.system_prompt),
             temperature: Set(imported.settings.temperature),
             max_tokens: Set(imported.settings.max_tokens),
+            tools: Set(tools),
             model: Set(imported.settings.model),
             // An imported chat starts unpinned and in no folder.
             pinned_at: Set(None),
@@ -77,6 +81,7 @@ impl Store {
                 row.id = Set(ids[i]);
                 row.parent_id = Set(m.parent.and_then(|p| ids.get(p).copied()));
                 row.reasoning = Set(m.reasoning);
+                row.tool_calls = Set(crate::domain::ToolStep::column(&m.tool_steps));
                 row.error = Set(m.error);
                 row.superseded = Set(m.superseded);
                 if let Some(stats) = m.stats {

@@ -715,6 +715,12 @@ async fn migrations_go_up_down_and_up_again() {
         }
     };
     Migrator::down(&db, Some(1)).await.unwrap();
+    assert!(!chat_has("tools").await);
+    assert!(has("tool_calls").await);
+    Migrator::down(&db, Some(1)).await.unwrap();
+    assert!(!has("tool_calls").await);
+    assert!(has("parent_id").await);
+    Migrator::down(&db, Some(1)).await.unwrap();
     assert!(!has("parent_id").await);
     assert!(chat_has("temporary").await);
     Migrator::down(&db, Some(1)).await.unwrap();
@@ -763,6 +769,7 @@ async fn migrations_go_up_down_and_up_again() {
     assert!(has_table("session_versions").await && has_table("shares").await);
     assert!(has_table("folders").await && chat_has("pinned_at, folder_id").await);
     assert!(has_table("devices").await && has_table("device_links").await);
+    assert!(has("tool_calls").await && chat_has("tools").await);
     // Constraints hold: bad roles and statuses are refused, a message needs an existing chat,
     // and deleting a chat deletes its messages.
     let chat = "'00000000-0000-0000-0000-000000000001'";

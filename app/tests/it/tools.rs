@@ -507,3 +507,187 @@ async fn web_search_asks_searxng_and_gives_the_model_its_results() {
     assert!(page.contains("Rust &lt;b&gt;language&lt;"), "{page}");
     assert!(!page.contains("Rust <b>language"));
 }
+
+#[tokio::test]
+async fn steps_travel_with_the_chat_in_exports_imports_and_shared_links() {
+    let pages = pages().await;
+    let app = app_with_fetch(|_| {}).await;
+    app.fake_lm.set(|k| {
+        k.tool_rounds = vec![vec![fetch(&format!("{}/page", pages.base))]];
+        k.tool_text = vec!["Looking. ".into()];
+    });
+    let chat = app.create_chat(&app.client, "Read it").await;
+    let original = api_steps(&app, chat).await;
+    assert_eq!(original.len(), 1);
+
+    // JSON: the steps as the API gives them; back in through the import, the same steps.
+    let export: Value = app
+        .get(&format!("/chats/{chat}/export?format=json"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    // The greeting, the question, the reply.
+    let exported = export["messages"][2]["tool_calls"].clone();
+    assert_eq!(exported, Value::Array(original.clone()), "{export}");
+    let response = app
+        .client
+        .post(app.url("/chats/import"))
+        .multipart(crate::helpers::import_form(export.to_string().into_bytes()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let imported: uuid::Uuid = response.headers()["location"]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("/chats/")
+        .parse()
+        .unwrap();
+    assert_eq!(api_steps(&app, imported).await, original);
+
+    // An import may not claim steps for a person's message, nor leave one running.
+    let mut forged = export.clone();
+    forged["messages"][1]["tool_calls"] = exported.clone();
+    let response = app
+        .client
+        .post(app.url("/chats/import"))
+        .header("hx-request", "true")
+        .multipart(crate::helpers::import_form(forged.to_string().into_bytes()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("only a reply carries calls of tools")
+    );
+    let mut running = export.clone();
+    running["messages"][2]["tool_calls"][0]["result"] = Value::Null;
+    running["messages"][2]["tool_calls"][0]["at"] = 10_000.into();
+    let response = app
+        .client
+        .post(app.url("/chats/import"))
+        .multipart(crate::helpers::import_form(
+            running.to_string().into_bytes(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    let again: uuid::Uuid = response.headers()["location"]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("/chats/")
+        .parse()
+        .unwrap();
+    let settled = &api_steps(&app, again).await[0];
+    assert_eq!(settled["is_error"], true);
+    assert_eq!(settled["result"], "The call did not finish.");
+    let content_len = app.api_messages(again).await[2]["content"]
+        .as_str()
+        .unwrap()
+        .len();
+    assert_eq!(settled["at"], content_len);
+
+    // Markdown: each call and its result, quoted.
+    let markdown = app
+        .get(&format!("/chats/{chat}/export?format=md"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(markdown.contains("_Called `fetch_url` ("), "{markdown}");
+    assert!(
+        markdown.contains("> Tool test") || markdown.contains("Tool test"),
+        "{markdown}"
+    );
+
+    // A shared link shows the steps like the chat's page, results escaped.
+    let response = app.post(&format!("/chats/{chat}/share"), &[]).await;
+    assert_eq!(response.status(), 303);
+    let page = app
+        .get(&format!("/chats/{chat}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let link = crate::helpers::hrefs(&page, "share-link")
+        .pop()
+        .expect("a shared link");
+    let shared = reqwest::get(app.url(&link))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        shared.contains("<span class=\"tool-name\">fetch_url</span>"),
+        "{shared}"
+    );
+    assert!(shared.contains("&lt;img src=x onerror=alert(1)&gt;"));
+}
+
+#[tokio::test]
+async fn a_chats_settings_choose_the_tools_its_replies_may_call() {
+    let pages = pages().await;
+    let app = TestApp::spawn_with(|c| {
+        c.builtin_tools = vec![Builtin::FetchUrl];
+        c.fetch_allow_private = true;
+    })
+    .await;
+    let chat = app.create_chat(&app.client, "first").await;
+    // The form lists the tools, each ticked: every chat may call all of them at first.
+    let page = app
+        .get(&format!("/chats/{chat}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("name=\"tools_listed\" value=\"fetch_url\""),
+        "{page}"
+    );
+    assert!(page.contains("name=\"tool:fetch_url\" checked"), "{page}");
+    // Unticked: replies are offered no tools, and the API says which the chat allows.
+    let response = app
+        .post(
+            &format!("/chats/{chat}/settings"),
+            &[("system_prompt", ""), ("tools_listed", "fetch_url")],
+        )
+        .await;
+    assert_eq!(response.status(), 303);
+    let settings: Value = app
+        .get(&format!("/api/v1/chats/{chat}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        settings["chat"]["settings"]["tools"],
+        json!([]),
+        "{settings}"
+    );
+    app.fake_lm.set(|k| {
+        k.tool_rounds = vec![vec![fetch(&format!("{}/page", pages.base))]];
+    });
+    app.send_and_wait(&app.client, chat, "Read the page").await;
+    let last = app.fake_lm.log(|l| l.requests.back().unwrap().clone());
+    assert!(last.get("tools").is_none(), "{last}");
+    assert_eq!(pages.hits.load(Ordering::SeqCst), 0);
+    // Ticked again through the API: offered again.
+    let response = app
+        .client
+        .put(app.url(&format!("/api/v1/chats/{chat}/settings")))
+        .json(&json!({"tools": ["fetch_url"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    app.send_and_wait(&app.client, chat, "Now read it").await;
+    let last = app.fake_lm.log(|l| l.requests.back().unwrap().clone());
+    assert_eq!(last["tools"][0]["function"]["name"], "fetch_url");
+    assert_eq!(pages.hits.load(Ordering::SeqCst), 1);
+}

@@ -466,7 +466,11 @@ async fn the_migration_reads_older_history_as_a_tree() {
     let dir = tempfile::tempdir().unwrap();
     let url = crate::helpers::fresh_database_url(dir.path()).await;
     let db = sea_orm::Database::connect(url).await.unwrap();
-    let before_versions = Migrator::migrations().len() as u32 - 1;
+    // Every migration before the versions' one (m20261207_000012_message_versions).
+    let before_versions = Migrator::migrations()
+        .iter()
+        .position(|m| m.name() == "m20261207_000012_message_versions")
+        .expect("the versions migration") as u32;
     Migrator::up(&db, Some(before_versions)).await.unwrap();
     let chat = Uuid::now_v7();
     let backend = db.get_database_backend();

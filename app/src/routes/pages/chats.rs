@@ -227,7 +227,11 @@ pub async fn title(
     match chat::title_status(&state, &session, chat_id).await? {
         TitleStatus::Pending => Ok(StatusCode::NO_CONTENT.into_response()),
         TitleStatus::Ready(chat) => {
-            let html = render(&state, "fragments/title_ready.html", ChatOnly { chat })?;
+            let html = render(
+                &state,
+                "fragments/title_ready.html",
+                ChatOnly { chat: *chat },
+            )?;
             let done = StatusCode::from_u16(286).unwrap_or(StatusCode::OK);
             Ok((done, html).into_response())
         }
