@@ -40,9 +40,10 @@ wait_http() { # url, what
 # llama-server with the tiny model: 2 slots of 4096 tokens (its training context; beyond it the
 # model slows down a hundredfold), one thread, and sampling over the whole vocabulary (top-k off,
 # top-p 0.99), which brings it from ~1,500 to ~280 tokens/s: a 1,500-token reply lasts about 5 s,
-# long enough for a browser to reload or press Stop in the middle of it.
+# long enough for a browser to reload or press Stop in the middle of it. With --jinja, as compose
+# and deploy/k8s start it (what tools need).
 "$llama" -m "${SHARED_DIR:-$root/../shared}/models/llama-2-tiny-random.gguf" --alias llama-2-tiny-random \
-  -c 8192 --parallel 2 -t 1 --top-k 0 --top-p 0.99 --host 127.0.0.1 --port 18080 >"$work/llama.log" 2>&1 &
+  -c 8192 --parallel 2 -t 1 --top-k 0 --top-p 0.99 --jinja --host 127.0.0.1 --port 18080 >"$work/llama.log" 2>&1 &
 pids+=($!)
 node e2e/slow-lm.mjs &
 pids+=($!)
@@ -56,7 +57,10 @@ session_key=$(head -c 64 /dev/urandom | base64 -w0)
 # TOOLS: the built-in tools the app may offer (the slow model's app: fetch_url, of this
 # machine's pages too, the slow model's /page).
 start_app() { # port, model URL, database
-  BUILTIN_TOOLS="${TOOLS:-}" FETCH_ALLOW_PRIVATE=true \
+  # (An empty BUILTIN_TOOLS is refused, like any option given without a value.)
+  local tools=()
+  if [ -n "${TOOLS:-}" ]; then tools=("BUILTIN_TOOLS=$TOOLS" FETCH_ALLOW_PRIVATE=true); fi
+  env "${tools[@]}" \
   SESSION_KEY="$session_key" DATABASE_URL="postgres://chat:chat@127.0.0.1:5432/$3" BIND_ADDR="127.0.0.1:$1" LM_API_URL="$2" \
     LM_MAX_TOKENS=1500 MAX_CONCURRENT_GENERATIONS=2 TRUST_PROXY_HEADERS=true DATA_DIR="$work/data-$1" RUST_LOG=warn \
     "$app_bin" >"$work/app-$1.log" 2>&1 &

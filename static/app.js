@@ -83,6 +83,16 @@ document.addEventListener("htmx:afterRequest", (event) => {
   form.querySelector("textarea")?.focus();
 });
 
+// A call answered (Allow or Deny): its buttons give way to the answer until the step's result
+// comes with the stream.
+document.addEventListener("htmx:afterRequest", (event) => {
+  const form = event.detail.elt;
+  const box = form instanceof HTMLFormElement ? form.closest(".tool-approval") : null;
+  if (!box || !event.detail.successful) return;
+  const answer = event.detail.requestConfig?.parameters?.get?.("decision") ?? "";
+  box.replaceChildren(document.createTextNode(answer === "deny" ? "Denied." : "Allowed: the call is being made…"));
+});
+
 // Follow the conversation to its end unless the reader scrolled up.
 function scrollToEnd(force) {
   const history = document.getElementById("history");

@@ -331,6 +331,20 @@ pub struct ToolStep {
     /// How long the call took, in milliseconds.
     #[serde(default)]
     pub duration_ms: Option<u64>,
+    /// For a tool whose calls need the person's approval (its MCP server's `"approve": true`):
+    /// waiting for it, or what they said. Absent for other tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+}
+
+/// What the person said to a call that needed their approval.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Approval {
+    /// Not yet answered: the reply waits.
+    Pending,
+    Allowed,
+    Denied,
 }
 
 impl ToolStep {

@@ -303,6 +303,44 @@ pub(super) async fn start_reply(
 /// second; this waits (briefly) for that, and stops a reply whose replica died (its lease ran
 /// out) itself.
 #[tracing::instrument(skip_all, fields(%message_id))]
+/// The person's answer to a call that waits for their approval: the reply goes on with the
+/// call made (`allow`) or refused (told to the model). 404: no such reply here; 409: the call
+/// does not wait (answered already, or the reply ended).
+#[tracing::instrument(skip_all, fields(%message_id))]
+pub async fn decide_tool_call(
+    state: &AppState,
+    session: &Session,
+    chat_id: Option<Uuid>,
+    message_id: Uuid,
+    step_id: &str,
+    allow: bool,
+) -> AppResult<()> {
+    let reply = state
+        .store
+        .find_session_message(&session.id, message_id)
+        .await?
+        .filter(|m| m.role == Role::Assistant && chat_id.is_none_or(|c| c == m.chat_id))
+        .ok_or(AppError::NotFound("message"))?;
+    let approval = match allow {
+        true => crate::domain::Approval::Allowed,
+        false => crate::domain::Approval::Denied,
+    };
+    match state
+        .store
+        .decide_step(&session.id, reply.id, step_id, approval)
+        .await?
+    {
+        None => Err(AppError::NotFound("message")),
+        Some(false) => Err(AppError::Conflict(
+            "That call is not waiting for an answer (it was answered, or the reply ended).".into(),
+        )),
+        Some(true) => {
+            state.generations.decided_here(reply.id);
+            Ok(())
+        }
+    }
+}
+
 pub async fn stop(
     state: &AppState,
     session: &Session,

@@ -25,7 +25,8 @@ pub use chats::{
 pub use devices::{LINK_LIFETIME, NewLink, check_link, devices, new_link, redeem_link, sign_out};
 pub use folders::{create_folder, delete_folder, folders, move_to_folder, pin, rename_folder};
 pub use messages::{
-    Exchange, continue_reply, edit, editable, regenerate, select_version, send, stop,
+    Exchange, continue_reply, decide_tool_call, edit, editable, regenerate, select_version, send,
+    stop,
 };
 pub use models::{download_model, hub_files, remove_model, set_default_model};
 pub use profile::set_display_name;

@@ -36,7 +36,7 @@ pub struct ServerJson {
     pub tools: Vec<String>,
     /// Tools left out, each with why (e.g. an input schema that is not an object schema).
     pub skipped: Vec<String>,
-    /// Its calls need the person's approval (not offered to the model yet).
+    /// Each call of its tools waits for the person to allow or deny it.
     pub approve: bool,
 }
 

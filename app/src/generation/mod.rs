@@ -107,6 +107,8 @@ pub struct Reply {
     chat: chat::Model,
     state: watch::Sender<ReplyState>,
     stop: CancellationToken,
+    /// Told when the person allowed or denied a call here (the row holds the decision).
+    decided: tokio::sync::Notify,
 }
 
 impl Reply {
@@ -245,6 +247,7 @@ impl Generations {
                 phase: Phase::Queued,
             }),
             stop: CancellationToken::new(),
+            decided: tokio::sync::Notify::new(),
         });
         {
             let mut registry = self.lock();
@@ -284,6 +287,14 @@ impl Generations {
         let finished = state.wait_for(|s| matches!(s.phase, Phase::Finished { .. }));
         let _ = tokio::time::timeout(Duration::from_secs(5), finished).await;
         true
+    }
+
+    /// Tells the reply, if this replica writes it, that a call of it was allowed or denied (the
+    /// decision is in its row; a reply elsewhere reads it there).
+    pub fn decided_here(&self, message_id: Uuid) {
+        if let Some(reply) = self.lock().replies.get(&message_id) {
+            reply.decided.notify_one();
+        }
     }
 
     /// Stops the reply if this replica is writing it (Stop asked on another replica), without

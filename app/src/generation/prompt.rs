@@ -383,6 +383,7 @@ mod tests {
             result: Some(format!("page {id}")),
             is_error: false,
             duration_ms: Some(3),
+            approval: None,
         };
         let reply = message::Model {
             tool_calls: ToolStep::column(&[step("a", 6), step("b", 6), step("c", 12)]),

@@ -1,17 +1,17 @@
 //! A reply's calls of tools: each becomes a step of the reply (saved at once, so a reload or
 //! another replica sees it running), the calls of one round run at once, and their results go
 //! back to the model, fenced as data, for its next round.
-use std::collections::HashSet;
+use std::{collections::HashSet, time::Duration};
 
 use futures::{StreamExt, stream::FuturesUnordered};
 use tokio::time::Instant;
 
 use super::{Inner, Reply};
 use crate::{
-    domain::ToolStep,
+    domain::{Approval, ToolStep},
     lm::{PromptMessage, ToolCall},
     store::Status,
-    tools::fenced,
+    tools::{ToolOutput, fenced},
 };
 
 /// Runs the calls the model asked for in this round, and adds the round to `prompt`: the
@@ -27,23 +27,43 @@ pub(super) async fn run_calls(
     let first = reply.state.borrow().steps.len();
     reply.state.send_modify(|s| {
         let at = s.text.len();
-        s.steps.extend(calls.iter().map(|call| ToolStep {
-            id: call.id.clone(),
-            name: call.name.clone(),
-            arguments: call.arguments.clone(),
-            at,
-            result: None,
-            is_error: false,
-            duration_ms: None,
+        s.steps.extend(calls.iter().map(|call| {
+            ToolStep {
+                id: call.id.clone(),
+                name: call.name.clone(),
+                arguments: call.arguments.clone(),
+                at,
+                result: None,
+                is_error: false,
+                duration_ms: None,
+                approval: inner
+                    .tools
+                    .needs_approval(&call.name)
+                    .then_some(Approval::Pending),
+            }
         }));
     });
     reply.checkpoint(&inner.store).await;
+    wait_for_approvals(inner, reply, first..first + calls.len()).await;
+    let approvals: Vec<Option<Approval>> = {
+        let state = reply.state.borrow();
+        (first..first + calls.len())
+            .map(|i| state.steps.get(i).and_then(|s| s.approval))
+            .collect()
+    };
     let mut running: FuturesUnordered<_> = calls
         .iter()
+        .zip(approvals)
         .enumerate()
-        .map(|(i, call)| async move {
+        .map(|(i, (call, approval))| async move {
             let started = Instant::now();
-            let output = inner.tools.call(call).await;
+            let output = match approval {
+                Some(Approval::Denied) => ToolOutput {
+                    text: DENIED.into(),
+                    is_error: true,
+                },
+                _ => inner.tools.call(call).await,
+            };
             (i, output, started.elapsed())
         })
         .collect();
@@ -83,6 +103,67 @@ pub(super) async fn run_calls(
             tool_calls: Vec::new(),
             tool_call_id: Some(call.id),
         });
+    }
+}
+
+/// What the model is told of a call the person denied.
+const DENIED: &str = "The person denied this call; it was not made.";
+/// Longest a reply waits for the person to allow or deny a call; then it is denied.
+const APPROVAL_WAIT: Duration = Duration::from_secs(600);
+/// How often the row is read for a decision made on another replica.
+const APPROVAL_POLL: Duration = Duration::from_millis(500);
+
+/// Waits until every step in `range` that needs approval has it (or a denial): told here at
+/// once (`Reply::decide`), or read from the row when another replica took the decision.
+async fn wait_for_approvals(inner: &Inner, reply: &Reply, range: std::ops::Range<usize>) {
+    let pending = |reply: &Reply| {
+        reply.state.borrow().steps[range.clone()]
+            .iter()
+            .any(|s| s.approval == Some(Approval::Pending))
+    };
+    let give_up = Instant::now() + APPROVAL_WAIT;
+    while pending(reply) {
+        if Instant::now() >= give_up {
+            reply.state.send_modify(|s| {
+                for step in &mut s.steps[range.clone()] {
+                    if step.approval == Some(Approval::Pending) {
+                        step.approval = Some(Approval::Denied);
+                    }
+                }
+            });
+            break;
+        }
+        tokio::select! {
+            _ = reply.decided.notified() => {}
+            _ = tokio::time::sleep(APPROVAL_POLL) => {}
+        }
+        // Decisions are in the row (whichever replica took them).
+        match inner
+            .store
+            .find_message(&reply.session_id, reply.chat_id, reply.message_id)
+            .await
+        {
+            Ok(Some(row)) => {
+                let decided = row.tool_steps();
+                reply.state.send_modify(|s| {
+                    for step in &mut s.steps[range.clone()] {
+                        if step.approval != Some(Approval::Pending) {
+                            continue;
+                        }
+                        if let Some(approval) = decided
+                            .iter()
+                            .find(|d| d.id == step.id)
+                            .and_then(|d| d.approval)
+                            .filter(|a| *a != Approval::Pending)
+                        {
+                            step.approval = Some(approval);
+                        }
+                    }
+                });
+            }
+            Ok(None) => return,
+            Err(e) => tracing::warn!(error = %e, "reading a reply's approvals"),
+        }
     }
 }
 
@@ -141,6 +222,7 @@ mod tests {
             result: Some("ok".into()),
             is_error: false,
             duration_ms: Some(1),
+            approval: None,
         };
         let ids: Vec<String> = with_unique_ids(&[earlier], vec![call("a"), call("b"), call("b")])
             .into_iter()

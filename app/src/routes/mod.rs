@@ -66,6 +66,10 @@ pub fn router(state: AppState) -> Router {
             "/chats/{id}/messages/{message_id}/stop",
             post(messages::stop),
         )
+        .route(
+            "/chats/{id}/messages/{message_id}/tool_calls/{call_id}",
+            post(messages::decide_tool_call),
+        )
         .route("/chats/{id}/regenerate", post(messages::regenerate))
         .route(
             "/chats/{id}/messages/{message_id}/continue",

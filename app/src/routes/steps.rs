@@ -4,7 +4,7 @@
 //! stream's `tool_call`/`tool_result` events render the same fragment.
 use serde::Serialize;
 
-use crate::domain::ToolStep;
+use crate::domain::{Approval, ToolStep};
 
 /// Characters of a result shown before "Show all".
 const PREVIEW_CHARS: usize = 1_500;
@@ -23,6 +23,10 @@ pub struct ToolStepView {
     pub rest: Option<String>,
     pub size: Option<String>,
     pub duration: Option<String>,
+    /// Waits for the person to allow or deny it: where the answer is posted.
+    pub approval_action: Option<String>,
+    /// The person denied it.
+    pub denied: bool,
 }
 
 impl ToolStepView {
@@ -50,6 +54,8 @@ impl ToolStepView {
             preview,
             rest,
             size: step.result.as_ref().map(|r| crate::domain::size(r.len())),
+            approval_action: None,
+            denied: step.approval == Some(Approval::Denied),
             duration: step.duration_ms.map(|ms| match ms {
                 0..1_000 => format!("{ms} ms"),
                 _ => format!("{:.1} s", ms as f64 / 1000.0),
@@ -57,7 +63,17 @@ impl ToolStepView {
         }
     }
 
-    pub fn all(steps: &[ToolStep]) -> Vec<Self> {
-        steps.iter().map(Self::new).collect()
+    /// The steps of a reply; `reply` (`/chats/{id}/messages/{message_id}`) where the person
+    /// answers the calls that wait for approval (a shared link's: `None`, no forms).
+    pub fn all(steps: &[ToolStep], reply: Option<&str>) -> Vec<Self> {
+        steps
+            .iter()
+            .map(|step| Self {
+                approval_action: reply
+                    .filter(|_| step.approval == Some(Approval::Pending))
+                    .map(|reply| format!("{reply}/tool_calls/{}", step.id)),
+                ..Self::new(step)
+            })
+            .collect()
     }
 }

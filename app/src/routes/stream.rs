@@ -88,6 +88,7 @@ pub async fn respond(
             .await?;
             let page = PageStream {
                 shown_from: last_event_id.and_then(Offsets::parse),
+                reply_path: chat_id.map(|chat| format!("/chats/{chat}/messages/{message_id}")),
                 ..PageStream::default()
             };
             let events = futures::stream::unfold(
@@ -132,6 +133,8 @@ struct PageStream {
     reasoning_html: LiveHtml,
     /// The reply's steps so far, as the page shows them.
     steps: Vec<ToolStep>,
+    /// `/chats/{id}/messages/{message_id}`: where calls that wait for approval are answered.
+    reply_path: Option<String>,
     /// The page's `Last-Event-ID`: nothing is sent until the text is at least there, so the
     /// page's text never goes back (a replica reading the row may be behind the page).
     shown_from: Option<Offsets>,
@@ -169,7 +172,7 @@ impl PageStream {
                     steps: Vec<ToolStepView>,
                 }
                 let list = Steps {
-                    steps: ToolStepView::all(&self.steps),
+                    steps: ToolStepView::all(&self.steps, self.reply_path.as_deref()),
                 };
                 let events = match super::render(state, "fragments/tool_steps.html", list) {
                     Ok(html) => vec![Event::default().id(offsets.id()).event(name).data(html.0)],
@@ -288,6 +291,7 @@ fn encode(state: &AppState, encoding: Encoding, event: ReplyEvent) -> Vec<Event>
                     "id": step.id,
                     "name": step.name,
                     "arguments": step.arguments,
+                    "approval": step.approval,
                 }),
                 Some(_) => serde_json::json!({
                     "id": step.id,
@@ -295,6 +299,7 @@ fn encode(state: &AppState, encoding: Encoding, event: ReplyEvent) -> Vec<Event>
                     "result": step.result,
                     "is_error": step.is_error,
                     "duration_ms": step.duration_ms,
+                    "approval": step.approval,
                 }),
             };
             // A page's steps are rendered by `PageStream`; these are the API's.

@@ -175,7 +175,13 @@ impl MessageView {
             seq: message.seq,
             context_boundary_before: false,
             refresh_context: false,
-            steps: super::steps::ToolStepView::all(&message.tool_steps()),
+            steps: super::steps::ToolStepView::all(
+                &message.tool_steps(),
+                Some(&format!(
+                    "/chats/{}/messages/{}",
+                    message.chat_id, message.id
+                )),
+            ),
             attachments: message
                 .attachment_refs()
                 .iter()
@@ -582,7 +588,7 @@ pub fn shared_views(messages: &[ExportMessage]) -> Vec<SharedMessageView> {
                 reasoning_html: markdown_to_html(m.reasoning.as_deref().unwrap_or_default()),
                 note,
                 stats: m.stats.as_ref().map(stats_phrases).unwrap_or_default(),
-                steps: super::steps::ToolStepView::all(&m.tool_calls),
+                steps: super::steps::ToolStepView::all(&m.tool_calls, None),
             }
         })
         .collect()

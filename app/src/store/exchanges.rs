@@ -406,6 +406,53 @@ impl Store {
         Ok(())
     }
 
+    /// Records the person's answer to a call that waits for their approval, in the reply's
+    /// row (the replica writing the reply reads it there). `None`: no such reply in this
+    /// session; `Some(false)`: the call does not wait (answered already, or the reply ended).
+    /// The row is written only if it is as read, so a checkpoint between is not undone.
+    #[tracing::instrument(level = "debug", skip_all, fields(%message_id))]
+    pub async fn decide_step(
+        &self,
+        session_id: &SessionId,
+        message_id: Uuid,
+        step_id: &str,
+        approval: crate::domain::Approval,
+    ) -> Result<Option<bool>, DbErr> {
+        use crate::domain::{Approval, ToolStep};
+        for _ in 0..3 {
+            let Some(row) = message::Entity::find_by_id(message_id)
+                .filter(message::Column::SessionId.eq(session_id.as_str()))
+                .filter(message::Column::Role.eq(Role::Assistant))
+                .one(&self.db)
+                .await?
+            else {
+                return Ok(None);
+            };
+            let mut steps = row.tool_steps();
+            let waiting = steps
+                .iter_mut()
+                .find(|s| s.id == step_id && s.approval == Some(Approval::Pending));
+            let (Some(step), Status::Streaming) = (waiting, row.status) else {
+                return Ok(Some(false));
+            };
+            step.approval = Some(approval);
+            let written = message::Entity::update_many()
+                .col_expr(
+                    message::Column::ToolCalls,
+                    Expr::value(ToolStep::column(&steps)),
+                )
+                .filter(message::Column::Id.eq(message_id))
+                .filter(message::Column::Status.eq(Status::Streaming))
+                .filter(message::Column::ToolCalls.eq(row.tool_calls.clone()))
+                .exec(&self.db)
+                .await?;
+            if written.rows_affected == 1 {
+                return Ok(Some(true));
+            }
+        }
+        Ok(Some(false))
+    }
+
     /// Saves how a reply ended, with its whole text and reasoning.
     #[tracing::instrument(level = "debug", skip_all, fields(%message_id, status = ?end.status))]
     pub async fn finish_reply(

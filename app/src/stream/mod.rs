@@ -604,6 +604,7 @@ mod tests {
             result: result.map(str::to_owned),
             is_error: false,
             duration_ms: result.map(|_| 5),
+            approval: None,
         };
         let mut offsets = Offsets::default();
         let running = [step(None)];

@@ -187,6 +187,15 @@ impl Toolbox {
             .collect()
     }
 
+    /// Whether a call of the tool the model calls `name` waits for the person's approval (its
+    /// server is marked `"approve": true`).
+    pub fn needs_approval(&self, name: &str) -> bool {
+        self.catalog().into_iter().any(|entry| {
+            entry.exposed == name
+                && matches!(&entry.target, Target::Mcp(server, _) if server.config.approve)
+        })
+    }
+
     /// The MCP servers and where each is.
     pub fn servers(&self) -> Vec<ServerStatus> {
         self.inner
@@ -222,8 +231,7 @@ impl Toolbox {
 
     /// Every tool there is now under the name the model calls it by: a built-in by its own, a
     /// server's by its own unless another tool has that name too, then by
-    /// `{server}_{name}`. Tools of servers whose calls need approval are not offered: asking
-    /// the person is not built yet.
+    /// `{server}_{name}`.
     fn catalog(&self) -> Vec<Entry> {
         let mut entries: Vec<Entry> = self
             .inner
@@ -236,9 +244,6 @@ impl Toolbox {
             .collect();
         let mut offered = Vec::new();
         for server in &self.inner.servers {
-            if server.config.approve {
-                continue;
-            }
             if let mcp::ServerState::Running { tools, .. } = server.state() {
                 offered.extend(tools.into_iter().map(|tool| (server.clone(), tool)));
             }

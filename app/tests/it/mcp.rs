@@ -109,12 +109,12 @@ async fn the_reference_time_server_is_called_by_a_reply() {
     assert_eq!(last["role"], "tool");
     assert!(last["content"].as_str().unwrap().contains("Europe/Paris"));
     // The tools page and the API name the server and its tools.
-    let page = app.get("/tools").await.text().await.unwrap();
+    let page = app.get_text("/tools").await;
     assert!(
         page.contains("<code>time</code>") && page.contains("running"),
         "{page}"
     );
-    let api: Value = app.get("/api/v1/tools").await.json().await.unwrap();
+    let api: Value = app.get_json("/api/v1/tools").await;
     assert_eq!(api["servers"][0]["name"], "time");
     assert_eq!(api["servers"][0]["state"], "running");
     assert_eq!(api["engine_calls_tools"], true);
@@ -164,12 +164,7 @@ async fn a_server_that_fails_errs_and_floods_is_told_to_the_model_and_keeps_its_
     assert!(noted.contains("env SESSION_KEY=<unset>"), "{noted}");
     assert!(noted.contains("env CARGO_MANIFEST_DIR=<unset>"), "{noted}");
     // Its stderr went to the log, not to the person.
-    let page = app
-        .get(&format!("/chats/{chat}"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let page = app.get_text(&format!("/chats/{chat}")).await;
     assert!(!page.contains("misbehaving server starting"));
 }
 
@@ -202,7 +197,7 @@ async fn a_server_that_crashes_mid_call_is_restarted_and_one_that_cannot_start_i
             .contains("/nonexistent/mcp-server could not be started"),
         "{missing:?}"
     );
-    let page = app.get("/tools").await.text().await.unwrap();
+    let page = app.get_text("/tools").await;
     assert!(page.contains("could not be started"), "{page}");
 
     app.fake_lm
@@ -338,4 +333,152 @@ async fn clashing_names_get_their_servers_name_and_new_tools_appear_when_listed_
     let reply = app.send_and_wait(&app.client, chat, "Use it").await;
     let used = app.store_message(reply).await.tool_steps();
     assert_eq!(used[0].result.as_deref(), Some("late"), "{used:?}");
+}
+
+#[tokio::test]
+async fn a_server_marked_approve_waits_for_allow_or_deny_and_a_denial_is_told_to_the_model() {
+    let Some(python) = mcp_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("careful.log");
+    let mut careful = misbehaving(&python, &log);
+    careful["approve"] = true.into();
+    let path = servers_file(&dir, json!({ "careful": careful }));
+    let app = TestApp::spawn_with(|c| c.mcp_servers = Some(path)).await;
+    wait_for(&app, &[("careful", "running")]).await;
+    let chat = app.create_chat(&app.client, "first").await;
+    app.fake_lm.set(|k| {
+        k.tool_rounds = vec![vec![FakeCall::new("echo", r#"{"text": "hi"}"#)]];
+    });
+    let waiting = |reply: uuid::Uuid| {
+        let app = &app;
+        async move {
+            for _ in 0..300 {
+                let steps = app.store_message(reply).await.tool_steps();
+                if steps.first().and_then(|s| s.approval) == Some(app::domain::Approval::Pending) {
+                    return steps[0].id.clone();
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            panic!("no call waits for approval");
+        }
+    };
+
+    // The call waits: not made, the page asks, and no one else may answer.
+    let reply = app.send(&app.client, chat, "Echo hi").await;
+    let call = waiting(reply).await;
+    let action = format!("/chats/{chat}/messages/{reply}/tool_calls/{call}");
+    let page = app.get_text(&format!("/chats/{chat}")).await;
+    // (The template escapes the `/`s.)
+    let escaped = action.replace('/', "&#x2f;");
+    assert!(page.contains(&format!("action=\"{escaped}\"")), "{page}");
+    assert!(page.contains("class=\"tool-step waiting\""));
+    assert!(page.contains("value=\"allow\"") && page.contains("value=\"deny\""));
+    assert!(!std::fs::read_to_string(&log).unwrap().contains("call echo"));
+    let stranger = crate::helpers::browser();
+    let refused = crate::helpers::post_form(
+        &stranger,
+        &app.url(&action),
+        &[("decision", "allow")],
+        false,
+    )
+    .await;
+    assert_eq!(refused.status(), 404);
+    // Allowed (a plain form): the call is made and the reply goes on.
+    let allowed = app.post(&action, &[("decision", "allow")]).await;
+    assert_eq!(allowed.status(), 303);
+    let done = app.finished(reply).await;
+    assert_eq!(done.status, app::store::Status::Complete);
+    let steps = done.tool_steps();
+    assert_eq!(steps[0].approval, Some(app::domain::Approval::Allowed));
+    assert_eq!(steps[0].result.as_deref(), Some("echo: hi"));
+    // Answering again: the call no longer waits.
+    assert_eq!(
+        app.post(&action, &[("decision", "deny")]).await.status(),
+        409
+    );
+
+    // Denied through the API: the call is never made and the model is told.
+    let reply = app.send(&app.client, chat, "Echo hi again").await;
+    let call = waiting(reply).await;
+    let denied = app
+        .client
+        .post(app.url(&format!("/api/v1/messages/{reply}/tool_calls/{call}")))
+        .json(&json!({"allow": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 204);
+    let done = app.finished(reply).await;
+    let steps = done.tool_steps();
+    assert_eq!(steps[0].approval, Some(app::domain::Approval::Denied));
+    assert!(steps[0].is_error);
+    assert!(
+        steps[0].result.as_deref().unwrap().contains("denied"),
+        "{steps:?}"
+    );
+    let told = app
+        .fake_lm
+        .log(|l| l.requests.back().unwrap()["messages"].clone());
+    let last = told.as_array().unwrap().last().unwrap().clone();
+    assert!(
+        last["content"]
+            .as_str()
+            .unwrap()
+            .contains("The person denied this call"),
+        "{last}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .matches("call echo")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_streamable_http_server_is_reached_with_its_headers() {
+    let Some(python) = mcp_python() else { return };
+    let port = testkit::app_process::free_port().unwrap();
+    let _server = tokio::process::Command::new(&python)
+        .arg(repo_path("testkit/fixtures/mcp/http_server.py"))
+        .arg(port.to_string())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let dir = tempfile::tempdir().unwrap();
+    let path = servers_file(
+        &dir,
+        json!({
+            "adder": {"type": "http", "url": url, "headers": {"Authorization": "Bearer test-token"}},
+            "locked": {"url": url},
+        }),
+    );
+    let app = TestApp::spawn_with(|c| c.mcp_servers = Some(path)).await;
+    wait_for(&app, &[("adder", "running"), ("locked", "failed")]).await;
+    let locked = app
+        .state
+        .tools
+        .servers()
+        .into_iter()
+        .find(|s| s.name == "locked")
+        .unwrap();
+    assert!(locked.error.is_some(), "{locked:?}");
+    app.fake_lm.set(|k| {
+        k.tool_rounds = vec![vec![FakeCall::new("add", r#"{"a": 2, "b": 3}"#)]];
+    });
+    let chat = app.create_chat(&app.client, "Two and three?").await;
+    let steps = steps(&app, chat).await;
+    assert_eq!(steps[0]["is_error"], false, "{steps:?}");
+    assert_eq!(steps[0]["result"], "5");
 }

@@ -83,6 +83,30 @@ fn fetch(url: &str) -> FakeCall {
     FakeCall::new("fetch_url", &json!({ "url": url }).to_string())
 }
 
+/// Imports an export through the home page's form (as htmx when `htmx`).
+async fn import(app: &TestApp, export: &Value, htmx: bool) -> reqwest::Response {
+    let mut request = app.client.post(app.url("/chats/import"));
+    if htmx {
+        request = request.header("hx-request", "true");
+    }
+    request
+        .multipart(crate::helpers::import_form(export.to_string().into_bytes()))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The chat a 303 after an import names.
+fn imported_chat(response: &reqwest::Response) -> uuid::Uuid {
+    assert_eq!(response.status(), 303);
+    response.headers()["location"]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("/chats/")
+        .parse()
+        .unwrap()
+}
+
 /// The reply's steps as the API lists them.
 async fn api_steps(app: &TestApp, chat: uuid::Uuid) -> Vec<Value> {
     let messages = app.api_messages(chat).await;
@@ -152,12 +176,7 @@ async fn a_reply_calls_fetch_url_and_the_model_is_given_the_pages_text() {
     );
 
     // The page shows the step, its result as text (the page's own markup escaped).
-    let page = app
-        .get(&format!("/chats/{chat}"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let page = app.get_text(&format!("/chats/{chat}")).await;
     assert!(page.contains("class=\"tool-step\""), "{page}");
     assert!(page.contains("<span class=\"tool-name\">fetch_url</span>"));
     assert!(
@@ -498,12 +517,7 @@ async fn web_search_asks_searxng_and_gives_the_model_its_results() {
         "{result}"
     );
     // A result is text: its markup is escaped on the page.
-    let page = app
-        .get(&format!("/chats/{chat}"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let page = app.get_text(&format!("/chats/{chat}")).await;
     assert!(page.contains("Rust &lt;b&gt;language&lt;"), "{page}");
     assert!(!page.contains("Rust <b>language"));
 }
@@ -522,41 +536,18 @@ async fn steps_travel_with_the_chat_in_exports_imports_and_shared_links() {
 
     // JSON: the steps as the API gives them; back in through the import, the same steps.
     let export: Value = app
-        .get(&format!("/chats/{chat}/export?format=json"))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/chats/{chat}/export?format=json"))
+        .await;
     // The greeting, the question, the reply.
     let exported = export["messages"][2]["tool_calls"].clone();
     assert_eq!(exported, Value::Array(original.clone()), "{export}");
-    let response = app
-        .client
-        .post(app.url("/chats/import"))
-        .multipart(crate::helpers::import_form(export.to_string().into_bytes()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 303);
-    let imported: uuid::Uuid = response.headers()["location"]
-        .to_str()
-        .unwrap()
-        .trim_start_matches("/chats/")
-        .parse()
-        .unwrap();
+    let imported = imported_chat(&import(&app, &export, false).await);
     assert_eq!(api_steps(&app, imported).await, original);
 
     // An import may not claim steps for a person's message, nor leave one running.
     let mut forged = export.clone();
     forged["messages"][1]["tool_calls"] = exported.clone();
-    let response = app
-        .client
-        .post(app.url("/chats/import"))
-        .header("hx-request", "true")
-        .multipart(crate::helpers::import_form(forged.to_string().into_bytes()))
-        .send()
-        .await
-        .unwrap();
+    let response = import(&app, &forged, true).await;
     assert_eq!(response.status(), 422);
     assert!(
         response
@@ -568,21 +559,7 @@ async fn steps_travel_with_the_chat_in_exports_imports_and_shared_links() {
     let mut running = export.clone();
     running["messages"][2]["tool_calls"][0]["result"] = Value::Null;
     running["messages"][2]["tool_calls"][0]["at"] = 10_000.into();
-    let response = app
-        .client
-        .post(app.url("/chats/import"))
-        .multipart(crate::helpers::import_form(
-            running.to_string().into_bytes(),
-        ))
-        .send()
-        .await
-        .unwrap();
-    let again: uuid::Uuid = response.headers()["location"]
-        .to_str()
-        .unwrap()
-        .trim_start_matches("/chats/")
-        .parse()
-        .unwrap();
+    let again = imported_chat(&import(&app, &running, false).await);
     let settled = &api_steps(&app, again).await[0];
     assert_eq!(settled["is_error"], true);
     assert_eq!(settled["result"], "The call did not finish.");
@@ -594,11 +571,8 @@ async fn steps_travel_with_the_chat_in_exports_imports_and_shared_links() {
 
     // Markdown: each call and its result, quoted.
     let markdown = app
-        .get(&format!("/chats/{chat}/export?format=md"))
-        .await
-        .text()
-        .await
-        .unwrap();
+        .get_text(&format!("/chats/{chat}/export?format=md"))
+        .await;
     assert!(markdown.contains("_Called `fetch_url` ("), "{markdown}");
     assert!(
         markdown.contains("> Tool test") || markdown.contains("Tool test"),
@@ -608,12 +582,7 @@ async fn steps_travel_with_the_chat_in_exports_imports_and_shared_links() {
     // A shared link shows the steps like the chat's page, results escaped.
     let response = app.post(&format!("/chats/{chat}/share"), &[]).await;
     assert_eq!(response.status(), 303);
-    let page = app
-        .get(&format!("/chats/{chat}"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let page = app.get_text(&format!("/chats/{chat}")).await;
     let link = crate::helpers::hrefs(&page, "share-link")
         .pop()
         .expect("a shared link");
@@ -640,12 +609,7 @@ async fn a_chats_settings_choose_the_tools_its_replies_may_call() {
     .await;
     let chat = app.create_chat(&app.client, "first").await;
     // The form lists the tools, each ticked: every chat may call all of them at first.
-    let page = app
-        .get(&format!("/chats/{chat}"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let page = app.get_text(&format!("/chats/{chat}")).await;
     assert!(
         page.contains("name=\"tools_listed\" value=\"fetch_url\""),
         "{page}"
@@ -659,12 +623,7 @@ async fn a_chats_settings_choose_the_tools_its_replies_may_call() {
         )
         .await;
     assert_eq!(response.status(), 303);
-    let settings: Value = app
-        .get(&format!("/api/v1/chats/{chat}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let settings: Value = app.get_json(&format!("/api/v1/chats/{chat}")).await;
     assert_eq!(
         settings["chat"]["settings"]["tools"],
         json!([]),

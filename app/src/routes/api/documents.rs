@@ -412,7 +412,8 @@ pub struct Models {
 /// One server-sent event of a reply stream. `delta`: `data` is `{"text": …}` and `id` the byte
 /// offset after it (send it back as `Last-Event-ID` to resume); `reasoning`: `{"text": …}`, the
 /// model's thinking, before the answer (ids are then `<answer offset>:<reasoning offset>`);
-/// `tool_call`: `{"id", "name", "arguments"}`, a call of a tool began; `tool_result`: `{"id",
+/// `tool_call`: `{"id", "name", "arguments", "approval"}`, a call of a tool began (`approval`:
+/// `"pending"` when it waits for the person, `POST /messages/{id}/tool_calls/{call_id}`); `tool_result`: `{"id",
 /// "name", "result", "is_error", "duration_ms"}`, it ended (once a reply has calls, ids are
 /// `<answer>:<reasoning>:<step events>`, each call and each result one step event);
 /// `status`: `{"text": …}` (waiting for the model, or empty); `error`: `{"error": …}`; `done`:

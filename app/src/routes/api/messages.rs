@@ -186,6 +186,28 @@ pub async fn stop_message(
     Ok(Json(chat::stop(&state, &session, None, id).await?.into()))
 }
 
+/// The person's answer to a call of a tool that waits for their approval.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct Decision {
+    /// `true`: make the call; `false`: refuse it (the model is told).
+    pub allow: bool,
+}
+
+/// Allows or denies a call of a tool that waits for approval (a tool of an MCP server marked
+/// `"approve": true`; the step's `approval` is `pending`). The reply then goes on.
+#[utoipa::path(post, path = "/messages/{id}/tool_calls/{call_id}", tag = "messages", params(("id" = Uuid, Path), ("call_id" = String, Path)), request_body = Decision, security(("bearer" = []), ("session_cookie" = [])),
+    responses((status = 204, description = "Answered; the reply goes on"),
+              (status = "4XX", description = "No such reply in this session (404), or the call does not wait for an answer (409)", body = Problem, content_type = ERRORS)))]
+pub async fn decide_tool_call(
+    State(state): State<AppState>,
+    session: Session,
+    ApiPath((id, call_id)): ApiPath<(Uuid, String)>,
+    ApiJson(body): ApiJson<Decision>,
+) -> AppResult<StatusCode> {
+    chat::decide_tool_call(&state, &session, None, id, &call_id, body.allow).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// A bearer token for this session (the cookie's session, or a new one), for clients without
 /// a cookie jar. It belongs to the cookie's device (or to the sending token's): signing that
 /// device out (`DELETE /devices/{id}`) ends the token too.

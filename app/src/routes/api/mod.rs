@@ -204,6 +204,7 @@ pub fn router(
         .routes(routes!(tools::list_tools))
         .routes(routes!(messages::stream_message))
         .routes(routes!(messages::stop_message))
+        .routes(routes!(messages::decide_tool_call))
         .routes(routes!(messages::create_token));
     // An export may be larger than a message.
     let import = OpenApiRouter::new()

@@ -319,6 +319,39 @@ pub async fn stop(
     Ok(redirect(false, &format!("/chats/{chat_id}#m-{message_id}")))
 }
 
+/// The form of a call that waits for approval: `decision` is `allow` or `deny`.
+#[derive(serde::Deserialize)]
+pub struct DecisionForm {
+    decision: String,
+}
+
+/// `POST /chats/{id}/messages/{message_id}/tool_calls/{call_id}`: the person allows or denies
+/// the call; the reply goes on (htmx: 204, the stream shows the rest; else a 303 back).
+pub async fn decide_tool_call(
+    State(state): State<AppState>,
+    session: Session,
+    Htmx(htmx): Htmx,
+    Path((id, message_id, call_id)): Path<(String, String, String)>,
+    Form(form): Form<DecisionForm>,
+) -> AppResult<Response> {
+    let chat_id = parse_id(&id, "chat")?;
+    let message_id = parse_id(&message_id, "message")?;
+    let allow = match form.decision.as_str() {
+        "allow" => true,
+        "deny" => false,
+        _ => {
+            return Err(crate::error::AppError::Invalid(
+                "Answer a call with allow or deny.".into(),
+            ));
+        }
+    };
+    chat::decide_tool_call(&state, &session, Some(chat_id), message_id, &call_id, allow).await?;
+    if htmx {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    Ok(redirect(false, &format!("/chats/{chat_id}#m-{message_id}")))
+}
+
 /// The reply's events as HTML fragments (see `routes::stream`).
 pub async fn stream(
     State(state): State<AppState>,
