@@ -57,10 +57,7 @@ session_key=$(head -c 64 /dev/urandom | base64 -w0)
 # TOOLS: the built-in tools the app may offer (the slow model's app: fetch_url, of this
 # machine's pages too, the slow model's /page).
 start_app() { # port, model URL, database
-  # (An empty BUILTIN_TOOLS is refused, like any option given without a value.)
-  local tools=()
-  if [ -n "${TOOLS:-}" ]; then tools=("BUILTIN_TOOLS=$TOOLS" FETCH_ALLOW_PRIVATE=true); fi
-  env "${tools[@]}" \
+  BUILTIN_TOOLS="${TOOLS:-}" FETCH_ALLOW_PRIVATE=true \
   SESSION_KEY="$session_key" DATABASE_URL="postgres://chat:chat@127.0.0.1:5432/$3" BIND_ADDR="127.0.0.1:$1" LM_API_URL="$2" \
     LM_MAX_TOKENS=1500 MAX_CONCURRENT_GENERATIONS=2 TRUST_PROXY_HEADERS=true DATA_DIR="$work/data-$1" RUST_LOG=warn \
     "$app_bin" >"$work/app-$1.log" 2>&1 &

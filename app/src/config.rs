@@ -16,6 +16,35 @@ fn parse_on_off(text: &str) -> Result<bool, String> {
     }
 }
 
+/// A path, or none for an empty value.
+fn optional_path(text: &str) -> Result<Option<PathBuf>, String> {
+    Ok((!text.trim().is_empty()).then(|| PathBuf::from(text.trim())))
+}
+
+/// A URL, or none for an empty value.
+fn optional_url(text: &str) -> Result<Option<url::Url>, String> {
+    match text.trim() {
+        "" => Ok(None),
+        url => url::Url::parse(url)
+            .map(Some)
+            .map_err(|e| format!("`{url}` is not a URL: {e}")),
+    }
+}
+
+/// `web_search,fetch_url`: the built-in tools named (an empty value: none).
+fn builtin_tools(text: &str) -> Result<Vec<crate::tools::Builtin>, String> {
+    use clap::ValueEnum;
+    text.split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(|name| {
+            crate::tools::Builtin::from_str(name, true).map_err(|_| {
+                format!("`{name}` is not a built-in tool (they are web_search and fetch_url)")
+            })
+        })
+        .collect()
+}
+
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "app",
@@ -330,18 +359,21 @@ pub struct Config {
 
     /// A JSON file listing MCP servers whose tools replies may call, in the `mcpServers`
     /// shape (Claude Desktop, VS Code, Cursor): `command`/`args`/`env` for stdio, `url`/`headers`
-    /// for streamable HTTP.
-    #[arg(long, env = "MCP_SERVERS")]
-    pub mcp_servers: Option<PathBuf>,
+    /// for streamable HTTP. Empty: none.
+    // (`::std::option::Option`: clap's own handling of `Option` would refuse an empty value,
+    // which compose's `${MCP_SERVERS:-}` gives.)
+    #[arg(long, env = "MCP_SERVERS", default_value = "", value_parser = optional_path)]
+    pub mcp_servers: ::std::option::Option<PathBuf>,
 
     /// Built-in tools replies may call, comma-separated: `web_search` (needs SEARXNG_URL),
     /// `fetch_url`. Empty: none.
-    #[arg(long, env = "BUILTIN_TOOLS", value_delimiter = ',', value_enum)]
-    pub builtin_tools: Vec<crate::tools::Builtin>,
+    #[arg(long, env = "BUILTIN_TOOLS", default_value = "", value_parser = builtin_tools)]
+    pub builtin_tools: ::std::vec::Vec<crate::tools::Builtin>,
 
     /// SearXNG's base URL for `web_search` (its `json` format enabled in its settings).
-    #[arg(long, env = "SEARXNG_URL")]
-    pub searxng_url: Option<url::Url>,
+    /// Empty: none.
+    #[arg(long, env = "SEARXNG_URL", default_value = "", value_parser = optional_url)]
+    pub searxng_url: ::std::option::Option<url::Url>,
 
     /// Let `fetch_url` reach loopback, private, link-local and unique-local addresses (this
     /// machine and its networks). Off: only public addresses, however written.
@@ -532,6 +564,45 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::Config;
+
+    #[test]
+    fn tool_settings_take_empty_values_as_none_and_name_a_wrong_tool() {
+        use clap::{CommandFactory, FromArgMatches};
+        // The flags alone (the environment is another test's to change); an environment
+        // variable's value goes through the same parsers.
+        let try_parse_from = |args: &[&str]| {
+            Config::command()
+                .mut_args(|arg| arg.env(None))
+                .try_get_matches_from(args)
+                .and_then(|matches| Config::from_arg_matches(&matches))
+        };
+        let parsed = try_parse_from(&[
+            "app",
+            "--builtin-tools",
+            "",
+            "--mcp-servers",
+            "",
+            "--searxng-url",
+            "",
+        ])
+        .expect("empty values are none");
+        assert!(parsed.builtin_tools.is_empty());
+        assert_eq!(parsed.mcp_servers, None);
+        assert_eq!(parsed.searxng_url, None);
+        let parsed = try_parse_from(&["app", "--builtin-tools", "fetch_url, web_search"])
+            .expect("two tools");
+        assert_eq!(
+            parsed.builtin_tools,
+            [
+                crate::tools::Builtin::FetchUrl,
+                crate::tools::Builtin::WebSearch
+            ]
+        );
+        let wrong = try_parse_from(&["app", "--builtin-tools", "fetch_url,rm_rf"])
+            .expect_err("no such tool")
+            .to_string();
+        assert!(wrong.contains("`rm_rf` is not a built-in tool"), "{wrong}");
+    }
 
     #[test]
     fn defaults_ignore_the_environment() {

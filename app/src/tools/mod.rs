@@ -151,20 +151,6 @@ impl Toolbox {
         })
     }
 
-    /// No tools at all: replies are sent no `tools`.
-    pub fn none() -> Self {
-        Self::new(ToolSettings {
-            builtins: Vec::new(),
-            searxng_url: None,
-            fetch: FetchPolicy::default(),
-            max_steps: 0,
-            timeout: Duration::from_secs(60),
-            result_bytes: 0,
-            mcp_servers: Vec::new(),
-        })
-        .unwrap_or_else(|_| unreachable!("no tools cannot fail"))
-    }
-
     /// Whether any tool is configured (built in, or an MCP server's).
     pub fn configured(&self) -> bool {
         !self.inner.builtins.is_empty() || !self.inner.servers.is_empty()
@@ -413,7 +399,7 @@ mod tests {
 
     #[test]
     fn only_the_named_built_ins_are_offered_and_search_needs_its_server() {
-        assert!(Toolbox::none().definitions().is_empty());
+        assert!(toolbox(vec![]).definitions().is_empty());
         let tools = toolbox(vec![Builtin::FetchUrl, Builtin::FetchUrl]);
         let names: Vec<String> = tools.definitions().into_iter().map(|d| d.name).collect();
         assert_eq!(names, ["fetch_url"]);

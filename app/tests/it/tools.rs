@@ -311,9 +311,15 @@ async fn a_live_reply_shows_a_running_step_then_its_result_and_stop_cancels_the_
     let running = running.expect("a tool_call event");
     assert!(running.contains("class=\"tool-step running\""), "{running}");
     assert!(running.contains("class=\"spinner\""), "{running}");
-    // Saved at once: a reload (or another replica) sees it running.
-    let stored = app.store_message(reply).await;
-    let steps = stored.tool_steps();
+    // Saved as it starts: a reload (or another replica) sees it running.
+    let mut steps = Vec::new();
+    for _ in 0..250 {
+        steps = app.store_message(reply).await.tool_steps();
+        if !steps.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(steps.len(), 1);
     assert_eq!(steps[0].result, None);
 
