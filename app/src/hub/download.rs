@@ -30,18 +30,7 @@ const WRITE_BUFFER: usize = 1 << 20;
 /// The error text of a request error and its causes, without the URL (a CDN URL carries a
 /// signature).
 fn describe(error: reqwest::Error) -> String {
-    let error = error.without_url();
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+    crate::error::chain(&error.without_url())
 }
 
 /// What the hub said about the file.

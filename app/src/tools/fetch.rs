@@ -88,7 +88,7 @@ impl Fetcher {
             )
             .send()
             .await
-            .map_err(|e| error_chain(&e))?;
+            .map_err(|e| crate::error::chain(&e))?;
         let status = response.status();
         let final_url = response.url().clone();
         let media_type = response
@@ -148,7 +148,7 @@ async fn read_bounded(response: reqwest::Response) -> Result<(Vec<u8>, bool), St
     let mut body = Vec::new();
     let mut chunks = response.bytes_stream();
     while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|e| error_chain(&e))?;
+        let chunk = chunk.map_err(|e| crate::error::chain(&e))?;
         let room = MAX_BYTES - body.len();
         if chunk.len() > room {
             body.extend_from_slice(&chunk[..room]);
@@ -157,21 +157,6 @@ async fn read_bounded(response: reqwest::Response) -> Result<(Vec<u8>, bool), St
         body.extend_from_slice(&chunk);
     }
     Ok((body, false))
-}
-
-/// An error with its causes: reqwest's own text hides the resolver's and redirects' reasons.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
