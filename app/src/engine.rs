@@ -20,12 +20,6 @@ pub enum Engine {
 }
 
 impl Engine {
-    /// Whether the model may be offered tools: llama-server's (its template shapes the calls,
-    /// with `--jinja`); the embedded engine does not parse calls yet.
-    pub fn calls_tools(&self) -> bool {
-        matches!(self, Engine::Server(_))
-    }
-
     /// Which engine this is, for logs and the status indicator.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -36,7 +30,7 @@ impl Engine {
     }
 
     /// Starts a streamed chat completion. Dropping the stream stops the generation. `tools`:
-    /// what the model may call (the embedded engine calls none yet: it is sent none).
+    /// what the model may call (none: the request is as it was before tools).
     pub async fn stream_chat(
         &self,
         messages: &[PromptMessage],
@@ -46,7 +40,7 @@ impl Engine {
         match self {
             Engine::Server(client) => client.stream_chat(messages, options, tools).await,
             #[cfg(feature = "embedded")]
-            Engine::Embedded(engine) => engine.stream_chat(messages, options),
+            Engine::Embedded(engine) => engine.stream_chat(messages, options, tools),
         }
     }
 

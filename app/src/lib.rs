@@ -137,11 +137,6 @@ impl AppState {
         let lm = make_engine(&config)?;
         tracing::info!(engine = lm.kind(), "language model engine started");
         let tools = tools::Toolbox::new(config.tool_settings()?)?;
-        if tools.configured() && !lm.calls_tools() {
-            tracing::warn!(
-                "tools are configured, but the embedded engine does not call tools yet: replies get none (set LM_API_URL to a llama-server started with --jinja)"
-            );
-        }
         let generations = Generations::new(
             store.clone(),
             lm.clone(),

@@ -11,9 +11,6 @@ pub struct ToolsOverview {
     pub tools: Vec<ToolInfo>,
     /// The MCP servers of `MCP_SERVERS`.
     pub servers: Vec<ServerJson>,
-    /// The engine offers tools to its model: llama-server does (started with `--jinja`), the
-    /// embedded engine does not yet.
-    pub engine_calls_tools: bool,
 }
 
 #[derive(Serialize, ToSchema, Debug)]
@@ -66,6 +63,5 @@ pub fn tools(state: &AppState) -> ToolsOverview {
             })
             .collect(),
         servers: state.tools.servers().into_iter().map(Into::into).collect(),
-        engine_calls_tools: state.lm.calls_tools(),
     }
 }

@@ -10,6 +10,8 @@ mod library;
 mod manage;
 mod pool;
 mod stops;
+mod template;
+mod tool_calls;
 mod vision;
 mod worker;
 
@@ -28,11 +30,15 @@ use llama_cpp_2::{
 use crate::{
     config::FlashAttention,
     hub::{self, HubError, HubSettings},
-    lm::{LmError, LmEvent, LmStream, ModelInfo, ModelStatus, PromptMessage, ReplyOptions},
+    lm::{
+        LmError, LmEvent, LmStream, ModelInfo, ModelStatus, PromptMessage, ReplyOptions,
+        ToolDefinition,
+    },
 };
 use library::{Library, ModelFile};
 pub use manage::ManageError;
 use pool::{Loaded, Slot, make_room, sweep};
+use tool_calls::{CallFilter, CallFormat};
 
 /// What the embedded engine needs from the configuration.
 #[derive(Clone, Debug)]
@@ -263,13 +269,15 @@ impl EmbeddedEngine {
 
     /// Starts a reply: the prompt through the model's chat template, tokenized, queued on the
     /// model's thread; a model not loaded yet is loaded first (the stream's first event says
-    /// so). Dropping the stream cancels it at the next decode step.
+    /// so). Dropping the stream cancels it at the next decode step. `tools`: what the model
+    /// may call (`tool_calls`: its calls come out as [`LmEvent::ToolCalls`]).
     pub fn stream_chat(
         &self,
         messages: &[PromptMessage],
         options: &ReplyOptions,
+        tools: &[ToolDefinition],
     ) -> Result<LmStream, LmError> {
-        self.stream(messages, options, None)
+        self.stream(messages, options, tools, None)
     }
 
     /// [`Self::stream_chat`] with other stop strings than the template's: the tests make words
@@ -280,13 +288,14 @@ impl EmbeddedEngine {
         options: &ReplyOptions,
         stops: &'static [&'static str],
     ) -> Result<LmStream, LmError> {
-        self.stream(messages, options, Some(stops))
+        self.stream(messages, options, &[], Some(stops))
     }
 
     fn stream(
         &self,
         messages: &[PromptMessage],
         options: &ReplyOptions,
+        tools: &[ToolDefinition],
         stops: Option<&'static [&'static str]>,
     ) -> Result<LmStream, LmError> {
         let file = self.resolve(options.model.as_deref())?;
@@ -296,11 +305,12 @@ impl EmbeddedEngine {
             .any(|m| m.images.iter().any(|i| i.data.is_some()));
         let loaded_now = self.loaded_now(&file.id);
         if let Some(loaded) = loaded_now.as_ref().filter(|_| !images) {
-            submit(loaded, messages, options, stops, events)?;
+            submit(loaded, messages, options, tools, stops, events)?;
             return Ok(LmStream::from_engine(receiver, file.id));
         }
         let engine = self.clone();
         let (messages, options, id) = (messages.to_vec(), options.clone(), file.id.clone());
+        let tools = tools.to_vec();
         tokio::spawn(async move {
             let loaded = match loaded_now {
                 Some(loaded) => Ok(loaded),
@@ -317,7 +327,7 @@ impl EmbeddedEngine {
             let sender = events.clone();
             let started = match loaded {
                 Ok(loaded) => tokio::task::spawn_blocking(move || {
-                    submit(&loaded, &messages, &options, stops, sender)
+                    submit(&loaded, &messages, &options, &tools, stops, sender)
                 })
                 .await
                 .unwrap_or_else(|e| Err(LmError::Engine(format!("the prompt failed: {e}")))),
@@ -465,6 +475,7 @@ fn submit(
     loaded: &Loaded,
     messages: &[PromptMessage],
     options: &ReplyOptions,
+    tools: &[ToolDefinition],
     stops: Option<&'static [&'static str]>,
     events: worker::EventSender,
 ) -> Result<(), LmError> {
@@ -472,15 +483,16 @@ fn submit(
         .iter()
         .flat_map(|m| m.images.iter().filter_map(|i| i.data.as_deref()))
         .collect();
+    let mut format = None;
     let (tokens, media) = match (&loaded.vision, images.is_empty()) {
         (_, true) => {
-            let prompt = prompt_text(&loaded.model, &loaded.template, messages)?;
+            let prompt = prompt(loaded, messages, tools, &mut format)?;
             let tokens = loaded.model.vocab().tokenize(prompt.as_bytes(), true, true);
             (tokens, None)
         }
         (Some(projector), false) => {
             let messages = vision::with_image_markers(messages);
-            let prompt = prompt_text(&loaded.model, &loaded.template, &messages)?;
+            let prompt = prompt(loaded, &messages, tools, &mut format)?;
             let (tokens, media) = vision::tokenize(projector, &loaded.model, &prompt, &images)?;
             (tokens, Some(media))
         }
@@ -512,6 +524,7 @@ fn submit(
             seed: options.seed.unwrap_or_else(rand::random),
         },
         stops: stops.unwrap_or(loaded.stops),
+        calls: format.map(|format| tool_calling(loaded, format, tools)),
         events,
         _in_use: loaded.in_use.clone(),
     };
@@ -570,18 +583,84 @@ fn chat_template(model: &LlamaModel) -> (LlamaChatTemplate, &'static [&'static s
     }
 }
 
-/// The prompt for `messages`: the template with the assistant's turn opened after them, or,
+/// The prompt for `messages` (and `format`, how the model writes calls, when it is offered
+/// `tools`): its chat template through llama.cpp, or with tools its own Jinja template through
+/// minijinja; a template that knows no tools gets them told in the system message.
+fn prompt(
+    loaded: &Loaded,
+    messages: &[PromptMessage],
+    tools: &[ToolDefinition],
+    format: &mut Option<CallFormat>,
+) -> Result<String, LmError> {
+    let through_llama_cpp = |messages: &[PromptMessage], add| {
+        apply_template(&loaded.model, &loaded.template, messages, add)
+    };
+    if tools.is_empty() {
+        if messages
+            .iter()
+            .any(|m| !m.tool_calls.is_empty() || m.role == "tool")
+        {
+            return continued(&tool_calls::with_calls_as_text(messages), through_llama_cpp);
+        }
+        return continued(messages, through_llama_cpp);
+    }
+    let source = loaded.template.to_str().unwrap_or_default();
+    if let Some(own) = CallFormat::of_template(source) {
+        let eos = loaded
+            .model
+            .vocab()
+            .token_to_piece(loaded.model.vocab().eos(), true, None);
+        let eos = String::from_utf8_lossy(&eos);
+        let through_jinja = |messages: &[PromptMessage], add| {
+            template::render(source, messages, tools, &eos, add).map_err(LmError::Engine)
+        };
+        match continued(messages, through_jinja) {
+            Ok(prompt) => {
+                *format = Some(own);
+                return Ok(prompt);
+            }
+            Err(error) => {
+                tracing::warn!("{error}; the tools are told in a system message instead")
+            }
+        }
+    }
+    *format = Some(CallFormat::Hermes);
+    continued(&tool_calls::taught(messages, tools), through_llama_cpp)
+}
+
+/// What a reply's stream needs to find the model's calls: the filter, and the grammar that
+/// holds a call to its form from its marker on.
+fn tool_calling(
+    loaded: &Loaded,
+    format: CallFormat,
+    tools: &[ToolDefinition],
+) -> worker::ToolCalling {
+    let vocab = loaded.model.vocab();
+    // A marker that is one token of the vocabulary (often a control token, which renders as
+    // nothing otherwise) is rendered as its text, so the filter sees it.
+    let marker_token = format
+        .marker()
+        .map(|marker| vocab.tokenize(marker.as_bytes(), false, true))
+        .filter(|tokens| tokens.len() == 1)
+        .map(|tokens| tokens[0]);
+    worker::ToolCalling {
+        filter: CallFilter::new(format, tools),
+        grammar: format.grammar(tools),
+        marker_token,
+    }
+}
+
+/// The prompt `render` writes for `messages`: with the assistant's turn opened after them, or,
 /// when the last message is the assistant's own (Continue), that message left open: the
 /// template's text after it (its end-of-turn) is cut off, so the model goes on from it.
-fn prompt_text(
-    model: &LlamaModel,
-    template: &LlamaChatTemplate,
+fn continued(
     messages: &[PromptMessage],
+    render: impl Fn(&[PromptMessage], bool) -> Result<String, LmError>,
 ) -> Result<String, LmError> {
     let Some(last) = messages.last().filter(|m| m.role == "assistant") else {
-        return apply_template(model, template, messages, true);
+        return render(messages, true);
     };
-    let mut prompt = apply_template(model, template, messages, false)?;
+    let mut prompt = render(messages, false)?;
     let text = last.content.replace('\0', "\u{FFFD}");
     match prompt.rfind(text.as_str()) {
         Some(at) => prompt.truncate(at + text.len()),

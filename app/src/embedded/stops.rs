@@ -59,7 +59,7 @@ impl StopFilter {
 }
 
 /// The length of the longest end of `text` that is the start of `stop` (shorter than it).
-fn tail_that_starts(text: &str, stop: &str) -> usize {
+pub(super) fn tail_that_starts(text: &str, stop: &str) -> usize {
     (1..stop.len().min(text.len() + 1))
         .rev()
         .find(|&n| {

@@ -37,9 +37,21 @@ pub struct Request {
     pub sampling: Sampling,
     /// The template's markers the model may write as text (`stops`): the reply ends there.
     pub stops: &'static [&'static str],
+    /// With tools offered: how the model's calls are found and held to their form.
+    pub calls: Option<ToolCalling>,
     pub events: EventSender,
     /// Held until the reply ends: while any is, the model is not unloaded.
     pub _in_use: std::sync::Arc<()>,
+}
+
+/// A reply that may call tools: its text goes through the filter (a call is held back and
+/// parsed at the end), and once a call's marker is written the grammar constrains sampling.
+pub struct ToolCalling {
+    pub filter: super::tool_calls::CallFilter,
+    /// GBNF for what follows the marker; `None`: the format has no marker to start it.
+    pub grammar: Option<String>,
+    /// The marker, when it is one token: rendered as text even if it is a control token.
+    pub marker_token: Option<LlamaToken>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -345,9 +357,25 @@ impl<'m> Worker<'m> {
         if vocab.is_eog(token) {
             return Some((entry.slot, "stop"));
         }
-        // Control tokens render as nothing: template markup never reaches a reply.
-        let piece = vocab.token_to_piece(token, false, None);
-        let (text, stopped) = active.stops.push(&active.text.push(&piece));
+        // Control tokens render as nothing: template markup never reaches a reply (but for a
+        // call's marker, which the call filter takes out).
+        let marker = active.request.calls.as_ref().and_then(|c| c.marker_token);
+        let piece = vocab.token_to_piece(token, marker == Some(token), None);
+        let (mut text, stopped) = active.stops.push(&active.text.push(&piece));
+        if let Some(calls) = active.request.calls.as_mut() {
+            let filtered = calls.filter.push(&text);
+            text = filtered.text;
+            if filtered.call_began
+                && let Some(grammar) = calls.grammar.as_deref()
+            {
+                match constrained(self.model, active.request.sampling, grammar) {
+                    Some(sampler) => active.sampler = sampler,
+                    None => tracing::warn!(
+                        "the tool-call grammar did not load; the call is not constrained"
+                    ),
+                }
+            }
+        }
         if !text.is_empty() {
             active.send(vec![LmEvent::Text(text)]);
         }
@@ -375,8 +403,23 @@ impl<'m> Worker<'m> {
         let mut events = Vec::with_capacity(4);
         let (mut rest, _) = active.stops.push(&active.text.finish());
         rest.push_str(&active.stops.finish());
+        let mut calls = Vec::new();
+        if let Some(calling) = active.request.calls.as_mut() {
+            rest = calling.filter.push(&rest).text;
+            let (held, found) = calling.filter.finish();
+            rest.push_str(&held);
+            calls = found;
+        }
         if !rest.is_empty() {
             events.push(LmEvent::Text(rest));
+        }
+        let reason = if calls.is_empty() {
+            reason
+        } else {
+            "tool_calls"
+        };
+        if !calls.is_empty() {
+            events.push(LmEvent::ToolCalls(calls));
         }
         events.push(LmEvent::Finish(reason.to_owned()));
         events.push(LmEvent::Usage(Usage {
@@ -410,16 +453,31 @@ impl<'m> Worker<'m> {
 /// llama-server's default order of samplers, with the chat's temperature and top-p; greedy at
 /// temperature 0.
 fn sampler(sampling: Sampling) -> LlamaSampler {
+    LlamaSampler::chain_simple(samplers(sampling))
+}
+
+fn samplers(sampling: Sampling) -> Vec<LlamaSampler> {
     if sampling.temperature <= 0.0 {
-        return LlamaSampler::greedy();
+        return vec![LlamaSampler::greedy()];
     }
-    LlamaSampler::chain_simple([
+    vec![
         LlamaSampler::top_k(40),
         LlamaSampler::top_p(sampling.top_p, 1),
         LlamaSampler::min_p(0.05, 1),
         LlamaSampler::temp(sampling.temperature),
         LlamaSampler::dist(sampling.seed),
-    ])
+    ]
+}
+
+/// [`sampler`] behind a grammar (GBNF, from its rule `root`): only tokens it allows are drawn.
+/// It applies from its first token, so nothing is fed to it that it could refuse (llama.cpp
+/// throws, through the C API, on a refused piece: its own lazy triggers risk that when a token
+/// straddles the trigger's end, so the worker starts the grammar itself, at a token boundary).
+fn constrained(model: &LlamaModel, sampling: Sampling, grammar: &str) -> Option<LlamaSampler> {
+    let grammar = LlamaSampler::grammar(model, grammar, "root").ok()?;
+    let mut chain = vec![grammar];
+    chain.extend(samplers(sampling));
+    Some(LlamaSampler::chain_simple(chain))
 }
 
 /// Token pieces are bytes, and a character may be split across tokens: whole characters go

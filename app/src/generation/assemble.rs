@@ -126,13 +126,14 @@ impl Inner {
     }
 }
 
-/// The history as this engine's prompt can hold it: earlier replies' calls of tools and their
-/// results when the engine calls tools (the model sees what it was given), else their words only.
+/// The history as the prompt holds it: earlier replies' calls of tools and their results while
+/// tools are configured (the model sees what it was given), else their words only (with no
+/// tools, the prompt is what it was before tools).
 pub(super) fn without_steps_unless_tools(
     inner: &Inner,
     mut history: Vec<crate::store::message::Model>,
 ) -> Vec<crate::store::message::Model> {
-    if !inner.lm.calls_tools() {
+    if !inner.tools.configured() {
         for message in &mut history {
             message.tool_calls = None;
         }

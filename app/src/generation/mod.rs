@@ -474,15 +474,12 @@ async fn generate(inner: &Inner, reply: &Reply, metrics: &mut ReplyMetrics) -> R
     };
     // The tools there are now that the chat's settings allow.
     let settings = reply.chat.settings();
-    let offered: Vec<ToolDefinition> = match inner.lm.calls_tools() {
-        true => inner
-            .tools
-            .definitions()
-            .into_iter()
-            .filter(|tool| settings.allows_tool(&tool.name))
-            .collect(),
-        false => Vec::new(),
-    };
+    let offered: Vec<ToolDefinition> = inner
+        .tools
+        .definitions()
+        .into_iter()
+        .filter(|tool| settings.allows_tool(&tool.name))
+        .collect();
     let mut end = ReplyEnd::new(Status::Complete, None);
     let mut clock = ReplyClock {
         asked: Instant::now(),

@@ -351,7 +351,10 @@ mod embedded {
 
     use app::{
         engine::Engine,
-        lm::{LmEvent, PromptMessage, ReplyOptions, Timings, estimate_tokens},
+        lm::{
+            LmEvent, PromptMessage, ReplyOptions, Timings, ToolCall, ToolDefinition,
+            estimate_tokens,
+        },
     };
 
     use super::*;
@@ -384,6 +387,7 @@ mod embedded {
         timings: Option<Timings>,
         first_token_at: Option<Instant>,
         ended_at: Instant,
+        calls: Vec<ToolCall>,
     }
 
     async fn generate(
@@ -391,11 +395,22 @@ mod embedded {
         prompt: Vec<PromptMessage>,
         options: ReplyOptions,
     ) -> Finished {
+        generate_offering(engine, prompt, options, &[]).await
+    }
+
+    /// [`generate`] with tools offered.
+    async fn generate_offering(
+        engine: &Engine,
+        prompt: Vec<PromptMessage>,
+        options: ReplyOptions,
+        tools: &[ToolDefinition],
+    ) -> Finished {
         let mut stream = engine
-            .stream_chat(&prompt, &options, &[])
+            .stream_chat(&prompt, &options, tools)
             .await
             .expect("a stream");
         let mut done = Finished {
+            calls: Vec::new(),
             text: String::new(),
             finish: None,
             completion_tokens: 0,
@@ -416,10 +431,8 @@ mod embedded {
                 LmEvent::Finish(reason) => done.finish = Some(reason),
                 LmEvent::Usage(usage) => done.completion_tokens = usage.completion_tokens,
                 LmEvent::Timings(t) => done.timings = Some(t),
-                LmEvent::Reasoning(_)
-                | LmEvent::ModelLoading(_)
-                | LmEvent::ModelReady
-                | LmEvent::ToolCalls(_) => {}
+                LmEvent::ToolCalls(calls) => done.calls.extend(calls),
+                LmEvent::Reasoning(_) | LmEvent::ModelLoading(_) | LmEvent::ModelReady => {}
             }
         }
         done.ended_at = Instant::now();
@@ -663,6 +676,77 @@ mod embedded {
         for markup in ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "assistant\n"] {
             assert!(!done.text.contains(markup), "{markup:?} in {:?}", done.text);
         }
+    }
+
+    /// A chat whose history shows the model one call of `shown`, then asks again: how the 135M
+    /// model learns to call (it calls nothing unprompted), as in the llama-server recordings.
+    fn weather_chat(shown: &str) -> Vec<PromptMessage> {
+        let mut asked = PromptMessage {
+            role: "assistant",
+            ..user("")
+        };
+        asked.tool_calls = vec![ToolCall {
+            id: "call_london".into(),
+            name: shown.into(),
+            arguments: r#"{"city": "London"}"#.into(),
+        }];
+        vec![user("Weather in London?"), asked, user("Weather in Paris?")]
+    }
+
+    fn weather_tool(name: &str) -> ToolDefinition {
+        ToolDefinition {
+            name: name.into(),
+            description: "Get the current weather in a city".into(),
+            parameters: serde_json::json!({
+                "type": "object",
+                "properties": {"city": {"type": "string", "description": "City name"}},
+                "required": ["city"],
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_real_model_calls_a_tool_and_the_call_leaves_the_reply_text() {
+        // SmolLM2's template knows no tools: they are told in the system message (Hermes).
+        let engine = crate::helpers::embedded_engine("SmolLM2-135M-Instruct.Q4_1.gguf").await;
+        let tools = [weather_tool("get_weather")];
+        let done = generate_offering(
+            &engine,
+            weather_chat("get_weather"),
+            options(96, 0.0),
+            &tools,
+        )
+        .await;
+        assert_eq!(
+            done.finish.as_deref(),
+            Some("tool_calls"),
+            "{:?}",
+            done.text
+        );
+        assert_eq!(done.calls.len(), 1, "{:?}", done.calls);
+        assert_eq!(done.calls[0].name, "get_weather");
+        let arguments: serde_json::Value = serde_json::from_str(&done.calls[0].arguments).unwrap();
+        assert!(arguments["city"].is_string(), "{arguments}");
+        assert!(!done.text.contains("tool_call"), "{:?}", done.text);
+    }
+
+    #[tokio::test]
+    async fn the_grammar_holds_a_call_to_the_offered_tools() {
+        // The history shows a call of `get_weather`, which is not offered: the model, left to
+        // itself, writes that name again; the grammar lets it name only `weather_lookup`.
+        let engine = crate::helpers::embedded_engine("SmolLM2-135M-Instruct.Q4_1.gguf").await;
+        let tools = [weather_tool("weather_lookup")];
+        let done = generate_offering(
+            &engine,
+            weather_chat("get_weather"),
+            options(96, 0.0),
+            &tools,
+        )
+        .await;
+        assert_eq!(done.calls.len(), 1, "{:?} {:?}", done.text, done.calls);
+        assert_eq!(done.calls[0].name, "weather_lookup");
+        serde_json::from_str::<serde_json::Value>(&done.calls[0].arguments)
+            .expect("JSON arguments");
     }
 
     #[tokio::test]

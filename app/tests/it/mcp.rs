@@ -117,7 +117,6 @@ async fn the_reference_time_server_is_called_by_a_reply() {
     let api: Value = app.get_json("/api/v1/tools").await;
     assert_eq!(api["servers"][0]["name"], "time");
     assert_eq!(api["servers"][0]["state"], "running");
-    assert_eq!(api["engine_calls_tools"], true);
 }
 
 #[tokio::test]
