@@ -304,7 +304,10 @@ impl EmbeddedEngine {
             .iter()
             .any(|m| m.images.iter().any(|i| i.data.is_some()));
         let loaded_now = self.loaded_now(&file.id);
-        if let Some(loaded) = loaded_now.as_ref().filter(|_| !images) {
+        // A prompt with images, or offering tools (the model's own template, untrusted, is run),
+        // is made off the async workers.
+        let heavy = images || !tools.is_empty();
+        if let Some(loaded) = loaded_now.as_ref().filter(|_| !heavy) {
             submit(loaded, messages, options, tools, stops, events)?;
             return Ok(LmStream::from_engine(receiver, file.id));
         }
@@ -323,7 +326,6 @@ impl EmbeddedEngine {
                     loaded
                 }
             };
-            // Images are decoded and tokenized off the async workers.
             let sender = events.clone();
             let started = match loaded {
                 Ok(loaded) => tokio::task::spawn_blocking(move || {

@@ -7,8 +7,10 @@ use serde::Serialize;
 
 use crate::lm::{PromptMessage, ToolDefinition};
 
-/// Instructions a render may run: a long chat renders in well under a tenth of this.
-const FUEL: u64 = 20_000_000;
+/// What a render may spend: one fuel is an instruction or 64 bytes of data made (strings,
+/// lists, output), so this also bounds a render's memory to about 256 MiB. A long chat renders
+/// in well under a tenth of it.
+const FUEL: u64 = 4_000_000;
 /// A rendered prompt larger than this is refused (far beyond any context).
 const MAX_PROMPT_BYTES: usize = 16 << 20;
 
@@ -112,12 +114,20 @@ fn to_json(value: &Value, options: Kwargs) -> Result<String, Error> {
             let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
             value.serialize(&mut serializer).map_err(invalid)?;
         }
-        None => {
-            let mut serializer = serde_json::Serializer::with_formatter(&mut out, PythonStyle);
-            value.serialize(&mut serializer).map_err(invalid)?;
-        }
+        None => return Ok(python_json(value)),
     }
     String::from_utf8(out).map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))
+}
+
+/// `value` in JSON as Python's `json.dumps` writes it by default, the form models saw their
+/// tools and calls in when they were trained.
+pub(super) fn python_json(value: &impl Serialize) -> String {
+    let mut out = Vec::new();
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, PythonStyle);
+    match value.serialize(&mut serializer) {
+        Ok(()) => String::from_utf8(out).unwrap_or_default(),
+        Err(_) => String::new(),
+    }
 }
 
 /// Python's default JSON separators.
@@ -239,6 +249,10 @@ mod tests {
         let error = render(endless, &messages, &tools, "", true).unwrap_err();
         assert!(error.contains("fuel"), "{error}");
         assert!(started.elapsed() < std::time::Duration::from_secs(20));
+        // Each doubling is one instruction; the bytes it makes are charged too.
+        let doubling = "{% set ns = namespace(s='x' * 1000000) %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | length }}";
+        let error = render(doubling, &messages, &tools, "", true).unwrap_err();
+        assert!(error.contains("fuel"), "{error}");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! Hermes format in a system message (`taught`), the one small models follow best.
 use serde_json::Value;
 
-use super::stops::tail_that_starts;
+use super::{stops::tail_that_starts, template::python_json};
 use crate::lm::{PromptMessage, ToolCall, ToolDefinition};
 
 /// How a model writes its calls.
@@ -303,11 +303,7 @@ fn call(name: &str, arguments: &Value) -> ToolCall {
 /// in the system message, earlier calls written into the assistant's turns and their results
 /// given back as the user's, the way Qwen's template writes them.
 pub fn taught(messages: &[PromptMessage], tools: &[ToolDefinition]) -> Vec<PromptMessage> {
-    let signatures = tools
-        .iter()
-        .map(|tool| serde_json::to_string(tool).unwrap_or_default())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let signatures = tools.iter().map(python_json).collect::<Vec<_>>().join("\n");
     let instructions = format!(
         "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n\
          You are provided with function signatures within <tools></tools> XML tags:\n\
@@ -319,7 +315,14 @@ pub fn taught(messages: &[PromptMessage], tools: &[ToolDefinition]) -> Vec<Promp
     let mut out = with_calls_as_text(messages);
     match out.first_mut().filter(|m| m.role == "system") {
         Some(system) => system.content = format!("{}\n\n{instructions}", system.content),
-        None => out.insert(0, text("system", instructions)),
+        // The default system line of Qwen's template, which small models follow well.
+        None => out.insert(
+            0,
+            text(
+                "system",
+                format!("You are a helpful assistant.\n\n{instructions}"),
+            ),
+        ),
     }
     out
 }
@@ -362,6 +365,7 @@ pub fn with_calls_as_text(messages: &[PromptMessage]) -> Vec<PromptMessage> {
                     if !turn.content.is_empty() {
                         turn.content.push('\n');
                     }
+                    let body = python_json(&body);
                     turn.content
                         .push_str(&format!("<tool_call>\n{body}\n</tool_call>"));
                 }
@@ -595,10 +599,11 @@ mod tests {
         let roles: Vec<_> = taught.iter().map(|m| m.role).collect();
         assert_eq!(roles, ["system", "user", "assistant", "user"]);
         assert!(taught[0].content.starts_with("Be brief.\n\n# Tools"));
-        assert!(taught[0].content.contains(r#""name":"get_weather""#));
+        // Python's JSON separators, as the models were shown tools in training.
+        assert!(taught[0].content.contains(r#""name": "get_weather""#));
         assert_eq!(
             taught[2].content,
-            "<tool_call>\n{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\"}}\n</tool_call>"
+            "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"
         );
         assert_eq!(
             taught[3].content,

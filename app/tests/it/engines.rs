@@ -731,6 +731,37 @@ mod embedded {
     }
 
     #[tokio::test]
+    async fn after_a_calls_result_the_model_answers_from_it_in_text() {
+        // The next round of a reply: the call and its result (a user turn of
+        // <tool_response>, as Hermes writes it) in the prompt, the tools still offered.
+        let engine = crate::helpers::embedded_engine("SmolLM2-135M-Instruct.Q4_1.gguf").await;
+        let tools = [weather_tool("get_weather")];
+        let mut chat = weather_chat("get_weather");
+        let mut called = PromptMessage {
+            role: "assistant",
+            ..user("")
+        };
+        called.tool_calls = vec![ToolCall {
+            id: "call_paris".into(),
+            name: "get_weather".into(),
+            arguments: r#"{"city": "Paris"}"#.into(),
+        }];
+        let mut result = user(r#"{"temp_c": 18, "sky": "sunny"}"#);
+        result.role = "tool";
+        result.tool_call_id = Some("call_paris".into());
+        chat.extend([called, result]);
+        let done = generate_offering(&engine, chat, options(48, 0.0), &tools).await;
+        assert!(done.calls.is_empty(), "{:?}", done.calls);
+        assert_ne!(done.finish.as_deref(), Some("tool_calls"));
+        assert!(
+            done.text.contains("sunny") || done.text.contains("18"),
+            "{:?}",
+            done.text
+        );
+        assert!(!done.text.contains("tool_"), "{:?}", done.text);
+    }
+
+    #[tokio::test]
     async fn the_grammar_holds_a_call_to_the_offered_tools() {
         // The history shows a call of `get_weather`, which is not offered: the model, left to
         // itself, writes that name again; the grammar lets it name only `weather_lookup`.
