@@ -347,97 +347,17 @@ async fn a_long_chat_is_trimmed_to_fit_and_a_message_too_large_is_refused() {
 /// What only the embedded engine has, driven through its interface directly.
 #[cfg(feature = "embedded")]
 mod embedded {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use app::{
         engine::Engine,
-        lm::{
-            LmEvent, PromptMessage, ReplyOptions, Timings, ToolCall, ToolDefinition,
-            estimate_tokens,
-        },
+        lm::{LmEvent, PromptMessage, ToolCall, estimate_tokens},
     };
 
     use super::*;
-
-    fn options(max_tokens: u32, temperature: f32) -> ReplyOptions {
-        ReplyOptions {
-            model: None,
-            max_tokens,
-            temperature,
-            top_p: 0.95,
-            seed: Some(42),
-        }
-    }
-
-    fn user(text: &str) -> PromptMessage {
-        PromptMessage {
-            role: "user",
-            images: Vec::new(),
-            content: text.into(),
-            tool_calls: Vec::new(),
-            tool_call_id: None,
-        }
-    }
-
-    /// A reply, read to its end.
-    struct Finished {
-        text: String,
-        finish: Option<String>,
-        completion_tokens: u32,
-        timings: Option<Timings>,
-        first_token_at: Option<Instant>,
-        ended_at: Instant,
-        calls: Vec<ToolCall>,
-    }
-
-    async fn generate(
-        engine: &Engine,
-        prompt: Vec<PromptMessage>,
-        options: ReplyOptions,
-    ) -> Finished {
-        generate_offering(engine, prompt, options, &[]).await
-    }
-
-    /// [`generate`] with tools offered.
-    async fn generate_offering(
-        engine: &Engine,
-        prompt: Vec<PromptMessage>,
-        options: ReplyOptions,
-        tools: &[ToolDefinition],
-    ) -> Finished {
-        let mut stream = engine
-            .stream_chat(&prompt, &options, tools)
-            .await
-            .expect("a stream");
-        let mut done = Finished {
-            calls: Vec::new(),
-            text: String::new(),
-            finish: None,
-            completion_tokens: 0,
-            timings: None,
-            first_token_at: None,
-            ended_at: Instant::now(),
-        };
-        while let Some(event) = tokio::time::timeout(Duration::from_secs(60), stream.next())
-            .await
-            .expect("the engine answers")
-            .expect("no error")
-        {
-            match event {
-                LmEvent::Text(piece) => {
-                    done.first_token_at.get_or_insert_with(Instant::now);
-                    done.text.push_str(&piece);
-                }
-                LmEvent::Finish(reason) => done.finish = Some(reason),
-                LmEvent::Usage(usage) => done.completion_tokens = usage.completion_tokens,
-                LmEvent::Timings(t) => done.timings = Some(t),
-                LmEvent::ToolCalls(calls) => done.calls.extend(calls),
-                LmEvent::Reasoning(_) | LmEvent::ModelLoading(_) | LmEvent::ModelReady => {}
-            }
-        }
-        done.ended_at = Instant::now();
-        done
-    }
+    use crate::helpers::direct::{
+        generate, generate_offering, options, user, weather_chat, weather_tool,
+    };
 
     /// The engine's reason for having no model, once it gives up (within 2 s).
     async fn failure(engine: &Engine) -> String {
@@ -678,33 +598,6 @@ mod embedded {
         }
     }
 
-    /// A chat whose history shows the model one call of `shown`, then asks again: how the 135M
-    /// model learns to call (it calls nothing unprompted), as in the llama-server recordings.
-    fn weather_chat(shown: &str) -> Vec<PromptMessage> {
-        let mut asked = PromptMessage {
-            role: "assistant",
-            ..user("")
-        };
-        asked.tool_calls = vec![ToolCall {
-            id: "call_london".into(),
-            name: shown.into(),
-            arguments: r#"{"city": "London"}"#.into(),
-        }];
-        vec![user("Weather in London?"), asked, user("Weather in Paris?")]
-    }
-
-    fn weather_tool(name: &str) -> ToolDefinition {
-        ToolDefinition {
-            name: name.into(),
-            description: "Get the current weather in a city".into(),
-            parameters: serde_json::json!({
-                "type": "object",
-                "properties": {"city": {"type": "string", "description": "City name"}},
-                "required": ["city"],
-            }),
-        }
-    }
-
     #[tokio::test]
     async fn a_real_model_calls_a_tool_and_the_call_leaves_the_reply_text() {
         // SmolLM2's template knows no tools: they are told in the system message (Hermes).
@@ -759,6 +652,37 @@ mod embedded {
             done.text
         );
         assert!(!done.text.contains("tool_"), "{:?}", done.text);
+    }
+
+    #[tokio::test]
+    async fn a_model_whose_template_knows_tools_calls_through_that_template() {
+        // SmolLM2 with Qwen 2.5's template (`TOOLS_MODEL`, `.ci/tools-model.sh`): the prompt is
+        // that template rendered with the tools through minijinja, the call found in its form.
+        let Ok(model) = std::env::var("TOOLS_MODEL") else {
+            assert!(std::env::var_os("CI").is_none(), "CI sets TOOLS_MODEL");
+            eprintln!("skipped: TOOLS_MODEL=$(bash .ci/tools-model.sh) is not set");
+            return;
+        };
+        let engine = crate::helpers::embedded_engine(&model).await;
+        let tools = [weather_tool("get_weather")];
+        let done = generate_offering(
+            &engine,
+            weather_chat("get_weather"),
+            options(64, 0.0),
+            &tools,
+        )
+        .await;
+        assert_eq!(
+            done.finish.as_deref(),
+            Some("tool_calls"),
+            "{:?}",
+            done.text
+        );
+        assert_eq!(done.calls.len(), 1, "{:?}", done.calls);
+        assert_eq!(done.calls[0].name, "get_weather");
+        let arguments: serde_json::Value = serde_json::from_str(&done.calls[0].arguments).unwrap();
+        assert_eq!(arguments["city"], "Paris", "{arguments}");
+        assert!(!done.text.contains("tool_call"), "{:?}", done.text);
     }
 
     #[tokio::test]

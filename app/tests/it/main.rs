@@ -17,6 +17,7 @@ mod folders;
 mod foundation;
 mod hostile;
 mod installable;
+mod llama_server_tools;
 mod mcp;
 mod metrics;
 mod model_library;

@@ -16,70 +16,35 @@ use uuid::Uuid;
 
 use crate::helpers::{
     TestApp,
+    llama_server::LlamaServer,
     nginx::{self, Nginx},
     repo_path,
 };
 
-/// A llama-server serving the tiny test model, killed when dropped.
-struct LlamaServer {
-    child: tokio::process::Child,
-    address: String,
-}
-
-impl LlamaServer {
-    /// Starts one on a free port and waits until it serves. Sampling over the whole vocabulary
-    /// (top-k off) slows the tiny model to a few hundred tokens a second, and the end-of-stream
-    /// token is banned (its random weights would otherwise end a reply at any token), so that a
-    /// reply lasts its whole `max_tokens`: long enough to kill its server in the middle of it.
-    async fn start(binary: &Path, log: PathBuf) -> LlamaServer {
-        let port = nginx::free_port();
-        let model = std::env::var("SHARED_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| repo_path("../shared"))
-            .join("models/llama-2-tiny-random.gguf");
-        let log = std::fs::File::create(log).unwrap();
-        let child = tokio::process::Command::new(binary)
-            .args(["-m", model.to_str().unwrap(), "--alias", "pool-model"])
-            .args(["-c", "16384", "--parallel", "2", "-t", "1"])
-            .args(["--top-k", "0", "--top-p", "0.99", "--ignore-eos"])
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let address = format!("127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let health = reqwest::get(format!("http://{address}/health")).await;
-            if health.is_ok_and(|r| r.status() == 200) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "llama-server did not come up");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        LlamaServer { child, address }
-    }
-
-    /// Whether it is generating now (its slots say so).
-    async fn is_busy(&self) -> bool {
-        let slots: serde_json::Value = reqwest::get(format!("http://{}/slots", self.address))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        slots
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|slot| slot["is_processing"] == true)
-    }
-
-    async fn kill(&mut self) {
-        self.child.start_kill().unwrap();
-        self.child.wait().await.unwrap();
-    }
+/// One of the pool's servers on the tiny test model. Sampling over the whole vocabulary (top-k
+/// off) slows it to a few hundred tokens a second, and the end-of-stream token is banned (its
+/// random weights would otherwise end a reply at any token), so that a reply lasts its whole
+/// `max_tokens`: long enough to kill its server in the middle of it.
+async fn pool_server(binary: &Path, log: PathBuf) -> LlamaServer {
+    let model = testkit::shared_dir().join("models/llama-2-tiny-random.gguf");
+    let args = [
+        "-m",
+        model.to_str().unwrap(),
+        "--alias",
+        "pool-model",
+        "-c",
+        "16384",
+        "--parallel",
+        "2",
+        "-t",
+        "1",
+        "--top-k",
+        "0",
+        "--top-p",
+        "0.99",
+        "--ignore-eos",
+    ];
+    LlamaServer::start(binary, &args, log).await
 }
 
 /// The pool's nginx configuration, as compose and Kubernetes run it but on these servers and
@@ -224,8 +189,8 @@ async fn a_pool_of_model_servers_shares_replies_and_survives_losing_one() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (first, second) = tokio::join!(
-        LlamaServer::start(&binary, dir.path().join("llama-1.log")),
-        LlamaServer::start(&binary, dir.path().join("llama-2.log"))
+        pool_server(&binary, dir.path().join("llama-1.log")),
+        pool_server(&binary, dir.path().join("llama-2.log"))
     );
     let mut servers = [first, second];
     let port = nginx::free_port();

@@ -2,8 +2,10 @@
 //! by default; PostgreSQL when `TEST_DATABASE_URL` names a server to create databases on). The
 //! fake llama-server and the app-process runner are the `testkit` crate's (shared with bench).
 pub mod api;
+pub mod direct;
 #[cfg(feature = "embedded")]
 pub mod hub;
+pub mod llama_server;
 pub mod nginx;
 pub mod proxy;
 pub mod sse;
