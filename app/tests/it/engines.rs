@@ -356,7 +356,7 @@ mod embedded {
 
     use super::*;
     use crate::helpers::direct::{
-        generate, generate_offering, options, user, weather_chat, weather_tool,
+        generate, generate_offering, options, the_weather_call, user, weather_chat, weather_tool,
     };
 
     /// The engine's reason for having no model, once it gives up (within 2 s).
@@ -610,17 +610,7 @@ mod embedded {
             &tools,
         )
         .await;
-        assert_eq!(
-            done.finish.as_deref(),
-            Some("tool_calls"),
-            "{:?}",
-            done.text
-        );
-        assert_eq!(done.calls.len(), 1, "{:?}", done.calls);
-        assert_eq!(done.calls[0].name, "get_weather");
-        let arguments: serde_json::Value = serde_json::from_str(&done.calls[0].arguments).unwrap();
-        assert!(arguments["city"].is_string(), "{arguments}");
-        assert!(!done.text.contains("tool_call"), "{:?}", done.text);
+        the_weather_call(&done);
     }
 
     #[tokio::test]
@@ -672,17 +662,8 @@ mod embedded {
             &tools,
         )
         .await;
-        assert_eq!(
-            done.finish.as_deref(),
-            Some("tool_calls"),
-            "{:?}",
-            done.text
-        );
-        assert_eq!(done.calls.len(), 1, "{:?}", done.calls);
-        assert_eq!(done.calls[0].name, "get_weather");
-        let arguments: serde_json::Value = serde_json::from_str(&done.calls[0].arguments).unwrap();
+        let (_, arguments) = the_weather_call(&done);
         assert_eq!(arguments["city"], "Paris", "{arguments}");
-        assert!(!done.text.contains("tool_call"), "{:?}", done.text);
     }
 
     #[tokio::test]

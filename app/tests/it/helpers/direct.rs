@@ -115,3 +115,21 @@ pub fn weather_tool(name: &str) -> ToolDefinition {
         }),
     }
 }
+
+/// The one call of `get_weather` that `done` ended with (and no call markup in its text); its
+/// arguments as JSON, a `city` in them.
+pub fn the_weather_call(done: &Finished) -> (ToolCall, serde_json::Value) {
+    assert_eq!(
+        done.finish.as_deref(),
+        Some("tool_calls"),
+        "{:?}",
+        done.text
+    );
+    assert_eq!(done.calls.len(), 1, "{:?}", done.calls);
+    let call = done.calls[0].clone();
+    assert_eq!(call.name, "get_weather");
+    let arguments: serde_json::Value = serde_json::from_str(&call.arguments).unwrap();
+    assert!(arguments["city"].is_string(), "{arguments}");
+    assert!(!done.text.contains("tool_call"), "{:?}", done.text);
+    (call, arguments)
+}
