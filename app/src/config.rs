@@ -392,6 +392,64 @@ pub struct Config {
     #[arg(long, env = "TOOL_RESULT_BYTES", default_value_t = 16 * 1024, value_parser = clap::value_parser!(u64).range(256..=1_048_576))]
     pub tool_result_bytes: u64,
 
+    /// Who may use the app: `anonymous` (anyone, each browser its own session), `oidc` (people
+    /// sign in with OpenID Connect: OIDC_*, PUBLIC_URL) or `header` (a trusted proxy names them:
+    /// AUTH_HEADER, TRUSTED_PROXIES).
+    #[arg(long, env = "AUTH_MODE", value_enum, default_value_t = crate::accounts::AuthMode::Anonymous)]
+    pub auth_mode: crate::accounts::AuthMode,
+
+    /// The OpenID provider's issuer URL (its `/.well-known/openid-configuration` is read).
+    #[arg(long, env = "OIDC_ISSUER", default_value = "")]
+    pub oidc_issuer: ::std::string::String,
+
+    /// This app's client id at the provider.
+    #[arg(long, env = "OIDC_CLIENT_ID", default_value = "")]
+    pub oidc_client_id: ::std::string::String,
+
+    /// This app's client secret at the provider (empty: a public client, PKCE alone).
+    #[arg(
+        long,
+        env = "OIDC_CLIENT_SECRET",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub oidc_client_secret: ::std::string::String,
+
+    /// The scopes asked for, space-separated.
+    #[arg(long, env = "OIDC_SCOPES", default_value = "openid email profile")]
+    pub oidc_scopes: String,
+
+    /// Where people reach the app (`https://chat.example.org`): the sign-in's redirect URI is
+    /// PUBLIC_URL/auth/callback.
+    #[arg(long, env = "PUBLIC_URL", default_value = "", value_parser = optional_url)]
+    pub public_url: ::std::option::Option<url::Url>,
+
+    /// The header a trusted proxy names the user in (`X-Forwarded-Email` for oauth2-proxy,
+    /// `Remote-Email` for Authelia, `Cf-Access-Authenticated-User-Email` for Cloudflare Access).
+    #[arg(long, env = "AUTH_HEADER", default_value = "")]
+    pub auth_header: ::std::string::String,
+
+    /// The addresses or CIDR ranges the proxy connects from, comma-separated; a request from
+    /// anywhere else is refused (AUTH_MODE=header).
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "", value_parser = crate::accounts::parse_trusted_proxies)]
+    pub trusted_proxies: ::std::vec::Vec<ipnet::IpNet>,
+
+    /// The e-mail addresses of the admins, comma-separated (accounts on).
+    #[arg(long, env = "ADMIN_EMAILS", default_value = "")]
+    pub admin_emails: String,
+
+    /// Groups (the ID token's `groups` claim) whose members are admins, comma-separated.
+    #[arg(long, env = "ADMIN_GROUPS", default_value = "")]
+    pub admin_groups: String,
+
+    /// Replies one person may ask for in a UTC day (accounts on). Unset: no limit.
+    #[arg(long, env = "USER_DAILY_REPLIES")]
+    pub user_daily_replies: Option<u64>,
+
+    /// Tokens the model may write for one person in a UTC day (accounts on). Unset: no limit.
+    #[arg(long, env = "USER_DAILY_TOKENS")]
+    pub user_daily_tokens: Option<u64>,
+
     /// Reply streams one session may hold open at once.
     #[arg(long, env = "MAX_STREAMS_PER_SESSION", default_value_t = 8)]
     pub max_streams_per_session: usize,
@@ -544,6 +602,25 @@ impl Config {
             max_steps: self.tool_max_steps,
             timeout: self.tool_timeout,
             result_bytes: usize::try_from(self.tool_result_bytes).unwrap_or(usize::MAX),
+        })
+    }
+
+    /// Who may use the app and how they sign in: checked at start (a missing OIDC_ISSUER with
+    /// AUTH_MODE=oidc stops it with a message saying what to set).
+    pub fn account_settings(&self) -> anyhow::Result<crate::accounts::AccountSettings> {
+        crate::accounts::AccountSettings::new(crate::accounts::AccountOptions {
+            mode: self.auth_mode,
+            oidc_issuer: &self.oidc_issuer,
+            oidc_client_id: &self.oidc_client_id,
+            oidc_client_secret: &self.oidc_client_secret,
+            oidc_scopes: &self.oidc_scopes,
+            public_url: self.public_url.as_ref(),
+            auth_header: &self.auth_header,
+            trusted_proxies: &self.trusted_proxies,
+            admin_emails: &self.admin_emails,
+            admin_groups: &self.admin_groups,
+            daily_replies: self.user_daily_replies,
+            daily_tokens: self.user_daily_tokens,
         })
     }
 

@@ -553,6 +553,22 @@ pub fn size(bytes: usize) -> String {
     }
 }
 
+/// The UTC day of `at`, as usage is counted: `YYYY-MM-DD`.
+pub fn utc_day(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%d").to_string()
+}
+
+/// How long from `now` until the next UTC day begins (when daily quotas reset).
+pub fn until_next_day(now: chrono::DateTime<chrono::Utc>) -> std::time::Duration {
+    let tomorrow = (now.date_naive() + chrono::Days::new(1))
+        .and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc());
+    tomorrow
+        .and_then(|t| (t - now).to_std().ok())
+        .unwrap_or(std::time::Duration::from_secs(86_400))
+        .max(std::time::Duration::from_secs(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -702,5 +718,20 @@ mod tests {
         assert_eq!(size(4 * 1024 * 1024), "4 MiB");
         assert_eq!(size(1536 * 1024), "1.5 MiB");
         assert_eq!(size(4_683_072_000), "4.4 GiB");
+    }
+
+    #[test]
+    fn quotas_reset_at_the_next_utc_midnight() {
+        use chrono::{DateTime, Utc};
+        use std::time::Duration;
+        let now = DateTime::parse_from_rfc3339("2026-12-07T23:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(until_next_day(now), Duration::from_secs(3600));
+        assert_eq!(utc_day(now), "2026-12-07");
+        let midnight = DateTime::parse_from_rfc3339("2026-12-31T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(until_next_day(midnight), Duration::from_secs(86_400));
     }
 }

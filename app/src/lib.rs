@@ -1,6 +1,7 @@
 //! A self-hosted chat web app over llama.cpp (embedded, or llama-server's API). `serve`
 //! connects the database, applies migrations, starts the engine, builds the state and the
 //! router (`routes::router`), and serves until SIGINT/SIGTERM. ARCHITECTURE.md maps the modules.
+pub mod accounts;
 pub mod assets;
 pub mod attachments;
 pub mod chat;
@@ -66,6 +67,8 @@ pub struct AppState {
     pub pages: Arc<page_cache::PageCache>,
     /// The streams here following replies other replicas write (`live`; PostgreSQL only).
     pub live: live::Feed,
+    /// Accounts (`AUTH_MODE`): who may use the app, the OpenID provider, quotas.
+    pub accounts: Arc<accounts::layer::Accounts>,
 }
 
 impl FromRef<AppState> for SessionConfig {
@@ -111,10 +114,13 @@ impl AppState {
                 .await
                 .context("cannot apply database migrations")?;
         }
-        let store = store.for_replica(store::Replica {
-            name: config.replica_name(),
-            lease: config.reply_lease,
-        });
+        let accounts = Arc::new(accounts::layer::Accounts::new(config.account_settings()?)?);
+        let store = store
+            .for_replica(store::Replica {
+                name: config.replica_name(),
+                lease: config.reply_lease,
+            })
+            .counting_usage(accounts.enabled());
         // With SKIP_MIGRATIONS the schema may still be on its way (a migration Job): serve,
         // but not ready (/readyz), and recover once it is there (the lease watcher's sweep).
         match store.pending_migrations().await? {
@@ -170,6 +176,7 @@ impl AppState {
             stream_slots,
             pages,
             live,
+            accounts,
             sessions: SessionConfig {
                 key,
                 secure: config.cookie_secure,

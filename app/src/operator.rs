@@ -6,7 +6,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use crate::session::{OperatorCall, is_admin_token};
-use crate::{AppState, error::AppError};
+use crate::{AppState, error::AppError, session::Session};
 use axum::{
     extract::FromRequestParts,
     http::{HeaderMap, request::Parts},
@@ -33,10 +33,28 @@ pub enum Standing {
     Visitor,
     /// A bearer that is not the operator's (nor a session's, on these routes).
     WrongToken,
+    /// Accounts are on and the person signed in is not an admin.
+    NotAdmin,
 }
 
-/// Where a request stands: the bearer first, else the sign-in cookie.
-pub fn standing(state: &AppState, headers: &HeaderMap) -> Standing {
+/// Where a request stands: with accounts on, an admin's session (or the operator's bearer, for
+/// scripts); otherwise the bearer first, else the sign-in cookie.
+pub fn standing(state: &AppState, headers: &HeaderMap, session: Option<&Session>) -> Standing {
+    if state.accounts.enabled() {
+        if session
+            .and_then(|s| s.account.as_ref())
+            .is_some_and(|account| account.admin)
+        {
+            return Standing::Operator;
+        }
+        let bearer = crate::session::bearer(headers);
+        return match (state.config.admin_token.as_deref(), bearer) {
+            (Some(configured), Some(token)) if is_admin_token(Some(configured), token) => {
+                Standing::Operator
+            }
+            _ => Standing::NotAdmin,
+        };
+    }
     let Some(configured) = state.config.admin_token.as_deref() else {
         return Standing::NoOperator;
     };
@@ -55,15 +73,20 @@ pub fn standing(state: &AppState, headers: &HeaderMap) -> Standing {
 }
 
 /// The operator, when the request is theirs.
-pub fn operator_of(state: &AppState, headers: &HeaderMap) -> Option<Operator> {
-    (standing(state, headers) == Standing::Operator).then_some(Operator(()))
+pub fn operator_of(
+    state: &AppState,
+    headers: &HeaderMap,
+    session: Option<&Session>,
+) -> Option<Operator> {
+    (standing(state, headers, session) == Standing::Operator).then_some(Operator(()))
 }
 
 impl FromRequestParts<AppState> for Operator {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        match standing(state, &parts.headers) {
+        let session = parts.extensions.get::<Session>();
+        match standing(state, &parts.headers, session) {
             Standing::Operator => Ok(Operator(())),
             Standing::NoOperator => Err(AppError::Forbidden(
                 "Only the operator may change the model library, and none is configured: set ADMIN_TOKEN.".into(),
@@ -73,6 +96,9 @@ impl FromRequestParts<AppState> for Operator {
             )),
             Standing::WrongToken => Err(AppError::Forbidden(
                 "That is not the operator's token.".into(),
+            )),
+            Standing::NotAdmin => Err(AppError::Forbidden(
+                "Only the app's admins may do this (ADMIN_EMAILS, ADMIN_GROUPS).".into(),
             )),
         }
     }

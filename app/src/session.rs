@@ -48,6 +48,7 @@ struct SeenDevice {
     session: SessionId,
     checked: std::time::Instant,
     last_used: chrono::DateTime<Utc>,
+    user: Option<Uuid>,
 }
 
 /// At most this many devices are remembered; past it the memory starts over.
@@ -61,7 +62,13 @@ impl DevicesSeen {
             .cloned()
     }
 
-    fn remember(&self, device: Uuid, session: SessionId, last_used: chrono::DateTime<Utc>) {
+    fn remember(
+        &self,
+        device: Uuid,
+        session: SessionId,
+        last_used: chrono::DateTime<Utc>,
+        user: Option<Uuid>,
+    ) {
         let mut seen = self.lock();
         if seen.len() >= DEVICES_SEEN_MAX {
             seen.clear();
@@ -72,6 +79,7 @@ impl DevicesSeen {
                 session,
                 checked: std::time::Instant::now(),
                 last_used,
+                user,
             },
         );
     }
@@ -79,6 +87,11 @@ impl DevicesSeen {
     /// A device signed out here is refused from the next request on.
     pub fn forget(&self, device: Uuid) {
         self.lock().remove(&device);
+    }
+
+    /// Every device is read again from its next request on (many signed out at once).
+    pub fn forget_all(&self) {
+        self.lock().clear();
     }
 
     /// A poisoned lock is recovered: each update is one insert or remove.
@@ -124,6 +137,18 @@ pub struct Session {
     /// The browser it came from, or the device an API token belongs to (always set by
     /// [`session_layer`]).
     pub device: Option<Uuid>,
+    /// The person signed in (accounts on); `None` in anonymous mode.
+    pub account: Option<std::sync::Arc<Account>>,
+}
+
+/// A signed-in person, as a request sees them (`accounts` puts it in the [`Session`]).
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub user_id: Uuid,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    /// Named by `ADMIN_EMAILS` or `ADMIN_GROUPS`: the operator's controls are theirs.
+    pub admin: bool,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Session {
@@ -255,78 +280,159 @@ pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-/// Finds the session: from `Authorization: Bearer <token>` when present (a bad token is a 401,
-/// never a new session), else from the cookie and its device, else a new one (its cookie set on
-/// the response). A signed-out device's cookie is a new session too.
-pub async fn session_layer(
-    State(config): State<SessionConfig>,
-    jar: PrivateCookieJar,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let bearer = bearer(request.headers()).map(str::to_owned);
-    let label = device_label(
-        request
-            .headers()
+/// A device the session layer found signed in: its session, and whether its cookie is due for
+/// renewal; `user` is the account it is signed in to, if any.
+#[derive(Clone, Debug)]
+pub struct KnownDevice {
+    pub id: SessionId,
+    pub device: Uuid,
+    pub renew: bool,
+    pub user: Option<Uuid>,
+}
+
+/// The browser's label for its device row, from the request's `User-Agent`.
+pub fn request_label(headers: &axum::http::HeaderMap) -> String {
+    device_label(
+        headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or(""),
-    );
-    if let Some(token) = bearer {
-        // The operator's calls carry no session (operator.rs checks the token).
-        if is_admin_token(config.admin_token.as_deref(), &token) {
-            request.extensions_mut().insert(OperatorCall);
-            return next.run(request).await;
+    )
+}
+
+/// The device an API token names, if it may go on; otherwise the 401 to answer.
+pub async fn device_of_token(
+    config: &SessionConfig,
+    token: &str,
+    label: &str,
+) -> Result<KnownDevice, Response> {
+    let refused = |why: &str| {
+        AppError::Unauthorized(format!("{why} Get a new one with POST /api/v1/tokens."))
+            .into_response()
+    };
+    let (id, device) = match session_of_token(&config.key, token) {
+        Some((id, Some(device))) => (id, device),
+        // It could never be signed out: refused since tokens belong to devices.
+        Some((_, None)) => {
+            return Err(refused(
+                "This API token is from before tokens belonged to a device.",
+            ));
         }
-        let refused = |why: &str| {
-            AppError::Unauthorized(format!("{why} Get a new one with POST /api/v1/tokens."))
-                .into_response()
-        };
-        let (id, device) = match session_of_token(&config.key, &token) {
-            Some((id, Some(device))) => (id, device),
-            // It could never be signed out: refused since tokens belong to devices.
-            Some((_, None)) => {
-                return refused("This API token is from before tokens belonged to a device.");
-            }
-            None => return refused("The API token is not valid."),
-        };
-        match check_device(&config, (id, Some(device)), &label).await {
-            Ok(Some((id, device, _))) => {
-                request.extensions_mut().insert(Session {
-                    id,
-                    device: Some(device),
-                });
-                return next.run(request).await;
-            }
-            Ok(None) => return refused("The API token's device was signed out."),
-            Err(e) => return e.into_response(),
-        }
+        None => return Err(refused("The API token is not valid.")),
+    };
+    match check_device(config, (id, Some(device)), label).await {
+        Ok(Some(known)) => Ok(known),
+        Ok(None) => Err(refused("The API token's device was signed out.")),
+        Err(e) => Err(e.into_response()),
     }
-    let name = cookie_name(config.secure);
-    let current = jar.get(name).and_then(|c| parse_cookie_value(c.value()));
+}
+
+/// The session and device the request's cookie names (`None` without a readable one), and
+/// whether it came under the plain cookie's name while `COOKIE_SECURE` is on (to be moved).
+pub fn cookie_of(
+    jar: &PrivateCookieJar,
+    secure: bool,
+) -> (Option<(SessionId, Option<Uuid>)>, bool) {
+    let current = jar
+        .get(cookie_name(secure))
+        .and_then(|c| parse_cookie_value(c.value()));
     // Turning COOKIE_SECURE on keeps the sessions of the plain cookie, moved to the new name.
-    let legacy = match (&current, config.secure) {
+    let legacy = match (&current, secure) {
         (None, true) => jar
             .get(COOKIE_NAME)
             .and_then(|c| parse_cookie_value(c.value())),
         _ => None,
     };
     let moving = legacy.is_some();
-    let known = match current.or(legacy) {
-        Some(found) => match check_device(&config, found, &label).await {
-            Ok(known) => known,
-            Err(e) => return e.into_response(),
-        },
+    (current.or(legacy), moving)
+}
+
+/// The device the request's cookie names, if it may go on (see [`check_device`]), and whether
+/// its cookie moves to the `__Host-` name.
+pub async fn device_of_cookie(
+    config: &SessionConfig,
+    jar: &PrivateCookieJar,
+    label: &str,
+) -> Result<(Option<KnownDevice>, bool), AppError> {
+    let (found, moving) = cookie_of(jar, config.secure);
+    let known = match found {
+        Some(found) => check_device(config, found, label).await?,
         None => None,
     };
+    Ok((known, moving))
+}
+
+/// `jar` with the session cookie naming `id` and `device` (and without the plain one when it
+/// moved to the `__Host-` name).
+pub fn with_session_cookie(
+    jar: PrivateCookieJar,
+    secure: bool,
+    id: &SessionId,
+    device: Uuid,
+    moving: bool,
+) -> PrivateCookieJar {
+    let cookie = Cookie::build((cookie_name(secure), cookie_value(id, device)))
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .path("/")
+        .secure(secure)
+        .max_age(time_year())
+        .build();
+    let jar = jar.add(cookie);
+    if moving {
+        jar.remove(Cookie::build(COOKIE_NAME).path("/"))
+    } else {
+        jar
+    }
+}
+
+/// `jar` without the session cookie (a browser signed out of its account).
+pub fn without_session_cookie(jar: PrivateCookieJar, secure: bool) -> PrivateCookieJar {
+    jar.remove(Cookie::build(cookie_name(secure)).path("/"))
+}
+
+/// Finds the session: from `Authorization: Bearer <token>` when present (a bad token is a 401,
+/// never a new session), else from the cookie and its device, else a new one (its cookie set on
+/// the response). A signed-out device's cookie is a new session too. With accounts on,
+/// `accounts::account_layer` takes this one's place.
+pub async fn session_layer(
+    State(config): State<SessionConfig>,
+    jar: PrivateCookieJar,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let label = request_label(request.headers());
+    if let Some(token) = bearer(request.headers()).map(str::to_owned) {
+        // The operator's calls carry no session (operator.rs checks the token).
+        if is_admin_token(config.admin_token.as_deref(), &token) {
+            request.extensions_mut().insert(OperatorCall);
+            return next.run(request).await;
+        }
+        return match device_of_token(&config, &token, &label).await {
+            Ok(known) => {
+                request.extensions_mut().insert(Session {
+                    id: known.id,
+                    device: Some(known.device),
+                    account: None,
+                });
+                next.run(request).await
+            }
+            Err(refused) => refused,
+        };
+    }
+    let (known, moving) = match device_of_cookie(&config, &jar, &label).await {
+        Ok(found) => found,
+        Err(e) => return e.into_response(),
+    };
     let (id, device, renew) = match known {
-        Some((id, device, renew)) => (id, device, renew || moving),
+        Some(known) => (known.id, known.device, known.renew || moving),
         // A new visitor, or a device signed out: a new session, registered on its next request.
         None => (SessionId::random(), Uuid::now_v7(), true),
     };
     request.extensions_mut().insert(Session {
         id: id.clone(),
         device: Some(device),
+        account: None,
     });
     let mut response = next.run(request).await;
     let (id, device) = match response.extensions_mut().remove::<SwitchSession>() {
@@ -334,17 +440,7 @@ pub async fn session_layer(
         None if renew => (id, device),
         None => return response,
     };
-    let cookie = Cookie::build((name, cookie_value(&id, device)))
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .path("/")
-        .secure(config.secure)
-        .max_age(time_year())
-        .build();
-    let mut jar = jar.add(cookie);
-    if moving {
-        jar = jar.remove(Cookie::build(COOKIE_NAME).path("/"));
-    }
+    let jar = with_session_cookie(jar, config.secure, &id, device, moving);
     (jar, response).into_response()
 }
 
@@ -355,23 +451,30 @@ async fn check_device(
     config: &SessionConfig,
     (id, device): (SessionId, Option<Uuid>),
     label: &str,
-) -> Result<Option<(SessionId, Uuid, bool)>, AppError> {
+) -> Result<Option<KnownDevice>, AppError> {
     let store = &config.store;
     let Some(device) = device else {
         let device = Uuid::now_v7();
         store.register_device(&id, device, label).await?;
-        config.devices.remember(device, id.clone(), Utc::now());
-        return Ok(Some((id, device, true)));
+        config
+            .devices
+            .remember(device, id.clone(), Utc::now(), None);
+        return Ok(Some(KnownDevice {
+            id,
+            device,
+            renew: true,
+            user: None,
+        }));
     };
-    let last_used = match config.devices.recent(device) {
-        Some(seen) if seen.session == id => seen.last_used,
+    let (last_used, user) = match config.devices.recent(device) {
+        Some(seen) if seen.session == id => (seen.last_used, seen.user),
         _ => match store.find_device(device).await? {
             None => {
                 store.register_device(&id, device, label).await?;
-                Utc::now()
+                (Utc::now(), None)
             }
             Some(row) if row.session_id == id.as_str() && row.revoked_at.is_none() => {
-                row.last_used_at
+                (row.last_used_at, row.user_id)
             }
             Some(_) => return Ok(None),
         },
@@ -384,8 +487,13 @@ async fn check_device(
     } else {
         last_used
     };
-    config.devices.remember(device, id.clone(), last_used);
-    Ok(Some((id, device, renew)))
+    config.devices.remember(device, id.clone(), last_used, user);
+    Ok(Some(KnownDevice {
+        id,
+        device,
+        renew,
+        user,
+    }))
 }
 
 fn time_year() -> time::Duration {

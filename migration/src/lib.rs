@@ -17,6 +17,7 @@ mod m20261206_000011_temporary_chats;
 mod m20261207_000012_message_versions;
 mod m20261207_000013_tool_calls;
 mod m20261207_000014_chat_tools;
+mod m20261208_000015_accounts;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000012_message_versions::Migration),
             Box::new(m20261207_000013_tool_calls::Migration),
             Box::new(m20261207_000014_chat_tools::Migration),
+            Box::new(m20261208_000015_accounts::Migration),
         ]
     }
 }

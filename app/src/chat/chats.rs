@@ -71,6 +71,10 @@ pub struct Sidebar {
     /// There are more chats than the sidebar shows.
     pub more_chats: bool,
     pub display_name: Option<String>,
+    /// The person signed in (accounts on).
+    pub account: Option<std::sync::Arc<crate::session::Account>>,
+    /// They can sign out here (OpenID Connect; a proxy's sign-in is the proxy's).
+    pub signs_out: bool,
 }
 
 pub struct FolderOfChats {
@@ -116,6 +120,8 @@ pub async fn sidebar(state: &AppState, session: &Session) -> AppResult<Sidebar> 
         chats,
         more_chats,
         display_name,
+        account: session.account.clone(),
+        signs_out: state.accounts.settings.mode == crate::accounts::AuthMode::Oidc,
     })
 }
 
@@ -253,10 +259,15 @@ pub async fn create(
         .first_message
         .as_ref()
         .map(|text| (text.as_str(), files.as_slice()));
+    let taken = match first_message {
+        Some(_) => super::account::take_reply(state, session).await?,
+        None => None,
+    };
     let created = state
         .store
         .create_chat(&session.id, greeting, first_message, new_chat.temporary)
-        .await?;
+        .await;
+    let created = super::account::kept(state, session, taken, created).await?;
     if let Some(reply) = &created.reply {
         super::messages::start_reply(state, session, reply, &created.chat).await?;
     }

@@ -17,6 +17,16 @@ use crate::{
     store::device,
 };
 
+const WITH_ACCOUNTS: &str = "With accounts, another browser shows your chats once you sign in there: there are no link codes.";
+
+/// Link codes are for anonymous sessions: with accounts, signing in is the way.
+fn refuse_with_accounts(state: &AppState) -> AppResult<()> {
+    match state.accounts.enabled() {
+        true => Err(AppError::Conflict(WITH_ACCOUNTS.into())),
+        false => Ok(()),
+    }
+}
+
 /// How long a link code works.
 pub const LINK_LIFETIME: Duration = Duration::from_secs(10 * 60);
 const CODE_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -57,6 +67,7 @@ pub async fn sign_out(state: &AppState, session: &Session, device_id: Uuid) -> A
 /// A one-time code that links another browser to this session.
 #[tracing::instrument(skip_all)]
 pub async fn new_link(state: &AppState, session: &Session, address: IpAddr) -> AppResult<NewLink> {
+    refuse_with_accounts(state)?;
     state
         .rate_limits
         .check(Action::Link, &session.id, address)
@@ -86,6 +97,7 @@ pub async fn check_link(
     address: IpAddr,
     code: &str,
 ) -> AppResult<()> {
+    refuse_with_accounts(state)?;
     state
         .rate_limits
         .check(Action::Link, &session.id, address)

@@ -48,10 +48,12 @@ pub async fn send(
     let files = read_attachments(state, chat.model.as_deref(), uploads).await?;
     let message = new_user_message(text, &files);
     refuse_unless_fits(state, Some(&chat), &message, !files.is_empty()).await?;
+    let taken = super::account::take_reply(state, session).await?;
     let outcome = state
         .store
         .add_exchange(&session.id, chat_id, text.as_str(), &files)
-        .await?;
+        .await;
+    let outcome = super::account::kept(state, session, taken, outcome).await?;
     start(state, session, outcome).await
 }
 
@@ -104,10 +106,12 @@ pub async fn edit(
     };
     let with_files = edited.is_some_and(|m| m.attachments.is_some());
     refuse_unless_fits(state, Some(&chat), &message, with_files).await?;
+    let taken = super::account::take_reply(state, session).await?;
     let outcome = state
         .store
         .edit_exchange(&session.id, chat_id, message_id, text.as_str())
-        .await?;
+        .await;
+    let outcome = super::account::kept(state, session, taken, outcome).await?;
     start(state, session, outcome).await
 }
 
@@ -143,7 +147,9 @@ pub async fn regenerate(
         .rate_limits
         .check(Action::Send, &session.id, address)
         .await?;
-    let outcome = state.store.add_reply(&session.id, chat_id).await?;
+    let taken = super::account::take_reply(state, session).await?;
+    let outcome = state.store.add_reply(&session.id, chat_id).await;
+    let outcome = super::account::kept(state, session, taken, outcome).await?;
     start(state, session, outcome).await
 }
 
@@ -162,10 +168,12 @@ pub async fn continue_reply(
         .check(Action::Send, &session.id, address)
         .await?;
     let chat_id = chat_of(state, session, chat_id, message_id).await?;
+    let taken = super::account::take_reply(state, session).await?;
     let outcome = state
         .store
         .reopen_reply(&session.id, chat_id, message_id)
-        .await?;
+        .await;
+    let outcome = super::account::kept(state, session, taken, outcome).await?;
     start(state, session, outcome).await
 }
 

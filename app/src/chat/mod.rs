@@ -3,6 +3,7 @@
 //! [`crate::domain`] types, and returns a domain result or an [`AppError`](crate::error::AppError).
 //! The HTML pages (`routes::pages`) and the JSON API (`routes::api`) are thin adapters over
 //! these: extract, call, render or serialise. Nothing here speaks HTTP. See ARCHITECTURE.md.
+pub mod account;
 mod attachments;
 mod chats;
 mod devices;

@@ -33,11 +33,27 @@ use uuid::Uuid;
 
 use crate::{AppState, chat::Export, error::AppError, session};
 use pages::{
-    admin, chats, devices, folders, messages, models, profile, search, settings, shares, tools,
-    transfer,
+    account, admin, chats, devices, folders, messages, models, profile, search, settings, shares,
+    tools, transfer,
 };
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// `routes` behind the session layer: anonymous sessions, or with accounts on, the account
+/// layer (every request a signed-in person's).
+fn with_sessions(routes: Router<AppState>, state: &AppState) -> Router<AppState> {
+    if state.accounts.enabled() {
+        routes.layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::accounts::account_layer,
+        ))
+    } else {
+        routes.layer(middleware::from_fn_with_state(
+            state.sessions.clone(),
+            session::session_layer,
+        ))
+    }
+}
 
 pub fn router(state: AppState) -> Router {
     // Sending a message (or starting a chat with one) may carry files.
@@ -117,21 +133,23 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/search", get(search::page))
         .route("/profile", post(profile::update))
-        .layer(middleware::from_fn_with_state(
-            state.sessions.clone(),
-            session::session_layer,
-        ));
+        .route("/logout", post(account::logout))
+        .route("/logout/everywhere", post(account::logout_everywhere))
+        .route(
+            "/account/bring",
+            get(account::bring_offer).post(account::bring),
+        )
+        .route("/account/bring/skip", post(account::skip_bring))
+        .route("/admin/users/{id}/disable", post(admin::disable_user))
+        .route("/admin/users/{id}/enable", post(admin::enable_user));
+    let pages = with_sessions(pages, &state);
 
     let (api_v1, openapi) = api::router(
         state.config.import_body_limit(),
         state.config.message_body_limit(),
     );
     let openapi = std::sync::Arc::new(openapi);
-    let api = api_v1
-        .layer(middleware::from_fn_with_state(
-            state.sessions.clone(),
-            session::session_layer,
-        ))
+    let api = with_sessions(api_v1, &state)
         .route(
             "/api/openapi.json",
             get(move || {
@@ -159,6 +177,10 @@ pub fn router(state: AppState) -> Router {
         .route("/model/status", get(health::model_status))
         // A shared link needs no session, and gets none.
         .route("/s/{token}", get(shares::show))
+        // Whoever signs in has no session yet.
+        .route("/login", get(account::login))
+        .route("/auth/callback", get(account::callback))
+        .route("/signed-out", get(account::signed_out))
         .fallback(not_found)
         .layer(middleware::from_fn(security::same_origin_only))
         .layer(middleware::from_fn_with_state(

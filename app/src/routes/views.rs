@@ -22,6 +22,18 @@ pub struct Frame {
     /// There are more chats than the sidebar shows.
     pub more_chats: bool,
     pub display_name: Option<String>,
+    /// The person signed in (accounts on).
+    pub account: Option<AccountView>,
+}
+
+/// Who is signed in, as the sidebar shows it.
+#[derive(Serialize)]
+pub struct AccountView {
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub admin: bool,
+    /// A sign-out button (OpenID Connect; a proxy's sign-in is the proxy's).
+    pub signs_out: bool,
 }
 
 /// A folder in the sidebar, with its chats.
@@ -48,6 +60,12 @@ impl From<Sidebar> for Frame {
             chats: sidebar.chats,
             more_chats: sidebar.more_chats,
             display_name: sidebar.display_name,
+            account: sidebar.account.map(|account| AccountView {
+                email: account.email.clone(),
+                name: account.name.clone(),
+                admin: account.admin,
+                signs_out: sidebar.signs_out,
+            }),
         }
     }
 }

@@ -32,6 +32,7 @@ impl Store {
             created_at: Set(now),
             last_used_at: Set(now),
             revoked_at: Set(None),
+            user_id: Set(None),
         };
         device::Entity::insert(row)
             .on_conflict(

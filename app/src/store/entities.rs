@@ -306,6 +306,8 @@ pub mod device {
         pub created_at: DateTimeUtc,
         pub last_used_at: DateTimeUtc,
         pub revoked_at: Option<DateTimeUtc>,
+        /// The account it is signed in to (accounts on); `None`: an anonymous session's.
+        pub user_id: Option<Uuid>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -327,6 +329,59 @@ pub mod device_link {
         pub created_at: DateTimeUtc,
         pub expires_at: DateTimeUtc,
         pub used_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod user {
+    use sea_orm::entity::prelude::*;
+
+    /// A person, as the identity provider or the trusted proxy names them; owns one session.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "users")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        /// `oidc:{issuer} {sub}` or `header:{value}`.
+        #[sea_orm(unique)]
+        pub subject: String,
+        pub email: Option<String>,
+        pub name: Option<String>,
+        /// The session every browser of theirs uses.
+        #[sea_orm(unique)]
+        pub session_id: String,
+        /// The provider's `groups` claim named one of `ADMIN_GROUPS` at the last sign-in.
+        pub in_admin_group: bool,
+        pub created_at: DateTimeUtc,
+        pub last_sign_in_at: DateTimeUtc,
+        /// Disabled by an admin: signed out everywhere and refused from then on.
+        pub disabled_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod usage_day {
+    use sea_orm::entity::prelude::*;
+
+    /// A user's replies and the tokens the model wrote for them on one UTC day.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "usage_days")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub session_id: String,
+        /// `YYYY-MM-DD`.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub day: String,
+        pub replies: i64,
+        pub tokens: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

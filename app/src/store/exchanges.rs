@@ -501,6 +501,11 @@ impl Store {
             .filter(message::Column::SessionId.eq(session_id.as_str()))
             .exec(&self.db)
             .await?;
+        let tokens = i64::from(end.completion_tokens.unwrap_or(0));
+        if self.counts_usage && tokens > 0 {
+            self.add_tokens(session_id, &crate::domain::utc_day(Utc::now()), tokens)
+                .await?;
+        }
         Ok(())
     }
 }

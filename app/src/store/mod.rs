@@ -17,6 +17,7 @@ mod search;
 mod sessions;
 mod shares;
 mod transfer;
+mod users;
 mod versions;
 
 use std::time::Duration;
@@ -27,7 +28,7 @@ use chrono::Utc;
 pub use entities::{
     attachment, chat, device, device_link, folder,
     message::{self, Role, Status},
-    session, share,
+    session, share, usage_day, user,
 };
 pub use exchanges::{NewReply, ReplyEnd, can_continue};
 pub use folders::{Moved, SidebarChats};
@@ -39,6 +40,7 @@ use sea_orm::{
 };
 pub use search::SearchHit;
 pub use transfer::{ImportedChat, ImportedMessage};
+pub use users::{SignedInAs, USERS_LISTED, UserUsage};
 use uuid::Uuid;
 pub use versions::{SelectVersion, Versions, imported_off_path, parents_of_a_line};
 
@@ -76,6 +78,8 @@ pub fn is_unreachable(error: &DbErr) -> bool {
 pub struct Store {
     db: DatabaseConnection,
     replica: std::sync::Arc<Replica>,
+    /// Accounts are on: each reply's tokens are added to its session's day (`usage_days`).
+    counts_usage: bool,
 }
 
 /// Who this process is among the app's replicas, and how long its claim on a reply it writes
@@ -119,12 +123,19 @@ impl Store {
                 name: "local".into(),
                 lease: Duration::from_secs(15),
             }),
+            counts_usage: false,
         })
     }
 
     /// The same database, acting as the replica `replica` (the owner of the replies it starts).
     pub fn for_replica(mut self, replica: Replica) -> Self {
         self.replica = std::sync::Arc::new(replica);
+        self
+    }
+
+    /// This store adds each reply's tokens to its session's usage (accounts are on).
+    pub fn counting_usage(mut self, on: bool) -> Self {
+        self.counts_usage = on;
         self
     }
 

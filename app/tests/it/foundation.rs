@@ -715,6 +715,9 @@ async fn migrations_go_up_down_and_up_again() {
         }
     };
     Migrator::down(&db, Some(1)).await.unwrap();
+    assert!(!has_table("users").await && !has_table("usage_days").await);
+    assert!(chat_has("tools").await);
+    Migrator::down(&db, Some(1)).await.unwrap();
     assert!(!chat_has("tools").await);
     assert!(has("tool_calls").await);
     Migrator::down(&db, Some(1)).await.unwrap();

@@ -3,6 +3,7 @@
 //! binary, on a fresh database: SQLite, or PostgreSQL when `TEST_DATABASE_URL` names a server.
 mod helpers;
 
+mod accounts;
 mod api;
 mod attachments;
 mod connections;

@@ -467,3 +467,57 @@ impl From<crate::chat::MessagePage> for MessagePage {
         }
     }
 }
+
+/// The person signed in (accounts on).
+#[derive(Serialize, ToSchema)]
+pub struct AccountJson {
+    pub id: uuid::Uuid,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub admin: bool,
+    /// Replies asked for today (UTC).
+    pub replies_today: i64,
+    /// Tokens the model wrote for them today (UTC).
+    pub tokens_today: i64,
+    /// `USER_DAILY_REPLIES`; `null`: no limit.
+    pub daily_replies: Option<u64>,
+    /// `USER_DAILY_TOKENS`; `null`: no limit.
+    pub daily_tokens: Option<u64>,
+}
+
+/// A user, with what they used today and this month (UTC).
+#[derive(Serialize, ToSchema)]
+pub struct UserJson {
+    pub id: uuid::Uuid,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub admin: bool,
+    pub disabled: bool,
+    pub last_seen: Option<chrono::DateTime<chrono::Utc>>,
+    pub replies_today: i64,
+    pub tokens_today: i64,
+    pub replies_this_month: i64,
+    pub tokens_this_month: i64,
+}
+
+impl UserJson {
+    pub fn new(settings: &crate::accounts::AccountSettings, used: crate::store::UserUsage) -> Self {
+        Self {
+            id: used.user.id,
+            admin: settings.is_admin(used.user.email.as_deref(), used.user.in_admin_group),
+            disabled: used.user.disabled_at.is_some(),
+            last_seen: used.last_seen,
+            replies_today: used.replies_today,
+            tokens_today: used.tokens_today,
+            replies_this_month: used.replies_this_month,
+            tokens_this_month: used.tokens_this_month,
+            email: used.user.email,
+            name: used.user.name,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Users {
+    pub users: Vec<UserJson>,
+}

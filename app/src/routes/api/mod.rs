@@ -3,6 +3,7 @@
 //! or `Authorization: Bearer <token>` from `POST /api/v1/tokens`. Errors are RFC 9457 problem
 //! details (written by the error middleware for every `/api/` response). The OpenAPI 3.1
 //! document is generated from the annotations here and served at `/api/openapi.json`.
+mod account;
 mod chats;
 mod devices;
 mod documents;
@@ -105,9 +106,9 @@ impl From<axum::extract::rejection::PathRejection> for AppError {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Chat API", version = "1.0.0",
-         description = "Chats with a language model served by llama.cpp. Every request acts for one anonymous session: the browser's cookie, or a bearer token from POST /api/v1/tokens."),
+         description = "Chats with a language model served by llama.cpp. Every request acts for one session: the browser's cookie, or a bearer token from POST /api/v1/tokens. With accounts on (AUTH_MODE=oidc or header) that session is the signed-in person's, every request needs a signed-in browser or a token made by one (else 401), and admins may use the operator's endpoints and /users."),
     modifiers(&Security),
-    tags((name = "chats"), (name = "messages"), (name = "models"), (name = "tools"), (name = "tokens"))
+    tags((name = "chats"), (name = "messages"), (name = "models"), (name = "tools"), (name = "tokens"), (name = "accounts"))
 )]
 struct ApiDoc;
 
@@ -205,7 +206,11 @@ pub fn router(
         .routes(routes!(messages::stream_message))
         .routes(routes!(messages::stop_message))
         .routes(routes!(messages::decide_tool_call))
-        .routes(routes!(messages::create_token));
+        .routes(routes!(messages::create_token))
+        .routes(routes!(account::get_account))
+        .routes(routes!(account::list_users))
+        .routes(routes!(account::disable_user))
+        .routes(routes!(account::enable_user));
     // An export may be larger than a message.
     let import = OpenApiRouter::new()
         .routes(routes!(chats::import_chat))

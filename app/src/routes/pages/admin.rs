@@ -21,6 +21,7 @@ use crate::{
         views::{Frame, LibraryView},
     },
     session::Session,
+    store::UserUsage,
 };
 
 #[derive(Serialize)]
@@ -33,6 +34,46 @@ struct AdminPage {
     hub_repo: Option<String>,
     hub_files: Vec<HubFileView>,
     hub_error: Option<String>,
+    /// Accounts are on: the users are listed (to an admin), and there is no token form.
+    accounts: bool,
+    users: Vec<UserView>,
+}
+
+/// A user as the admins' table shows them.
+#[derive(Serialize)]
+struct UserView {
+    id: String,
+    email: Option<String>,
+    name: Option<String>,
+    admin: bool,
+    disabled: bool,
+    last_seen: Option<String>,
+    replies_today: i64,
+    tokens_today: i64,
+    replies_this_month: i64,
+    tokens_this_month: i64,
+}
+
+impl UserView {
+    fn new(state: &AppState, used: UserUsage) -> Self {
+        Self {
+            id: used.user.id.to_string(),
+            admin: state
+                .accounts
+                .settings
+                .is_admin(used.user.email.as_deref(), used.user.in_admin_group),
+            disabled: used.user.disabled_at.is_some(),
+            last_seen: used
+                .last_seen
+                .map(|at| at.format("%Y-%m-%d %H:%M UTC").to_string()),
+            replies_today: used.replies_today,
+            tokens_today: used.tokens_today,
+            replies_this_month: used.replies_this_month,
+            tokens_this_month: used.tokens_this_month,
+            email: used.user.email,
+            name: used.user.name,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -72,14 +113,24 @@ async fn admin_page(
             Standing::Operator => "operator",
             Standing::NoOperator => "none",
             Standing::Visitor | Standing::WrongToken => "visitor",
+            Standing::NotAdmin => "not_admin",
         },
         library: LibraryView::new(Ok(Vec::new()), false),
         hub_repo: None,
         hub_files: Vec::new(),
         hub_error: None,
+        accounts: state.accounts.enabled(),
+        users: Vec::new(),
     };
-    if let Some(operator) = operator::operator_of(state, headers) {
+    if let Some(operator) = operator::operator_of(state, headers, Some(session)) {
         page.library = LibraryView::new(chat::models(state).await, true);
+        if state.accounts.enabled() {
+            page.users = chat::account::users(state, &operator)
+                .await?
+                .into_iter()
+                .map(|used| UserView::new(state, used))
+                .collect();
+        }
         if let Some(repo) = repo.filter(|r| !r.trim().is_empty()) {
             match chat::hub_files(state, &operator, &repo).await {
                 Ok(files) => page.hub_files = files.into_iter().map(HubFileView::from).collect(),
@@ -98,7 +149,7 @@ pub async fn show(
     headers: HeaderMap,
     Query(query): Query<AdminQuery>,
 ) -> AppResult<Response> {
-    let standing = operator::standing(&state, &headers);
+    let standing = operator::standing(&state, &headers, Some(&session));
     admin_page(&state, &session, &headers, standing, query.repo).await
 }
 
@@ -114,6 +165,11 @@ pub async fn sign_in(
     jar: PrivateCookieJar,
     Form(form): Form<SignInForm>,
 ) -> AppResult<Response> {
+    if state.accounts.enabled() {
+        return Err(AppError::Forbidden(
+            "With accounts, the admins are the people ADMIN_EMAILS or ADMIN_GROUPS name: sign in as one of them.".into(),
+        ));
+    }
     let configured = state.config.admin_token.as_deref();
     if operator::is_admin_token(configured, form.token.trim()) {
         tracing::info!("a browser signed in as the operator");
@@ -167,4 +223,26 @@ pub async fn make_default(
 ) -> AppResult<Response> {
     chat::set_default_model(&state, &operator, &id).await?;
     Ok(redirect(false, "/admin"))
+}
+
+/// `POST /admin/users/{id}/disable`: the user is signed out everywhere and refused from now on.
+pub async fn disable_user(
+    State(state): State<AppState>,
+    operator: Operator,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let id = uuid::Uuid::parse_str(&id).map_err(|_| AppError::NotFound("user"))?;
+    chat::account::set_user_disabled(&state, &operator, id, true).await?;
+    Ok(redirect(false, "/admin#users"))
+}
+
+/// `POST /admin/users/{id}/enable`.
+pub async fn enable_user(
+    State(state): State<AppState>,
+    operator: Operator,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let id = uuid::Uuid::parse_str(&id).map_err(|_| AppError::NotFound("user"))?;
+    chat::account::set_user_disabled(&state, &operator, id, false).await?;
+    Ok(redirect(false, "/admin#users"))
 }

@@ -1,6 +1,7 @@
 //! The HTML pages and htmx fragments, one module per resource. Every handler extracts, calls a
 //! use case (`crate::chat`) and renders a template (`templates/`) or redirects; plain forms work
 //! without JavaScript (a 303 back to the page), htmx gets a fragment.
+pub mod account;
 pub mod admin;
 pub mod chats;
 pub mod devices;

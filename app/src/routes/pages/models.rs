@@ -48,7 +48,7 @@ pub async fn list(
         frame: sidebar?.into(),
         library: LibraryView::new(models, false),
         embedded: state.lm.kind() == "embedded",
-        signed_in_operator: operator::operator_of(&state, &headers).is_some(),
+        signed_in_operator: operator::operator_of(&state, &headers, Some(&session)).is_some(),
     };
     render(&state, "models.html", page)
 }
@@ -67,10 +67,11 @@ pub struct EventsQuery {
 /// every second while a download runs, then once more and `done`.
 pub async fn events(
     State(state): State<AppState>,
+    session: Session,
     headers: HeaderMap,
     axum::extract::Query(query): axum::extract::Query<EventsQuery>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let operator = query.admin && operator::operator_of(&state, &headers).is_some();
+    let operator = query.admin && operator::operator_of(&state, &headers, Some(&session)).is_some();
     enum Next {
         Table,
         Done,

@@ -7,6 +7,7 @@ pub mod direct;
 pub mod hub;
 pub mod llama_server;
 pub mod nginx;
+pub mod oidc;
 pub mod proxy;
 pub mod sse;
 
