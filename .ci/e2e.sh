@@ -105,9 +105,19 @@ start_nginx 18088 13000
 start_nginx 18089 13001
 start_nginx 18087 13002
 
+# Accounts: an app with AUTH_MODE=oidc (on the slow model) signing in through npm's
+# oauth2-mock-server, a provider we did not write; alice is in the admins' group.
+PORT=18096 PEOPLE='{"alice": {"groups": ["chat-admins"]}, "bob": {"groups": ["staff"]}}' node e2e/oidc-provider.mjs >"$work/oidc.log" 2>&1 &
+pids+=($!)
+wait_http http://127.0.0.1:18096/.well-known/openid-configuration "the OpenID provider"
+PGPASSWORD=chat psql -h 127.0.0.1 -U chat -d postgres -qc "DROP DATABASE IF EXISTS chat_e2e_accounts" -c "CREATE DATABASE chat_e2e_accounts"
+AUTH_MODE=oidc OIDC_ISSUER=http://127.0.0.1:18096 OIDC_CLIENT_ID=chat-e2e OIDC_CLIENT_SECRET=e2e-secret \
+  PUBLIC_URL=http://127.0.0.1:18086 ADMIN_GROUPS=chat-admins start_app 13004 http://127.0.0.1:18090/v1 chat_e2e_accounts
+start_nginx 18086 13004
+
 export E2E_BASE_URL=http://127.0.0.1:18088 E2E_SLOW_BASE_URL=http://127.0.0.1:18089 E2E_LLAMA_URL=http://127.0.0.1:18080 \
   E2E_EMBEDDED_BASE_URL=http://127.0.0.1:18087 E2E_FIRST_RUN_URL=http://127.0.0.1:13003 \
-  E2E_FAKE_HUB_URL=http://127.0.0.1:18095
+  E2E_FAKE_HUB_URL=http://127.0.0.1:18095 E2E_ACCOUNTS_URL=http://127.0.0.1:18086 E2E_OIDC_URL=http://127.0.0.1:18096
 # E2E_TESTS narrows the run to some files (e.g. E2E_TESTS=tests/features.test.mjs), for work on them.
 if ! (cd e2e && if [ -n "${E2E_TESTS:-}" ]; then node --test --test-concurrency=1 $E2E_TESTS; else npm test; fi); then
   for log in "$work"/*.log "$work"/nginx-*/nginx.log; do echo "--- $log"; tail -n 30 "$log"; done
