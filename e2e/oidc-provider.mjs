@@ -1,7 +1,7 @@
 // An OpenID provider we did not write, for the sign-in tests: npm's oauth2-mock-server, started
 // on 127.0.0.1:PORT (its issuer exactly `http://127.0.0.1:PORT`, as the app is told). It signs
-// in without a page: `/authorize?…&login_hint=NAME` redirects at once with a code, and the ID
-// token then names NAME, with the claims PEOPLE (JSON: {"NAME": {"email": …, "groups": […]}})
+// in without a page: `/authorize?…&login_hint=NAME` (or with a cookie `person=NAME`, as a
+// browser test sets) redirects at once with a code, and the ID token then names NAME, with the claims PEOPLE (JSON: {"NAME": {"email": …, "groups": […]}})
 // gives. It checks PKCE (S256) and answers `/endsession` (RP-initiated logout).
 import { OAuth2Server } from "oauth2-mock-server";
 
@@ -12,7 +12,8 @@ await server.issuer.keys.generate("RS256");
 server.issuer.url = `http://127.0.0.1:${port}`;
 const personOfCode = new Map();
 server.service.on("beforeAuthorizeRedirect", (authorize, req) => {
-  const name = new URL(req.url, "http://x").searchParams.get("login_hint") ?? "alice";
+  const cookie = /(?:^|;\s*)person=([a-z]+)/.exec(req.headers.cookie ?? "")?.[1];
+  const name = new URL(req.url, "http://x").searchParams.get("login_hint") ?? cookie ?? "alice";
   const code = authorize.url.searchParams.get("code");
   if (code) personOfCode.set(code, name);
 });

@@ -13,11 +13,10 @@ let browser;
 before(async () => { browser = await launch(); });
 after(async () => { await browser?.close(); });
 
-/** A browser context whose sign-ins at the provider are `name`'s (its `login_hint`). */
+/** A browser context whose sign-ins at the provider are `name`'s (the mock's `person` cookie). */
 async function personContext(name, options = {}) {
   const context = await browser.newContext({ viewport: { width: 1100, height: 800 }, ...options });
-  await context.route(`${PROVIDER}/authorize*`, (route) =>
-    route.continue({ url: `${route.request().url()}&login_hint=${name}` }));
+  await context.addCookies([{ name: "person", value: name, url: PROVIDER }]);
   return context;
 }
 

@@ -70,7 +70,7 @@ impl OidcSettings {
         let base = public_url.as_str().trim_end_matches('/');
         let redirect = RedirectUrl::new(format!("{base}/auth/callback"))
             .map_err(|e| anyhow::anyhow!("PUBLIC_URL: {e}"))?;
-        let after_logout = PostLogoutRedirectUrl::new(format!("{base}/signed-out"))
+        let after_logout = PostLogoutRedirectUrl::new(format!("{base}/signed-out?from=provider"))
             .map_err(|e| anyhow::anyhow!("PUBLIC_URL: {e}"))?;
         let scopes: Vec<String> = options
             .oidc_scopes

@@ -320,32 +320,36 @@ async fn signing_out_ends_one_browser_and_everywhere_ends_all() {
     };
     assert_eq!(with_token("/api/v1/chats").await.unwrap().status(), 200);
 
-    // This browser only, then on to the provider's own sign-out.
+    // This browser only; the page after it links to the provider's own sign-out.
     let out = post_form(&laptop, &app.url("/logout"), &[], false).await;
     assert_eq!(out.status(), StatusCode::SEE_OTHER);
-    let to = location(&out);
-    assert!(
-        to.starts_with(&format!("{}/logout?", provider.issuer)),
-        "{to}"
-    );
-    assert!(to.contains("client_id=chat-app"), "{to}");
-    assert!(
-        to.contains("post_logout_redirect_uri=http%3A%2F%2Fchat.test%2Fsigned-out"),
-        "{to}"
-    );
+    assert_eq!(location(&out), "/signed-out");
     assert_eq!(
         laptop.get(app.url("/")).send().await.unwrap().status(),
         StatusCode::SEE_OTHER
     );
     assert_eq!(phone.get(app.url("/")).send().await.unwrap().status(), 200);
-    let signed_out = laptop.get(app.url("/signed-out")).send().await.unwrap();
+    let page = unescaped(laptop.get(app.url("/signed-out")).send().await.unwrap()).await;
+    assert!(page.contains("You are signed out"));
+    let provider_logout = format!("{}/logout?", provider.issuer);
+    assert!(page.contains(&provider_logout), "{page}");
+    assert!(page.contains("client_id=chat-app"), "{page}");
     assert!(
-        signed_out
-            .text()
-            .await
-            .unwrap()
-            .contains("You are signed out")
+        page.contains(
+            "post_logout_redirect_uri=http%3A%2F%2Fchat.test%2Fsigned-out%3Ffrom%3Dprovider"
+        ),
+        "{page}"
     );
+    // Back from the provider, no second link.
+    let back = unescaped(
+        laptop
+            .get(app.url("/signed-out?from=provider"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(!back.contains(&provider_logout));
 
     // Everywhere: the phone and its API token too.
     let everywhere = post_form(&phone, &app.url("/logout/everywhere"), &[], false).await;
@@ -803,16 +807,25 @@ async fn a_provider_we_did_not_write_signs_a_team_in() {
         .unwrap();
     assert!(!not.contains("alice@example.org"));
 
-    // Signing out goes on to the provider's end-session endpoint.
+    // Signed out here, the page links to the provider's end-session endpoint, which sends the
+    // browser back.
     let out = post_form(&alice, &app.url("/logout"), &[], false).await;
-    assert!(
-        location(&out).starts_with(&format!("{issuer}/endsession?")),
-        "{}",
-        location(&out)
-    );
+    assert_eq!(location(&out), "/signed-out");
     assert_eq!(
         alice.get(app.url("/")).send().await.unwrap().status(),
         StatusCode::SEE_OTHER
+    );
+    let page = unescaped(alice.get(app.url("/signed-out")).send().await.unwrap()).await;
+    let end = page
+        .split("href=\"")
+        .find(|h| h.starts_with(&format!("{issuer}/endsession?")))
+        .unwrap();
+    let end = end.split('"').next().unwrap();
+    let back = alice.get(end).send().await.unwrap();
+    assert_eq!(back.status(), StatusCode::FOUND);
+    assert_eq!(
+        location(&back),
+        format!("{PUBLIC_URL}/signed-out?from=provider")
     );
 }
 
@@ -890,4 +903,89 @@ async fn the_api_says_who_is_signed_in_and_admins_manage_users() {
     // Without accounts there is no account.
     let anonymous = TestApp::spawn().await;
     assert_eq!(anonymous.get("/api/v1/account").await.status(), 404);
+}
+
+#[tokio::test]
+async fn a_disabled_user_and_a_quota_hold_on_every_replica() {
+    let (provider, _server) = StandIn::start().await;
+    let issuer = provider.issuer.clone();
+    let first = TestApp::spawn_with(|config| {
+        oidc(config, &issuer);
+        config.admin_emails = "ada@example.org".into();
+        config.user_daily_replies = Some(3);
+        config.session_key = Some(base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            [7u8; 64],
+        ));
+    })
+    .await;
+    // A second replica: the same database and key, another name and data directory.
+    let mut config = first.config.clone();
+    config.replica_name = Some("second-replica".into());
+    let second = TestApp::start(config, tempfile::tempdir().unwrap()).await;
+
+    let ada = browser();
+    sign_in(&first, &ada).await;
+    provider.sign_in_as(person("bob"));
+    let bob = browser();
+    assert_eq!(sign_in(&second, &bob).await.status(), StatusCode::SEE_OTHER);
+    // Bob's sign-in on the second replica holds on the first (the cookie is the host's).
+    let chat = first.create_chat(&bob, "One, on the first").await;
+    second.send_and_wait(&bob, chat, "Two, on the second").await;
+    first.send_and_wait(&bob, chat, "Three, on the first").await;
+    // The quota is counted in the database: the fourth is refused wherever it goes.
+    for app in [&first, &second] {
+        let refused = post_form(
+            &bob,
+            &app.url(&format!("/chats/{chat}/messages")),
+            &[("content", "Four")],
+            false,
+        )
+        .await;
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+
+    // Disabled through the first replica: the second refuses him within a second.
+    assert_eq!(bob.get(second.url("/")).send().await.unwrap().status(), 200);
+    let bob_id = first
+        .store
+        .find_user_by_subject(&format!("oidc:{issuer} sub-bob"))
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let disabled = post_form(
+        &ada,
+        &first.url(&format!("/admin/users/{bob_id}/disable")),
+        &[],
+        false,
+    )
+    .await;
+    assert_eq!(disabled.status(), StatusCode::SEE_OTHER);
+    let started = std::time::Instant::now();
+    loop {
+        let status = bob.get(second.url("/")).send().await.unwrap().status();
+        if status == StatusCode::SEE_OTHER {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "still {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        bob.get(first.url("/")).send().await.unwrap().status(),
+        StatusCode::SEE_OTHER
+    );
+}
+
+/// A page's text with the escapes of `/` and `&` in its attributes undone.
+async fn unescaped(response: reqwest::Response) -> String {
+    response
+        .text()
+        .await
+        .unwrap()
+        .replace("&#x2f;", "/")
+        .replace("&amp;", "&")
 }

@@ -216,29 +216,41 @@ async fn signed_in(
 struct SignedOutPage {
     /// `AUTH_MODE=header`: the proxy keeps its own sign-in.
     proxy: bool,
+    /// The provider's own sign-out (RP-initiated logout), when it offers one and the browser
+    /// has not just come back from it.
+    provider_logout: Option<String>,
 }
 
-/// `GET /signed-out`: where a browser lands after signing out.
-pub async fn signed_out(State(state): State<AppState>) -> AppResult<Html<String>> {
+#[derive(Deserialize)]
+pub struct SignedOutQuery {
+    from: Option<String>,
+}
+
+/// `GET /signed-out`: where a browser lands after signing out, with a link to sign out at the
+/// provider too. (A link, not a redirect from the sign-out form: the CSP's `form-action 'self'`
+/// rightly stops a form's redirect to another site.)
+pub async fn signed_out(
+    State(state): State<AppState>,
+    Query(query): Query<SignedOutQuery>,
+) -> AppResult<Html<String>> {
+    let provider_logout = match (&state.accounts.provider, query.from.as_deref()) {
+        (Some(provider), None) => provider.logout_url().await.map(|url| url.to_string()),
+        _ => None,
+    };
     render(
         &state,
         "signed_out.html",
         SignedOutPage {
             proxy: state.accounts.settings.mode == AuthMode::Header,
+            provider_logout,
         },
     )
 }
 
-/// After signing out: the provider's own sign-out when it offers one (it sends the browser back
-/// to `/signed-out`), else `/signed-out`.
-async fn after_sign_out(state: &AppState, jar: PrivateCookieJar, htmx: bool) -> Response {
+/// After signing out: the cookie goes, and the browser to `/signed-out`.
+fn after_sign_out(state: &AppState, jar: PrivateCookieJar, htmx: bool) -> Response {
     let jar = session::without_session_cookie(jar, state.config.cookie_secure);
-    let to = match &state.accounts.provider {
-        Some(provider) => provider.logout_url().await.map(|url| url.to_string()),
-        None => None,
-    }
-    .unwrap_or_else(|| "/signed-out".into());
-    (jar, redirect(htmx, &to)).into_response()
+    (jar, redirect(htmx, "/signed-out")).into_response()
 }
 
 /// `POST /logout`: this browser only.
@@ -250,7 +262,7 @@ pub async fn logout(
 ) -> AppResult<Response> {
     require_accounts(&state)?;
     chat::account::sign_out(&state, &session).await?;
-    Ok(after_sign_out(&state, jar, htmx).await)
+    Ok(after_sign_out(&state, jar, htmx))
 }
 
 /// `POST /logout/everywhere`: every browser and API token of the account.
@@ -262,7 +274,7 @@ pub async fn logout_everywhere(
 ) -> AppResult<Response> {
     require_accounts(&state)?;
     chat::account::sign_out_everywhere(&state, &session).await?;
-    Ok(after_sign_out(&state, jar, htmx).await)
+    Ok(after_sign_out(&state, jar, htmx))
 }
 
 fn require_accounts(state: &AppState) -> AppResult<()> {
