@@ -99,9 +99,16 @@ pub async fn users(state: &AppState, _admin: &Operator) -> AppResult<Vec<UserUsa
 pub async fn set_user_disabled(
     state: &AppState,
     _admin: &Operator,
+    by: Option<&Session>,
     user_id: Uuid,
     disabled: bool,
 ) -> AppResult<user::Model> {
+    let by_user = by.and_then(|s| s.account.as_ref()).map(|a| a.user_id);
+    if disabled && by_user == Some(user_id) {
+        return Err(AppError::Conflict(
+            "You cannot disable yourself: another admin can.".into(),
+        ));
+    }
     let user = state
         .store
         .set_user_disabled(user_id, disabled)

@@ -435,6 +435,22 @@ async fn admins_see_who_uses_what_and_a_disabled_user_is_out_at_once() {
         "tokens today: {row}"
     );
 
+    // Nobody disables themselves (another admin can).
+    let ada_id = app
+        .store
+        .find_user_by_subject(&format!("oidc:{} sub-ada", provider.issuer))
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let own = post_form(
+        &ada,
+        &app.url(&format!("/admin/users/{ada_id}/disable")),
+        &[],
+        false,
+    )
+    .await;
+    assert_eq!(own.status(), StatusCode::CONFLICT);
     // Disabled: Bob's browser is out at once, and he cannot sign in again.
     let disabled = post_form(
         &ada,

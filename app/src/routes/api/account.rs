@@ -1,6 +1,6 @@
 //! `/api/v1/account` (who is signed in, what they used today, their quotas) and, for admins,
 //! `/api/v1/users` (everyone, with their use; disable or enable one). Accounts on only.
-use axum::{Json, extract::State};
+use axum::{Extension, Json, extract::State};
 use chrono::Utc;
 use uuid::Uuid;
 
@@ -68,9 +68,10 @@ pub async fn list_users(State(state): State<AppState>, admin: Operator) -> AppRe
 pub async fn disable_user(
     State(state): State<AppState>,
     admin: Operator,
+    by: Option<Extension<Session>>,
     ApiPath(id): ApiPath<Uuid>,
 ) -> AppResult<Json<UserJson>> {
-    set_disabled(state, admin, id, true).await
+    set_disabled(state, admin, by.map(|Extension(s)| s), id, true).await
 }
 
 /// Enables a disabled user again. Admins only.
@@ -80,18 +81,20 @@ pub async fn disable_user(
 pub async fn enable_user(
     State(state): State<AppState>,
     admin: Operator,
+    by: Option<Extension<Session>>,
     ApiPath(id): ApiPath<Uuid>,
 ) -> AppResult<Json<UserJson>> {
-    set_disabled(state, admin, id, false).await
+    set_disabled(state, admin, by.map(|Extension(s)| s), id, false).await
 }
 
 async fn set_disabled(
     state: AppState,
     admin: Operator,
+    by: Option<Session>,
     id: Uuid,
     disabled: bool,
 ) -> AppResult<Json<UserJson>> {
-    let user = chat::account::set_user_disabled(&state, &admin, id, disabled).await?;
+    let user = chat::account::set_user_disabled(&state, &admin, by.as_ref(), id, disabled).await?;
     let used = state
         .store
         .users_with_usage(&utc_day(Utc::now()))

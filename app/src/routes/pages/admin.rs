@@ -47,6 +47,8 @@ struct UserView {
     name: Option<String>,
     admin: bool,
     disabled: bool,
+    /// The admin looking: they cannot disable themselves.
+    is_you: bool,
     last_seen: Option<String>,
     replies_today: i64,
     tokens_today: i64,
@@ -55,8 +57,12 @@ struct UserView {
 }
 
 impl UserView {
-    fn new(state: &AppState, used: UserUsage) -> Self {
+    fn new(state: &AppState, session: &Session, used: UserUsage) -> Self {
         Self {
+            is_you: session
+                .account
+                .as_ref()
+                .is_some_and(|a| a.user_id == used.user.id),
             id: used.user.id.to_string(),
             admin: state
                 .accounts
@@ -128,7 +134,7 @@ async fn admin_page(
             page.users = chat::account::users(state, &operator)
                 .await?
                 .into_iter()
-                .map(|used| UserView::new(state, used))
+                .map(|used| UserView::new(state, session, used))
                 .collect();
         }
         if let Some(repo) = repo.filter(|r| !r.trim().is_empty()) {
@@ -229,10 +235,11 @@ pub async fn make_default(
 pub async fn disable_user(
     State(state): State<AppState>,
     operator: Operator,
+    session: Session,
     Path(id): Path<String>,
 ) -> AppResult<Response> {
     let id = uuid::Uuid::parse_str(&id).map_err(|_| AppError::NotFound("user"))?;
-    chat::account::set_user_disabled(&state, &operator, id, true).await?;
+    chat::account::set_user_disabled(&state, &operator, Some(&session), id, true).await?;
     Ok(redirect(false, "/admin#users"))
 }
 
@@ -240,9 +247,10 @@ pub async fn disable_user(
 pub async fn enable_user(
     State(state): State<AppState>,
     operator: Operator,
+    session: Session,
     Path(id): Path<String>,
 ) -> AppResult<Response> {
     let id = uuid::Uuid::parse_str(&id).map_err(|_| AppError::NotFound("user"))?;
-    chat::account::set_user_disabled(&state, &operator, id, false).await?;
+    chat::account::set_user_disabled(&state, &operator, Some(&session), id, false).await?;
     Ok(redirect(false, "/admin#users"))
 }
