@@ -21,6 +21,17 @@ fn optional_path(text: &str) -> Result<Option<PathBuf>, String> {
     Ok((!text.trim().is_empty()).then(|| PathBuf::from(text.trim())))
 }
 
+/// A whole number, or none for an empty value (compose's `${USER_DAILY_REPLIES:-}`).
+fn optional_count(text: &str) -> Result<Option<u64>, String> {
+    match text.trim() {
+        "" => Ok(None),
+        count => count
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("`{count}` is not a whole number")),
+    }
+}
+
 /// A URL, or none for an empty value.
 fn optional_url(text: &str) -> Result<Option<url::Url>, String> {
     match text.trim() {
@@ -443,12 +454,12 @@ pub struct Config {
     pub admin_groups: String,
 
     /// Replies one person may ask for in a UTC day (accounts on). Unset: no limit.
-    #[arg(long, env = "USER_DAILY_REPLIES")]
-    pub user_daily_replies: Option<u64>,
+    #[arg(long, env = "USER_DAILY_REPLIES", default_value = "", value_parser = optional_count)]
+    pub user_daily_replies: ::std::option::Option<u64>,
 
     /// Tokens the model may write for one person in a UTC day (accounts on). Unset: no limit.
-    #[arg(long, env = "USER_DAILY_TOKENS")]
-    pub user_daily_tokens: Option<u64>,
+    #[arg(long, env = "USER_DAILY_TOKENS", default_value = "", value_parser = optional_count)]
+    pub user_daily_tokens: ::std::option::Option<u64>,
 
     /// Reply streams one session may hold open at once.
     #[arg(long, env = "MAX_STREAMS_PER_SESSION", default_value_t = 8)]
@@ -679,6 +690,30 @@ mod tests {
             .expect_err("no such tool")
             .to_string();
         assert!(wrong.contains("`rm_rf` is not a built-in tool"), "{wrong}");
+    }
+
+    #[test]
+    fn an_empty_quota_is_no_quota() {
+        use clap::{CommandFactory, FromArgMatches};
+        // Without the environment: another test sets variables of its own meanwhile.
+        let parse = |args: &[&str]| {
+            Config::command()
+                .mut_args(|arg| arg.env(None))
+                .try_get_matches_from(args)
+                .map_err(|e| e.to_string())
+                .and_then(|m| Config::from_arg_matches(&m).map_err(|e| e.to_string()))
+        };
+        let config = parse(&[
+            "app",
+            "--user-daily-replies",
+            "",
+            "--user-daily-tokens",
+            " 5000 ",
+        ])
+        .unwrap();
+        assert_eq!(config.user_daily_replies, None);
+        assert_eq!(config.user_daily_tokens, Some(5000));
+        assert!(parse(&["app", "--user-daily-replies", "many"]).is_err());
     }
 
     #[test]
