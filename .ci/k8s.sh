@@ -60,6 +60,9 @@ if sys.argv[2]:
     known = set(re.findall(r"\[env: ([A-Z_]+)", help_text)) | {"RUST_LOG"}
     keys = re.findall(r"^  ([A-Z_]+):", config, re.M) + re.findall(r"^  ([A-Z_]+):", kinds[("Secret", "chat-app")], re.M)
     keys += re.findall(r"- name: ([A-Z_]+)\n\s+valueFrom", app)
+    # The examples left commented out for an operator to switch on must exist as well.
+    for source in ("deploy/k8s/configmap.yaml", "deploy/k8s/secret.yaml"):
+        keys += re.findall(r"^  # ([A-Z_]+): ", open(source).read(), re.M)
     unknown = sorted(set(keys) - known)
     need(not unknown, f"options the app does not have: {unknown}")
 print(f"deploy/k8s: {len(docs)} resources valid (schemas and the app's needs)")
