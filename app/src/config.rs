@@ -1,11 +1,15 @@
 //! Every option, as a CLI flag with an environment variable of the same meaning. The names are
 //! a contract other tools rely on (compose.yaml, deploy/k8s); `app --help` lists them all, and
-//! so does the README's table.
+//! so does the book's reference, docs/src/running/configuration-reference.md, generated from
+//! these definitions by app/tests/it/docs.rs (which fails while it is stale).
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{ArgAction, Parser};
 
-use crate::limits::{Rate, RateLimitSettings};
+use crate::{
+    limits::{Rate, RateLimitSettings},
+    lm::FlashAttention,
+};
 
 /// `on`/`off` as well as `true`/`false`, as operators write it.
 fn parse_on_off(text: &str) -> Result<bool, String> {
@@ -265,6 +269,13 @@ pub struct Config {
     #[arg(long, env = "METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
 
+    /// The log's format on stdout: `text` (a line an event, coloured only on a terminal) or
+    /// `json` (one JSON object a line, with the fields of the spans the event happened in: the
+    /// request's, the chat and message ids), for log shippers. RUST_LOG filters both. Traces
+    /// are the OTEL_* variables' (docs/src/observability.md).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = crate::telemetry::LogFormat::Text)]
+    pub log_format: crate::telemetry::LogFormat,
+
     /// Interval of SSE keep-alive comments.
     #[arg(long, env = "SSE_KEEPALIVE", default_value = "15s", value_parser = humantime::parse_duration)]
     pub sse_keepalive: Duration,
@@ -486,16 +497,6 @@ pub struct Config {
     pub static_dir: Option<PathBuf>,
 }
 
-/// `LM_FLASH_ATTENTION`: llama.cpp's choice, or forced on or off.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FlashAttention {
-    #[default]
-    Auto,
-    On,
-    Off,
-}
-
 impl Config {
     /// Every option at its default, whatever the environment says: for tests and tools, which
     /// then set what they need, so that a developer's `LM_API_URL` or `DATABASE_URL` never
@@ -714,6 +715,26 @@ mod tests {
         assert_eq!(config.user_daily_replies, None);
         assert_eq!(config.user_daily_tokens, Some(5000));
         assert!(parse(&["app", "--user-daily-replies", "many"]).is_err());
+    }
+
+    #[test]
+    fn the_log_format_is_text_or_json() {
+        use crate::telemetry::LogFormat;
+        use clap::{CommandFactory, FromArgMatches};
+        let parse = |args: &[&str]| {
+            Config::command()
+                .mut_args(|arg| arg.env(None))
+                .try_get_matches_from(args)
+                .map_err(|e| e.to_string())
+                .and_then(|m| Config::from_arg_matches(&m).map_err(|e| e.to_string()))
+        };
+        assert_eq!(parse(&["app"]).unwrap().log_format, LogFormat::Text);
+        assert_eq!(
+            parse(&["app", "--log-format", "json"]).unwrap().log_format,
+            LogFormat::Json
+        );
+        let wrong = parse(&["app", "--log-format", "logfmt"]).unwrap_err();
+        assert!(wrong.contains("text") && wrong.contains("json"), "{wrong}");
     }
 
     #[test]

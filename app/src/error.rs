@@ -80,7 +80,7 @@ impl AppError {
 impl From<sea_orm::DbErr> for AppError {
     /// Sorts database errors into "not reachable" (503, worth retrying) and the rest (500).
     fn from(err: sea_orm::DbErr) -> Self {
-        if crate::store::is_unreachable(&err) {
+        if is_unreachable(&err) {
             AppError::DatabaseUnavailable(err)
         } else {
             AppError::Database(err)
@@ -159,4 +159,29 @@ pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Whether a database error means "not reachable right now" (the server is down, restarting, or
+/// the connection broke): worth retrying, and a 503 for the user, not a 500.
+pub fn is_unreachable(error: &sea_orm::DbErr) -> bool {
+    use sea_orm::{DbErr, RuntimeErr, sqlx::Error};
+    match error {
+        DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            match &**e {
+                Error::Io(_)
+                | Error::Tls(_)
+                | Error::Protocol(_)
+                | Error::PoolTimedOut
+                | Error::PoolClosed
+                | Error::WorkerCrashed => true,
+                // PostgreSQL's connection exceptions (08…) and "shutting down" (57P01–57P03).
+                Error::Database(db) => db
+                    .code()
+                    .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+                _ => false,
+            }
+        }
+        _ => false,
+    }
 }

@@ -27,6 +27,7 @@ pub mod server;
 pub mod session;
 pub mod store;
 pub mod stream;
+pub mod telemetry;
 pub mod tools;
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
@@ -470,15 +471,6 @@ pub async fn healthcheck(bind_addr: SocketAddr) -> anyhow::Result<()> {
         "answered {status_line:?}"
     );
     Ok(())
-}
-
-/// `RUST_LOG` filter, default `info` (llama.cpp's own messages from `warn`).
-pub fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    // llama.cpp reports every detail of loading a model at info: only its warnings by default.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,llama-cpp-2=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
 }
 
 /// A database URL with its password hidden, for messages and logs.

@@ -28,8 +28,6 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::generation::Generations;
-
 /// The channel of the replies' pieces (each payload one [`Piece`]).
 pub const PIECES_CHANNEL: &str = "chat_reply_pieces";
 /// The channel of Stop asked on one replica for a reply another is writing (payload: its id).
@@ -46,6 +44,16 @@ pub const MAX_PIECE_BYTES: usize = 1_200;
 /// Pieces waiting for a follower that is busy sending earlier ones; past this it is told it
 /// missed some, and reads the row.
 const FOLLOWER_QUEUE: usize = 256;
+
+/// The replies this replica writes, as the listener hands them the requests other replicas
+/// send (`generation::Generations`: the listener does not depend on it).
+pub trait Writer: Send + Sync + 'static {
+    /// Stops the reply if this replica is writing it (Stop asked on another replica), without
+    /// waiting for its end.
+    fn stop_here(&self, reply: Uuid);
+    /// Publishes the reply again from the follower's offsets, if this replica is writing it.
+    fn resend_here(&self, request: Resend);
+}
 
 /// What a reply gained since the last notification: answer text and reasoning, each with
 /// the byte offset it starts at; or its end (saved, so the row is the reply as it ended).
@@ -291,7 +299,7 @@ impl Feed {
 pub async fn listen(
     database_url: String,
     feed: Feed,
-    generations: Generations,
+    writer: impl Writer,
     until: CancellationToken,
 ) {
     const FIRST_RETRY: Duration = Duration::from_millis(100);
@@ -315,7 +323,7 @@ pub async fn listen(
                     match received {
                         Ok(Some(notification)) => handle(
                             &feed,
-                            &generations,
+                            &writer,
                             notification.channel(),
                             notification.payload(),
                         ),
@@ -357,7 +365,7 @@ async fn connect(database_url: &str) -> Result<PgListener, sea_orm::sqlx::Error>
     Ok(listener)
 }
 
-fn handle(feed: &Feed, generations: &Generations, channel: &str, payload: &str) {
+fn handle(feed: &Feed, writer: &impl Writer, channel: &str, payload: &str) {
     match channel {
         PIECES_CHANNEL => {
             let piece: Piece = match serde_json::from_str(payload) {
@@ -371,11 +379,11 @@ fn handle(feed: &Feed, generations: &Generations, channel: &str, payload: &str) 
         }
         STOP_CHANNEL => {
             if let Ok(reply) = payload.parse::<Uuid>() {
-                generations.stop_here(reply);
+                writer.stop_here(reply);
             }
         }
         RESEND_CHANNEL => match serde_json::from_str::<Resend>(payload) {
-            Ok(resend) => generations.resend_here(resend),
+            Ok(resend) => writer.resend_here(resend),
             Err(e) => tracing::warn!(error = %e, "a resend request that cannot be read"),
         },
         _ => {}

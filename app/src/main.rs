@@ -26,11 +26,22 @@ async fn run() -> std::process::ExitCode {
             }
         };
     }
-    app::init_tracing();
-    match app::serve(config).await {
+    let telemetry = match app::telemetry::init(config.log_format) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let served = app::serve(config).await;
+    if let Err(error) = &served {
+        tracing::error!("{error:#}");
+    }
+    // The spans still queued, before the process ends.
+    telemetry.shutdown().await;
+    match served {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!("{error:#}");
             eprintln!("error: {error:#}");
             std::process::ExitCode::FAILURE
         }

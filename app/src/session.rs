@@ -128,7 +128,7 @@ impl FromRef<SessionConfig> for Key {
     }
 }
 
-pub use crate::domain::SessionId;
+use crate::domain::SessionId;
 
 /// The visitor's session, put in the request by [`session_layer`].
 #[derive(Clone, Debug)]

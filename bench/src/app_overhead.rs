@@ -5,14 +5,18 @@
 //! sampling, the side that goes first alternating by round.
 use std::{path::PathBuf, time::Duration};
 
-use app::{AppState, config::FlashAttention, engine::Engine, lm::ReplyOptions};
+use app::{
+    AppState,
+    engine::Engine,
+    lm::{FlashAttention, ReplyOptions},
+};
 use clap::Args;
 use serde_json::{Value, json};
 
 use crate::{
-    browser, create_chat,
+    client::{browser, create_chat, send_and_read},
     engine::{SYSTEM_PROMPT, asking, generate, median, start_embedded},
-    ms, send_and_read,
+    ms,
 };
 
 #[derive(Args)]

@@ -8,7 +8,7 @@ use std::{
 
 use anyhow::Context;
 
-pub use testkit::app_process::free_port;
+use testkit::app_process::free_port;
 
 pub struct AppProcess {
     process: testkit::AppProcess,
@@ -92,7 +92,7 @@ impl AppProcess {
     /// Resident set size in bytes.
     pub fn rss(&self) -> u64 {
         self.pid()
-            .map_or(0, |pid| crate::engine::vm_rss(&pid.to_string()))
+            .map_or(0, |pid| testkit::app_process::vm_rss(&pid.to_string()))
     }
 
     /// User + system CPU time so far.

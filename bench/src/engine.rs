@@ -13,14 +13,15 @@ use std::{
 
 use anyhow::{Context, bail, ensure};
 use app::{
-    config::FlashAttention,
     engine::Engine,
-    lm::{LmEvent, LmSettings, ModelStatus, PromptMessage, ReplyOptions, Timings},
+    lm::{FlashAttention, LmEvent, LmSettings, ModelStatus, PromptMessage, ReplyOptions, Timings},
 };
 use clap::Args;
 use serde_json::{Value, json};
 
-use crate::{app_process::free_port, ms};
+use testkit::app_process::{free_port, vm_rss};
+
+use crate::ms;
 
 /// Replies generated at once (llama-server `--parallel`, the app's MAX_CONCURRENT_GENERATIONS).
 const SLOTS: usize = 4;
@@ -810,17 +811,6 @@ impl Drop for LlamaServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Resident set size in bytes of a process (`self`: this one), from /proc.
-pub fn vm_rss(pid: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
 }
 
 /// One line of the table: a figure on both sides and their ratio (embedded / llama-server).

@@ -16,7 +16,8 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 use crate::{
-    Bench, browser, create_chat,
+    Bench,
+    client::{browser, create_chat},
     fake_lm::{self, FakeModel, Text},
 };
 

@@ -15,8 +15,10 @@ use app::{
 use clap::Args;
 use serde_json::{Value, json};
 
+use testkit::app_process::vm_rss;
+
 use crate::{
-    engine::{asking, median, vm_rss},
+    engine::{asking, median},
     ms,
 };
 

@@ -5,7 +5,7 @@ use std::{path::Path, process::Stdio, time::Duration};
 use anyhow::{Context, bail, ensure};
 use tokio::process::{Child, Command};
 
-use crate::app_process::free_port;
+use testkit::app_process::free_port;
 
 pub struct Nginx {
     _child: Child,

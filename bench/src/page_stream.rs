@@ -6,9 +6,9 @@
 use serde_json::{Value, json};
 
 use crate::{
-    Bench, browser, create_chat,
+    Bench,
+    client::{browser, create_chat, send_and_read},
     fake_lm::{self, FakeModel, Text},
-    send_and_read,
 };
 
 #[derive(clap::Args)]

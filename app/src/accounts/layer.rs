@@ -18,8 +18,9 @@ use uuid::Uuid;
 use super::{AccountSettings, AuthMode, oidc::Provider};
 use crate::{
     AppState,
+    domain::SessionId,
     error::AppError,
-    session::{self, Account, KnownDevice, OperatorCall, Session, SessionId},
+    session::{self, Account, KnownDevice, OperatorCall, Session},
     store::{SignedInAs, Store, user},
 };
 

@@ -8,10 +8,10 @@ use uuid::Uuid;
 use crate::{
     AppState,
     accounts::oidc::Identity,
-    domain::{duration_words, until_next_day, utc_day},
+    domain::{SessionId, duration_words, until_next_day, utc_day},
     error::{AppError, AppResult},
     operator::Operator,
-    session::{Session, SessionId},
+    session::Session,
     store::{SignedInAs, UserUsage, user},
 };
 
@@ -102,7 +102,7 @@ pub async fn set_user_disabled(
     by: Option<&Session>,
     user_id: Uuid,
     disabled: bool,
-) -> AppResult<user::Model> {
+) -> AppResult<UserUsage> {
     let by_user = by.and_then(|s| s.account.as_ref()).map(|a| a.user_id);
     if disabled && by_user == Some(user_id) {
         return Err(AppError::Conflict(
@@ -117,7 +117,10 @@ pub async fn set_user_disabled(
     state.accounts.forget_users();
     state.sessions.devices.forget_all();
     tracing::info!(user = %user.id, disabled, "an admin changed a user");
-    Ok(user)
+    Ok(state
+        .store
+        .user_with_usage(user, &utc_day(Utc::now()))
+        .await?)
 }
 
 /// A reply counted against the person's daily quota: given back if what it was for fails

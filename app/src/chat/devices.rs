@@ -11,9 +11,10 @@ use uuid::Uuid;
 
 use crate::{
     AppState,
+    domain::SessionId,
     error::{AppError, AppResult},
     limits::Action,
-    session::{Session, SessionId},
+    session::Session,
     store::device,
 };
 

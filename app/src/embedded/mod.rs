@@ -28,11 +28,10 @@ use llama_cpp_2::{
 };
 
 use crate::{
-    config::FlashAttention,
     hub::{self, HubError, HubSettings},
     lm::{
-        LmError, LmEvent, LmStream, ModelInfo, ModelStatus, PromptMessage, ReplyOptions,
-        ToolDefinition,
+        FlashAttention, LmError, LmEvent, LmStream, ModelInfo, ModelStatus, PromptMessage,
+        ReplyOptions, ToolDefinition,
     },
 };
 use library::{Library, ModelFile};

@@ -21,7 +21,7 @@ use super::{
     EmbeddedEngine, EmbeddedSettings, Shared, chat_template, context_per_reply, library::ModelFile,
     lock, sentence, worker,
 };
-use crate::{config::FlashAttention, lm::LmError};
+use crate::lm::{FlashAttention, LmError};
 
 /// A model of the pool: being loaded, loaded, or failed to load (tried again after a while).
 pub(super) enum Slot {

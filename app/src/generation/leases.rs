@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::Generations;
+use crate::live::Writer;
 
 impl Generations {
     /// Keeps this replica's claims and watches the others', until `until` is cancelled: renews

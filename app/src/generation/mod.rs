@@ -38,11 +38,11 @@ pub use title::clean_generated_title;
 use sea_orm::ActiveEnum;
 
 use crate::{
-    domain::ToolStep,
+    domain::{SessionId, ToolStep},
     engine::Engine,
+    live::{Resend, Writer},
     lm::{LmError, PromptMessage, ToolDefinition},
     metrics::ReplyMetrics,
-    session::SessionId,
     store::{ReplyEnd, Status, Store, chat, message},
     tools::Toolbox,
 };
@@ -300,31 +300,6 @@ impl Generations {
         }
     }
 
-    /// Stops the reply if this replica is writing it (Stop asked on another replica), without
-    /// waiting for its end.
-    pub fn stop_here(&self, message_id: Uuid) {
-        if let Some(reply) = self.lock().replies.get(&message_id) {
-            reply.stop.cancel();
-        }
-    }
-
-    /// Publishes the reply again from the follower's offsets, if this replica is writing it
-    /// (a follower on another replica lacks text: `live.rs`). Several requests: the earliest.
-    pub fn resend_here(&self, request: crate::live::Resend) {
-        let mut registry = self.lock();
-        if !registry.replies.contains_key(&request.reply) {
-            return;
-        }
-        let from = registry
-            .resend
-            .entry(request.reply)
-            .or_insert((usize::MAX, usize::MAX));
-        *from = (
-            from.0.min(request.text_at),
-            from.1.min(request.reasoning_at),
-        );
-    }
-
     /// Whether the model is writing this chat's title now.
     pub fn title_pending(&self, chat_id: Uuid) -> bool {
         self.lock().titles.contains(&chat_id)
@@ -355,6 +330,34 @@ impl Generations {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
         self.inner.lock()
+    }
+}
+
+/// Stop and resend requests from other replicas (`live::listen`) for the replies written here.
+impl Writer for Generations {
+    /// Stops the reply if this replica is writing it (Stop asked on another replica), without
+    /// waiting for its end.
+    fn stop_here(&self, message_id: Uuid) {
+        if let Some(reply) = self.lock().replies.get(&message_id) {
+            reply.stop.cancel();
+        }
+    }
+
+    /// Publishes the reply again from the follower's offsets, if this replica is writing it
+    /// (a follower on another replica lacks text: `live.rs`). Several requests: the earliest.
+    fn resend_here(&self, request: Resend) {
+        let mut registry = self.lock();
+        if !registry.replies.contains_key(&request.reply) {
+            return;
+        }
+        let from = registry
+            .resend
+            .entry(request.reply)
+            .or_insert((usize::MAX, usize::MAX));
+        *from = (
+            from.0.min(request.text_at),
+            from.1.min(request.reasoning_at),
+        );
     }
 }
 

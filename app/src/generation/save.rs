@@ -28,7 +28,7 @@ pub(super) async fn save_end(
             Ok(()) => return,
             Err(error) => error,
         };
-        let unreachable = crate::store::is_unreachable(&error);
+        let unreachable = crate::error::is_unreachable(&error);
         let limit = if inner.interrupt.is_cancelled() || !inner.accepting.load(Ordering::SeqCst) {
             Duration::from_secs(10)
         } else {

@@ -19,6 +19,16 @@ pub use client::LmClient;
 pub use stream::LmStream;
 pub use think::ThinkSplitter;
 
+/// `LM_FLASH_ATTENTION`: llama.cpp's choice, or forced on or off.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlashAttention {
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
 /// What the client needs from the configuration.
 #[derive(Clone, Debug)]
 pub struct LmSettings {

@@ -3,6 +3,7 @@
 //! the use cases (`crate::chat`); the reply stream's encoders (`stream`); what the templates
 //! are given (`views`). Nothing outside this module speaks HTTP. See ARCHITECTURE.md.
 mod api;
+mod documents;
 mod health;
 mod pages;
 mod security;
@@ -207,12 +208,15 @@ pub fn router(state: AppState) -> Router {
                     .get(REQUEST_ID)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("-");
-                tracing::info_span!(
+                let span = tracing::info_span!(
                     "request",
                     method = %request.method(),
                     path = matched.as_deref().unwrap_or(request.uri().path()),
                     request_id,
-                )
+                );
+                // Exporting traces, a caller's `traceparent` makes this request part of its trace.
+                crate::telemetry::follow_traceparent(&span, request.headers());
+                span
             }),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

@@ -18,7 +18,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::{
-    api::MessageJson,
+    documents::MessageJson,
     steps::ToolStepView,
     views::{MessageView, VersionsView, render_replies_ahead},
 };

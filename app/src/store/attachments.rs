@@ -8,7 +8,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Que
 use uuid::Uuid;
 
 use super::{Store, attachment, chat, message};
-use crate::{attachments::Attachment, session::SessionId};
+use crate::{attachments::Attachment, domain::SessionId};
 
 /// What a user message's row says of its files: the list (JSON) and their text for the prompt.
 #[derive(Clone, Debug, Default, PartialEq)]

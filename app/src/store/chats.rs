@@ -12,7 +12,7 @@ use super::{
     attachments::insert_attachments, chat, in_line, insert_messages, message, new_message,
     title_for,
 };
-use crate::{attachments::Attachment, session::SessionId};
+use crate::{attachments::Attachment, domain::SessionId};
 
 /// A newly created chat.
 pub struct NewChat {

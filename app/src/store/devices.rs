@@ -7,7 +7,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{Store, device, device_link};
-use crate::session::SessionId;
+use crate::domain::SessionId;
 
 impl Store {
     /// A device by its id, whatever its session: the session layer checks each cookie with it.

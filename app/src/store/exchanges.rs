@@ -13,7 +13,7 @@ use super::{
     DEFAULT_TITLE, FileColumns, Role, Status, Store, attachments::insert_attachments, chat,
     in_line, insert_messages, message, new_message, session, title_for,
 };
-use crate::{attachments::Attachment, session::SessionId};
+use crate::{attachments::Attachment, domain::SessionId};
 
 /// What asking for a new reply in a chat came to.
 pub enum NewReply {

@@ -7,7 +7,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{Store, chat, folder};
-use crate::session::SessionId;
+use crate::domain::SessionId;
 
 /// What moving a chat into a folder came to.
 pub enum Moved {

@@ -6,7 +6,7 @@ use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, sea_que
 use uuid::Uuid;
 
 use super::{Status, Store, message};
-use crate::session::SessionId;
+use crate::domain::SessionId;
 
 impl Store {
     /// Start-up recovery, across all sessions: replies this replica was writing when it

@@ -49,31 +49,6 @@ pub const DEFAULT_TITLE: &str = "New chat";
 /// A chat gets a generated title only while it has at most this many messages.
 pub const TITLE_LOOKAHEAD: u64 = 8;
 
-/// Whether a database error means "not reachable right now" (the server is down, restarting, or
-/// the connection broke): worth retrying, and a 503 for the user, not a 500.
-pub fn is_unreachable(error: &DbErr) -> bool {
-    use sea_orm::{RuntimeErr, sqlx::Error};
-    match error {
-        DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => true,
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
-            match &**e {
-                Error::Io(_)
-                | Error::Tls(_)
-                | Error::Protocol(_)
-                | Error::PoolTimedOut
-                | Error::PoolClosed
-                | Error::WorkerCrashed => true,
-                // PostgreSQL's connection exceptions (08…) and "shutting down" (57P01–57P03).
-                Error::Database(db) => db
-                    .code()
-                    .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
-                _ => false,
-            }
-        }
-        _ => false,
-    }
-}
-
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
@@ -143,7 +118,7 @@ impl Store {
         &self.replica
     }
 
-    /// The end of a lease taken now, by the database's clock (ARCHITECTURE.md "One clock"):
+    /// The end of a lease taken now, by the database's clock (ARCHITECTURE.md "Several replicas"):
     /// replicas whose clocks disagree still agree on when a lease ends. SQLite is one process,
     /// with one clock.
     fn lease_until(&self) -> Expr {

@@ -5,7 +5,7 @@ use sea_orm::{
 };
 
 use super::{Role, Store, chat, message};
-use crate::session::SessionId;
+use crate::domain::SessionId;
 
 /// A message that matched a search, with its chat's title.
 #[derive(Clone, Debug)]

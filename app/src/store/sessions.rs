@@ -8,7 +8,7 @@ use sea_orm::{
 };
 
 use super::{Store, session};
-use crate::session::SessionId;
+use crate::domain::SessionId;
 
 impl Store {
     /// The session's version: database triggers raise it on every write to the session's chats,

@@ -6,7 +6,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{Store, share};
-use crate::session::SessionId;
+use crate::domain::SessionId;
 
 impl Store {
     /// Keeps a snapshot of the session's chat under `token`. The caller has found the chat.

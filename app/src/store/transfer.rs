@@ -8,7 +8,7 @@ use super::{
     ChatSettings, FileColumns, Role, Status, Store, attachments::insert_attachments, chat,
     insert_messages, message, new_message,
 };
-use crate::{attachments::Attachment, session::SessionId};
+use crate::{attachments::Attachment, domain::SessionId};
 
 /// A chat to create from an export.
 pub struct ImportedChat {

@@ -11,7 +11,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{Store, attachment, chat, device, folder, message, share, usage_day, user};
-use crate::session::SessionId;
+use crate::domain::SessionId;
 
 /// Who signed in, as the provider or the proxy says.
 #[derive(Clone, Debug)]
@@ -68,6 +68,8 @@ impl Store {
             )
             .exec_without_returning(&self.db)
             .await?;
+        // A new name or e-mail shows on pages cached before it: the device this sign-in
+        // registers raises the session's version.
         self.find_user_by_subject(&who.subject)
             .await?
             .ok_or_else(|| DbErr::RecordNotFound("the user just written".into()))
@@ -123,13 +125,7 @@ impl Store {
     /// Signs every device of the session out: the number signed out.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn revoke_all_devices(&self, session_id: &SessionId) -> Result<u64, DbErr> {
-        Ok(device::Entity::update_many()
-            .col_expr(device::Column::RevokedAt, Expr::value(Some(Utc::now())))
-            .filter(device::Column::SessionId.eq(session_id.as_str()))
-            .filter(device::Column::RevokedAt.is_null())
-            .exec(&self.db)
-            .await?
-            .rows_affected)
+        revoke_session_devices(&self.db, session_id.as_str()).await
     }
 
     /// Disables a user (and signs all their devices out, in the same transaction) or enables
@@ -148,12 +144,7 @@ impl Store {
         row.disabled_at = Set(disabled.then(Utc::now));
         let updated = row.update(&txn).await?;
         if disabled {
-            device::Entity::update_many()
-                .col_expr(device::Column::RevokedAt, Expr::value(Some(Utc::now())))
-                .filter(device::Column::SessionId.eq(found.session_id.as_str()))
-                .filter(device::Column::RevokedAt.is_null())
-                .exec(&txn)
-                .await?;
+            revoke_session_devices(&txn, &found.session_id).await?;
         }
         txn.commit().await?;
         Ok(Some(updated))
@@ -295,49 +286,84 @@ impl Store {
             .limit(USERS_LISTED)
             .all(&self.db)
             .await?;
-        let month = today.get(..7).unwrap_or(today);
-        let days = usage_day::Entity::find()
-            .filter(usage_day::Column::Day.starts_with(month))
-            .all(&self.db)
-            .await?;
-        let mut used: HashMap<&str, (i64, i64, i64, i64)> = HashMap::new();
-        for day in &days {
-            let entry = used.entry(day.session_id.as_str()).or_default();
-            if day.day == today {
-                entry.0 += day.replies;
-                entry.1 += day.tokens;
-            }
-            entry.2 += day.replies;
-            entry.3 += day.tokens;
-        }
-        let seen: Vec<(String, Option<DateTime<Utc>>)> = device::Entity::find()
-            .select_only()
-            .column(device::Column::SessionId)
-            .column_as(device::Column::LastUsedAt.max(), "last_used")
-            .filter(device::Column::UserId.is_not_null())
-            .group_by(device::Column::SessionId)
-            .into_tuple()
-            .all(&self.db)
-            .await?;
-        let seen: HashMap<String, Option<DateTime<Utc>>> = seen.into_iter().collect();
-        Ok(users
-            .into_iter()
-            .map(|user| {
-                let (replies_today, tokens_today, replies_this_month, tokens_this_month) = used
-                    .get(user.session_id.as_str())
-                    .copied()
-                    .unwrap_or_default();
-                UserUsage {
-                    last_seen: seen.get(&user.session_id).copied().flatten(),
-                    replies_today,
-                    tokens_today,
-                    replies_this_month,
-                    tokens_this_month,
-                    user,
-                }
-            })
-            .collect())
+        with_usage(&self.db, users, today).await
     }
+
+    /// One user with their last use and what they used on `today` and in its month.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn user_with_usage(
+        &self,
+        user: user::Model,
+        today: &str,
+    ) -> Result<UserUsage, DbErr> {
+        let mut one = with_usage(&self.db, vec![user], today).await?;
+        one.pop()
+            .ok_or_else(|| DbErr::RecordNotFound("user".into()))
+    }
+}
+
+/// The users with their last use and what they used on `today` and in its month, in their order.
+async fn with_usage(
+    db: &impl ConnectionTrait,
+    users: Vec<user::Model>,
+    today: &str,
+) -> Result<Vec<UserUsage>, DbErr> {
+    let sessions: Vec<&str> = users.iter().map(|u| u.session_id.as_str()).collect();
+    let month = today.get(..7).unwrap_or(today);
+    let days = usage_day::Entity::find()
+        .filter(usage_day::Column::Day.starts_with(month))
+        .filter(usage_day::Column::SessionId.is_in(sessions.iter().copied()))
+        .all(db)
+        .await?;
+    let mut used: HashMap<&str, (i64, i64, i64, i64)> = HashMap::new();
+    for day in &days {
+        let entry = used.entry(day.session_id.as_str()).or_default();
+        if day.day == today {
+            entry.0 += day.replies;
+            entry.1 += day.tokens;
+        }
+        entry.2 += day.replies;
+        entry.3 += day.tokens;
+    }
+    let seen: Vec<(String, Option<DateTime<Utc>>)> = device::Entity::find()
+        .select_only()
+        .column(device::Column::SessionId)
+        .column_as(device::Column::LastUsedAt.max(), "last_used")
+        .filter(device::Column::UserId.is_not_null())
+        .filter(device::Column::SessionId.is_in(sessions.iter().copied()))
+        .group_by(device::Column::SessionId)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let seen: HashMap<String, Option<DateTime<Utc>>> = seen.into_iter().collect();
+    Ok(users
+        .into_iter()
+        .map(|user| {
+            let (replies_today, tokens_today, replies_this_month, tokens_this_month) = used
+                .get(user.session_id.as_str())
+                .copied()
+                .unwrap_or_default();
+            UserUsage {
+                last_seen: seen.get(&user.session_id).copied().flatten(),
+                replies_today,
+                tokens_today,
+                replies_this_month,
+                tokens_this_month,
+                user,
+            }
+        })
+        .collect())
+}
+
+/// Every device of the session not yet signed out, signed out now: how many.
+async fn revoke_session_devices(db: &impl ConnectionTrait, session_id: &str) -> Result<u64, DbErr> {
+    Ok(device::Entity::update_many()
+        .col_expr(device::Column::RevokedAt, Expr::value(Some(Utc::now())))
+        .filter(device::Column::SessionId.eq(session_id))
+        .filter(device::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?
+        .rows_affected)
 }
 
 /// `UPDATE {table} SET session_id = to WHERE session_id = from`: the rows moved.

@@ -1,4 +1,4 @@
-//! A reply's events, for any kind of client (ARCHITECTURE.md "The stream"): the text written
+//! A reply's events, for any kind of client (ARCHITECTURE.md "The stream contract"): the text written
 //! after the client's resume point, then the text as it arrives, then the reply as stored.
 //!
 //! There is one source per stream: the live reply when this process is writing it, or else the
@@ -17,10 +17,10 @@ use uuid::Uuid;
 use self::remote::{LiveFollow, merge_row, resume_past_row};
 use crate::{
     AppState,
-    domain::ToolStep,
+    domain::{SessionId, ToolStep},
     error::{AppError, AppResult},
     generation::{Phase, Reply, ReplyState},
-    session::{Session, SessionId},
+    session::Session,
     store::{Role, Status, Versions, message},
 };
 

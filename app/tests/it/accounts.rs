@@ -7,7 +7,7 @@ use reqwest::{Client, StatusCode, header};
 
 use crate::helpers::{
     TestApp, browser,
-    oidc::{CLIENT_ID, Fault, StandIn, person},
+    oidc::{CLIENT_ID, Fault, Person, StandIn, person},
     post_form,
 };
 
@@ -72,6 +72,56 @@ async fn signed_in_app(
     })
     .await;
     (app, provider, server)
+}
+
+#[tokio::test]
+async fn a_new_name_from_the_provider_shows_on_pages_cached_before_it() {
+    let (app, provider, _server) = signed_in_app(|_| {}).await;
+    let laptop = browser();
+    assert_eq!(sign_in(&app, &laptop).await.status(), StatusCode::SEE_OTHER);
+    let chat = app.create_chat(&laptop, "Hello").await;
+    let page = |client: &Client| {
+        let url = app.url(&format!("/chats/{chat}"));
+        let client = client.clone();
+        async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    // Read twice: the second answer may come from the page cache.
+    assert!(
+        page(&laptop)
+            .await
+            .contains("Signed in as <strong>ada</strong>")
+    );
+    assert!(
+        page(&laptop)
+            .await
+            .contains("Signed in as <strong>ada</strong>")
+    );
+
+    // The provider now calls her by her full name; she signs in on her phone.
+    provider.sign_in_as(Person {
+        name: "Ada Lovelace".into(),
+        ..person("ada")
+    });
+    let phone = browser();
+    assert_eq!(sign_in(&app, &phone).await.status(), StatusCode::SEE_OTHER);
+    assert!(
+        page(&phone)
+            .await
+            .contains("Signed in as <strong>Ada Lovelace</strong>")
+    );
+    // The laptop's page says so too, within the user cache's second.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let text = page(&laptop).await;
+        if text.contains("Signed in as <strong>Ada Lovelace</strong>") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the laptop still shows the old name"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]

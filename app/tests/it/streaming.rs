@@ -577,7 +577,7 @@ async fn replies_left_streaming_by_a_dead_process_become_interrupted_with_their_
         .unwrap()
         .unwrap()
         .session_id;
-    let session = app::session::SessionId::parse(&session).unwrap();
+    let session = app::domain::SessionId::parse(&session).unwrap();
     let app::store::NewReply::Started { reply, .. } = app
         .store
         .add_exchange(&session, chat, "before the crash", &[])

@@ -4,10 +4,8 @@ use axum::{Extension, Json, extract::State};
 use chrono::Utc;
 use uuid::Uuid;
 
-use super::{
-    ApiPath, ERRORS,
-    documents::{AccountJson, UserJson, Users},
-};
+use super::{ApiPath, ERRORS};
+use crate::routes::documents::{AccountJson, UserJson, Users};
 use crate::{
     AppState, chat,
     domain::utc_day,
@@ -94,13 +92,6 @@ async fn set_disabled(
     id: Uuid,
     disabled: bool,
 ) -> AppResult<Json<UserJson>> {
-    let user = chat::account::set_user_disabled(&state, &admin, by.as_ref(), id, disabled).await?;
-    let used = state
-        .store
-        .users_with_usage(&utc_day(Utc::now()))
-        .await?
-        .into_iter()
-        .find(|used| used.user.id == user.id)
-        .ok_or(AppError::NotFound("user"))?;
+    let used = chat::account::set_user_disabled(&state, &admin, by.as_ref(), id, disabled).await?;
     Ok(Json(UserJson::new(&state.accounts.settings, used)))
 }

@@ -9,12 +9,9 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-use super::{
-    ApiJson, ApiPath, ApiQuery, ERRORS, MAX_PAGE,
-    documents::{
-        ChatJson, ChatPage, ChatWithMessages, ContextJson, NewChat, Rename, SearchResults,
-    },
-    page_size,
+use super::{ApiJson, ApiPath, ApiQuery, ERRORS, MAX_PAGE, page_size};
+use crate::routes::documents::{
+    ChatJson, ChatPage, ChatWithMessages, ContextJson, NewChat, Rename, SearchResults,
 };
 use crate::{
     AppState,
@@ -82,7 +79,7 @@ pub async fn get_chat(
     ApiPath(id): ApiPath<Uuid>,
 ) -> AppResult<Json<ChatWithMessages>> {
     let opened = chat::open(&state, &session, id, None, MAX_PAGE).await?;
-    let page = super::documents::MessagePage::from(chat::MessagePage {
+    let page = crate::routes::documents::MessagePage::from(chat::MessagePage {
         messages: opened.history.messages,
         earlier: opened.history.earlier,
         versions: opened.history.versions,

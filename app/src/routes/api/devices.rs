@@ -2,10 +2,8 @@
 use axum::{Json, extract::State, http::StatusCode};
 use uuid::Uuid;
 
-use super::{
-    ApiPath, ERRORS,
-    documents::{DeviceJson, DeviceLinkJson, Devices, Token},
-};
+use super::{ApiPath, ERRORS};
+use crate::routes::documents::{DeviceJson, DeviceLinkJson, Devices, Token};
 use crate::{
     AppState, chat,
     error::AppResult,

@@ -2,10 +2,8 @@
 use axum::{Json, extract::State, http::StatusCode};
 use uuid::Uuid;
 
-use super::{
-    ApiJson, ApiPath, ERRORS,
-    documents::{ChatJson, FolderBody, FolderJson, Folders, MoveToFolder, Pin},
-};
+use super::{ApiJson, ApiPath, ERRORS};
+use crate::routes::documents::{ChatJson, FolderBody, FolderJson, Folders, MoveToFolder, Pin};
 use crate::{
     AppState, chat, domain::FolderName, error::AppResult, routes::Problem, session::Session,
 };

@@ -9,10 +9,9 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-use super::{
-    ApiJson, ApiPath, ApiQuery, ERRORS, MAX_PAGE,
-    documents::{Continued, MessageJson, MessagePage, NewMessage, Sent, StreamEvent, Token},
-    page_size,
+use super::{ApiJson, ApiPath, ApiQuery, ERRORS, MAX_PAGE, page_size};
+use crate::routes::documents::{
+    Continued, MessageJson, MessagePage, NewMessage, Sent, StreamEvent, Token,
 };
 use crate::{
     AppState,

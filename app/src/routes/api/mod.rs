@@ -6,14 +6,11 @@
 mod account;
 mod chats;
 mod devices;
-mod documents;
 mod folders;
 mod messages;
 mod models;
 mod shares;
 mod tools;
-
-pub use documents::MessageJson;
 
 use axum::{
     Json,

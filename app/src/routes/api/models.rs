@@ -5,7 +5,8 @@ use axum::{Json, extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiJson, ApiPath, ApiQuery, ERRORS, documents::Models};
+use super::{ApiJson, ApiPath, ApiQuery, ERRORS};
+use crate::routes::documents::Models;
 use crate::{
     AppState, chat, error::AppResult, hub::HubFile, lm::ModelInfo, operator::Operator,
     routes::Problem,

@@ -2,10 +2,8 @@
 use axum::{Json, extract::State, http::StatusCode};
 use uuid::Uuid;
 
-use super::{
-    ApiPath, ERRORS,
-    documents::{ShareJson, Shares},
-};
+use super::{ApiPath, ERRORS};
+use crate::routes::documents::{ShareJson, Shares};
 use crate::{
     AppState, chat,
     error::AppResult,

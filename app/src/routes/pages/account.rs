@@ -20,9 +20,10 @@ use crate::{
         oidc::{Pending, SIGN_IN_WINDOW, SignInError},
     },
     chat,
+    domain::SessionId,
     error::{AppError, AppResult},
     routes::{Htmx, redirect, render},
-    session::{self, Session, SessionId},
+    session::{self, Session},
 };
 
 /// The sign-in under way (an encrypted [`Pending`]), sent back only to the callback.

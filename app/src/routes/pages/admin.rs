@@ -17,6 +17,7 @@ use crate::{
     hub::HubFile,
     operator::{self, Operator, Standing},
     routes::{
+        documents::UserJson,
         redirect, render,
         views::{Frame, LibraryView},
     },
@@ -39,45 +40,29 @@ struct AdminPage {
     users: Vec<UserView>,
 }
 
-/// A user as the admins' table shows them.
+/// A user as the admins' table shows them: the API's document, and whether it is the admin
+/// looking (they cannot disable themselves).
 #[derive(Serialize)]
 struct UserView {
-    id: String,
-    email: Option<String>,
-    name: Option<String>,
-    admin: bool,
-    disabled: bool,
-    /// The admin looking: they cannot disable themselves.
+    #[serde(flatten)]
+    user: UserJson,
     is_you: bool,
-    last_seen: Option<String>,
-    replies_today: i64,
-    tokens_today: i64,
-    replies_this_month: i64,
-    tokens_this_month: i64,
+    /// `last_seen` as the page writes it.
+    seen: Option<String>,
 }
 
 impl UserView {
     fn new(state: &AppState, session: &Session, used: UserUsage) -> Self {
+        let user = UserJson::new(&state.accounts.settings, used);
         Self {
             is_you: session
                 .account
                 .as_ref()
-                .is_some_and(|a| a.user_id == used.user.id),
-            id: used.user.id.to_string(),
-            admin: state
-                .accounts
-                .settings
-                .is_admin(used.user.email.as_deref(), used.user.in_admin_group),
-            disabled: used.user.disabled_at.is_some(),
-            last_seen: used
+                .is_some_and(|a| a.user_id == user.id),
+            seen: user
                 .last_seen
                 .map(|at| at.format("%Y-%m-%d %H:%M UTC").to_string()),
-            replies_today: used.replies_today,
-            tokens_today: used.tokens_today,
-            replies_this_month: used.replies_this_month,
-            tokens_this_month: used.tokens_this_month,
-            email: used.user.email,
-            name: used.user.name,
+            user,
         }
     }
 }
