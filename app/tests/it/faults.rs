@@ -9,16 +9,9 @@ use testkit::{FakeLm, Knobs};
 use uuid::Uuid;
 
 use crate::helpers::{
-    self, TestApp, browser, fresh_database_url, proxy::Proxy, spawn_app, sse::EventReader,
+    self, TestApp, browser, fresh_database_url, postgres_server, proxy::Proxy, spawn_app,
+    sse::EventReader,
 };
-
-/// The PostgreSQL server the suite runs against, or `None` on SQLite (these faults are about a
-/// database server; CI runs this suite on PostgreSQL too).
-fn postgres_server() -> Option<String> {
-    std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| u.starts_with("postgres"))
-}
 
 /// `postgres://user:password@host:port/db` with host:port replaced by `addr`.
 fn through(url: &str, addr: std::net::SocketAddr) -> (String, std::net::SocketAddr) {

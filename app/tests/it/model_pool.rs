@@ -178,13 +178,11 @@ async fn indicator_says(app: &TestApp, wanted: &str) {
 #[ignore = "runs alone: .ci/run"]
 async fn a_pool_of_model_servers_shares_replies_and_survives_losing_one() {
     let Some(binary) = std::env::var_os("LLAMA_SERVER").map(PathBuf::from) else {
-        eprintln!(
-            "needs llama-server (LLAMA_SERVER=$(bash .ci/build-llama-server.sh)); .ci/run sets it"
-        );
+        crate::helpers::missing("llama-server (LLAMA_SERVER=$(bash .ci/build-llama-server.sh))");
         return;
     };
     if !nginx::installed() {
-        eprintln!("needs nginx; .ci/run installs it");
+        crate::helpers::missing("nginx (.ci/run installs it)");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -311,7 +309,7 @@ async fn a_pool_of_model_servers_shares_replies_and_survives_losing_one() {
 #[tokio::test]
 async fn a_model_server_still_loading_is_passed_over_and_the_indicator_says_what_the_pool_can_do() {
     if !nginx::installed() {
-        eprintln!("needs nginx; .ci/run installs it");
+        crate::helpers::missing("nginx (.ci/run installs it)");
         return;
     }
     // llama-server answers 503 with `unavailable_error` while it loads its model, to every

@@ -38,6 +38,26 @@ pub struct TestApp {
     pub fake_lm: FakeLm,
 }
 
+/// A program or server a test needs from outside is missing (`what`: what and how to get it).
+/// Outside CI the test is skipped, saying so; under CI (`CI` set), where `.ci/run` provides
+/// everything, it fails rather than pass without having run.
+pub fn missing(what: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "needs {what}: under CI it must be there"
+    );
+    eprintln!("skipped: needs {what}");
+}
+
+/// The PostgreSQL server the suite runs against (`TEST_DATABASE_URL`), or `None` on SQLite: the
+/// tests about a database server or several replicas then return at once, and CI runs the suite
+/// on PostgreSQL too, where they run.
+pub fn postgres_server() -> Option<String> {
+    std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"))
+}
+
 pub fn repo_path(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("..")
