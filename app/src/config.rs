@@ -654,18 +654,20 @@ impl Config {
 mod tests {
     use super::Config;
 
+    /// The flags alone, without the environment (another test's to change): an environment
+    /// variable's value goes through the same parsers. The error as clap writes it.
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        use clap::{CommandFactory, FromArgMatches};
+        Config::command()
+            .mut_args(|arg| arg.env(None))
+            .try_get_matches_from(args)
+            .and_then(|matches| Config::from_arg_matches(&matches))
+            .map_err(|e| e.to_string())
+    }
+
     #[test]
     fn tool_settings_take_empty_values_as_none_and_name_a_wrong_tool() {
-        use clap::{CommandFactory, FromArgMatches};
-        // The flags alone (the environment is another test's to change); an environment
-        // variable's value goes through the same parsers.
-        let try_parse_from = |args: &[&str]| {
-            Config::command()
-                .mut_args(|arg| arg.env(None))
-                .try_get_matches_from(args)
-                .and_then(|matches| Config::from_arg_matches(&matches))
-        };
-        let parsed = try_parse_from(&[
+        let parsed = parse(&[
             "app",
             "--builtin-tools",
             "",
@@ -678,8 +680,8 @@ mod tests {
         assert!(parsed.builtin_tools.is_empty());
         assert_eq!(parsed.mcp_servers, None);
         assert_eq!(parsed.searxng_url, None);
-        let parsed = try_parse_from(&["app", "--builtin-tools", "fetch_url, web_search"])
-            .expect("two tools");
+        let parsed =
+            parse(&["app", "--builtin-tools", "fetch_url, web_search"]).expect("two tools");
         assert_eq!(
             parsed.builtin_tools,
             [
@@ -687,7 +689,7 @@ mod tests {
                 crate::tools::Builtin::WebSearch
             ]
         );
-        let wrong = try_parse_from(&["app", "--builtin-tools", "fetch_url,rm_rf"])
+        let wrong = parse(&["app", "--builtin-tools", "fetch_url,rm_rf"])
             .expect_err("no such tool")
             .to_string();
         assert!(wrong.contains("`rm_rf` is not a built-in tool"), "{wrong}");
@@ -695,15 +697,6 @@ mod tests {
 
     #[test]
     fn an_empty_quota_is_no_quota() {
-        use clap::{CommandFactory, FromArgMatches};
-        // Without the environment: another test sets variables of its own meanwhile.
-        let parse = |args: &[&str]| {
-            Config::command()
-                .mut_args(|arg| arg.env(None))
-                .try_get_matches_from(args)
-                .map_err(|e| e.to_string())
-                .and_then(|m| Config::from_arg_matches(&m).map_err(|e| e.to_string()))
-        };
         let config = parse(&[
             "app",
             "--user-daily-replies",
@@ -720,14 +713,6 @@ mod tests {
     #[test]
     fn the_log_format_is_text_or_json() {
         use crate::telemetry::LogFormat;
-        use clap::{CommandFactory, FromArgMatches};
-        let parse = |args: &[&str]| {
-            Config::command()
-                .mut_args(|arg| arg.env(None))
-                .try_get_matches_from(args)
-                .map_err(|e| e.to_string())
-                .and_then(|m| Config::from_arg_matches(&m).map_err(|e| e.to_string()))
-        };
         assert_eq!(parse(&["app"]).unwrap().log_format, LogFormat::Text);
         assert_eq!(
             parse(&["app", "--log-format", "json"]).unwrap().log_format,
