@@ -11,6 +11,7 @@ mod context_gauge;
 mod continue_replies;
 mod cpu_variants;
 mod devices;
+mod docs;
 mod engines;
 mod faults;
 mod features;
